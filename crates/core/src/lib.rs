@@ -1,0 +1,12 @@
+//! clawkeeper-core: everything Clawkeeper does, with no UI. The desktop app (`src-tauri`)
+//! and the command line (`crates/cli`) are thin faces over this crate.
+
+pub mod audit;
+pub mod problem;
+pub mod secret;
+pub mod store;
+pub mod time;
+pub mod vault;
+
+pub use problem::{Problem, UserFacing};
+pub use secret::Secret;
