@@ -2,6 +2,9 @@
 //! and the command line (`crates/cli`) are thin faces over this crate.
 
 pub mod audit;
+pub mod gateway;
+pub mod local;
+pub mod paths;
 pub mod problem;
 pub mod secret;
 pub mod store;

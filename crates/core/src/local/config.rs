@@ -1,0 +1,142 @@
+//! The hardened OpenClaw configuration Clawkeeper writes for an instance on this computer.
+//!
+//! - bound to loopback, token auth; the token is a SecretRef served by our keychain helper
+//!   (`exec` source), so no secret is ever written to disk;
+//! - the model provider's key is a SecretRef too, under our own provider entry (never the
+//!   standard env names, which make OpenClaw fetch plugins at start);
+//! - no calls home: update check, model catalog refresh and mDNS are off;
+//! - per-channel-peer DM sessions, DM pairing; logs inside the instance directory.
+
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Name of our `exec` secrets provider in the gateway config.
+pub const SECRETS_PROVIDER: &str = "clawkeeper";
+/// Name of the model provider entry in the gateway config.
+pub const MODEL_PROVIDER: &str = "clawkeeper";
+
+/// Environment variables the keychain helper needs to reach the user's keychain.
+pub const HELPER_ENV: &[&str] = &["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "HOME", "CLAWKEEPER_KEYCHAIN_NAMESPACE"];
+
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    pub base_url: String,
+    pub model: String,
+    /// Vault reference of the provider key, e.g. `provider-key/local`.
+    pub key_ref: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig<'a> {
+    pub port: u16,
+    pub token_ref: &'a str,
+    pub helper: &'a Path,
+    pub namespace: &'a str,
+    pub log_file: &'a Path,
+    pub model: Option<&'a ModelSettings>,
+}
+
+fn secret_ref(id: &str) -> Value {
+    json!({ "source": "exec", "provider": SECRETS_PROVIDER, "id": id })
+}
+
+pub fn render(c: &GatewayConfig<'_>) -> Value {
+    let helper_dir = c.helper.parent().map(|p| p.display().to_string()).unwrap_or_default();
+    let mut config = json!({
+        "gateway": {
+            "mode": "local",
+            "bind": "loopback",
+            "port": c.port,
+            "auth": { "mode": "token", "token": secret_ref(c.token_ref) },
+        },
+        "update": { "checkOnStart": false },
+        "discovery": { "mdns": { "mode": "off" } },
+        "session": { "dmScope": "per-channel-peer" },
+        "logging": { "file": c.log_file.display().to_string() },
+        "secrets": {
+            "providers": {
+                SECRETS_PROVIDER: {
+                    "source": "exec",
+                    "command": c.helper.display().to_string(),
+                    "args": ["--namespace", c.namespace],
+                    "passEnv": HELPER_ENV,
+                    "trustedDirs": [helper_dir],
+                    "jsonOnly": true,
+                    "timeoutMs": 10000,
+                }
+            }
+        },
+        "models": { "catalogRefresh": { "enabled": false } },
+    });
+    if let (Some(m), Some(obj)) = (c.model, config.as_object_mut()) {
+        obj.insert(
+            "models".into(),
+            json!({
+                "catalogRefresh": { "enabled": false },
+                "mode": "replace",
+                "providers": {
+                    MODEL_PROVIDER: {
+                        "baseUrl": m.base_url,
+                        "apiKey": secret_ref(&m.key_ref),
+                        "api": "openai-completions",
+                        "models": [{
+                            "id": m.model,
+                            "name": m.model,
+                            "contextWindow": 128000,
+                            "maxTokens": 8192,
+                        }],
+                    }
+                }
+            }),
+        );
+        obj.insert(
+            "agents".into(),
+            json!({ "defaults": { "model": { "primary": format!("{MODEL_PROVIDER}/{}", m.model) } } }),
+        );
+    }
+    config
+}
+
+/// Every string value in a config (to check that no secret is in it).
+pub fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn hardened_defaults() {
+        let helper = PathBuf::from("/data/bin/clawkeeper-keyhelper");
+        let log = PathBuf::from("/data/instances/local/logs/openclaw.log");
+        let model = ModelSettings {
+            base_url: "https://openrouter.ai/api/v1".into(),
+            model: "openrouter/auto".into(),
+            key_ref: "provider-key/local".into(),
+        };
+        let c = render(&GatewayConfig {
+            port: 18789,
+            token_ref: "gateway-token/local",
+            helper: &helper,
+            namespace: "clawkeeper",
+            log_file: &log,
+            model: Some(&model),
+        });
+        assert_eq!(c["gateway"]["bind"], "loopback");
+        assert_eq!(c["gateway"]["auth"]["mode"], "token");
+        assert_eq!(c["gateway"]["auth"]["token"]["source"], "exec");
+        assert_eq!(c["update"]["checkOnStart"], false);
+        assert_eq!(c["models"]["catalogRefresh"]["enabled"], false);
+        assert_eq!(c["discovery"]["mdns"]["mode"], "off");
+        assert_eq!(c["models"]["providers"]["clawkeeper"]["apiKey"]["id"], "provider-key/local");
+        assert_eq!(c["agents"]["defaults"]["model"]["primary"], "clawkeeper/openrouter/auto");
+        assert_eq!(c["secrets"]["providers"]["clawkeeper"]["trustedDirs"][0], "/data/bin");
+    }
+}
