@@ -19,9 +19,23 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
-fn chain_hash(prev: &str, seq: i64, at: &str, instance: Option<&str>, action: &str, detail: &str) -> String {
+fn chain_hash(
+    prev: &str,
+    seq: i64,
+    at: &str,
+    instance: Option<&str>,
+    action: &str,
+    detail: &str,
+) -> String {
     let mut h = Sha256::new();
-    for part in [prev, &seq.to_string(), at, instance.unwrap_or(""), action, detail] {
+    for part in [
+        prev,
+        &seq.to_string(),
+        at,
+        instance.unwrap_or(""),
+        action,
+        detail,
+    ] {
         // Length-prefix each field so that no two different rows hash alike.
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
@@ -31,7 +45,12 @@ fn chain_hash(prev: &str, seq: i64, at: &str, instance: Option<&str>, action: &s
 
 /// Append one row. Safe against concurrent writers (other processes included): a lost race
 /// on the sequence number is retried on the new tip.
-pub async fn append(store: &Store, instance_id: Option<&str>, action: &str, detail: &str) -> Result<AuditEntry> {
+pub async fn append(
+    store: &Store,
+    instance_id: Option<&str>,
+    action: &str,
+    detail: &str,
+) -> Result<AuditEntry> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -98,9 +117,11 @@ pub async fn recent(store: &Store, limit: i64) -> Result<Vec<AuditEntry>> {
 
 /// Walk the whole chain; returns the number of rows, or the first broken sequence number.
 pub async fn verify(store: &Store) -> Result<i64> {
-    let rows = sqlx::query("SELECT seq, at, instance_id, action, detail, prev_hash, hash FROM audit ORDER BY seq")
-        .fetch_all(store.pool())
-        .await?;
+    let rows = sqlx::query(
+        "SELECT seq, at, instance_id, action, detail, prev_hash, hash FROM audit ORDER BY seq",
+    )
+    .fetch_all(store.pool())
+    .await?;
     let mut prev = GENESIS.to_owned();
     let mut expected_seq = 1;
     for r in rows {
@@ -135,12 +156,22 @@ mod tests {
         assert_eq!(recent(&store, 2).await?.len(), 2);
 
         // Updates and deletes are refused by the database itself.
-        assert!(sqlx::query("UPDATE audit SET detail = 'x' WHERE seq = 2").execute(store.pool()).await.is_err());
-        assert!(sqlx::query("DELETE FROM audit WHERE seq = 2").execute(store.pool()).await.is_err());
+        assert!(sqlx::query("UPDATE audit SET detail = 'x' WHERE seq = 2")
+            .execute(store.pool())
+            .await
+            .is_err());
+        assert!(sqlx::query("DELETE FROM audit WHERE seq = 2")
+            .execute(store.pool())
+            .await
+            .is_err());
 
         // Someone drops the triggers and edits a row: verify finds it.
-        sqlx::query("DROP TRIGGER audit_no_update").execute(store.pool()).await?;
-        sqlx::query("UPDATE audit SET detail = 'forged' WHERE seq = 3").execute(store.pool()).await?;
+        sqlx::query("DROP TRIGGER audit_no_update")
+            .execute(store.pool())
+            .await?;
+        sqlx::query("UPDATE audit SET detail = 'forged' WHERE seq = 3")
+            .execute(store.pool())
+            .await?;
         assert!(matches!(verify(&store).await, Err(Error::AuditTampered(3))));
         Ok(())
     }

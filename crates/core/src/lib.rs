@@ -1,6 +1,7 @@
 //! clawkeeper-core: everything Clawkeeper does, with no UI. The desktop app (`src-tauri`)
 //! and the command line (`crates/cli`) are thin faces over this crate.
 
+pub mod app;
 pub mod audit;
 pub mod gateway;
 pub mod local;

@@ -19,13 +19,18 @@ impl Paths {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => directories::ProjectDirs::from("org", "Clawkeeper", "clawkeeper")
                 .map(|p| p.data_dir().to_owned())
-                .ok_or_else(|| std::io::Error::other("no home directory to keep Clawkeeper's data in"))?,
+                .ok_or_else(|| {
+                    std::io::Error::other("no home directory to keep Clawkeeper's data in")
+                })?,
         };
         let runtime_dir = match std::env::var_os("CLAWKEEPER_RUNTIME_DIR") {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => data_dir.join("runtime"),
         };
-        Ok(Self { data_dir, runtime_dir })
+        Ok(Self {
+            data_dir,
+            runtime_dir,
+        })
     }
 
     pub fn under(data_dir: &Path) -> Self {
@@ -73,7 +78,9 @@ pub fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
 /// Write a file atomically (temp file + rename) with mode 0600.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no parent directory"))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),

@@ -166,7 +166,10 @@ impl Store {
                 for ext in ["db-wal", "db-shm"] {
                     let _ = std::fs::remove_file(path.with_extension(ext));
                 }
-                tracing::warn!(?moved_to, "database was damaged; moved aside and started fresh");
+                tracing::warn!(
+                    ?moved_to,
+                    "database was damaged; moved aside and started fresh"
+                );
                 let store = Self::open_checked(path).await?;
                 Ok((store, Some(Recovered { moved_to })))
             }
@@ -333,10 +336,12 @@ impl Store {
     // ---- settings ----
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
@@ -351,7 +356,12 @@ impl Store {
 
     // ---- jobs ----
 
-    pub async fn create_job(&self, kind: &str, instance_id: Option<&str>, total: i64) -> Result<String> {
+    pub async fn create_job(
+        &self,
+        kind: &str,
+        instance_id: Option<&str>,
+        total: i64,
+    ) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_rfc3339();
         sqlx::query(
@@ -370,7 +380,14 @@ impl Store {
     }
 
     /// Record that a job entered step `seq` (`name`), with progress `done`/`total`.
-    pub async fn job_step(&self, job_id: &str, seq: i64, name: &str, done: i64, total: i64) -> Result<()> {
+    pub async fn job_step(
+        &self,
+        job_id: &str,
+        seq: i64,
+        name: &str,
+        done: i64,
+        total: i64,
+    ) -> Result<()> {
         let now = now_rfc3339();
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE job_steps SET state = 'done' WHERE job_id = ?1 AND state = 'running'")
@@ -387,21 +404,32 @@ impl Store {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE jobs SET step = ?2, done = ?3, total = ?4, updated_at = ?5 WHERE id = ?1")
-            .bind(job_id)
-            .bind(name)
-            .bind(done)
-            .bind(total)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET step = ?2, done = ?3, total = ?4, updated_at = ?5 WHERE id = ?1",
+        )
+        .bind(job_id)
+        .bind(name)
+        .bind(done)
+        .bind(total)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await.map_err(classify)?;
         Ok(())
     }
 
     /// Finish a job: `state` is succeeded, failed or cancelled.
-    pub async fn finish_job(&self, job_id: &str, state: &str, error: Option<(&str, &str)>) -> Result<()> {
-        let step_state = if state == "succeeded" { "done" } else { "failed" };
+    pub async fn finish_job(
+        &self,
+        job_id: &str,
+        state: &str,
+        error: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let step_state = if state == "succeeded" {
+            "done"
+        } else {
+            "failed"
+        };
         let now = now_rfc3339();
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE job_steps SET state = ?2 WHERE job_id = ?1 AND state = 'running'")
@@ -477,7 +505,11 @@ fn is_corruption(e: &Error) -> bool {
 #[cfg(unix)]
 fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    for p in [path.to_owned(), path.with_extension("db-wal"), path.with_extension("db-shm")] {
+    for p in [
+        path.to_owned(),
+        path.with_extension("db-wal"),
+        path.with_extension("db-shm"),
+    ] {
         let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
     }
 }
@@ -505,13 +537,21 @@ mod tests {
     async fn instances_and_desired_state() -> Result<()> {
         let store = Store::open_memory().await?;
         store.upsert_instance(&instance()).await?;
-        store.set_desired_state("local", DesiredState::Running).await?;
-        let got = store.instance("local").await?.ok_or(Error::BadValue("missing".into()))?;
+        store
+            .set_desired_state("local", DesiredState::Running)
+            .await?;
+        let got = store
+            .instance("local")
+            .await?
+            .ok_or(Error::BadValue("missing".into()))?;
         assert_eq!(got.desired_state, DesiredState::Running);
         assert_eq!(got.port, 18789);
         // Upsert keeps the desired state.
         store.upsert_instance(&instance()).await?;
-        let got = store.instance("local").await?.ok_or(Error::BadValue("missing".into()))?;
+        let got = store
+            .instance("local")
+            .await?
+            .ok_or(Error::BadValue("missing".into()))?;
         assert_eq!(got.desired_state, DesiredState::Running);
         Ok(())
     }
@@ -521,10 +561,19 @@ mod tests {
         let store = Store::open_memory().await?;
         let id = store.create_job("install", Some("local"), 3).await?;
         store.job_step(&id, 1, "Downloading", 1, 3).await?;
-        let job = store.latest_job("install").await?.ok_or(Error::BadValue("missing".into()))?;
-        assert_eq!((job.state.as_str(), job.step.as_deref(), job.done), ("running", Some("Downloading"), 1));
+        let job = store
+            .latest_job("install")
+            .await?
+            .ok_or(Error::BadValue("missing".into()))?;
+        assert_eq!(
+            (job.state.as_str(), job.step.as_deref(), job.done),
+            ("running", Some("Downloading"), 1)
+        );
         assert_eq!(store.fail_abandoned_jobs().await?, 1);
-        let job = store.latest_job("install").await?.ok_or(Error::BadValue("missing".into()))?;
+        let job = store
+            .latest_job("install")
+            .await?
+            .ok_or(Error::BadValue("missing".into()))?;
         assert_eq!(job.error_code.as_deref(), Some("interrupted"));
         Ok(())
     }

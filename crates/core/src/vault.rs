@@ -89,7 +89,9 @@ impl SecretRef {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        let (kind, instance) = s.split_once('/').ok_or_else(|| Error::BadRef(s.to_owned()))?;
+        let (kind, instance) = s
+            .split_once('/')
+            .ok_or_else(|| Error::BadRef(s.to_owned()))?;
         let kind = SecretKind::parse(kind).ok_or_else(|| Error::BadRef(s.to_owned()))?;
         let valid = !instance.is_empty()
             && instance.len() <= 64
@@ -298,7 +300,14 @@ mod tests {
         let r = SecretRef::parse("gateway-token/local")?;
         assert_eq!(r, SecretRef::new(SecretKind::GatewayToken, "local"));
         assert_eq!(r.to_string(), "gateway-token/local");
-        for bad in ["", "gateway-token", "nope/local", "provider-key/", "provider-key/a b", "provider-key/../x"] {
+        for bad in [
+            "",
+            "gateway-token",
+            "nope/local",
+            "provider-key/",
+            "provider-key/a b",
+            "provider-key/../x",
+        ] {
             assert!(SecretRef::parse(bad).is_err(), "{bad} accepted");
         }
         Ok(())

@@ -59,11 +59,17 @@ pub struct Hello {
 impl Hello {
     fn from_payload(p: &Value) -> Result<Self> {
         if p.get("type").and_then(Value::as_str) != Some("hello-ok") {
-            return Err(Error::Protocol("the gateway did not answer connect with hello-ok".into()));
+            return Err(Error::Protocol(
+                "the gateway did not answer connect with hello-ok".into(),
+            ));
         }
         let strings = |v: Option<&Value>| -> Vec<String> {
             v.and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         Ok(Self {
@@ -107,7 +113,10 @@ fn classify_connect_error(e: RpcError) -> Error {
             retry_after_ms: e.retry_after_ms.unwrap_or(500),
         };
     }
-    let auth_like = e.code.contains("AUTH") || reason.contains("AUTH") || reason.contains("auth") || e.code == "UNAUTHORIZED";
+    let auth_like = e.code.contains("AUTH")
+        || reason.contains("AUTH")
+        || reason.contains("auth")
+        || e.code == "UNAUTHORIZED";
     if auth_like {
         Error::Auth(if reason.is_empty() { e.code } else { reason })
     } else {
@@ -115,7 +124,9 @@ fn classify_connect_error(e: RpcError) -> Error {
     }
 }
 
-fn close_reason(frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> (u16, String) {
+fn close_reason(
+    frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+) -> (u16, String) {
     frame
         .map(|f| (u16::from(f.code), f.reason.as_str().to_owned()))
         .unwrap_or((1005, String::new()))
@@ -123,10 +134,11 @@ fn close_reason(frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFra
 
 /// Connect and authenticate once.
 pub async fn connect_once(url: &str, token: &Secret, client: &ClientInfo) -> Result<Connection> {
-    let (mut ws, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(url))
-        .await
-        .map_err(|_| Error::Timeout("connecting"))?
-        .map_err(|e| Error::Unreachable(e.to_string()))?;
+    let (mut ws, _) =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(url))
+            .await
+            .map_err(|_| Error::Timeout("connecting"))?
+            .map_err(|e| Error::Unreachable(e.to_string()))?;
 
     let handshake = async {
         let mut early = Vec::new();
@@ -148,9 +160,11 @@ pub async fn connect_once(url: &str, token: &Secret, client: &ClientInfo) -> Res
             "caps": [],
             "auth": { "token": token.expose() },
         });
-        ws.send(Message::Text(frame::request("connect", "connect", &params).into()))
-            .await
-            .map_err(|e| Error::Unreachable(e.to_string()))?;
+        ws.send(Message::Text(
+            frame::request("connect", "connect", &params).into(),
+        ))
+        .await
+        .map_err(|e| Error::Unreachable(e.to_string()))?;
         // 3. hello-ok.
         loop {
             match next_frame(&mut ws, DEFAULT_MAX_FRAME).await? {
@@ -178,7 +192,12 @@ pub async fn connect_once(url: &str, token: &Secret, client: &ClientInfo) -> Res
 async fn next_frame(ws: &mut Ws, max: usize) -> Result<Frame> {
     loop {
         match ws.next().await {
-            None => return Err(Error::Disconnected { code: 1006, reason: String::new() }),
+            None => {
+                return Err(Error::Disconnected {
+                    code: 1006,
+                    reason: String::new(),
+                })
+            }
             Some(Err(e)) => return Err(Error::Unreachable(e.to_string())),
             Some(Ok(Message::Text(t))) => match frame::parse(t.as_str(), max) {
                 Ok(f) => return Ok(f),
@@ -189,8 +208,14 @@ async fn next_frame(ws: &mut Ws, max: usize) -> Result<Frame> {
             Some(Ok(Message::Close(f))) => {
                 let (code, reason) = close_reason(f);
                 return Err(match code {
-                    1008 | 4001 => Error::Auth(if reason.is_empty() { format!("closed with {code}") } else { reason }),
-                    1013 => Error::Starting { retry_after_ms: 1000 },
+                    1008 | 4001 => Error::Auth(if reason.is_empty() {
+                        format!("closed with {code}")
+                    } else {
+                        reason
+                    }),
+                    1013 => Error::Starting {
+                        retry_after_ms: 1000,
+                    },
                     _ => Error::Disconnected { code, reason },
                 });
             }
@@ -201,7 +226,12 @@ async fn next_frame(ws: &mut Ws, max: usize) -> Result<Frame> {
 
 impl Connection {
     /// Send one request and wait for its response, queueing events that arrive meanwhile.
-    pub async fn request(&mut self, method: &str, params: Value, timeout: Duration) -> Result<Value> {
+    pub async fn request(
+        &mut self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value> {
         let id = uuid::Uuid::new_v4().to_string();
         self.ws
             .send(Message::Text(frame::request(&id, method, &params).into()))
@@ -211,13 +241,19 @@ impl Connection {
         let wait = async {
             loop {
                 match next_frame(&mut self.ws, max).await? {
-                    Frame::Response { id: rid, result } if rid == id => return result.map_err(Error::Rpc),
-                    Frame::Event { event, payload, .. } => self.pending_events.push(Event { event, payload }),
+                    Frame::Response { id: rid, result } if rid == id => {
+                        return result.map_err(Error::Rpc)
+                    }
+                    Frame::Event { event, payload, .. } => {
+                        self.pending_events.push(Event { event, payload })
+                    }
                     _ => {}
                 }
             }
         };
-        tokio::time::timeout(timeout, wait).await.map_err(|_| Error::Timeout("a reply"))?
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| Error::Timeout("a reply"))?
     }
 
     pub fn take_events(&mut self) -> Vec<Event> {
@@ -236,9 +272,14 @@ impl Connection {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkState {
     Connecting,
-    Connected { server_version: Option<String> },
+    Connected {
+        server_version: Option<String>,
+    },
     /// Waiting before the next attempt; `problem` says why the last one failed.
-    Retrying { problem: String, code: &'static str },
+    Retrying {
+        problem: String,
+        code: &'static str,
+    },
     Closed,
 }
 
@@ -271,7 +312,15 @@ impl Gateway {
         let (events, _) = broadcast::channel(1024);
         let (state_tx, state) = watch::channel(LinkState::Connecting);
         let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(run(url, token, client, cmd_rx, events.clone(), state_tx, stop_rx));
+        tokio::spawn(run(
+            url,
+            token,
+            client,
+            cmd_rx,
+            events.clone(),
+            state_tx,
+            stop_rx,
+        ));
         Self {
             cmd: cmd_tx,
             events,
@@ -307,7 +356,9 @@ impl Gateway {
         match tokio::time::timeout(timeout, wait).await {
             Ok(r) => r,
             Err(_) => Err(match &*self.state.borrow() {
-                LinkState::Retrying { problem, code } if *code == "gateway_auth" => Error::Auth(problem.clone()),
+                LinkState::Retrying { problem, code } if *code == "gateway_auth" => {
+                    Error::Auth(problem.clone())
+                }
                 LinkState::Retrying { problem, .. } => Error::Unreachable(problem.clone()),
                 _ => Error::Timeout("the connection"),
             }),
@@ -319,13 +370,20 @@ impl Gateway {
         self.wait_connected(self.request_timeout).await?;
         let (reply, rx) = oneshot::channel();
         self.cmd
-            .send(Cmd::Request { method: method.to_owned(), params, reply })
+            .send(Cmd::Request {
+                method: method.to_owned(),
+                params,
+                reply,
+            })
             .await
             .map_err(|_| Error::Closed)?;
         tokio::time::timeout(self.request_timeout, rx)
             .await
             .map_err(|_| Error::Timeout("a reply"))?
-            .map_err(|_| Error::Disconnected { code: 1006, reason: "connection lost".into() })?
+            .map_err(|_| Error::Disconnected {
+                code: 1006,
+                reason: "connection lost".into(),
+            })?
     }
 
     pub fn shutdown(&self) {
@@ -371,7 +429,9 @@ async fn run(
         let wait = match outcome {
             Ok(mut conn) => {
                 backoff = Duration::from_millis(250);
-                let _ = state.send(LinkState::Connected { server_version: conn.hello.server_version.clone() });
+                let _ = state.send(LinkState::Connected {
+                    server_version: conn.hello.server_version.clone(),
+                });
                 for e in conn.take_events() {
                     let _ = events.send(e);
                 }
@@ -380,17 +440,25 @@ async fn run(
                     None => break, // asked to stop
                     Some(e) => {
                         tracing::info!(error = %e, "gateway connection lost; reconnecting");
-                        let _ = state.send(LinkState::Retrying { problem: e.to_string(), code: e.code_str() });
+                        let _ = state.send(LinkState::Retrying {
+                            problem: e.to_string(),
+                            code: e.code_str(),
+                        });
                         Duration::from_millis(100)
                     }
                 }
             }
             Err(e) => {
                 let wait = match &e {
-                    Error::Starting { retry_after_ms } => Duration::from_millis((*retry_after_ms).clamp(100, 5000)),
+                    Error::Starting { retry_after_ms } => {
+                        Duration::from_millis((*retry_after_ms).clamp(100, 5000))
+                    }
                     _ => backoff,
                 };
-                let _ = state.send(LinkState::Retrying { problem: e.to_string(), code: e.code_str() });
+                let _ = state.send(LinkState::Retrying {
+                    problem: e.to_string(),
+                    code: e.code_str(),
+                });
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 // Fail requests queued while we could not connect, rather than leave them hanging.
                 while let Ok(Cmd::Request { reply, .. }) = cmd_rx.try_recv() {
@@ -420,7 +488,10 @@ async fn serve(
     let fail_all = |pending: &mut HashMap<String, oneshot::Sender<Result<Value>>>, e: &Error| {
         for (_, reply) in pending.drain() {
             let _ = reply.send(Err(match e {
-                Error::Disconnected { code, reason } => Error::Disconnected { code: *code, reason: reason.clone() },
+                Error::Disconnected { code, reason } => Error::Disconnected {
+                    code: *code,
+                    reason: reason.clone(),
+                },
                 other => Error::Unreachable(other.to_string()),
             }));
         }

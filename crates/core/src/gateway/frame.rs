@@ -24,7 +24,11 @@ pub struct RpcError {
     pub details: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retryable: Option<bool>,
-    #[serde(default, rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "retryAfterMs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retry_after_ms: Option<u64>,
 }
 
@@ -32,7 +36,9 @@ impl RpcError {
     /// `details.reason` or `details.code`, where the gateway puts the precise cause.
     pub fn reason(&self) -> Option<&str> {
         let d = self.details.as_ref()?;
-        d.get("reason").or_else(|| d.get("code")).and_then(Value::as_str)
+        d.get("reason")
+            .or_else(|| d.get("code"))
+            .and_then(Value::as_str)
     }
 }
 
@@ -62,7 +68,10 @@ pub enum Error {
     #[error("frame has no valid type")]
     NoType,
     #[error("{kind} frame is missing `{field}`")]
-    Missing { kind: &'static str, field: &'static str },
+    Missing {
+        kind: &'static str,
+        field: &'static str,
+    },
 }
 
 #[derive(Deserialize)]
@@ -98,8 +107,14 @@ pub fn parse(text: &str, max_len: usize) -> Result<Frame, Error> {
     };
     match kind.as_str() {
         "res" => {
-            let id = id_string(raw.id).ok_or(Error::Missing { kind: "res", field: "id" })?;
-            let ok = raw.ok.and_then(|v| v.as_bool()).ok_or(Error::Missing { kind: "res", field: "ok" })?;
+            let id = id_string(raw.id).ok_or(Error::Missing {
+                kind: "res",
+                field: "id",
+            })?;
+            let ok = raw.ok.and_then(|v| v.as_bool()).ok_or(Error::Missing {
+                kind: "res",
+                field: "ok",
+            })?;
             let result = if ok {
                 Ok(raw.payload.unwrap_or(Value::Null))
             } else {
@@ -120,7 +135,12 @@ pub fn parse(text: &str, max_len: usize) -> Result<Frame, Error> {
         "event" => {
             let event = match raw.event {
                 Some(Value::String(e)) => e,
-                _ => return Err(Error::Missing { kind: "event", field: "event" }),
+                _ => {
+                    return Err(Error::Missing {
+                        kind: "event",
+                        field: "event",
+                    })
+                }
             };
             Ok(Frame::Event {
                 event,
@@ -129,10 +149,18 @@ pub fn parse(text: &str, max_len: usize) -> Result<Frame, Error> {
             })
         }
         "req" => {
-            let id = id_string(raw.id).ok_or(Error::Missing { kind: "req", field: "id" })?;
+            let id = id_string(raw.id).ok_or(Error::Missing {
+                kind: "req",
+                field: "id",
+            })?;
             let method = match raw.method {
                 Some(Value::String(m)) => m,
-                _ => return Err(Error::Missing { kind: "req", field: "method" }),
+                _ => {
+                    return Err(Error::Missing {
+                        kind: "req",
+                        field: "method",
+                    })
+                }
             };
             Ok(Frame::Request { id, method })
         }
@@ -152,13 +180,29 @@ mod tests {
 
     #[test]
     fn parses_the_three_frame_kinds() -> Result<(), Error> {
-        let ev = parse(r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}"#, 1 << 20)?;
+        let ev = parse(
+            r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}"#,
+            1 << 20,
+        )?;
         assert_eq!(
             ev,
-            Frame::Event { event: "connect.challenge".into(), payload: json!({"nonce":"n","ts":1}), seq: None }
+            Frame::Event {
+                event: "connect.challenge".into(),
+                payload: json!({"nonce":"n","ts":1}),
+                seq: None
+            }
         );
-        let ok = parse(r#"{"type":"res","id":"7","ok":true,"payload":{"type":"hello-ok"}}"#, 1 << 20)?;
-        assert_eq!(ok, Frame::Response { id: "7".into(), result: Ok(json!({"type":"hello-ok"})) });
+        let ok = parse(
+            r#"{"type":"res","id":"7","ok":true,"payload":{"type":"hello-ok"}}"#,
+            1 << 20,
+        )?;
+        assert_eq!(
+            ok,
+            Frame::Response {
+                id: "7".into(),
+                result: Ok(json!({"type":"hello-ok"}))
+            }
+        );
         let err = parse(
             r#"{"type":"res","id":8,"ok":false,"error":{"code":"UNAVAILABLE","message":"m","details":{"reason":"startup-sidecars"},"retryAfterMs":500}}"#,
             1 << 20,
@@ -177,10 +221,25 @@ mod tests {
 
     #[test]
     fn rejects_garbage_without_panicking() {
-        for junk in ["", "null", "[]", "{}", r#"{"type":1}"#, r#"{"type":"res"}"#, r#"{"type":"res","id":"1"}"#, r#"{"type":"event"}"#, "\u{0}"] {
+        for junk in [
+            "",
+            "null",
+            "[]",
+            "{}",
+            r#"{"type":1}"#,
+            r#"{"type":"res"}"#,
+            r#"{"type":"res","id":"1"}"#,
+            r#"{"type":"event"}"#,
+            "\u{0}",
+        ] {
             assert!(parse(junk, 1 << 20).is_err(), "{junk:?} accepted");
         }
-        assert_eq!(parse(r#"{"type":"hello"}"#, 1 << 20), Ok(Frame::Unknown { kind: "hello".into() }));
+        assert_eq!(
+            parse(r#"{"type":"hello"}"#, 1 << 20),
+            Ok(Frame::Unknown {
+                kind: "hello".into()
+            })
+        );
         assert_eq!(parse(&"x".repeat(11), 10), Err(Error::TooLarge(11)));
     }
 }

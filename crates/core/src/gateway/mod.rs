@@ -1,9 +1,12 @@
 //! The OpenClaw gateway: protocol frames, the client, and typed methods.
 
+pub mod chat;
 pub mod client;
 pub mod frame;
 
-pub use client::{connect_once, ClientInfo, Connection, Event, Gateway, Hello, LinkState, TokenSource};
+pub use client::{
+    connect_once, ClientInfo, Connection, Event, Gateway, Hello, LinkState, TokenSource,
+};
 
 use crate::problem::UserFacing;
 use frame::RpcError;
@@ -49,7 +52,9 @@ impl UserFacing for Error {
 
     fn hint(&self) -> Option<&'static str> {
         Some(match self {
-            Error::Auth(_) => "Restart your assistant from the tray; Clawkeeper will give it a fresh key.",
+            Error::Auth(_) => {
+                "Restart your assistant from the tray; Clawkeeper will give it a fresh key."
+            }
             Error::Starting { .. } => "Wait a few seconds; it is getting ready.",
             _ => "Check that your assistant is running (tray → Status), then try again.",
         })

@@ -16,7 +16,12 @@ pub const SECRETS_PROVIDER: &str = "clawkeeper";
 pub const MODEL_PROVIDER: &str = "clawkeeper";
 
 /// Environment variables the keychain helper needs to reach the user's keychain.
-pub const HELPER_ENV: &[&str] = &["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "HOME", "CLAWKEEPER_KEYCHAIN_NAMESPACE"];
+pub const HELPER_ENV: &[&str] = &[
+    "DBUS_SESSION_BUS_ADDRESS",
+    "XDG_RUNTIME_DIR",
+    "HOME",
+    "CLAWKEEPER_KEYCHAIN_NAMESPACE",
+];
 
 #[derive(Debug, Clone)]
 pub struct ModelSettings {
@@ -41,7 +46,11 @@ fn secret_ref(id: &str) -> Value {
 }
 
 pub fn render(c: &GatewayConfig<'_>) -> Value {
-    let helper_dir = c.helper.parent().map(|p| p.display().to_string()).unwrap_or_default();
+    let helper_dir = c
+        .helper
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let mut config = json!({
         "gateway": {
             "mode": "local",
@@ -135,8 +144,17 @@ mod tests {
         assert_eq!(c["update"]["checkOnStart"], false);
         assert_eq!(c["models"]["catalogRefresh"]["enabled"], false);
         assert_eq!(c["discovery"]["mdns"]["mode"], "off");
-        assert_eq!(c["models"]["providers"]["clawkeeper"]["apiKey"]["id"], "provider-key/local");
-        assert_eq!(c["agents"]["defaults"]["model"]["primary"], "clawkeeper/openrouter/auto");
-        assert_eq!(c["secrets"]["providers"]["clawkeeper"]["trustedDirs"][0], "/data/bin");
+        assert_eq!(
+            c["models"]["providers"]["clawkeeper"]["apiKey"]["id"],
+            "provider-key/local"
+        );
+        assert_eq!(
+            c["agents"]["defaults"]["model"]["primary"],
+            "clawkeeper/openrouter/auto"
+        );
+        assert_eq!(
+            c["secrets"]["providers"]["clawkeeper"]["trustedDirs"][0],
+            "/data/bin"
+        );
     }
 }

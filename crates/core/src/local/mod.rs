@@ -196,7 +196,15 @@ impl LocalInstance {
     /// under its standard name, never the gateway token.
     pub fn gateway_env(&self) -> Vec<(String, std::ffi::OsString)> {
         let mut env: Vec<(String, std::ffi::OsString)> = Vec::new();
-        for k in ["HOME", "LANG", "LC_ALL", "TZ", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "CLAWKEEPER_KEYCHAIN_NAMESPACE"] {
+        for k in [
+            "HOME",
+            "LANG",
+            "LC_ALL",
+            "TZ",
+            "DBUS_SESSION_BUS_ADDRESS",
+            "XDG_RUNTIME_DIR",
+            "CLAWKEEPER_KEYCHAIN_NAMESPACE",
+        ] {
             if let Some(v) = std::env::var_os(k) {
                 env.push((k.to_owned(), v));
             }

@@ -51,10 +51,16 @@ impl UserFacing for Error {
 
     fn hint(&self) -> Option<&'static str> {
         Some(match self {
-            Error::RegistryUnreachable => "Check your internet connection, then press Try again. Nothing was changed.",
-            Error::NoNpm => "Install Node.js and npm from your system's software center, then try again.",
+            Error::RegistryUnreachable => {
+                "Check your internet connection, then press Try again. Nothing was changed."
+            }
+            Error::NoNpm => {
+                "Install Node.js and npm from your system's software center, then try again."
+            }
             Error::DiskFull => "Free about 1 GB of disk space, then press Try again.",
-            Error::Failed { .. } | Error::Io(_) => "Press Try again. If it fails again, Show details tells what went wrong.",
+            Error::Failed { .. } | Error::Io(_) => {
+                "Press Try again. If it fails again, Show details tells what went wrong."
+            }
             Error::Cancelled => "Press Install when you're ready.",
             Error::NotInstalled => "Press Install to download it (about 850 MB).",
         })
@@ -80,7 +86,9 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(root: &Path) -> Self {
-        Self { root: root.to_owned() }
+        Self {
+            root: root.to_owned(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -105,7 +113,8 @@ impl Runtime {
 
     /// The package's own entry point (run with our Node; never a PATH lookup).
     pub fn openclaw_entry(&self) -> PathBuf {
-        self.openclaw_prefix().join("node_modules/openclaw/openclaw.mjs")
+        self.openclaw_prefix()
+            .join("node_modules/openclaw/openclaw.mjs")
     }
 
     pub fn version(&self) -> &'static str {
@@ -120,7 +129,11 @@ impl Runtime {
     }
 
     /// Install what is missing. `progress` is called about twice a second.
-    pub async fn install(&self, progress: &(dyn Fn(Progress) + Send + Sync), cancel: &CancellationToken) -> Result<()> {
+    pub async fn install(
+        &self,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<()> {
         crate::paths::create_private_dir(&self.root)?;
         let total = NODE_BYTES + OPENCLAW_BYTES;
         let started = Instant::now();
@@ -131,7 +144,14 @@ impl Runtime {
                 &format!("node@{NODE_VERSION}"),
                 None,
                 "Downloading Node.js",
-                &|bytes| progress(make_progress("Downloading Node.js", base + bytes.min(NODE_BYTES), total, started)),
+                &|bytes| {
+                    progress(make_progress(
+                        "Downloading Node.js",
+                        base + bytes.min(NODE_BYTES),
+                        total,
+                        started,
+                    ))
+                },
                 cancel,
             )
             .await?;
@@ -144,13 +164,23 @@ impl Runtime {
                 Some(&self.node_bin_dir()),
                 "Downloading OpenClaw",
                 &|bytes| {
-                    progress(make_progress("Downloading OpenClaw", base + bytes.min(OPENCLAW_BYTES), total, started))
+                    progress(make_progress(
+                        "Downloading OpenClaw",
+                        base + bytes.min(OPENCLAW_BYTES),
+                        total,
+                        started,
+                    ))
                 },
                 cancel,
             )
             .await?;
         }
-        progress(make_progress("Checking the installation", total, total, started));
+        progress(make_progress(
+            "Checking the installation",
+            total,
+            total,
+            started,
+        ));
         self.check_version().await?;
         Ok(())
     }
@@ -174,8 +204,18 @@ impl Runtime {
             .arg("--prefix")
             .arg(&tmp)
             .arg(spec)
-            .args(["--no-audit", "--no-fund", "--no-update-notifier", "--foreground-scripts", "--loglevel=error"])
-            .args(["--fetch-retries=2", "--fetch-retry-mintimeout=2000", "--fetch-retry-maxtimeout=10000"])
+            .args([
+                "--no-audit",
+                "--no-fund",
+                "--no-update-notifier",
+                "--foreground-scripts",
+                "--loglevel=error",
+            ])
+            .args([
+                "--fetch-retries=2",
+                "--fetch-retry-mintimeout=2000",
+                "--fetch-retry-maxtimeout=10000",
+            ])
             .env("npm_config_cache", self.root.join("npm-cache"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -193,7 +233,13 @@ impl Runtime {
             let path = std::env::var_os("PATH").unwrap_or_default();
             let mut paths = vec![bin.to_owned()];
             paths.extend(std::env::split_paths(&path));
-            cmd.env("PATH", std::env::join_paths(paths).map_err(|e| Error::Failed { step, detail: e.to_string() })?);
+            cmd.env(
+                "PATH",
+                std::env::join_paths(paths).map_err(|e| Error::Failed {
+                    step,
+                    detail: e.to_string(),
+                })?,
+            );
         }
         #[cfg(unix)]
         cmd.process_group(0);
@@ -286,13 +332,29 @@ fn npm_program() -> Option<PathBuf> {
 }
 
 fn classify_npm_failure(step: &'static str, output: &str) -> Error {
-    let unreachable = ["ENOTFOUND", "ECONNREFUSED", "EAI_AGAIN", "ETIMEDOUT", "ECONNRESET", "ENETUNREACH", "network"];
+    let unreachable = [
+        "ENOTFOUND",
+        "ECONNREFUSED",
+        "EAI_AGAIN",
+        "ETIMEDOUT",
+        "ECONNRESET",
+        "ENETUNREACH",
+        "network",
+    ];
     if output.contains("ENOSPC") {
         Error::DiskFull
     } else if unreachable.iter().any(|m| output.contains(m)) {
         Error::RegistryUnreachable
     } else {
-        let tail: String = output.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let tail: String = output
+            .lines()
+            .rev()
+            .take(6)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
         Error::Failed { step, detail: tail }
     }
 }
@@ -301,7 +363,9 @@ fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(e.path()),
@@ -327,9 +391,18 @@ mod tests {
 
     #[test]
     fn npm_failures_are_classified() {
-        assert!(matches!(classify_npm_failure("x", "npm error code ECONNREFUSED"), Error::RegistryUnreachable));
-        assert!(matches!(classify_npm_failure("x", "npm error code ENOSPC: no space left"), Error::DiskFull));
-        assert!(matches!(classify_npm_failure("x", "npm error 404 Not Found"), Error::Failed { .. }));
+        assert!(matches!(
+            classify_npm_failure("x", "npm error code ECONNREFUSED"),
+            Error::RegistryUnreachable
+        ));
+        assert!(matches!(
+            classify_npm_failure("x", "npm error code ENOSPC: no space left"),
+            Error::DiskFull
+        ));
+        assert!(matches!(
+            classify_npm_failure("x", "npm error 404 Not Found"),
+            Error::Failed { .. }
+        ));
     }
 
     #[test]

@@ -23,11 +23,20 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub enum InstanceState {
     NotInstalled,
     Stopped,
-    Starting { detail: String },
-    Healthy { version: Option<String>, since: String },
-    Degraded { detail: String },
+    Starting {
+        detail: String,
+    },
+    Healthy {
+        version: Option<String>,
+        since: String,
+    },
+    Degraded {
+        detail: String,
+    },
     Stopping,
-    Error { problem: Problem },
+    Error {
+        problem: Problem,
+    },
 }
 
 impl InstanceState {
@@ -92,10 +101,28 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn spawn(instance: LocalInstance, store: Store, policy: Policy) -> Self {
-        let initial = if instance.runtime().is_installed() { InstanceState::Stopped } else { InstanceState::NotInstalled };
-        let (tx, status) = watch::channel(Status { state: initial, checks: verify::pending(), restarts: 0, pid: None });
+        let initial = if instance.runtime().is_installed() {
+            InstanceState::Stopped
+        } else {
+            InstanceState::NotInstalled
+        };
+        let (tx, status) = watch::channel(Status {
+            state: initial,
+            checks: verify::pending(),
+            restarts: 0,
+            pid: None,
+        });
         let (cmd, rx) = mpsc::channel(8);
-        tokio::spawn(Task { instance, store, policy, status: tx, cmd: rx }.run());
+        tokio::spawn(
+            Task {
+                instance,
+                store,
+                policy,
+                status: tx,
+                cmd: rx,
+            }
+            .run(),
+        );
         Self { cmd, status }
     }
 
@@ -120,7 +147,11 @@ impl Supervisor {
     }
 
     /// Wait until the state satisfies `pred` (or `timeout`), returning the last status.
-    pub async fn wait_for(&self, timeout: Duration, pred: impl Fn(&InstanceState) -> bool) -> Status {
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&InstanceState) -> bool,
+    ) -> Status {
         let mut rx = self.status.clone();
         let _ = tokio::time::timeout(timeout, async {
             loop {
@@ -214,31 +245,50 @@ impl Task {
                     if code == Some(78) && !doctored {
                         // EX_CONFIG: let OpenClaw repair its state once, then retry.
                         doctored = true;
-                        self.set_state(InstanceState::Starting { detail: "Repairing settings".into() });
-                        let _ = self.instance.openclaw(&["doctor", "--fix", "--yes", "--non-interactive"]).await;
+                        self.set_state(InstanceState::Starting {
+                            detail: "Repairing settings".into(),
+                        });
+                        let _ = self
+                            .instance
+                            .openclaw(&["doctor", "--fix", "--yes", "--non-interactive"])
+                            .await;
                         continue;
                     } else if code == Some(78) {
-                        let p = Error::Config("OpenClaw refused the configuration (exit code 78)".into()).problem();
+                        let p = Error::Config(
+                            "OpenClaw refused the configuration (exit code 78)".into(),
+                        )
+                        .problem();
                         self.set_state(InstanceState::Error { problem: p });
                         return;
                     }
                     let now = Instant::now();
                     crashes.push_back(now);
-                    while crashes.front().is_some_and(|t| now.duration_since(*t) > self.policy.crash_window) {
+                    while crashes
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) > self.policy.crash_window)
+                    {
                         crashes.pop_front();
                     }
                     let count = u32::try_from(crashes.len()).unwrap_or(u32::MAX);
                     if count >= self.policy.max_crashes {
-                        self.set_state(InstanceState::Error { problem: Error::CrashLoop(count).problem() });
+                        self.set_state(InstanceState::Error {
+                            problem: Error::CrashLoop(count).problem(),
+                        });
                         return;
                     }
                     self.status.send_modify(|s| {
                         s.restarts += 1;
                         s.state = InstanceState::Degraded {
-                            detail: format!("Stopped unexpectedly; restarting in {} s", backoff.as_secs().max(1)),
+                            detail: format!(
+                                "Stopped unexpectedly; restarting in {} s",
+                                backoff.as_secs().max(1)
+                            ),
                         };
                     });
-                    tracing::warn!(?code, "gateway exited unexpectedly; restarting after {backoff:?}");
+                    tracing::warn!(
+                        ?code,
+                        "gateway exited unexpectedly; restarting after {backoff:?}"
+                    );
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         cmd = self.cmd.recv() => match cmd {
@@ -265,8 +315,19 @@ impl Task {
         let provider = self.store.provider(&self.instance.id).await.ok().flatten();
         let (model, key) = match provider {
             Some(p) => {
-                let key = self.instance.vault().read(&self.instance.provider_key_ref()).await?;
-                (Some(ModelSettings { base_url: p.base_url, model: p.model, key_ref: p.key_ref }), Some(key))
+                let key = self
+                    .instance
+                    .vault()
+                    .read(&self.instance.provider_key_ref())
+                    .await?;
+                (
+                    Some(ModelSettings {
+                        base_url: p.base_url,
+                        model: p.model,
+                        key_ref: p.key_ref,
+                    }),
+                    Some(key),
+                )
             }
             None => (None, None),
         };
@@ -280,14 +341,20 @@ impl Task {
 
     async fn run_once(&mut self) -> Exit {
         self.status.send_modify(|s| {
-            s.state = InstanceState::Starting { detail: "Getting ready".into() };
+            s.state = InstanceState::Starting {
+                detail: "Getting ready".into(),
+            };
             s.checks = verify::pending();
         });
         let (token, provider_key) = match self.prepare().await {
             Ok(v) => v,
             Err(e) => return Exit::Failed(e.problem()),
         };
-        let mut child = match self.instance.gateway_command().and_then(|mut c| c.spawn().map_err(Error::Io)) {
+        let mut child = match self
+            .instance
+            .gateway_command()
+            .and_then(|mut c| c.spawn().map_err(Error::Io))
+        {
             Ok(c) => c,
             Err(e) => return Exit::Failed(e.problem()),
         };
@@ -295,13 +362,16 @@ impl Task {
         let _ = std::fs::write(self.instance.pid_file(), pid.to_string());
         self.status.send_modify(|s| {
             s.pid = Some(pid);
-            s.state = InstanceState::Starting { detail: "Starting your assistant".into() };
+            s.state = InstanceState::Starting {
+                detail: "Starting your assistant".into(),
+            };
         });
 
         // Readiness: a real hello-ok with our token.
         let deadline = Instant::now() + self.policy.ready_timeout;
         let hello = loop {
-            match gateway::connect_once(&self.instance.url(), &token, &ClientInfo::default()).await {
+            match gateway::connect_once(&self.instance.url(), &token, &ClientInfo::default()).await
+            {
                 Ok(conn) => {
                     let h = conn.hello.clone();
                     conn.close().await;
@@ -311,7 +381,9 @@ impl Task {
             }
             if Instant::now() > deadline {
                 self.terminate(&mut child).await;
-                return Exit::Failed(Error::StartTimeout(self.policy.ready_timeout.as_secs()).problem());
+                return Exit::Failed(
+                    Error::StartTimeout(self.policy.ready_timeout.as_secs()).problem(),
+                );
             }
             tokio::select! {
                 status = child.wait() => {
@@ -333,7 +405,13 @@ impl Task {
             secrets.push(k);
         }
         let checks = verify::run(&self.instance, pid, &secrets).await;
-        let exposed = checks.iter().find(|c| c.id == verify::LOOPBACK_ONLY && c.status == CheckStatus::Fail && c.detail.as_deref().is_some_and(|d| d.starts_with("Also reachable")));
+        let exposed = checks.iter().find(|c| {
+            c.id == verify::LOOPBACK_ONLY
+                && c.status == CheckStatus::Fail
+                && c.detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("Also reachable"))
+        });
         if let Some(c) = exposed {
             let detail = c.detail.clone().unwrap_or_default();
             self.terminate(&mut child).await;
@@ -346,9 +424,14 @@ impl Task {
         self.status.send_modify(|s| {
             s.checks = checks;
             s.state = if all_pass {
-                InstanceState::Healthy { version: version.clone(), since: since.clone() }
+                InstanceState::Healthy {
+                    version: version.clone(),
+                    since: since.clone(),
+                }
             } else {
-                InstanceState::Degraded { detail: "A safety check did not pass".into() }
+                InstanceState::Degraded {
+                    detail: "A safety check did not pass".into(),
+                }
             };
         });
 
@@ -409,7 +492,9 @@ pub async fn stop_child(child: &mut Child, timeout: Duration) {
 
 /// A gateway left running by a Clawkeeper that crashed: stop it before starting a new one.
 pub async fn stop_orphan(instance: &LocalInstance) -> bool {
-    let Some(pid) = read_pid(instance) else { return false };
+    let Some(pid) = read_pid(instance) else {
+        return false;
+    };
     stop_pid(pid, Duration::from_secs(15)).await;
     let _ = std::fs::remove_file(instance.pid_file());
     true
@@ -417,7 +502,11 @@ pub async fn stop_orphan(instance: &LocalInstance) -> bool {
 
 /// The pid in the pid file, if that process is alive and is an OpenClaw gateway.
 pub fn read_pid(instance: &LocalInstance) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(instance.pid_file()).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(instance.pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     #[cfg(target_os = "linux")]
     {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -448,6 +537,9 @@ pub async fn stop_pid(pid: u32, timeout: Duration) {
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }

@@ -29,7 +29,11 @@ impl Check {
         Self {
             id,
             label,
-            status: if ok { CheckStatus::Pass } else { CheckStatus::Fail },
+            status: if ok {
+                CheckStatus::Pass
+            } else {
+                CheckStatus::Fail
+            },
             detail: Some(detail),
         }
     }
@@ -49,7 +53,12 @@ pub fn pending() -> Vec<Check> {
         (PRIVATE_FILES, "Its files are private to you"),
     ]
     .into_iter()
-    .map(|(id, label)| Check { id, label, status: CheckStatus::Pending, detail: None })
+    .map(|(id, label)| Check {
+        id,
+        label,
+        status: CheckStatus::Pending,
+        detail: None,
+    })
     .collect()
 }
 
@@ -68,14 +77,33 @@ pub fn listening(pid: u32) -> Vec<(std::net::IpAddr, u16)> {
 }
 
 pub fn loopback_check(sockets: &[(std::net::IpAddr, u16)]) -> Check {
-    let exposed: Vec<String> = sockets.iter().filter(|(ip, _)| !ip.is_loopback()).map(|(ip, p)| format!("{ip}:{p}")).collect();
+    let exposed: Vec<String> = sockets
+        .iter()
+        .filter(|(ip, _)| !ip.is_loopback())
+        .map(|(ip, p)| format!("{ip}:{p}"))
+        .collect();
     let all: Vec<String> = sockets.iter().map(|(ip, p)| format!("{ip}:{p}")).collect();
     if sockets.is_empty() {
-        Check::new(LOOPBACK_ONLY, "Only this computer can reach your assistant", false, "Could not see which addresses it listens on.".into())
+        Check::new(
+            LOOPBACK_ONLY,
+            "Only this computer can reach your assistant",
+            false,
+            "Could not see which addresses it listens on.".into(),
+        )
     } else if exposed.is_empty() {
-        Check::new(LOOPBACK_ONLY, "Only this computer can reach your assistant", true, format!("Listening only on {}", all.join(", ")))
+        Check::new(
+            LOOPBACK_ONLY,
+            "Only this computer can reach your assistant",
+            true,
+            format!("Listening only on {}", all.join(", ")),
+        )
     } else {
-        Check::new(LOOPBACK_ONLY, "Only this computer can reach your assistant", false, format!("Also reachable at {}", exposed.join(", ")))
+        Check::new(
+            LOOPBACK_ONLY,
+            "Only this computer can reach your assistant",
+            false,
+            format!("Also reachable at {}", exposed.join(", ")),
+        )
     }
 }
 
@@ -83,7 +111,10 @@ pub fn loopback_check(sockets: &[(std::net::IpAddr, u16)]) -> Check {
 pub async fn key_check(url: &str) -> Check {
     let client = ClientInfo::default();
     let mut outcomes = Vec::new();
-    for (what, token) in [("no key", Secret::new("")), ("a wrong key", Secret::random(32))] {
+    for (what, token) in [
+        ("no key", Secret::new("")),
+        ("a wrong key", Secret::random(32)),
+    ] {
         let refused = match gateway::connect_once(url, &token, &client).await {
             Ok(conn) => {
                 conn.close().await;
@@ -95,41 +126,89 @@ pub async fn key_check(url: &str) -> Check {
         };
         outcomes.push((what, refused));
     }
+    // The same over HTTP: `POST /tools/invoke` is on by default and needs the token.
+    let http = url.replacen("ws://", "http://", 1) + "/tools/invoke";
+    let client = reqwest::Client::new();
+    for (what, auth) in [
+        ("no key over HTTP", None),
+        ("a wrong key over HTTP", Some(Secret::random(32))),
+    ] {
+        let mut req = client
+            .post(&http)
+            .json(&serde_json::json!({"tool": "sessions_list", "args": {}}));
+        if let Some(t) = &auth {
+            req = req.bearer_auth(t.expose());
+        }
+        let refused =
+            matches!(req.send().await, Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED);
+        outcomes.push((what, refused));
+    }
     let ok = outcomes.iter().all(|(_, r)| *r);
     let detail = outcomes
         .iter()
         .map(|(what, r)| format!("{what}: {}", if *r { "refused" } else { "NOT refused" }))
         .collect::<Vec<_>>()
         .join("; ");
-    Check::new(KEY_REQUIRED, "It refuses anyone without its key", ok, detail)
+    Check::new(
+        KEY_REQUIRED,
+        "It refuses anyone without its key",
+        ok,
+        detail,
+    )
 }
 
 /// Search the instance's files for the secret values themselves.
 pub fn plain_secret_check(dir: &Path, secrets: &[&Secret]) -> Check {
-    let needles: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).filter(|n| n.len() >= 8).collect();
+    let needles: Vec<&[u8]> = secrets
+        .iter()
+        .map(|s| s.expose().as_bytes())
+        .filter(|n| n.len() >= 8)
+        .collect();
     let mut hits = Vec::new();
     let mut scanned = 0usize;
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let Ok(t) = e.file_type() else { continue };
             if t.is_dir() {
                 stack.push(e.path());
-            } else if t.is_file() && e.metadata().map(|m| m.len() <= 64 * 1024 * 1024).unwrap_or(false) {
+            } else if t.is_file()
+                && e.metadata()
+                    .map(|m| m.len() <= 64 * 1024 * 1024)
+                    .unwrap_or(false)
+            {
                 if let Ok(bytes) = std::fs::read(e.path()) {
                     scanned += 1;
                     if needles.iter().any(|n| contains(&bytes, n)) {
-                        hits.push(e.path().strip_prefix(dir).unwrap_or(&e.path()).display().to_string());
+                        hits.push(
+                            e.path()
+                                .strip_prefix(dir)
+                                .unwrap_or(&e.path())
+                                .display()
+                                .to_string(),
+                        );
                     }
                 }
             }
         }
     }
     if hits.is_empty() {
-        Check::new(NO_PLAIN_SECRETS, "No keys are kept in plain files", true, format!("Searched {scanned} files; keys are only in your keychain"))
+        Check::new(
+            NO_PLAIN_SECRETS,
+            "No keys are kept in plain files",
+            true,
+            format!("Searched {scanned} files; keys are only in your keychain"),
+        )
     } else {
-        Check::new(NO_PLAIN_SECRETS, "No keys are kept in plain files", false, format!("A key was found in: {}", hits.join(", ")))
+        Check::new(
+            NO_PLAIN_SECRETS,
+            "No keys are kept in plain files",
+            false,
+            format!("A key was found in: {}", hits.join(", ")),
+        )
     }
 }
 
@@ -141,7 +220,11 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 pub fn private_files_check(instance: &LocalInstance) -> Check {
     use std::os::unix::fs::PermissionsExt;
     let mut bad = Vec::new();
-    for (path, want_dir) in [(instance.dir(), true), (instance.state_dir(), true), (instance.config_path(), false)] {
+    for (path, want_dir) in [
+        (instance.dir(), true),
+        (instance.state_dir(), true),
+        (instance.config_path(), false),
+    ] {
         match std::fs::metadata(&path) {
             Ok(m) => {
                 let mode = m.permissions().mode() & 0o777;
@@ -153,15 +236,30 @@ pub fn private_files_check(instance: &LocalInstance) -> Check {
         }
     }
     if bad.is_empty() {
-        Check::new(PRIVATE_FILES, "Its files are private to you", true, "Only your user account can read them".into())
+        Check::new(
+            PRIVATE_FILES,
+            "Its files are private to you",
+            true,
+            "Only your user account can read them".into(),
+        )
     } else {
-        Check::new(PRIVATE_FILES, "Its files are private to you", false, bad.join("; "))
+        Check::new(
+            PRIVATE_FILES,
+            "Its files are private to you",
+            false,
+            bad.join("; "),
+        )
     }
 }
 
 #[cfg(not(unix))]
 pub fn private_files_check(_instance: &LocalInstance) -> Check {
-    Check::new(PRIVATE_FILES, "Its files are private to you", true, "Protected by your user profile".into())
+    Check::new(
+        PRIVATE_FILES,
+        "Its files are private to you",
+        true,
+        "Protected by your user profile".into(),
+    )
 }
 
 /// All checks for a running gateway with process id `pid`.
@@ -179,7 +277,10 @@ mod tests {
 
     #[test]
     fn loopback_check_flags_exposure() {
-        let lo = vec![("127.0.0.1".parse().unwrap(), 18789), ("::1".parse().unwrap(), 18789)];
+        let lo = vec![
+            ("127.0.0.1".parse().unwrap(), 18789),
+            ("::1".parse().unwrap(), 18789),
+        ];
         assert_eq!(loopback_check(&lo).status, CheckStatus::Pass);
         let open = vec![("0.0.0.0".parse().unwrap(), 18789)];
         assert_eq!(loopback_check(&open).status, CheckStatus::Fail);
@@ -191,9 +292,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Secret::new("sk-planted-0123456789");
         std::fs::write(dir.path().join("a.json"), b"{\"ok\":1}").unwrap();
-        assert_eq!(plain_secret_check(dir.path(), &[&s]).status, CheckStatus::Pass);
+        assert_eq!(
+            plain_secret_check(dir.path(), &[&s]).status,
+            CheckStatus::Pass
+        );
         std::fs::create_dir(dir.path().join("deep")).unwrap();
-        std::fs::write(dir.path().join("deep/log.txt"), b"x sk-planted-0123456789 y").unwrap();
+        std::fs::write(
+            dir.path().join("deep/log.txt"),
+            b"x sk-planted-0123456789 y",
+        )
+        .unwrap();
         let c = plain_secret_check(dir.path(), &[&s]);
         assert_eq!(c.status, CheckStatus::Fail);
         assert!(c.detail.unwrap().contains("log.txt"));

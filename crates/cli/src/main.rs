@@ -1,0 +1,259 @@
+//! `clawkeeper-cli`: the command-line face of Clawkeeper, on the same core, store and
+//! keychain as the desktop app. Scripts and tests use it.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use clawkeeper_core::app::{Clawkeeper, Event, ProviderInput};
+use clawkeeper_core::local::supervisor::Policy;
+use clawkeeper_core::paths::Paths;
+use clawkeeper_core::store::ProviderKind;
+use clawkeeper_core::{Problem, Secret};
+use std::io::Read;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "clawkeeper-cli",
+    version,
+    about = "Your private AI assistant, from the command line"
+)]
+struct Cli {
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Is the assistant running, and is it safe?
+    Status,
+    /// Start the assistant on this computer (installs it first if needed).
+    Start {
+        /// Stay in the foreground and keep it running (restart on crash) until Ctrl-C.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Stop the assistant.
+    Stop,
+    /// Send one message and print the reply.
+    Chat { message: String },
+    /// Download and install the assistant's software (Node.js and OpenClaw).
+    Install,
+    /// Save the model provider. The API key is read from standard input, never from arguments.
+    Provider {
+        #[arg(long, value_enum, default_value_t = Kind::Openrouter)]
+        kind: Kind,
+        #[arg(long)]
+        base_url: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Openrouter,
+    OpenaiCompatible,
+}
+
+fn fail(p: Problem) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}{}",
+        p.message,
+        p.hint.map(|h| format!("\n→ {h}")).unwrap_or_default()
+    )
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CLAWKEEPER_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let paths = Paths::from_env().context("finding Clawkeeper's data folder")?;
+    let app = Clawkeeper::open(paths, Policy::default())
+        .await
+        .map_err(fail)?;
+    match cli.command {
+        Command::Status => status(&app, cli.json).await,
+        Command::Start { foreground } => {
+            print_install_progress(&app);
+            app.start().await.map_err(fail)?;
+            app.wait_healthy(Duration::from_secs(180))
+                .await
+                .map_err(fail)?;
+            status(&app, cli.json).await?;
+            if foreground {
+                eprintln!("Running. Press Ctrl-C to stop.");
+                tokio::signal::ctrl_c().await?;
+                app.stop().await.map_err(fail)?;
+            }
+            Ok(())
+        }
+        Command::Stop => {
+            app.stop().await.map_err(fail)?;
+            println!("Stopped.");
+            Ok(())
+        }
+        Command::Chat { message } => {
+            let reply = app
+                .chat_round_trip(&message, Duration::from_secs(180))
+                .await
+                .map_err(fail)?;
+            if cli.json {
+                println!("{}", serde_json::json!({ "reply": reply }));
+            } else {
+                println!("{reply}");
+            }
+            Ok(())
+        }
+        Command::Install => {
+            print_install_progress(&app);
+            app.install_runtime().await.map_err(fail)?;
+            println!("Installed.");
+            Ok(())
+        }
+        Command::Provider {
+            kind,
+            base_url,
+            model,
+        } => {
+            let mut key = String::new();
+            std::io::stdin().take(64 * 1024).read_to_string(&mut key)?;
+            let api_key = Secret::new(key.trim());
+            zeroize_string(&mut key);
+            if api_key.is_empty() {
+                bail!("No API key on standard input.\n→ Run: clawkeeper-cli provider < keyfile   (or paste it and press Ctrl-D)");
+            }
+            let kind = match kind {
+                Kind::Openrouter => ProviderKind::Openrouter,
+                Kind::OpenaiCompatible => ProviderKind::OpenaiCompatible,
+            };
+            app.save_provider(ProviderInput {
+                kind,
+                base_url,
+                model,
+                api_key,
+            })
+            .await
+            .map_err(fail)?;
+            println!("Saved in your keychain.");
+            Ok(())
+        }
+    }
+}
+
+fn zeroize_string(s: &mut String) {
+    // SAFETY-free zeroize: overwrite via the String API, then clear.
+    let len = s.len();
+    s.clear();
+    s.extend(std::iter::repeat_n('\0', len));
+    s.clear();
+}
+
+fn print_install_progress(app: &Clawkeeper) {
+    let mut rx = app.events();
+    tokio::spawn(async move {
+        let mut last = String::new();
+        while let Ok(ev) = rx.recv().await {
+            if let Event::Install {
+                progress: Some(p), ..
+            } = ev
+            {
+                let line = format!(
+                    "{} … {} of about {} MB",
+                    p.step,
+                    p.done / 1_048_576,
+                    p.total / 1_048_576
+                );
+                if line != last {
+                    eprintln!("{line}");
+                    last = line;
+                }
+            }
+        }
+    });
+}
+
+async fn status(app: &Clawkeeper, json: bool) -> Result<()> {
+    let overview = app.overview().await.map_err(fail)?;
+    let external = app.external_pid();
+    let live = if overview.instance.state == "healthy" || external.is_some() {
+        app.probe().await.ok().flatten()
+    } else {
+        None
+    };
+    let state = match (overview.instance.state, external, &live) {
+        ("stopped", Some(_), Some(_)) => "healthy",
+        ("stopped", Some(_), None) => "degraded",
+        (s, _, _) => s,
+    };
+    if json {
+        let mut v = serde_json::to_value(&overview)?;
+        v["instance"]["state"] = serde_json::Value::String(state.to_owned());
+        v["instance"]["answering"] = serde_json::Value::Bool(live.is_some());
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let words = match state {
+        "healthy" => "Working",
+        "starting" => "Starting…",
+        "degraded" | "error" => "Needs attention",
+        "not_installed" => "Not installed",
+        _ => "Stopped",
+    };
+    println!("Your assistant: {words}");
+    if let Some(d) = &overview.instance.detail {
+        println!("  {d}");
+    }
+    if let Some(v) = live {
+        println!("  OpenClaw {v} on 127.0.0.1:{}", overview.instance.port);
+    }
+    println!(
+        "Model provider: {}",
+        if overview.provider.configured {
+            format!(
+                "{} (key saved in your keychain, {})",
+                overview.provider.model.as_deref().unwrap_or("?"),
+                overview.provider.key_fingerprint.as_deref().unwrap_or("")
+            )
+        } else {
+            "not set up — run `clawkeeper-cli provider`".into()
+        }
+    );
+    for c in &overview.checks {
+        let mark = match c.status {
+            clawkeeper_core::local::verify::CheckStatus::Pass => "✓",
+            clawkeeper_core::local::verify::CheckStatus::Fail => "✗",
+            clawkeeper_core::local::verify::CheckStatus::Pending => "…",
+        };
+        println!(
+            "  {mark} {}{}",
+            c.label,
+            c.detail
+                .as_ref()
+                .map(|d| format!(" — {d}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(n) = &overview.notice {
+        println!("Note: {n}");
+    }
+    Ok(())
+}

@@ -1,0 +1,894 @@
+//! The facade both faces use: one `Clawkeeper` per process, owning the store, the vault,
+//! the local instance's supervisor, the chat connection, and a typed event stream.
+
+use crate::audit;
+use crate::gateway::chat::{self, ChatUpdate, HistoryMessage, RunState, MAIN_SESSION};
+use crate::gateway::{self, ClientInfo, Gateway, LinkState};
+use crate::local::runtime::{self, Progress};
+use crate::local::supervisor::{InstanceState, Policy, Status, Supervisor};
+use crate::local::verify::Check;
+use crate::local::{LocalInstance, DEFAULT_PORT, LOCAL_ID};
+use crate::paths::Paths;
+use crate::problem::{Problem, UserFacing};
+use crate::secret::Secret;
+use crate::store::{DesiredState, InstanceRecord, ProviderKind, ProviderRecord, Store};
+use crate::time::now_rfc3339;
+use crate::vault::{KeychainStatus, Vault};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, Mutex};
+use tokio_util::sync::CancellationToken;
+
+pub const OPENROUTER_BASE_URL: &str = "https://openrouter.ai/api/v1";
+pub const OPENROUTER_DEFAULT_MODEL: &str = "openrouter/auto";
+
+/// Everything the UI hears about, as one tagged enum (mirrored in `ui/src/api.ts`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Instance {
+        state: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        problem: Option<Problem>,
+    },
+    Install {
+        state: &'static str,
+        #[serde(flatten)]
+        progress: Option<Progress>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<Problem>,
+    },
+    Checks {
+        checks: Vec<Check>,
+    },
+    Provider {
+        configured: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<Problem>,
+    },
+    Chat(ChatUpdate),
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceView {
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    pub restarts: u32,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallView {
+    pub state: &'static str,
+    #[serde(flatten)]
+    pub progress: Option<Progress>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderView {
+    pub configured: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ProviderKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_saved_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeychainView {
+    pub status: KeychainStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivityView {
+    pub at: String,
+    pub action: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    pub instance: InstanceView,
+    pub install: InstallView,
+    pub provider: ProviderView,
+    pub keychain: KeychainView,
+    pub checks: Vec<Check>,
+    pub activity: Vec<ActivityView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
+
+/// What the person entered on the provider screen. The key is dropped (zeroized) as soon
+/// as it is in the keychain.
+#[derive(Debug, Clone)]
+pub struct ProviderInput {
+    pub kind: ProviderKind,
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub api_key: Secret,
+}
+
+struct InstallJob {
+    cancel: CancellationToken,
+}
+
+struct Inner {
+    store: Store,
+    vault: Vault,
+    instance: LocalInstance,
+    supervisor: Supervisor,
+    events: broadcast::Sender<Event>,
+    install: StdMutex<(InstallView, Option<InstallJob>)>,
+    chat: Mutex<Option<Gateway>>,
+    notice: Option<String>,
+}
+
+/// The application core. Cheap to clone.
+#[derive(Clone)]
+pub struct Clawkeeper {
+    inner: Arc<Inner>,
+}
+
+fn problem(e: &impl UserFacing) -> Problem {
+    e.problem()
+}
+
+impl Clawkeeper {
+    /// Open the data directory, database and keychain and start watching the instance.
+    pub async fn open(paths: Paths, policy: Policy) -> Result<Self, Problem> {
+        paths.ensure().map_err(|e| {
+            Problem::new(
+                "io_error",
+                format!("Clawkeeper couldn't create its data folder: {e}"),
+                Some("Check that your home folder is writable."),
+            )
+        })?;
+        let (store, recovered) = Store::open(&paths.db()).await.map_err(|e| problem(&e))?;
+        let notice = recovered.map(|r| {
+            format!(
+                "Clawkeeper's settings file was damaged, so it started a fresh one. The old file was kept at {}. Your keys are safe in your keychain.",
+                r.moved_to.display()
+            )
+        });
+        if let Some(n) = &notice {
+            let _ = audit::append(&store, None, "store.recovered", n).await;
+        }
+        let _ = store.fail_abandoned_jobs().await;
+        let port = match store.instance(LOCAL_ID).await.map_err(|e| problem(&e))? {
+            Some(rec) => rec.port,
+            None => std::env::var("CLAWKEEPER_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(DEFAULT_PORT),
+        };
+        store
+            .upsert_instance(&InstanceRecord {
+                id: LOCAL_ID.into(),
+                name: "This computer".into(),
+                target: "local".into(),
+                port,
+                desired_state: DesiredState::Stopped,
+                openclaw_version: runtime::OPENCLAW_VERSION.into(),
+                created_at: String::new(),
+            })
+            .await
+            .map_err(|e| problem(&e))?;
+        let vault = Vault::open_default();
+        let instance = LocalInstance::new(&paths, &vault, port);
+        let supervisor = Supervisor::spawn(instance.clone(), store.clone(), policy);
+        let (events, _) = broadcast::channel(1024);
+        let install_state = if instance.runtime().is_installed() {
+            "ready"
+        } else {
+            "missing"
+        };
+        let app = Self {
+            inner: Arc::new(Inner {
+                store,
+                vault,
+                instance,
+                supervisor,
+                events,
+                install: StdMutex::new((
+                    InstallView {
+                        state: install_state,
+                        progress: None,
+                        error: None,
+                    },
+                    None,
+                )),
+                chat: Mutex::new(None),
+                notice,
+            }),
+        };
+        app.forward_status();
+        Ok(app)
+    }
+
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn instance(&self) -> &LocalInstance {
+        &self.inner.instance
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn status(&self) -> tokio::sync::watch::Receiver<Status> {
+        self.inner.supervisor.status()
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.inner.events.send(e);
+    }
+
+    /// Turn supervisor status changes into events (and audit rows for state changes).
+    fn forward_status(&self) {
+        let app = self.clone();
+        let mut rx = self.inner.supervisor.status();
+        tokio::spawn(async move {
+            let mut last_state = String::new();
+            let mut last_checks = Vec::new();
+            loop {
+                let s = rx.borrow_and_update().clone();
+                let name = s.state.name();
+                if name != last_state {
+                    let (detail, problem) = state_detail(&s.state);
+                    let _ = audit::append(
+                        &app.inner.store,
+                        Some(LOCAL_ID),
+                        &format!("instance.{name}"),
+                        detail.as_deref().unwrap_or(""),
+                    )
+                    .await;
+                    app.emit(Event::Instance {
+                        state: name,
+                        detail,
+                        problem,
+                    });
+                    last_state = name.to_owned();
+                }
+                if s.checks != last_checks {
+                    app.emit(Event::Checks {
+                        checks: s.checks.clone(),
+                    });
+                    last_checks = s.checks.clone();
+                }
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    pub async fn keychain_status(&self) -> KeychainStatus {
+        self.inner.vault.status().await
+    }
+
+    pub async fn overview(&self) -> Result<Overview, Problem> {
+        let status = self.inner.supervisor.status().borrow().clone();
+        let (detail, state_problem) = state_detail(&status.state);
+        let (version, since) = match &status.state {
+            InstanceState::Healthy { version, since } => (version.clone(), Some(since.clone())),
+            _ => (None, None),
+        };
+        let provider = self
+            .inner
+            .store
+            .provider(LOCAL_ID)
+            .await
+            .map_err(|e| problem(&e))?;
+        let keychain = self.keychain_status().await;
+        let hint = match keychain {
+            KeychainStatus::Ok => None,
+            KeychainStatus::Locked => crate::vault::Error::Locked.hint().map(str::to_owned),
+            KeychainStatus::Unavailable => crate::vault::Error::Unavailable(String::new())
+                .hint()
+                .map(str::to_owned),
+        };
+        let activity = audit::recent(&self.inner.store, 12)
+            .await
+            .map_err(|e| problem(&e))?
+            .into_iter()
+            .map(|a| ActivityView {
+                at: a.at,
+                action: describe_action(&a.action),
+                detail: a.detail,
+            })
+            .collect();
+        let install = self
+            .inner
+            .install
+            .lock()
+            .map(|g| g.0.clone())
+            .unwrap_or(InstallView {
+                state: "missing",
+                progress: None,
+                error: None,
+            });
+        Ok(Overview {
+            instance: InstanceView {
+                state: status.state.name(),
+                detail,
+                problem: state_problem,
+                version: version.or_else(|| Some(runtime::OPENCLAW_VERSION.to_owned())),
+                since,
+                restarts: status.restarts,
+                port: self.inner.instance.port,
+            },
+            install,
+            provider: match provider {
+                Some(p) => ProviderView {
+                    configured: true,
+                    kind: Some(p.kind),
+                    base_url: Some(p.base_url),
+                    model: Some(p.model),
+                    key_saved_at: Some(p.key_saved_at),
+                    key_fingerprint: Some(p.key_fingerprint),
+                },
+                None => ProviderView {
+                    configured: false,
+                    kind: None,
+                    base_url: None,
+                    model: None,
+                    key_saved_at: None,
+                    key_fingerprint: None,
+                },
+            },
+            keychain: KeychainView {
+                status: keychain,
+                hint,
+            },
+            checks: status.checks,
+            activity,
+            notice: self.inner.notice.clone(),
+        })
+    }
+
+    /// Save the model provider: key to the keychain, settings to the store. Restarts a
+    /// running instance so the gateway picks the new key up.
+    pub async fn save_provider(&self, input: ProviderInput) -> Result<(), Problem> {
+        if input.api_key.expose().trim().is_empty() {
+            return Err(Problem::new(
+                "provider_key_empty",
+                "The API key is empty.",
+                Some("Paste the key from your provider's website."),
+            ));
+        }
+        let (base_url, model) = match input.kind {
+            ProviderKind::Openrouter => (
+                input
+                    .base_url
+                    .filter(|u| !u.trim().is_empty())
+                    .unwrap_or_else(|| OPENROUTER_BASE_URL.into()),
+                input
+                    .model
+                    .filter(|m| !m.trim().is_empty())
+                    .unwrap_or_else(|| OPENROUTER_DEFAULT_MODEL.into()),
+            ),
+            ProviderKind::OpenaiCompatible => {
+                let url = input.base_url.unwrap_or_default();
+                let url = url.trim().trim_end_matches('/').to_owned();
+                if !(url.starts_with("https://")
+                    || url.starts_with("http://127.")
+                    || url.starts_with("http://localhost")
+                    || url.starts_with("http://[::1]"))
+                {
+                    return Err(Problem::new(
+                        "provider_url",
+                        "That address doesn't look right.",
+                        Some("Use the https:// address from your provider's documentation (for example https://api.openai.com/v1)."),
+                    ));
+                }
+                let model = input
+                    .model
+                    .map(|m| m.trim().to_owned())
+                    .filter(|m| !m.is_empty())
+                    .ok_or_else(|| {
+                        Problem::new(
+                            "provider_model",
+                            "Choose a model.",
+                            Some(
+                                "Type the model name from your provider (for example gpt-4o-mini).",
+                            ),
+                        )
+                    })?;
+                (url, model)
+            }
+        };
+        let key = Secret::new(input.api_key.expose().trim());
+        let key_ref = self.inner.instance.provider_key_ref();
+        self.inner
+            .vault
+            .store(&key_ref, &key)
+            .await
+            .map_err(|e| problem(&e))?;
+        let fingerprint = key.fingerprint();
+        self.inner
+            .store
+            .save_provider(&ProviderRecord {
+                instance_id: LOCAL_ID.into(),
+                kind: input.kind.clone(),
+                base_url: base_url.clone(),
+                model: model.clone(),
+                key_ref: key_ref.to_string(),
+                key_fingerprint: fingerprint.clone(),
+                key_saved_at: now_rfc3339(),
+            })
+            .await
+            .map_err(|e| problem(&e))?;
+        let _ = audit::append(
+            &self.inner.store,
+            Some(LOCAL_ID),
+            "provider.saved",
+            &format!("{} {model} key {fingerprint}", input.kind.as_str()),
+        )
+        .await;
+        self.emit(Event::Provider {
+            configured: true,
+            error: None,
+        });
+        let running = matches!(
+            self.inner.supervisor.status().borrow().state,
+            InstanceState::Healthy { .. }
+                | InstanceState::Degraded { .. }
+                | InstanceState::Starting { .. }
+        );
+        if running {
+            self.inner.supervisor.stop().await;
+            self.inner.supervisor.start().await;
+        }
+        Ok(())
+    }
+
+    /// Download and install the runtime (a job: progress events, cancel, retry).
+    pub async fn install_runtime(&self) -> Result<(), Problem> {
+        let cancel = CancellationToken::new();
+        {
+            let mut g = self
+                .inner
+                .install
+                .lock()
+                .map_err(|_| Problem::new("internal", "Internal error.", None))?;
+            if g.1.is_some() {
+                return Ok(()); // already running
+            }
+            g.1 = Some(InstallJob {
+                cancel: cancel.clone(),
+            });
+            g.0 = InstallView {
+                state: "installing",
+                progress: None,
+                error: None,
+            };
+        }
+        self.emit(Event::Install {
+            state: "installing",
+            progress: None,
+            error: None,
+        });
+        let store = &self.inner.store;
+        let job = store
+            .create_job("install", Some(LOCAL_ID), 100)
+            .await
+            .map_err(|e| problem(&e))?;
+        let _ = audit::append(
+            store,
+            Some(LOCAL_ID),
+            "runtime.install",
+            &format!(
+                "openclaw {} with node {}",
+                runtime::OPENCLAW_VERSION,
+                runtime::NODE_VERSION
+            ),
+        )
+        .await;
+        let app = self.clone();
+        let seen_steps: StdMutex<HashSet<String>> = StdMutex::new(HashSet::new());
+        let (step_tx, mut step_rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        let on_progress = move |p: Progress| {
+            if let Ok(mut g) = app.inner.install.lock() {
+                g.0.progress = Some(p.clone());
+            }
+            let new_step = seen_steps
+                .lock()
+                .map(|mut s| s.insert(p.step.clone()))
+                .unwrap_or(false);
+            if new_step {
+                let _ = step_tx.send(p.clone());
+            }
+            app.emit(Event::Install {
+                state: "installing",
+                progress: Some(p),
+                error: None,
+            });
+        };
+        let steps_store = store.clone();
+        let steps_job = job.clone();
+        let step_writer = tokio::spawn(async move {
+            let mut seq = 0;
+            while let Some(p) = step_rx.recv().await {
+                seq += 1;
+                let pct = i64::try_from(p.done.saturating_mul(100) / p.total.max(1)).unwrap_or(0);
+                let _ = steps_store
+                    .job_step(&steps_job, seq, &p.step, pct, 100)
+                    .await;
+            }
+        });
+        let result = self
+            .inner
+            .instance
+            .runtime()
+            .install(&on_progress, &cancel)
+            .await;
+        drop(on_progress);
+        let _ = step_writer.await;
+        let outcome = match &result {
+            Ok(()) => {
+                let _ = store.finish_job(&job, "succeeded", None).await;
+                InstallView {
+                    state: "ready",
+                    progress: None,
+                    error: None,
+                }
+            }
+            Err(runtime::Error::Cancelled) => {
+                let _ = store.finish_job(&job, "cancelled", None).await;
+                InstallView {
+                    state: "missing",
+                    progress: None,
+                    error: Some(problem(&runtime::Error::Cancelled)),
+                }
+            }
+            Err(e) => {
+                let p = problem(e);
+                let _ = store
+                    .finish_job(&job, "failed", Some((&p.code, &p.message)))
+                    .await;
+                InstallView {
+                    state: "missing",
+                    progress: None,
+                    error: Some(p),
+                }
+            }
+        };
+        if let Ok(mut g) = self.inner.install.lock() {
+            g.0 = outcome.clone();
+            g.1 = None;
+        }
+        self.emit(Event::Install {
+            state: outcome.state,
+            progress: None,
+            error: outcome.error.clone(),
+        });
+        match result {
+            Ok(()) => {
+                let _ = audit::append(
+                    store,
+                    Some(LOCAL_ID),
+                    "runtime.installed",
+                    runtime::OPENCLAW_VERSION,
+                )
+                .await;
+                Ok(())
+            }
+            Err(e) => Err(problem(&e)),
+        }
+    }
+
+    pub fn cancel_install(&self) {
+        if let Ok(g) = self.inner.install.lock() {
+            if let Some(job) = &g.1 {
+                job.cancel.cancel();
+            }
+        }
+    }
+
+    /// Start the instance (the kill switch's "on"). Installs the runtime first if needed.
+    pub async fn start(&self) -> Result<(), Problem> {
+        if self
+            .inner
+            .store
+            .provider(LOCAL_ID)
+            .await
+            .map_err(|e| problem(&e))?
+            .is_none()
+        {
+            return Err(Problem::new(
+                "provider_missing",
+                "Your assistant needs a model provider first.",
+                Some("Open Setup and add your API key."),
+            ));
+        }
+        if !self.inner.instance.runtime().is_installed() {
+            self.install_runtime().await?;
+        }
+        self.inner
+            .store
+            .set_desired_state(LOCAL_ID, DesiredState::Running)
+            .await
+            .map_err(|e| problem(&e))?;
+        let _ = audit::append(
+            &self.inner.store,
+            Some(LOCAL_ID),
+            "instance.start",
+            "requested",
+        )
+        .await;
+        self.inner.supervisor.start().await;
+        Ok(())
+    }
+
+    /// Stop the instance (the kill switch). Waits until the gateway has exited.
+    pub async fn stop(&self) -> Result<(), Problem> {
+        self.inner
+            .store
+            .set_desired_state(LOCAL_ID, DesiredState::Stopped)
+            .await
+            .map_err(|e| problem(&e))?;
+        let _ = audit::append(
+            &self.inner.store,
+            Some(LOCAL_ID),
+            "instance.stop",
+            "requested",
+        )
+        .await;
+        if let Some(gw) = self.inner.chat.lock().await.take() {
+            gw.shutdown();
+        }
+        self.inner.supervisor.stop().await;
+        // A gateway started by another Clawkeeper process (the CLI, or a crashed app).
+        crate::local::supervisor::stop_orphan(&self.inner.instance).await;
+        Ok(())
+    }
+
+    /// Wait until the instance is healthy, or say why not.
+    pub async fn wait_healthy(&self, timeout: Duration) -> Result<(), Problem> {
+        let s = self
+            .inner
+            .supervisor
+            .wait_for(timeout, |s| {
+                matches!(
+                    s,
+                    InstanceState::Healthy { .. }
+                        | InstanceState::Error { .. }
+                        | InstanceState::NotInstalled
+                        | InstanceState::Stopped
+                )
+            })
+            .await;
+        match s.state {
+            InstanceState::Healthy { .. } => Ok(()),
+            InstanceState::Error { problem } => Err(problem),
+            other => Err(Problem::new(
+                "not_running",
+                format!("Your assistant is {}.", other.name().replace('_', " ")),
+                Some("Press Start."),
+            )),
+        }
+    }
+
+    /// The chat connection, created on first use; chat events are forwarded as [`Event::Chat`].
+    async fn gateway(&self) -> Result<Gateway, Problem> {
+        let mut guard = self.inner.chat.lock().await;
+        if let Some(gw) = guard.as_ref() {
+            if !matches!(*gw.state().borrow(), LinkState::Closed) {
+                return Ok(gw.clone());
+            }
+        }
+        let vault = self.inner.vault.clone();
+        let token_ref = self.inner.instance.token_ref();
+        let token: gateway::TokenSource = Arc::new(move || {
+            vault
+                .read_blocking(&token_ref)
+                .map_err(|e| gateway::Error::Auth(e.to_string()))
+        });
+        let gw = Gateway::spawn(self.inner.instance.url(), token, ClientInfo::default());
+        let mut rx = gw.events();
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mut finished: HashSet<String> = HashSet::new();
+            loop {
+                match rx.recv().await {
+                    Ok(ev) if ev.event == "chat" => {
+                        let Some(update) = chat::parse_chat_event(&ev.payload) else {
+                            continue;
+                        };
+                        // The gateway may send a second terminal event for a run: keep the first.
+                        if finished.contains(&update.run_id) {
+                            continue;
+                        }
+                        if update.state.is_terminal() {
+                            finished.insert(update.run_id.clone());
+                        }
+                        if update.state != RunState::Status {
+                            app.emit(Event::Chat(update));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        *guard = Some(gw.clone());
+        Ok(gw)
+    }
+
+    /// A gateway of this instance run by another Clawkeeper process (e.g. `clawkeeper-cli start`).
+    pub fn external_pid(&self) -> Option<u32> {
+        match self.inner.supervisor.status().borrow().pid {
+            Some(_) => None,
+            None => crate::local::supervisor::read_pid(&self.inner.instance),
+        }
+    }
+
+    /// Connect with the real token and ask `health`: is the gateway answering right now?
+    pub async fn probe(&self) -> Result<Option<String>, Problem> {
+        let token = self
+            .inner
+            .vault
+            .read(&self.inner.instance.token_ref())
+            .await
+            .map_err(|e| problem(&e))?;
+        let mut conn =
+            gateway::connect_once(&self.inner.instance.url(), &token, &ClientInfo::default())
+                .await
+                .map_err(|e| problem(&e))?;
+        let res = conn
+            .request("health", serde_json::json!({}), Duration::from_secs(10))
+            .await;
+        let version = conn.hello.server_version.clone();
+        conn.close().await;
+        res.map_err(|e| problem(&e))?;
+        Ok(version)
+    }
+
+    fn require_running(&self) -> Result<(), Problem> {
+        if self.external_pid().is_some() {
+            return Ok(());
+        }
+        match self.inner.supervisor.status().borrow().state {
+            InstanceState::Healthy { .. } | InstanceState::Degraded { .. } => Ok(()),
+            _ => Err(Problem::new(
+                "not_running",
+                "Your assistant isn't running.",
+                Some("Press Start, wait until it says Working, then send again."),
+            )),
+        }
+    }
+
+    pub async fn chat_send(&self, message: &str) -> Result<String, Problem> {
+        if message.trim().is_empty() {
+            return Err(Problem::new("empty_message", "The message is empty.", None));
+        }
+        self.require_running()?;
+        let gw = self.gateway().await?;
+        gw.chat_send(MAIN_SESSION, message)
+            .await
+            .map_err(|e| problem(&e))
+    }
+
+    pub async fn chat_history(&self) -> Result<Vec<HistoryMessage>, Problem> {
+        self.require_running()?;
+        let gw = self.gateway().await?;
+        gw.chat_history(MAIN_SESSION, 200)
+            .await
+            .map_err(|e| problem(&e))
+    }
+
+    pub async fn chat_abort(&self, run_id: &str) -> Result<(), Problem> {
+        let gw = self.gateway().await?;
+        gw.chat_abort(MAIN_SESSION, run_id)
+            .await
+            .map_err(|e| problem(&e))
+    }
+
+    /// Send a message and wait for the final reply (the CLI's `chat`).
+    pub async fn chat_round_trip(
+        &self,
+        message: &str,
+        timeout: Duration,
+    ) -> Result<String, Problem> {
+        let mut rx = self.events();
+        let run_id = self.chat_send(message).await?;
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok(Event::Chat(u)) if u.run_id == run_id => match u.state {
+                        RunState::Final => return Ok(u.text.unwrap_or_default()),
+                        RunState::Error => {
+                            return Err(u.error.unwrap_or_else(|| {
+                                Problem::new("run_failed", "The assistant could not answer.", None)
+                            }))
+                        }
+                        RunState::Aborted => {
+                            return Err(Problem::new("aborted", "The reply was stopped.", None))
+                        }
+                        _ => {}
+                    },
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(Problem::new(
+                            "internal",
+                            "Clawkeeper is shutting down.",
+                            None,
+                        ))
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| {
+            Problem::new(
+                "chat_timeout",
+                "The assistant took too long to answer.",
+                Some("Try again; the first reply after a start can take a while."),
+            )
+        })?
+    }
+
+    /// Stop everything this process runs (on Quit).
+    pub async fn shutdown(&self) {
+        if let Some(gw) = self.inner.chat.lock().await.take() {
+            gw.shutdown();
+        }
+        self.inner.supervisor.stop().await;
+        self.inner.store.close().await;
+    }
+}
+
+fn state_detail(s: &InstanceState) -> (Option<String>, Option<Problem>) {
+    match s {
+        InstanceState::Starting { detail } | InstanceState::Degraded { detail } => {
+            (Some(detail.clone()), None)
+        }
+        InstanceState::Error { problem } => (Some(problem.message.clone()), Some(problem.clone())),
+        _ => (None, None),
+    }
+}
+
+fn describe_action(action: &str) -> String {
+    match action {
+        "instance.start" => "You started your assistant",
+        "instance.stop" => "You stopped your assistant",
+        "instance.healthy" => "Your assistant is working",
+        "instance.starting" => "Your assistant is starting",
+        "instance.degraded" => "Your assistant needs attention",
+        "instance.stopped" => "Your assistant stopped",
+        "instance.stopping" => "Your assistant is stopping",
+        "instance.error" => "Your assistant hit a problem",
+        "instance.not_installed" => "The assistant's software isn't installed",
+        "provider.saved" => "API key saved in your keychain",
+        "runtime.install" => "Downloading the assistant's software",
+        "runtime.installed" => "The assistant's software was installed",
+        "store.recovered" => "Settings file was repaired",
+        other => other,
+    }
+    .to_owned()
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# THE test command: scripts/test.sh [extra `cargo nextest run` args]
+#
+# 1. scripts/setup.sh --test   (system packages, tools, runtime cache)
+# 2. UI build, cargo fmt --check, clippy -D warnings, build all test binaries
+#    (these steps may use the network: crates.io)
+# 3. the tests, offline: private network namespace with loopback only, D-Bus
+#    session, unlocked gnome-keyring, Xvfb, fresh HOME (scripts/test-inner.sh)
+#
+# CARGO_TARGET_DIR defaults to /var/cache/clawkeeper/target (outside the
+# clone, reused between runs).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$CK_ROOT"
+
+step "Setup (scripts/setup.sh --test)"
+bash "$CK_ROOT/scripts/setup.sh" --test
+
+ck_path_add_cargo
+CARGO_TARGET_DIR="$(ck_target_dir)"
+export CARGO_TARGET_DIR
+info "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+
+ck_build_ui
+
+step "cargo fmt --all --check"
+cargo fmt --all --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "Building all targets (cargo build --workspace --all-targets)"
+cargo build --workspace --all-targets
+
+step "Building the test binaries (cargo nextest run --workspace --no-run)"
+cargo nextest run --workspace --profile ci --no-run
+
+step "Running the tests in an isolated environment (scripts/test-inner.sh)"
+unshare_args=(--net --pid --fork --mount-proc --kill-child)
+if [[ $EUID -ne 0 ]]; then
+  # Without root, a user namespace makes the network namespace possible.
+  unshare_args=(--user --map-root-user "${unshare_args[@]}")
+fi
+rc=0
+unshare "${unshare_args[@]}" bash "$CK_ROOT/scripts/test-inner.sh" "$@" || rc=$?
+# On success print nothing more: nextest's summary stays the last line.
+((rc == 0)) || step "Tests FAILED (exit code $rc)"
+exit "$rc"

@@ -1,0 +1,439 @@
+// In-memory stand-in for the Rust backend, used only when the pages run in a
+// plain browser (no Tauri). It follows the same contract as api.ts so every
+// screen can be viewed and clicked through without the desktop app.
+//
+// Pick a starting point with `?mock=<scenario>` in the URL:
+//   fresh | installing | stopped | healthy (default) | degraded | error | locked
+// The state is kept in sessionStorage so it survives moving between pages.
+
+import type { ApiError, BackendEvent, ChatMessage, Check, Overview, SaveProviderArgs } from "./api";
+
+const STORE_KEY = "clawkeeper-mock";
+
+const INSTALL_STEPS = [
+  "Checking this computer",
+  "Downloading the assistant",
+  "Installing the assistant",
+  "Writing a private configuration",
+  "Connecting your API key",
+];
+
+const CHECKS: Omit<Check, "status">[] = [
+  { id: "private_link", label: "Only this computer can reach your assistant" },
+  { id: "token", label: "A password protects your assistant" },
+  { id: "key_storage", label: "Your API key is kept in your keychain" },
+  { id: "no_phone_home", label: "Your assistant doesn't report back to anyone" },
+];
+
+interface MockState {
+  overview: Overview;
+  history: ChatMessage[];
+}
+
+const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
+
+function checksWith(status: Check["status"]): Check[] {
+  return CHECKS.map((c) => ({ ...c, status }));
+}
+
+function scenario(name: string): MockState {
+  const provider = {
+    configured: true,
+    kind: "openrouter" as const,
+    model: "openrouter/auto",
+    keySavedAt: minutesAgo(60 * 26),
+    keyFingerprint: "sha256:7f3a…c91e",
+  };
+  const base: Overview = {
+    instance: { state: "healthy", version: "2026.1.14", since: minutesAgo(42), restarts: 0 },
+    install: { state: "ready" },
+    provider,
+    keychain: { status: "ok" },
+    checks: checksWith("pass"),
+    activity: [
+      { at: minutesAgo(42), action: "Started your assistant", detail: "On this computer" },
+      { at: minutesAgo(60 * 26), action: "Saved your API key", detail: "OpenRouter, in your keychain" },
+      { at: minutesAgo(60 * 26 + 3), action: "Set up your assistant", detail: "Version 2026.1.14" },
+    ],
+  };
+  const history: ChatMessage[] = [
+    { role: "user", text: "Can you help me plan meals for this week?", at: minutesAgo(9) },
+    {
+      role: "assistant",
+      text:
+        "Of course! Tell me how many people you're cooking for and anything you'd like to avoid, " +
+        "and I'll put together seven simple dinners with one shopping list.",
+      at: minutesAgo(9),
+    },
+  ];
+  switch (name) {
+    case "fresh":
+      return {
+        overview: {
+          instance: { state: "not_installed", restarts: 0 },
+          install: { state: "missing" },
+          provider: { configured: false },
+          keychain: { status: "ok" },
+          checks: checksWith("pending"),
+          activity: [],
+        },
+        history: [],
+      };
+    case "installing":
+      return {
+        overview: {
+          ...scenario("fresh").overview,
+          instance: { state: "installing", restarts: 0 },
+          install: { state: "installing", step: INSTALL_STEPS[1], done: 1, total: INSTALL_STEPS.length, etaSeconds: 95 },
+          provider,
+        },
+        history: [],
+      };
+    case "stopped":
+      return {
+        overview: {
+          ...base,
+          instance: { state: "stopped", version: "2026.1.14", since: minutesAgo(5), restarts: 0 },
+          checks: checksWith("pending"),
+          activity: [{ at: minutesAgo(5), action: "Stopped your assistant", detail: "You asked it to stop" }, ...base.activity],
+        },
+        history,
+      };
+    case "degraded":
+      return {
+        overview: {
+          ...base,
+          instance: {
+            ...base.instance,
+            state: "degraded",
+            detail: "Your assistant is running, but one safety check failed.",
+            restarts: 1,
+          },
+          checks: checksWith("pass").map((c) =>
+            c.id === "private_link"
+              ? { ...c, status: "fail", detail: "Another program can reach your assistant from the network." }
+              : c,
+          ),
+        },
+        history,
+      };
+    case "error":
+      return {
+        overview: {
+          ...base,
+          instance: {
+            state: "error",
+            detail: "Your assistant stopped unexpectedly three times.",
+            version: "2026.1.14",
+            since: minutesAgo(2),
+            restarts: 3,
+          },
+          checks: checksWith("pending"),
+        },
+        history,
+      };
+    case "locked":
+      return {
+        overview: {
+          ...scenario("fresh").overview,
+          keychain: { status: "locked", hint: "Unlock your keychain (log in again or open Keychain Access), then try again." },
+        },
+        history: [],
+      };
+    default:
+      return { overview: base, history };
+  }
+}
+
+function load(): MockState {
+  const param = new URLSearchParams(location.search).get("mock");
+  if (param) {
+    const s = scenario(param);
+    sessionStorage.setItem(STORE_KEY, JSON.stringify(s));
+    return s;
+  }
+  try {
+    const raw = sessionStorage.getItem(STORE_KEY);
+    if (raw) return JSON.parse(raw) as MockState;
+  } catch {
+    /* fall through to the default */
+  }
+  return scenario("healthy");
+}
+
+const state = load();
+const ov = () => state.overview;
+const save = () => sessionStorage.setItem(STORE_KEY, JSON.stringify(state));
+
+// ---------- events ----------
+
+const handlers = new Set<(e: BackendEvent) => void>();
+function emit(e: BackendEvent) {
+  save();
+  for (const h of handlers) h(structuredClone(e));
+}
+function log(action: string, detail: string) {
+  ov().activity.unshift({ at: new Date().toISOString(), action, detail });
+  ov().activity.length = Math.min(ov().activity.length, 20);
+}
+const fail = (code: string, message: string, hint?: string): never => {
+  throw { code, message, ...(hint ? { hint } : {}) } satisfies ApiError;
+};
+
+// ---------- simulated long work ----------
+
+let installTimer: number | undefined;
+let instanceTimer: number | undefined;
+
+function setInstance(s: Overview["instance"]["state"], detail?: string) {
+  const i = ov().instance;
+  i.state = s;
+  if (detail) i.detail = detail;
+  else delete i.detail;
+  i.since = new Date().toISOString();
+  emit({ type: "instance", state: s, ...(detail ? { detail } : {}) });
+}
+
+function runInstall() {
+  const total = INSTALL_STEPS.length;
+  const tick = () => {
+    const ins = ov().install;
+    const done = ins.done ?? 0;
+    if (done >= total) {
+      ov().install = { state: "ready" };
+      ov().instance.version = "2026.1.14";
+      log("Set up your assistant", "Version 2026.1.14");
+      emit({ type: "install", state: "ready", done: total, total });
+      setInstance("stopped");
+      return;
+    }
+    ov().install = {
+      state: "installing",
+      step: INSTALL_STEPS[done],
+      done,
+      total,
+      etaSeconds: Math.max(5, (total - done) * 24),
+    };
+    emit({ type: "install", ...ov().install });
+    ov().install.done = done + 1;
+    installTimer = window.setTimeout(tick, 1100);
+  };
+  tick();
+}
+
+function runStart() {
+  setInstance("starting", "Starting your assistant…");
+  ov().checks = checksWith("pending");
+  emit({ type: "checks", checks: ov().checks });
+  instanceTimer = window.setTimeout(() => {
+    ov().instance.version ??= "2026.1.14";
+    log("Started your assistant", "On this computer");
+    setInstance("healthy");
+    let n = 0;
+    const next = () => {
+      if (n >= CHECKS.length) return;
+      ov().checks[n]!.status = "pass";
+      n++;
+      emit({ type: "checks", checks: ov().checks });
+      instanceTimer = window.setTimeout(next, 350);
+    };
+    next();
+  }, 1400);
+}
+
+// Resume work that was under way when the page was left.
+if (ov().install.state === "installing") {
+  setTimeout(runInstall, 300);
+} else if (ov().instance.state === "starting") {
+  setTimeout(runStart, 300);
+}
+
+// ---------- chat ----------
+
+interface Run {
+  timer: number;
+  text: string;
+}
+const runs = new Map<string, Run>();
+
+function reply(message: string): string {
+  const trimmed = message.trim().replace(/\s+/g, " ");
+  const quote = trimmed.length > 120 ? `${trimmed.slice(0, 117)}…` : trimmed;
+  return (
+    `You said: “${quote}”.\n\n` +
+    "This is the preview version of Clawkeeper running in a web browser, so I'm only repeating what you wrote. " +
+    "In the app, your own assistant answers here."
+  );
+}
+
+function streamReply(runId: string, message: string) {
+  const full = reply(message);
+  const words = full.split(/(?<=\s)/);
+  let i = 0;
+  const run: Run = { timer: 0, text: "" };
+  runs.set(runId, run);
+  const step = () => {
+    if (/\bfail\b/i.test(message) && i === 0) {
+      runs.delete(runId);
+      emit({
+        type: "chat",
+        runId,
+        state: "error",
+        text: run.text,
+        error: {
+          code: "provider_auth",
+          message: "OpenRouter didn't accept your API key.",
+          hint: "Check the key in Setup, or sign in with OpenRouter again.",
+        },
+      });
+      return;
+    }
+    if (i >= words.length) {
+      runs.delete(runId);
+      state.history.push({ role: "assistant", text: full, at: new Date().toISOString() });
+      emit({ type: "chat", runId, state: "final", text: full });
+      return;
+    }
+    run.text += words[i++];
+    emit({ type: "chat", runId, state: "delta", text: run.text });
+    run.timer = window.setTimeout(step, 45);
+  };
+  run.timer = window.setTimeout(step, 500);
+}
+
+// ---------- commands ----------
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function fingerprint(key: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0;
+  const hex = h.toString(16).padStart(8, "0");
+  return `sha256:${hex.slice(0, 4)}…${hex.slice(4)}`;
+}
+
+const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
+  get_overview: () => structuredClone(ov()),
+
+  save_provider: (raw) => {
+    const a = raw as unknown as SaveProviderArgs;
+    if (ov().keychain.status !== "ok")
+      fail(
+        "keychain_locked",
+        "Your keychain is locked, so the key can't be saved.",
+        "Unlock your keychain, then try again.",
+      );
+    if (!a.apiKey || a.apiKey.trim().length < 8 || /bad/i.test(a.apiKey))
+      fail(
+        "provider_auth",
+        a.kind === "openrouter" ? "OpenRouter didn't accept this API key." : "The provider didn't accept this API key.",
+        "Check that you copied the whole key, then try again.",
+      );
+    if (a.kind === "openai_compatible" && !/^https?:\/\//.test(a.baseUrl ?? ""))
+      fail("invalid_base_url", "That address doesn't look right.", "It should start with https://");
+    ov().provider = {
+      configured: true,
+      kind: a.kind,
+      model: a.model,
+      keySavedAt: new Date().toISOString(),
+      keyFingerprint: fingerprint(a.apiKey),
+      ...(a.baseUrl ? { baseUrl: a.baseUrl } : {}),
+    };
+    log("Saved your API key", `${a.kind === "openrouter" ? "OpenRouter" : "Your provider"}, in your keychain`);
+    emit({ type: "provider", configured: true });
+  },
+
+  start_openrouter_sign_in: () => {
+    setTimeout(() => {
+      ov().provider = {
+        configured: true,
+        kind: "openrouter",
+        model: "openrouter/auto",
+        keySavedAt: new Date().toISOString(),
+        keyFingerprint: "sha256:a41b…0d7c",
+      };
+      log("Signed in with OpenRouter", "API key saved in your keychain");
+      emit({ type: "provider", configured: true });
+    }, 1800);
+  },
+
+  install_runtime: () => {
+    if (ov().install.state !== "missing") return;
+    ov().install = { state: "installing", done: 0, total: INSTALL_STEPS.length };
+    setInstance("installing");
+    runInstall();
+  },
+
+  cancel_install: () => {
+    clearTimeout(installTimer);
+    if (ov().install.state === "installing") {
+      ov().install = { state: "missing" };
+      log("Cancelled setup", "Nothing was left half-installed");
+      emit({ type: "install", state: "missing" });
+      setInstance("not_installed");
+    }
+  },
+
+  start_instance: () => {
+    if (ov().install.state !== "ready")
+      fail("not_installed", "Your assistant isn't set up yet.", "Open Setup to finish setting it up.");
+    if (!ov().provider.configured)
+      fail("provider_missing", "There's no API key yet.", "Connect a model provider in Setup.");
+    if (["healthy", "starting"].includes(ov().instance.state)) return;
+    runStart();
+  },
+
+  stop_instance: () => {
+    clearTimeout(instanceTimer);
+    if (ov().instance.state === "installing") return commands.cancel_install!({});
+    setInstance("stopping");
+    instanceTimer = window.setTimeout(() => {
+      ov().checks = checksWith("pending");
+      log("Stopped your assistant", "You asked it to stop");
+      setInstance("stopped");
+      emit({ type: "checks", checks: ov().checks });
+    }, 700);
+    return undefined;
+  },
+
+  chat_send: (a) => {
+    const message = String(a.message ?? "");
+    if (!["healthy", "degraded"].includes(ov().instance.state))
+      fail("instance_not_running", "Your assistant isn't running.", "Start it, then send your message again.");
+    state.history.push({ role: "user", text: message, at: new Date().toISOString() });
+    const runId = `run-${Date.now().toString(36)}`;
+    streamReply(runId, message);
+    return { runId };
+  },
+
+  chat_history: () => structuredClone(state.history),
+
+  chat_abort: (a) => {
+    const runId = String(a.runId ?? "");
+    const run = runs.get(runId);
+    if (!run) return;
+    clearTimeout(run.timer);
+    runs.delete(runId);
+    if (run.text) state.history.push({ role: "assistant", text: run.text, at: new Date().toISOString() });
+    emit({ type: "chat", runId, state: "aborted", text: run.text });
+  },
+
+  open_window: (a) => {
+    location.href = `./${String(a.name)}.html`;
+  },
+};
+
+export const mockTransport = {
+  async invoke(cmd: string, args: Record<string, unknown> = {}): Promise<unknown> {
+    await delay(120);
+    const fn = commands[cmd];
+    if (!fn) fail("unknown_command", `The preview doesn't know “${cmd}”.`);
+    const out = fn!(args);
+    save();
+    return out;
+  },
+  async listen(handler: (e: BackendEvent) => void): Promise<() => void> {
+    handlers.add(handler);
+    return () => handlers.delete(handler);
+  },
+};
