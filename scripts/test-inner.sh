@@ -48,6 +48,21 @@ start_xvfb() {
   info "DISPLAY=$DISPLAY (pid $XVFB_PID)"
 }
 
+# Every name looked up inside the namespace goes to our recording DNS stub on
+# 127.0.0.1:53 (answers REFUSED), so tests can fail on any call home. The
+# resolv.conf bind mount lives in this run's private mount namespace only.
+start_dns_recorder() {
+  step "Recording DNS stub on 127.0.0.1:53"
+  local bin="${CARGO_TARGET_DIR:?}/debug/dns-recorder"
+  [[ -x "$bin" ]] || die "missing $bin (cargo build --workspace --all-targets)"
+  export CLAWKEEPER_DNS_LOG="$CK_TEST_ROOT/dns.log"
+  : >"$CLAWKEEPER_DNS_LOG"
+  "$bin" 127.0.0.1:53 "$CLAWKEEPER_DNS_LOG" &
+  printf 'nameserver 127.0.0.1\noptions attempts:1 timeout:1\n' >"$CK_TEST_ROOT/resolv.conf"
+  mount --bind "$CK_TEST_ROOT/resolv.conf" /etc/resolv.conf
+  info "CLAWKEEPER_DNS_LOG=$CLAWKEEPER_DNS_LOG"
+}
+
 phase_outer() {
   step "Isolated network: loopback only"
   ip link set lo up
@@ -75,6 +90,8 @@ phase_outer() {
   mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
   unset SSH_AUTH_SOCK GNOME_KEYRING_CONTROL WAYLAND_DISPLAY DISPLAY XAUTHORITY DBUS_SESSION_BUS_ADDRESS
   export NO_AT_BRIDGE=1 # no accessibility bus warnings from GTK
+
+  start_dns_recorder
 
   # Xvfb before the bus, so bus-activated services get DISPLAY.
   start_xvfb

@@ -1,3 +1,6 @@
 //! Test support for Clawkeeper: contract fakes and helpers shared by tests.
 
+pub mod dns;
+pub mod env;
 pub mod fake_model;
+pub mod scan;

@@ -192,7 +192,10 @@ fn print_install_progress(app: &Clawkeeper) {
 }
 
 async fn status(app: &Clawkeeper, json: bool) -> Result<()> {
-    let overview = app.overview().await.map_err(fail)?;
+    let mut overview = app.overview().await.map_err(fail)?;
+    if let Some(checks) = app.verify_external().await {
+        overview.checks = checks;
+    }
     let external = app.external_pid();
     let live = if overview.instance.state == "healthy" || external.is_some() {
         app.probe().await.ok().flatten()

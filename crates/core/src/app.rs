@@ -253,7 +253,8 @@ impl Clawkeeper {
         let app = self.clone();
         let mut rx = self.inner.supervisor.status();
         tokio::spawn(async move {
-            let mut last_state = String::new();
+            // The state at open is not news: only changes are audited and sent.
+            let mut last_state = rx.borrow_and_update().state.name().to_owned();
             let mut last_checks = Vec::new();
             loop {
                 let s = rx.borrow_and_update().clone();
@@ -768,6 +769,22 @@ impl Clawkeeper {
         conn.close().await;
         res.map_err(|e| problem(&e))?;
         Ok(version)
+    }
+
+    /// Run the host checks against a gateway started by another Clawkeeper process.
+    pub async fn verify_external(&self) -> Option<Vec<Check>> {
+        let pid = self.external_pid()?;
+        let vault = &self.inner.vault;
+        let token = vault.read(&self.inner.instance.token_ref()).await.ok()?;
+        let key = vault
+            .read(&self.inner.instance.provider_key_ref())
+            .await
+            .ok();
+        let mut secrets = vec![&token];
+        if let Some(k) = key.as_ref() {
+            secrets.push(k);
+        }
+        Some(crate::local::verify::run(&self.inner.instance, pid, &secrets).await)
     }
 
     fn require_running(&self) -> Result<(), Problem> {

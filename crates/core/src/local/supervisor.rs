@@ -198,6 +198,10 @@ impl Task {
                     let _ = reply.send(());
                 }
                 Cmd::Start(reply) => {
+                    // Leave Stopped before acknowledging, so a waiter never sees a stale state.
+                    self.set_state(InstanceState::Starting {
+                        detail: "Getting ready".into(),
+                    });
                     let _ = reply.send(());
                     self.run_instance().await;
                 }
