@@ -3,4 +3,5 @@
 pub mod dns;
 pub mod env;
 pub mod fake_model;
+pub mod fake_openrouter;
 pub mod scan;

@@ -468,6 +468,39 @@ impl Clawkeeper {
         Ok(())
     }
 
+    /// Begin "Sign in with OpenRouter": returns the page to open in the browser. When the
+    /// browser comes back, the key is saved like a pasted one and a `provider` event says so.
+    pub async fn start_openrouter_sign_in(&self) -> Result<String, Problem> {
+        let site = std::env::var("CLAWKEEPER_OPENROUTER_SITE")
+            .unwrap_or_else(|_| crate::openrouter::SITE.to_owned());
+        let signin = crate::openrouter::SignIn::begin(&site)
+            .await
+            .map_err(|e| problem(&e))?;
+        let url = signin.url();
+        let app = self.clone();
+        tokio::spawn(async move {
+            let outcome = match signin.finish(Duration::from_secs(600)).await {
+                Ok(key) => {
+                    app.save_provider(ProviderInput {
+                        kind: ProviderKind::Openrouter,
+                        base_url: None,
+                        model: None,
+                        api_key: key,
+                    })
+                    .await
+                }
+                Err(e) => Err(problem(&e)),
+            };
+            if let Err(p) = outcome {
+                app.emit(Event::Provider {
+                    configured: false,
+                    error: Some(p),
+                });
+            }
+        });
+        Ok(url)
+    }
+
     /// Download and install the runtime (a job: progress events, cancel, retry).
     pub async fn install_runtime(&self) -> Result<(), Problem> {
         let cancel = CancellationToken::new();

@@ -5,6 +5,7 @@ pub mod app;
 pub mod audit;
 pub mod gateway;
 pub mod local;
+pub mod openrouter;
 pub mod paths;
 pub mod problem;
 pub mod secret;
