@@ -46,7 +46,7 @@ ck_target_dir() {
 ck_build_ui() {
   if [[ -f "$CK_ROOT/ui/package.json" ]]; then
     step "Building the UI (npm run build in ui/)"
-    (cd "$CK_ROOT/ui" && npm run build --if-present)
+    (cd "$CK_ROOT/ui" && PATH="$CK_NODE_BIN:$PATH" npm run build --if-present)
   else
     step "No ui/package.json yet: skipping the UI build"
   fi

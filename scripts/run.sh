@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# THE run command: scripts/run.sh [app args, e.g. --dev-fake-model]
-# Installs what is missing, builds the UI and the release app, then runs it.
+# THE run command: scripts/run.sh [--dev-fake-model] [app args]
+# Installs what is missing, builds the UI and the release app, then runs it on
+# this computer (the default target).
+#
+# --dev-fake-model: no model account needed. Starts the contract fake model
+# (an OpenAI-compatible server on 127.0.0.1 that echoes) and saves it as the
+# provider, so the app goes straight to a working assistant that answers
+# "Echo: <your message>". For development and demos only.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,5 +26,24 @@ cargo build --release -p clawkeeper
 
 bin="$CARGO_TARGET_DIR/release/clawkeeper"
 [[ -x "$bin" ]] || die "built binary not found: $bin"
+
+if [[ "${1:-}" == "--dev-fake-model" ]]; then
+  shift
+  step "Starting the contract fake model (--dev-fake-model)"
+  cargo build --release -p clawkeeper-cli -p clawkeeper-tests --bin clawkeeper-cli --bin contract-fake-model --bin clawkeeper-keyhelper
+  key="dev-fake-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  log="$(mktemp)"
+  FAKE_MODEL_KEY="$key" "$CARGO_TARGET_DIR/release/contract-fake-model" >"$log" 2>&1 &
+  fake_pid=$!
+  trap 'kill $fake_pid 2>/dev/null || true' EXIT
+  for _ in $(seq 50); do grep -q 'http://' "$log" && break; sleep 0.1; done
+  url="$(grep -o 'http://127.0.0.1:[0-9]*/v1' "$log" | head -n1)"
+  [[ -n "$url" ]] || die "the fake model did not start: $(cat "$log")"
+  info "fake model at $url"
+  printf '%s' "$key" | "$CARGO_TARGET_DIR/release/clawkeeper-cli" provider --kind openai-compatible --base-url "$url" --model echo-1
+  step "Starting $bin $*"
+  "$bin" "$@"
+  exit $?
+fi
 step "Starting $bin $*"
 exec "$bin" "$@"

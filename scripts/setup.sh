@@ -104,18 +104,18 @@ install_ui_deps() {
   step "Checking UI dependencies (ui/node_modules)"
   local lock="$ui/package-lock.json" hash_src hash
   if [[ -f "$lock" ]]; then hash_src="$lock"; else hash_src="$ui/package.json"; fi
-  hash="$(sha256sum <"$hash_src" | cut -d' ' -f1) node-$(node --version)"
+  hash="$(sha256sum <"$hash_src" | cut -d' ' -f1) node-$CK_NODE_VERSION"
   if [[ -d "$ui/node_modules" && -f "$ui/node_modules/.stamp" && "$(cat "$ui/node_modules/.stamp")" == "$hash" ]]; then
     info "up to date"
     return
   fi
   if [[ -f "$lock" ]]; then
-    step "npm ci in ui/"
-    (cd "$ui" && npm ci --no-audit --no-fund)
+    step "npm ci in ui/ (with Node $CK_NODE_VERSION)"
+    (cd "$ui" && PATH="$CK_NODE_BIN:$PATH" npm ci --no-audit --no-fund)
   else
     step "npm install in ui/ (no package-lock.json)"
-    (cd "$ui" && npm install --no-audit --no-fund)
-    hash="$(sha256sum <"$ui/package.json" | cut -d' ' -f1) node-$(node --version)"
+    (cd "$ui" && PATH="$CK_NODE_BIN:$PATH" npm install --no-audit --no-fund)
+    hash="$(sha256sum <"$ui/package.json" | cut -d' ' -f1) node-$CK_NODE_VERSION"
   fi
   printf '%s\n' "$hash" >"$ui/node_modules/.stamp"
 }
@@ -164,8 +164,12 @@ promote() {
   RUNTIME_TMP=""
 }
 
+# install_runtime_cache [--node-only]: the pinned Node (always: the UI is built with it,
+# since Debian 12's Node 18 is too old for Vite) and, for tests, the pinned OpenClaw.
 install_runtime_cache() {
-  step "Checking the OpenClaw runtime cache in $CK_RUNTIME_DIR"
+  local ONLY_NODE=0
+  [[ "${1:-}" == "--node-only" ]] && ONLY_NODE=1
+  step "Checking the runtime cache in $CK_RUNTIME_DIR"
   mkdir -p "$CK_RUNTIME_DIR"
   # One installer at a time (parallel CI runs on the same machine).
   exec 9>"$CK_RUNTIME_DIR/.lock"
@@ -174,7 +178,9 @@ install_runtime_cache() {
   # Leftovers of an interrupted run are never used; remove them.
   rm -rf "$CK_RUNTIME_DIR"/.tmp-* 2>/dev/null || true
 
-  if node_cache_ok; then
+  if ((ONLY_NODE == 0)) && node_cache_ok && openclaw_cache_ok; then
+    info "node $CK_NODE_VERSION and openclaw $CK_OPENCLAW_VERSION: present"
+  elif node_cache_ok; then
     info "node $CK_NODE_VERSION: present"
   else
     step "Installing node@$CK_NODE_VERSION into $CK_NODE_PREFIX"
@@ -188,8 +194,8 @@ install_runtime_cache() {
     info "done"
   fi
 
-  if openclaw_cache_ok; then
-    info "openclaw $CK_OPENCLAW_VERSION: present"
+  if ((ONLY_NODE)) || openclaw_cache_ok; then
+    ((ONLY_NODE)) || info "openclaw $CK_OPENCLAW_VERSION: present"
   else
     step "Installing openclaw@$CK_OPENCLAW_VERSION into $CK_OPENCLAW_PREFIX (about a minute)"
     RUNTIME_TMP="$(mktemp -d "$CK_RUNTIME_DIR/.tmp-openclaw.XXXXXX")"
@@ -213,10 +219,14 @@ step "Clawkeeper setup$( ((WITH_TEST)) && echo ' (with test tools)')"
 install_debian_packages
 check_rust
 check_node
+if ((WITH_TEST)); then
+  install_runtime_cache
+else
+  install_runtime_cache --node-only
+fi
 install_ui_deps
 if ((WITH_TEST)); then
   install_cargo_tools
-  install_runtime_cache
 fi
 
 step "Setup complete"
