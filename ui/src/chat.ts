@@ -58,7 +58,9 @@ const early = new Map<string, ChatEvent>();
 
 // ---------- state of the assistant ----------
 
-const canChat = () => !!ov && (ov.instance.state === "healthy" || ov.instance.state === "degraded");
+/** Sending waits for the history: a message sent before it loads would be replaced by it. */
+let historyLoaded = false;
+const canChat = () => historyLoaded && !!ov && (ov.instance.state === "healthy" || ov.instance.state === "degraded");
 
 function renderState() {
   if (!ov) return;
@@ -329,6 +331,9 @@ async function loadHistory() {
     const err = toApiError(e);
     el.offline.hidden = false;
     el.offlineError.replaceChildren(errorPanel(err, [fixFor(err, loadHistory)]));
+  } finally {
+    historyLoaded = true;
+    renderState();
   }
 }
 

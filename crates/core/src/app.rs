@@ -504,23 +504,27 @@ impl Clawkeeper {
     /// Download and install the runtime (a job: progress events, cancel, retry).
     pub async fn install_runtime(&self) -> Result<(), Problem> {
         let cancel = CancellationToken::new();
-        {
+        let already_running = {
             let mut g = self
                 .inner
                 .install
                 .lock()
                 .map_err(|_| Problem::new("internal", "Internal error.", None))?;
-            if g.1.is_some() {
-                return Ok(()); // already running
+            let running = g.1.is_some();
+            if !running {
+                g.1 = Some(InstallJob {
+                    cancel: cancel.clone(),
+                });
+                g.0 = InstallView {
+                    state: "installing",
+                    progress: None,
+                    error: None,
+                };
             }
-            g.1 = Some(InstallJob {
-                cancel: cancel.clone(),
-            });
-            g.0 = InstallView {
-                state: "installing",
-                progress: None,
-                error: None,
-            };
+            running
+        };
+        if already_running {
+            return self.wait_for_running_install().await;
         }
         self.emit(Event::Install {
             state: "installing",
@@ -633,6 +637,29 @@ impl Clawkeeper {
                 Ok(())
             }
             Err(e) => Err(problem(&e)),
+        }
+    }
+
+    /// A second caller (a double click, or Start during the first-run install) waits for
+    /// the install already under way and shares its outcome.
+    async fn wait_for_running_install(&self) -> Result<(), Problem> {
+        loop {
+            let view = self
+                .inner
+                .install
+                .lock()
+                .map(|g| (g.1.is_some(), g.0.clone()))
+                .map_err(|_| ());
+            match view {
+                Ok((true, _)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Ok((false, v)) => {
+                    return match v.error {
+                        Some(p) if !self.inner.instance.runtime().is_installed() => Err(p),
+                        _ => Ok(()),
+                    }
+                }
+                Err(_) => return Err(Problem::new("internal", "Internal error.", None)),
+            }
         }
     }
 

@@ -391,6 +391,7 @@ impl Task {
             }
             tokio::select! {
                 status = child.wait() => {
+                    reap_group(pid);
                     let _ = std::fs::remove_file(self.instance.pid_file());
                     return Exit::Crashed(status.ok().and_then(|s| s.code()));
                 }
@@ -444,6 +445,7 @@ impl Task {
         loop {
             tokio::select! {
                 status = child.wait() => {
+                    reap_group(pid);
                     let _ = std::fs::remove_file(self.instance.pid_file());
                     return Exit::Crashed(status.ok().and_then(|s| s.code()));
                 }
@@ -477,6 +479,15 @@ impl Task {
         stop_child(child, self.policy.stop_timeout).await;
         let _ = std::fs::remove_file(self.instance.pid_file());
     }
+}
+
+/// After the gateway died on its own, its workers may still run in its process group (and
+/// hold its locks): end them before a restart.
+fn reap_group(pid: u32) {
+    #[cfg(unix)]
+    super::process::signal_group(pid, libc::SIGKILL);
+    #[cfg(not(unix))]
+    let _ = pid;
 }
 
 pub async fn stop_child(child: &mut Child, timeout: Duration) {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The benchmarks of BENCHMARKS.md: scripts/bench.sh [chat|app|all]
+# Release builds, run in the same isolated environment as the tests (loopback-only
+# network namespace, D-Bus session, unlocked keyring, Xvfb). Prints numbers and ratios.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$CK_ROOT"
+what="${1:-all}"
+
+bash "$CK_ROOT/scripts/setup.sh" --test
+ck_path_add_cargo
+CARGO_TARGET_DIR="$(ck_target_dir)"
+export CARGO_TARGET_DIR
+ck_build_ui
+
+step "Release build (app, CLI, keychain helper, bench)"
+cargo build --release -p clawkeeper -p clawkeeper-cli -p clawkeeper-tests \
+  --bin clawkeeper --bin clawkeeper-cli --bin clawkeeper-keyhelper --bin clawkeeper-bench
+cargo build -p clawkeeper-tests --bin dns-recorder # the test environment's DNS stub
+
+cmds=()
+[[ "$what" == chat || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench chat 20")
+[[ "$what" == app || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench app")
+((${#cmds[@]})) || die "usage: scripts/bench.sh [chat|app|all]"
+
+step "Machine"
+info "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)"
+for c in "${cmds[@]}"; do
+  step "$c"
+  CLAWKEEPER_TEST_CMD="$c" unshare --net --pid --fork --mount-proc --kill-child bash "$CK_ROOT/scripts/test-inner.sh"
+done

@@ -1,0 +1,24 @@
+const COMMANDS: &[&str] = &[
+    "get_overview",
+    "install_runtime",
+    "cancel_install",
+    "start_instance",
+    "stop_instance",
+    "save_provider",
+    "start_openrouter_sign_in",
+    "chat_send",
+    "chat_history",
+    "chat_abort",
+    "open_window",
+];
+
+fn main() {
+    // An app manifest turns each command into a permission (`allow-<command>`), so each
+    // window's capability file grants only the commands that window uses.
+    let attrs = tauri_build::Attributes::new()
+        .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
+    if let Err(e) = tauri_build::try_build(attrs) {
+        println!("cargo:warning=tauri-build failed: {e:#}");
+        std::process::exit(1);
+    }
+}

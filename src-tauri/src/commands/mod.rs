@@ -1,0 +1,9 @@
+//! The commands the UI invokes (`ui/src/api.ts`), one file per domain. Each is a thin call
+//! into `clawkeeper-core`; errors reach the UI as `{code, message, hint}` ([`Problem`]).
+//!
+//! [`Problem`]: clawkeeper_core::Problem
+
+pub mod chat;
+pub mod instance;
+pub mod provider;
+pub mod window;

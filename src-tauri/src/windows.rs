@@ -1,0 +1,123 @@
+//! The three windows, made on demand and destroyed when closed (the tray stays).
+
+use clawkeeper_core::Problem;
+use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindowBuilder};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowName {
+    Setup,
+    Status,
+    Chat,
+}
+
+impl WindowName {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "setup" => Some(Self::Setup),
+            "status" => Some(Self::Status),
+            "chat" => Some(Self::Chat),
+            _ => None,
+        }
+    }
+
+    /// The window label; capabilities (`capabilities/*.json`) are granted per label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Setup => "setup",
+            Self::Status => "status",
+            Self::Chat => "chat",
+        }
+    }
+
+    fn page(self) -> &'static str {
+        match self {
+            Self::Setup => "setup.html",
+            Self::Status => "status.html",
+            Self::Chat => "chat.html",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::Setup => "Set up your assistant — Clawkeeper",
+            Self::Status => "Status — Clawkeeper",
+            Self::Chat => "Chat — Clawkeeper",
+        }
+    }
+
+    fn size(self) -> (f64, f64) {
+        match self {
+            Self::Setup => (720.0, 640.0),
+            Self::Status => (760.0, 680.0),
+            Self::Chat => (760.0, 720.0),
+        }
+    }
+}
+
+/// Only the app's own pages may load in a window: no navigation to anything remote.
+fn is_app_url(url: &tauri::Url) -> bool {
+    match url.scheme() {
+        "tauri" => url.host_str() == Some("localhost"),
+        "http" | "https" => url.host_str() == Some("tauri.localhost"),
+        _ => false,
+    }
+}
+
+/// Show the window, creating it if it is not open.
+pub fn open(app: &AppHandle, name: WindowName) -> Result<(), Problem> {
+    open_inner(app, name).map_err(|e| {
+        tracing::error!(window = name.label(), error = %e, "could not open a window");
+        Problem::new(
+            "window_failed",
+            "Clawkeeper couldn't open that window.",
+            Some("Try again. If it keeps happening, restart Clawkeeper."),
+        )
+    })
+}
+
+pub fn open_or_log(app: &AppHandle, name: WindowName) {
+    let _ = open(app, name);
+}
+
+fn open_inner(app: &AppHandle, name: WindowName) -> tauri::Result<()> {
+    if let Some(w) = app.get_webview_window(name.label()) {
+        w.unminimize()?;
+        w.show()?;
+        w.set_focus()?;
+        return Ok(());
+    }
+    let (width, height) = name.size();
+    WebviewWindowBuilder::new(app, name.label(), WebviewUrl::App(name.page().into()))
+        .title(name.title())
+        .inner_size(width, height)
+        .min_inner_size(420.0, 420.0)
+        .center()
+        .focused(true)
+        .on_navigation(is_app_url)
+        .build()?;
+    tracing::debug!(window = name.label(), "window opened");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for n in [WindowName::Setup, WindowName::Status, WindowName::Chat] {
+            assert_eq!(WindowName::parse(n.label()), Some(n));
+        }
+        assert_eq!(WindowName::parse("settings"), None);
+    }
+
+    #[test]
+    fn only_app_pages_load() {
+        let ok = |s: &str| is_app_url(&tauri::Url::parse(s).unwrap());
+        assert!(ok("tauri://localhost/chat.html"));
+        assert!(ok("http://tauri.localhost/status.html"));
+        assert!(!ok("https://example.com/"));
+        assert!(!ok("http://127.0.0.1:18789/"));
+        assert!(!ok("file:///etc/passwd"));
+    }
+}
