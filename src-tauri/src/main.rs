@@ -20,7 +20,19 @@ use windows::WindowName;
 /// The one channel every backend event reaches the webviews on (`EVENT_CHANNEL` in `ui/src/api.ts`).
 pub const EVENT_CHANNEL: &str = "clawkeeper://event";
 
+/// When the process started (for the "tray ready" figure in BENCHMARKS.md).
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// `clawkeeper --open chat|status|setup`: open that window (in the running app if there is
+/// one). Used by the desktop entry's actions.
+fn requested_window(argv: &[String]) -> Option<WindowName> {
+    let i = argv.iter().position(|a| a == "--open")?;
+    WindowName::parse(argv.get(i + 1)?)
+}
+
 fn main() {
+    let started = std::time::Instant::now();
+    STARTED.get_or_init(|| started);
     init_tracing();
     if let Err(e) = run() {
         tracing::error!(error = %e, "Clawkeeper could not start");
@@ -42,9 +54,10 @@ fn init_tracing() {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app = tauri::Builder::default()
         // First, so a second launch hands over before doing anything else.
-        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
-            tracing::info!("second launch: showing the status window");
-            windows::open_or_log(app, WindowName::Status);
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            let name = requested_window(&argv).unwrap_or(WindowName::Status);
+            tracing::info!(window = name.label(), "second launch: showing a window");
+            windows::open_or_log(app, name);
         }))
         .invoke_handler(tauri::generate_handler![
             commands::instance::get_overview,
@@ -94,6 +107,14 @@ fn setup(app: &AppHandle) -> Result<(), Box<dyn std::error::Error>> {
     forward_events(app, &core);
     let initial = core.status().borrow().state.clone();
     tray::create(app, &initial)?;
+    let since_start = STARTED
+        .get()
+        .map(|t| t.elapsed().as_millis())
+        .unwrap_or_default();
+    tracing::info!(ms_since_start = since_start as u64, "tray ready");
+    if let Some(name) = requested_window(&std::env::args().collect::<Vec<_>>()) {
+        windows::open_or_log(app, name);
+    }
     lifecycle::watch_status(app, &core);
     lifecycle::handle_signals(app);
     lifecycle::first_run_or_start(app, &core);

@@ -188,6 +188,197 @@ async fn next_json(
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// The desktop app (release build), measured from outside through /proc.
+
+struct RunningApp {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    home: std::path::PathBuf,
+}
+
+impl RunningApp {
+    fn spawn(home: &std::path::Path, extra_env: &[(&str, String)]) -> Result<(Self, Instant)> {
+        let mut cmd = std::process::Command::new(env::bin("clawkeeper"));
+        cmd.env("CLAWKEEPER_HOME", home)
+            .env("CLAWKEEPER_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let t = Instant::now();
+        let mut child = cmd.spawn().context("start the release app (scripts/bench.sh builds it)")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok((Self { child, lines, home: home.to_owned() }, t))
+    }
+
+    fn wait_line(&self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now()).context(format!("no {needle:?} in time"))?;
+            let line = self.lines.recv_timeout(left)?;
+            if line.contains(needle) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The app and its helpers (WebKit processes), without the gateway it supervises.
+    fn own_processes(&self) -> Vec<u32> {
+        let gateway: Vec<u32> = std::fs::read_to_string(self.home.join("instances/local/gateway.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .map(process_tree)
+            .unwrap_or_default();
+        process_tree(self.pid()).into_iter().filter(|p| !gateway.contains(p)).collect()
+    }
+
+    fn stop(mut self) {
+        let _ = std::process::Command::new("kill").arg(self.pid().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn process_tree(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        if let Some(ppid) = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok()) {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree
+}
+
+/// (RSS, PSS) in KiB, summed over `pids`.
+fn memory(pids: &[u32]) -> (u64, u64) {
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    pids.iter().fold((0, 0), |(r, p), pid| {
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        (r + field(&rollup, "Rss:"), p + field(&rollup, "Pss:"))
+    })
+}
+
+/// CPU ticks (utime + stime) used so far by `pids`.
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            let rest = stat.rsplit_once(')')?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+fn names(pids: &[u32]) -> String {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+        .map(|s| s.trim().to_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn app() -> Result<()> {
-    bail!("the app benchmark needs the release app; see scripts/bench.sh")
+    let runtime_dir = env::test_runtime().context("CLAWKEEPER_TEST_RUNTIME is not set (run scripts/bench.sh)")?;
+    let ns = format!("clawkeeper-bench-app-{}", std::process::id());
+
+    // 1. Cold start to tray ready (first run: no provider, so no assistant is started).
+    let mut cold = Vec::new();
+    for _ in 0..5 {
+        let home = tempfile::tempdir()?;
+        let (app, t) = RunningApp::spawn(home.path(), &[("CLAWKEEPER_KEYCHAIN_NAMESPACE", ns.clone())])?;
+        app.wait_line("tray ready", Duration::from_secs(60))?;
+        cold.push(t.elapsed().as_secs_f64() * 1000.0);
+        app.stop();
+    }
+    let (c50, c95, _) = stats(cold.clone());
+    println!("cold start to tray ready (5 runs): median {c50:.0} ms, max {c95:.0} ms, all {cold:.0?}");
+
+    // 2. A configured app with a healthy assistant and no window: tray only.
+    let home = tempfile::tempdir()?;
+    let key = format!("sk-bench-{}", Secret::random(9).expose());
+    let fake = ContractFakeModel::start(key.clone()).await?;
+    let envs = [
+        ("CLAWKEEPER_KEYCHAIN_NAMESPACE", ns.clone()),
+        ("CLAWKEEPER_RUNTIME_DIR", runtime_dir.display().to_string()),
+        ("CLAWKEEPER_PORT", env::free_port().to_string()),
+    ];
+    let mut cli = std::process::Command::new(env::bin("clawkeeper-cli"));
+    cli.env("CLAWKEEPER_HOME", home.path()).args(["provider", "--kind", "openai-compatible", "--base-url", &fake.base_url(), "--model", "echo-1"]);
+    for (k, v) in &envs {
+        cli.env(k, v);
+    }
+    let mut child = cli.stdin(std::process::Stdio::piped()).spawn()?;
+    {
+        use std::io::Write;
+        child.stdin.take().context("stdin")?.write_all(key.as_bytes())?;
+    }
+    anyhow::ensure!(child.wait()?.success(), "saving the provider failed");
+
+    let (app, _) = RunningApp::spawn(home.path(), &envs)?;
+    app.wait_line("tray ready", Duration::from_secs(60))?;
+    app.wait_line("\"healthy\"", Duration::from_secs(180))?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let own = app.own_processes();
+    let (rss, pss) = memory(&own);
+    println!("tray only, assistant running: RSS {:.1} MB, PSS {:.1} MB ({})", rss as f64 / 1024.0, pss as f64 / 1024.0, names(&own));
+
+    let t0 = cpu_ticks(&own);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let ticks = cpu_ticks(&app.own_processes()).saturating_sub(t0);
+    let secs = started.elapsed().as_secs_f64();
+    println!("idle CPU over {secs:.0} s, tray only: {ticks} ticks = {:.3} % of one core", ticks as f64 / 100.0 / secs * 100.0);
+
+    // 3. With the chat window open (a second launch asks the running app to open it).
+    let opened = std::process::Command::new(env::bin("clawkeeper"))
+        .args(["--open", "chat"])
+        .env("CLAWKEEPER_HOME", home.path())
+        .env("CLAWKEEPER_KEYCHAIN_NAMESPACE", &ns)
+        .status()?;
+    anyhow::ensure!(opened.success(), "second launch failed");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let own = app.own_processes();
+    let (rss, pss) = memory(&own);
+    println!("chat window open: RSS {:.1} MB, PSS {:.1} MB ({})", rss as f64 / 1024.0, pss as f64 / 1024.0, names(&own));
+    app.stop();
+    Ok(())
 }
