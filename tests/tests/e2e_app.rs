@@ -11,6 +11,8 @@
 //! (`cargo build -p clawkeeper`) and `CLAWKEEPER_TEST_RUNTIME` — all of which
 //! `scripts/test.sh` provides. Without a display or driver the test says so and skips.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test
+
 use anyhow::{anyhow, bail, Context, Result};
 use clawkeeper_tests::fake_model::{ContractFakeModel, REPLY_PREFIX};
 use fantoccini::elements::Element;

@@ -1,6 +1,8 @@
 //! Bad input and broken environments: each gets a clear message and loses nothing.
 //! These use the real keychain, SQLite, npm and the supervisor, but no healthy gateway.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test
+
 use clawkeeper_core::app::{Clawkeeper, ProviderInput};
 use clawkeeper_core::local::runtime::{Runtime, NODE_VERSION, OPENCLAW_VERSION};
 use clawkeeper_core::local::supervisor::{InstanceState, Policy};

@@ -3,6 +3,8 @@
 //! only). One gateway per test binary: it takes ~15 s and ~1 GB to start, so this is one
 //! scenario with named steps rather than many tests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test
+
 use clawkeeper_core::app::{Clawkeeper, ProviderInput};
 use clawkeeper_core::local::supervisor::{InstanceState, Policy};
 use clawkeeper_core::local::verify::CheckStatus;

@@ -3,6 +3,8 @@
 //! callback, the code is exchanged with the PKCE verifier, and the key lands in the real
 //! keychain — never in the database or on disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test
+
 use clawkeeper_core::app::{Clawkeeper, Event};
 use clawkeeper_core::local::supervisor::Policy;
 use clawkeeper_core::paths::Paths;

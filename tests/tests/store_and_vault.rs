@@ -1,6 +1,8 @@
 //! The store and the vault against the real things: SQLite files killed mid-write, and the
 //! real Secret Service (gnome-keyring in the test session).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test
+
 use clawkeeper_core::store::Store;
 use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
 use clawkeeper_core::{audit, Secret};

@@ -209,24 +209,38 @@ impl RunningApp {
             cmd.env(k, v);
         }
         let t = Instant::now();
-        let mut child = cmd.spawn().context("start the release app (scripts/bench.sh builds it)")?;
+        let mut child = cmd
+            .spawn()
+            .context("start the release app (scripts/bench.sh builds it)")?;
         let stderr = child.stderr.take().context("no stderr")?;
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if tx.send(line).is_err() {
                     break;
                 }
             }
         });
-        Ok((Self { child, lines, home: home.to_owned() }, t))
+        Ok((
+            Self {
+                child,
+                lines,
+                home: home.to_owned(),
+            },
+            t,
+        ))
     }
 
     fn wait_line(&self, needle: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.checked_duration_since(Instant::now()).context(format!("no {needle:?} in time"))?;
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .context(format!("no {needle:?} in time"))?;
             let line = self.lines.recv_timeout(left)?;
             if line.contains(needle) {
                 return Ok(());
@@ -240,16 +254,22 @@ impl RunningApp {
 
     /// The app and its helpers (WebKit processes), without the gateway it supervises.
     fn own_processes(&self) -> Vec<u32> {
-        let gateway: Vec<u32> = std::fs::read_to_string(self.home.join("instances/local/gateway.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .map(process_tree)
-            .unwrap_or_default();
-        process_tree(self.pid()).into_iter().filter(|p| !gateway.contains(p)).collect()
+        let gateway: Vec<u32> =
+            std::fs::read_to_string(self.home.join("instances/local/gateway.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+                .map(process_tree)
+                .unwrap_or_default();
+        process_tree(self.pid())
+            .into_iter()
+            .filter(|p| !gateway.contains(p))
+            .collect()
     }
 
     fn stop(mut self) {
-        let _ = std::process::Command::new("kill").arg(self.pid().to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg(self.pid().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -265,9 +285,17 @@ impl RunningApp {
 fn process_tree(root: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        if let Some(ppid) = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok()) {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u32>().ok())
+        {
             parent_of.push((pid, ppid));
         }
     }
@@ -291,7 +319,8 @@ fn memory(pids: &[u32]) -> (u64, u64) {
             .unwrap_or(0)
     };
     pids.iter().fold((0, 0), |(r, p), pid| {
-        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
         (r + field(&rollup, "Rss:"), p + field(&rollup, "Pss:"))
     })
 }
@@ -317,20 +346,26 @@ fn names(pids: &[u32]) -> String {
 }
 
 async fn app() -> Result<()> {
-    let runtime_dir = env::test_runtime().context("CLAWKEEPER_TEST_RUNTIME is not set (run scripts/bench.sh)")?;
+    let runtime_dir =
+        env::test_runtime().context("CLAWKEEPER_TEST_RUNTIME is not set (run scripts/bench.sh)")?;
     let ns = format!("clawkeeper-bench-app-{}", std::process::id());
 
     // 1. Cold start to tray ready (first run: no provider, so no assistant is started).
     let mut cold = Vec::new();
     for _ in 0..5 {
         let home = tempfile::tempdir()?;
-        let (app, t) = RunningApp::spawn(home.path(), &[("CLAWKEEPER_KEYCHAIN_NAMESPACE", ns.clone())])?;
+        let (app, t) = RunningApp::spawn(
+            home.path(),
+            &[("CLAWKEEPER_KEYCHAIN_NAMESPACE", ns.clone())],
+        )?;
         app.wait_line("tray ready", Duration::from_secs(60))?;
         cold.push(t.elapsed().as_secs_f64() * 1000.0);
         app.stop();
     }
     let (c50, c95, _) = stats(cold.clone());
-    println!("cold start to tray ready (5 runs): median {c50:.0} ms, max {c95:.0} ms, all {cold:.0?}");
+    println!(
+        "cold start to tray ready (5 runs): median {c50:.0} ms, max {c95:.0} ms, all {cold:.0?}"
+    );
 
     // 2. A configured app with a healthy assistant and no window: tray only.
     let home = tempfile::tempdir()?;
@@ -342,14 +377,26 @@ async fn app() -> Result<()> {
         ("CLAWKEEPER_PORT", env::free_port().to_string()),
     ];
     let mut cli = std::process::Command::new(env::bin("clawkeeper-cli"));
-    cli.env("CLAWKEEPER_HOME", home.path()).args(["provider", "--kind", "openai-compatible", "--base-url", &fake.base_url(), "--model", "echo-1"]);
+    cli.env("CLAWKEEPER_HOME", home.path()).args([
+        "provider",
+        "--kind",
+        "openai-compatible",
+        "--base-url",
+        &fake.base_url(),
+        "--model",
+        "echo-1",
+    ]);
     for (k, v) in &envs {
         cli.env(k, v);
     }
     let mut child = cli.stdin(std::process::Stdio::piped()).spawn()?;
     {
         use std::io::Write;
-        child.stdin.take().context("stdin")?.write_all(key.as_bytes())?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(key.as_bytes())?;
     }
     anyhow::ensure!(child.wait()?.success(), "saving the provider failed");
 
@@ -359,14 +406,22 @@ async fn app() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let own = app.own_processes();
     let (rss, pss) = memory(&own);
-    println!("tray only, assistant running: RSS {:.1} MB, PSS {:.1} MB ({})", rss as f64 / 1024.0, pss as f64 / 1024.0, names(&own));
+    println!(
+        "tray only, assistant running: RSS {:.1} MB, PSS {:.1} MB ({})",
+        rss as f64 / 1024.0,
+        pss as f64 / 1024.0,
+        names(&own)
+    );
 
     let t0 = cpu_ticks(&own);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(60)).await;
     let ticks = cpu_ticks(&app.own_processes()).saturating_sub(t0);
     let secs = started.elapsed().as_secs_f64();
-    println!("idle CPU over {secs:.0} s, tray only: {ticks} ticks = {:.3} % of one core", ticks as f64 / 100.0 / secs * 100.0);
+    println!(
+        "idle CPU over {secs:.0} s, tray only: {ticks} ticks = {:.3} % of one core",
+        ticks as f64 / 100.0 / secs * 100.0
+    );
 
     // 3. With the chat window open (a second launch asks the running app to open it).
     let opened = std::process::Command::new(env::bin("clawkeeper"))
@@ -378,7 +433,12 @@ async fn app() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let own = app.own_processes();
     let (rss, pss) = memory(&own);
-    println!("chat window open: RSS {:.1} MB, PSS {:.1} MB ({})", rss as f64 / 1024.0, pss as f64 / 1024.0, names(&own));
+    println!(
+        "chat window open: RSS {:.1} MB, PSS {:.1} MB ({})",
+        rss as f64 / 1024.0,
+        pss as f64 / 1024.0,
+        names(&own)
+    );
     app.stop();
     Ok(())
 }

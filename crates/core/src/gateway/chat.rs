@@ -123,12 +123,17 @@ fn provider_problem(payload: &Value) -> Problem {
             Some("Wait a minute, then try again."),
         )
     } else {
-        // The gateway's own message is plain words already; keep only the first line.
+        // The gateway's own message is plain words already; keep its first real line.
         let first = raw
             .lines()
-            .next()
+            .map(|l| {
+                l.trim()
+                    .trim_start_matches('⚠')
+                    .trim_start_matches('\u{fe0f}')
+                    .trim()
+            })
+            .find(|l| !l.is_empty())
             .unwrap_or("The assistant could not answer.")
-            .trim_start_matches("⚠️ ")
             .to_owned();
         Problem::new(
             "run_failed",

@@ -87,9 +87,10 @@ struct Raw {
     seq: Option<Value>,
 }
 
+/// A request or response id: a non-empty string (or a number, as text).
 fn id_string(v: Option<Value>) -> Option<String> {
     match v? {
-        Value::String(s) => Some(s),
+        Value::String(s) if !s.is_empty() => Some(s),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
@@ -100,7 +101,12 @@ pub fn parse(text: &str, max_len: usize) -> Result<Frame, Error> {
     if text.len() > max_len {
         return Err(Error::TooLarge(text.len()));
     }
-    let raw: Raw = serde_json::from_str(text).map_err(|e| Error::NotJson(e.to_string()))?;
+    // Only a JSON object is a frame (serde's derive would also take an 8-element array).
+    let value: Value = serde_json::from_str(text).map_err(|e| Error::NotJson(e.to_string()))?;
+    if !value.is_object() {
+        return Err(Error::NoType);
+    }
+    let raw: Raw = serde_json::from_value(value).map_err(|e| Error::NotJson(e.to_string()))?;
     let kind = match raw.kind {
         Some(Value::String(k)) => k,
         _ => return Err(Error::NoType),
@@ -222,6 +228,8 @@ mod tests {
     #[test]
     fn rejects_garbage_without_panicking() {
         for junk in [
+            r#"["res","1",true,{"a":1},null,null,null,null]"#,
+            r#"{"type":"res","id":"","ok":true}"#,
             "",
             "null",
             "[]",

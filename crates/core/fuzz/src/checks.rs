@@ -1,0 +1,703 @@
+//! Invariants of clawkeeper-core's parsers of outside data, checked on arbitrary input.
+//!
+//! Each `*_violations` function takes raw bytes (what libFuzzer hands a target), runs the
+//! parser and returns every invariant that the result breaks; the matching function without
+//! the suffix drops the [`KNOWN_OPEN`] ones and is what the fuzz targets call. The same file
+//! is compiled into `crates/core/tests/parsers_never_panic.rs`, which runs it over the seed
+//! corpus and seeded mutations of it in the normal test suite.
+//!
+//! Nothing here panics by itself (no unwrap, no indexing): a panic comes from the core.
+//! Where an invariant needs the "right answer", it is computed here independently from a
+//! `serde_json::Value` (an oracle), not by calling the code under test again.
+
+use clawkeeper_core::gateway::chat::{self, ChatUpdate, HistoryMessage, RunState};
+use clawkeeper_core::gateway::frame::{self, Frame, RpcError};
+use clawkeeper_core::local::process::parse_proc_net_tcp;
+use clawkeeper_core::vault::{self, SecretRef};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::net::IpAddr;
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Stable name of the invariant, e.g. `frame.round_trip` or `chat.error_message_empty`.
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invariant `{}` broken: {}", self.invariant, self.detail)
+    }
+}
+
+/// Invariants the core breaks today. Each is an open bug with an `#[ignore]`d repro in
+/// `crates/core/tests/parsers_never_panic.rs`; they are still computed (and counted by that
+/// test) but do not fail a run. Remove the entry together with the fix.
+pub const KNOWN_OPEN: &[&str] = &[];
+
+fn v(out: &mut Vec<Violation>, invariant: &'static str, detail: String) {
+    out.push(Violation { invariant, detail });
+}
+
+/// `Ok` unless a violation outside [`KNOWN_OPEN`] is in `found`.
+pub fn unknown_only(found: Vec<Violation>) -> Result<(), String> {
+    let open: Vec<String> = found
+        .into_iter()
+        .filter(|x| !KNOWN_OPEN.contains(&x.invariant))
+        .map(|x| x.to_string())
+        .collect();
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(open.join("\n"))
+    }
+}
+
+pub fn gateway_frame(data: &[u8]) -> Result<(), String> {
+    unknown_only(gateway_frame_violations(data))
+}
+
+pub fn chat_event(data: &[u8]) -> Result<(), String> {
+    unknown_only(chat_event_violations(data))
+}
+
+pub fn proc_net_tcp(data: &[u8]) -> Result<(), String> {
+    unknown_only(proc_net_tcp_violations(data))
+}
+
+pub fn secret_ref(data: &[u8]) -> Result<(), String> {
+    unknown_only(secret_ref_violations(data))
+}
+
+// ------------------------------------------------------------------------ gateway frames
+
+/// Bytes → UTF-8 (lossy, as a WebSocket text frame is always UTF-8) → `frame::parse`.
+pub fn gateway_frame_violations(data: &[u8]) -> Vec<Violation> {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    let got = frame::parse(&text, frame::DEFAULT_MAX_FRAME);
+    check_frame(&text, &got, &mut out);
+
+    // The size limit is exact: `max_len == len` changes nothing, one byte less is TooLarge.
+    let len = text.len();
+    if len <= frame::DEFAULT_MAX_FRAME {
+        let at_limit = frame::parse(&text, len);
+        if at_limit != got {
+            v(
+                &mut out,
+                "frame.max_len_exact",
+                format!("max_len = len gave {at_limit:?}, a larger limit {got:?}"),
+            );
+        }
+        if let Some(below) = len.checked_sub(1) {
+            match frame::parse(&text, below) {
+                Err(frame::Error::TooLarge(n)) if n == len => {}
+                other => v(
+                    &mut out,
+                    "frame.too_large",
+                    format!("max_len = len - 1 gave {other:?}"),
+                ),
+            }
+        }
+    }
+    out
+}
+
+/// The invariants of one `frame::parse(text, ..)` result. Public so tests can feed it wrong
+/// results and see that it notices.
+pub fn check_frame(text: &str, got: &Result<Frame, frame::Error>, out: &mut Vec<Violation>) {
+    if let Ok(f) = got {
+        // Every frame of the protocol is a JSON object.
+        let json_ws: &[char] = &[' ', '\t', '\n', '\r'];
+        if !text.trim_start_matches(json_ws).starts_with('{') {
+            v(
+                out,
+                "frame.not_object",
+                format!("{text:?} is not a JSON object but parsed as {f:?}"),
+            );
+        }
+        check_frame_round_trip(f, out);
+        if let Frame::Response { id, .. } = f {
+            if id.is_empty() {
+                v(
+                    out,
+                    "frame.response_id_empty",
+                    format!("{text:?} parsed as a response with an empty id"),
+                );
+            }
+        }
+    }
+    // Compare with the oracle wherever the text is a JSON object. A parse error of the text
+    // itself (NotJson) is not compared: `Value` keeps the last of duplicate keys where the
+    // frame parser rejects them.
+    let comparable = !matches!(
+        got,
+        Err(frame::Error::NotJson(_) | frame::Error::TooLarge(_))
+    );
+    if comparable {
+        if let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) {
+            let want = frame_oracle(&obj);
+            if &want != got {
+                v(
+                    out,
+                    "frame.oracle",
+                    format!("{text:?} parsed as {got:?}, expected {want:?}"),
+                );
+            }
+        }
+    }
+}
+
+/// What `frame::parse` should return for a JSON object, from the protocol notes
+/// (docs/gateway-protocol.md, "Frames").
+pub fn frame_oracle(obj: &Map<String, Value>) -> Result<Frame, frame::Error> {
+    use frame::Error::{Missing, NoType};
+    let kind = match obj.get("type") {
+        Some(Value::String(k)) => k.clone(),
+        _ => return Err(NoType),
+    };
+    // The protocol's ids are non-empty strings (or numbers).
+    let id = || match obj.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let string = |key: &str| match obj.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    match kind.as_str() {
+        "res" => {
+            let id = id().ok_or(Missing {
+                kind: "res",
+                field: "id",
+            })?;
+            let ok = obj.get("ok").and_then(Value::as_bool).ok_or(Missing {
+                kind: "res",
+                field: "ok",
+            })?;
+            let result = if ok {
+                Ok(obj.get("payload").cloned().unwrap_or(Value::Null))
+            } else {
+                Err(obj
+                    .get("error")
+                    .cloned()
+                    .and_then(|e| serde_json::from_value::<RpcError>(e).ok())
+                    .unwrap_or_else(|| RpcError {
+                        code: "UNKNOWN".into(),
+                        message: "the gateway reported an error without details".into(),
+                        details: None,
+                        retryable: None,
+                        retry_after_ms: None,
+                    }))
+            };
+            Ok(Frame::Response { id, result })
+        }
+        "event" => Ok(Frame::Event {
+            event: string("event").ok_or(Missing {
+                kind: "event",
+                field: "event",
+            })?,
+            payload: obj.get("payload").cloned().unwrap_or(Value::Null),
+            seq: obj.get("seq").and_then(Value::as_u64),
+        }),
+        "req" => {
+            let id = id().ok_or(Missing {
+                kind: "req",
+                field: "id",
+            })?;
+            let method = string("method").ok_or(Missing {
+                kind: "req",
+                field: "method",
+            })?;
+            Ok(Frame::Request { id, method })
+        }
+        _ => Ok(Frame::Unknown { kind }),
+    }
+}
+
+/// JSON equality where two floats count as equal within a few ULPs: serde_json without its
+/// `float_roundtrip` feature may read back a float it wrote 1 ULP off (found by the fuzzer:
+/// 3.5577777777777775e78 → 3.557777777777778e78). Not a bug of the core; irrelevant for
+/// the costs and timestamps the gateway sends.
+pub fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() && y.is_f64() => {
+            match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => x == y || (x - y).abs() <= x.abs().max(y.abs()) * 1e-15,
+                _ => false,
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, xv)| y.get(k).is_some_and(|yv| json_eq(xv, yv)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Frame equality with [`json_eq`] for the JSON inside.
+pub fn frame_eq(a: &Frame, b: &Frame) -> bool {
+    let opt_eq = |x: &Option<Value>, y: &Option<Value>| match (x, y) {
+        (Some(x), Some(y)) => json_eq(x, y),
+        (x, y) => x.is_none() && y.is_none(),
+    };
+    match (a, b) {
+        (
+            Frame::Response { id, result },
+            Frame::Response {
+                id: id2,
+                result: result2,
+            },
+        ) => {
+            id == id2
+                && match (result, result2) {
+                    (Ok(x), Ok(y)) => json_eq(x, y),
+                    (Err(x), Err(y)) => {
+                        x.code == y.code
+                            && x.message == y.message
+                            && x.retryable == y.retryable
+                            && x.retry_after_ms == y.retry_after_ms
+                            && opt_eq(&x.details, &y.details)
+                    }
+                    _ => false,
+                }
+        }
+        (
+            Frame::Event {
+                event,
+                payload,
+                seq,
+            },
+            Frame::Event {
+                event: e2,
+                payload: p2,
+                seq: s2,
+            },
+        ) => event == e2 && seq == s2 && json_eq(payload, p2),
+        _ => a == b,
+    }
+}
+
+fn reparse(out: &mut Vec<Violation>, what: &str, text: &str, want: &Frame) {
+    let again = frame::parse(text, frame::DEFAULT_MAX_FRAME);
+    if !again.as_ref().is_ok_and(|f| frame_eq(f, want)) {
+        v(
+            out,
+            "frame.round_trip",
+            format!("{what}: {text:?} parsed back as {again:?}, not {want:?}"),
+        );
+    }
+}
+
+/// Serializing a parsed frame again (as the gateway would send it) gives the same frame, and
+/// a request that echoes its id (what the client sends) parses back to that id.
+fn check_frame_round_trip(f: &Frame, out: &mut Vec<Violation>) {
+    let mut obj = Map::new();
+    match f {
+        Frame::Response { id, result } => {
+            obj.insert("type".into(), "res".into());
+            obj.insert("id".into(), id.as_str().into());
+            match result {
+                Ok(payload) => {
+                    obj.insert("ok".into(), true.into());
+                    obj.insert("payload".into(), payload.clone());
+                }
+                Err(e) => {
+                    obj.insert("ok".into(), false.into());
+                    match serde_json::to_value(e) {
+                        Ok(e) => {
+                            obj.insert("error".into(), e);
+                        }
+                        Err(e) => v(out, "frame.serialize", format!("RpcError: {e}")),
+                    }
+                }
+            }
+            let params = result.as_ref().unwrap_or(&Value::Null);
+            let req = frame::request(id, "chat.send", params);
+            reparse(
+                out,
+                "request with the response's id",
+                &req,
+                &Frame::Request {
+                    id: id.clone(),
+                    method: "chat.send".into(),
+                },
+            );
+        }
+        Frame::Event {
+            event,
+            payload,
+            seq,
+        } => {
+            obj.insert("type".into(), "event".into());
+            obj.insert("event".into(), event.as_str().into());
+            obj.insert("payload".into(), payload.clone());
+            if let Some(seq) = seq {
+                obj.insert("seq".into(), (*seq).into());
+            }
+        }
+        Frame::Request { id, method } => {
+            let req = frame::request(id, method, &Value::Null);
+            reparse(out, "frame::request", &req, f);
+            return;
+        }
+        Frame::Unknown { kind } => {
+            if matches!(kind.as_str(), "res" | "event" | "req") {
+                v(
+                    out,
+                    "frame.unknown_kind",
+                    format!("known type {kind:?} reported as Unknown"),
+                );
+            }
+            obj.insert("type".into(), kind.as_str().into());
+        }
+    }
+    reparse(
+        out,
+        "re-serialized frame",
+        &Value::Object(obj).to_string(),
+        f,
+    );
+}
+
+// ------------------------------------------------------------------------ chat payloads
+
+/// Bytes → JSON (if they are JSON) → `parse_chat_event` and `parse_history`, on the value and,
+/// when it is a whole frame, on its `payload` (so seeds can be frames copied from the docs).
+pub fn chat_event_violations(data: &[u8]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        return out;
+    };
+    check_chat_payload(&value, &mut out);
+    if let Some(payload) = value.get("payload") {
+        check_chat_payload(payload, &mut out);
+    }
+    out
+}
+
+fn check_chat_payload(payload: &Value, out: &mut Vec<Violation>) {
+    let update = chat::parse_chat_event(payload);
+    check_chat_update(payload, update.as_ref(), out);
+    let history = chat::parse_history(payload);
+    check_history(payload, &history, out);
+}
+
+/// Text of a message, computed independently of `chat::message_text`.
+fn text_oracle(message: &Value) -> Option<String> {
+    match message.get("content")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for p in parts {
+                if p.get("type") == Some(&Value::String("text".into())) {
+                    if let Some(Value::String(t)) = p.get("text") {
+                        text.push_str(t);
+                    }
+                }
+            }
+            Some(text)
+        }
+        _ => None,
+    }
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    match v.get(key) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The invariants of one `parse_chat_event(payload)` result.
+pub fn check_chat_update(payload: &Value, got: Option<&ChatUpdate>, out: &mut Vec<Violation>) {
+    let want_state = match str_at(payload, "state") {
+        Some("status") => Some(RunState::Status),
+        Some("delta") => Some(RunState::Delta),
+        Some("final") => Some(RunState::Final),
+        Some("error") => Some(RunState::Error),
+        Some("aborted") => Some(RunState::Aborted),
+        _ => None,
+    };
+    let run_id = str_at(payload, "runId");
+    let Some(u) = got else {
+        if let (Some(state), Some(_)) = (want_state, run_id) {
+            v(
+                out,
+                "chat.dropped",
+                format!("a {state:?} event with a runId was ignored: {payload}"),
+            );
+        }
+        return;
+    };
+    if Some(u.state) != want_state || Some(u.run_id.as_str()) != run_id {
+        v(
+            out,
+            "chat.accepted",
+            format!("parsed as {u:?} from {payload}"),
+        );
+    }
+    if u.session_key != str_at(payload, "sessionKey").unwrap_or_default() {
+        v(out, "chat.session_key", format!("{u:?} from {payload}"));
+    }
+    if u.phase.as_deref() != str_at(payload, "phase") {
+        v(out, "chat.phase", format!("{u:?} from {payload}"));
+    }
+    let want_text = payload.get("message").and_then(text_oracle);
+    if u.text != want_text {
+        v(
+            out,
+            "chat.text",
+            format!("text {:?}, expected {want_text:?} from {payload}", u.text),
+        );
+    }
+    if (u.state == RunState::Error) != u.error.is_some() {
+        v(
+            out,
+            "chat.error_iff_error_state",
+            format!("{u:?} from {payload}"),
+        );
+    }
+    if u.state.is_terminal()
+        != matches!(
+            u.state,
+            RunState::Final | RunState::Error | RunState::Aborted
+        )
+    {
+        v(out, "chat.terminal", format!("{:?}", u.state));
+    }
+    if let Some(p) = &u.error {
+        // A run that ended in an error always tells the person something.
+        if p.code.is_empty() {
+            v(
+                out,
+                "chat.error_code_empty",
+                format!("{p:?} from {payload}"),
+            );
+        }
+        if p.message.trim().is_empty() {
+            v(
+                out,
+                "chat.error_message_empty",
+                format!("error {p:?} from {payload}"),
+            );
+        }
+        if p.hint.as_deref().is_none_or(|h| h.trim().is_empty()) {
+            v(
+                out,
+                "chat.error_hint_empty",
+                format!("{p:?} from {payload}"),
+            );
+        }
+    }
+    if let Err(e) = serde_json::to_string(u) {
+        v(out, "chat.serialize", format!("{u:?}: {e}"));
+    }
+}
+
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z in Unix milliseconds: the range that
+/// RFC 3339 can write.
+const RFC3339_MIN_MS: i64 = -62_167_219_200_000;
+const RFC3339_MAX_MS: i64 = 253_402_300_799_999;
+
+/// The invariants of one `parse_history(payload)` result.
+pub fn check_history(payload: &Value, got: &[HistoryMessage], out: &mut Vec<Violation>) {
+    let want: Vec<(&str, String, Option<i64>)> = match payload.get("messages") {
+        Some(Value::Array(messages)) => messages
+            .iter()
+            .filter_map(|m| {
+                let role = str_at(m, "role")?;
+                if role != "user" && role != "assistant" {
+                    return None;
+                }
+                let ts = m.get("timestamp").and_then(Value::as_i64);
+                Some((role, text_oracle(m)?, ts))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if got.len() != want.len() {
+        v(
+            out,
+            "history.count",
+            format!(
+                "{} messages, expected {} from {payload}",
+                got.len(),
+                want.len()
+            ),
+        );
+        return;
+    }
+    for (m, (role, text, ts)) in got.iter().zip(&want) {
+        if m.role != *role || m.text != *text {
+            v(
+                out,
+                "history.message",
+                format!("{m:?}, expected {role} {text:?}"),
+            );
+        }
+        let writable = ts.filter(|ms| (RFC3339_MIN_MS..=RFC3339_MAX_MS).contains(ms));
+        match (&m.at, writable) {
+            (None, None) => {}
+            (Some(at), Some(ms)) => {
+                let back =
+                    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                        .map(|t| t.unix_timestamp_nanos());
+                if back != Ok(i128::from(ms) * 1_000_000) {
+                    v(
+                        out,
+                        "history.timestamp",
+                        format!("{at:?} does not read back as {ms} ms ({back:?})"),
+                    );
+                }
+            }
+            (at, _) => v(
+                out,
+                "history.timestamp",
+                format!("at {at:?} for timestamp {ts:?}"),
+            ),
+        }
+    }
+    if let Err(e) = serde_json::to_string(got) {
+        v(out, "history.serialize", e.to_string());
+    }
+}
+
+// ------------------------------------------------------------------------ /proc/net/tcp
+
+/// Bytes → UTF-8 (lossy) → `parse_proc_net_tcp`, as IPv4 and as IPv6.
+pub fn proc_net_tcp_violations(data: &[u8]) -> Vec<Violation> {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    for v6 in [false, true] {
+        let rows = parse_proc_net_tcp(&text, v6);
+        check_proc_rows(&text, v6, &rows, &mut out);
+    }
+    out
+}
+
+/// How the kernel writes an address in /proc/net/tcp{,6}: 32-bit words in host (little
+/// endian) order, each as 8 hex digits.
+pub fn proc_hex(ip: &IpAddr) -> String {
+    let octets: Vec<u8> = match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    octets
+        .chunks(4)
+        .map(|w| {
+            let mut word = [0u8; 4];
+            word.iter_mut().zip(w).for_each(|(d, s)| *d = *s);
+            format!("{:08X}", u32::from_le_bytes(word))
+        })
+        .collect()
+}
+
+/// The invariants of one `parse_proc_net_tcp(text, v6)` result.
+pub fn check_proc_rows(
+    text: &str,
+    v6: bool,
+    rows: &[(IpAddr, u16, String)],
+    out: &mut Vec<Violation>,
+) {
+    // Rows come, in order, from LISTEN lines (state 0A, at least 10 columns) after the header;
+    // the inode is the 10th column.
+    let mut listen_inodes = text.lines().skip(1).filter_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() >= 10 && cols.get(3) == Some(&"0A") {
+            cols.get(9).map(|s| s.to_string())
+        } else {
+            None
+        }
+    });
+    for row in rows {
+        if !listen_inodes.any(|inode| inode == row.2) {
+            v(
+                out,
+                "proc.row_source",
+                format!("row {row:?} (v6 = {v6}) matches no LISTEN line in order"),
+            );
+            return;
+        }
+    }
+    for (ip, port, inode) in rows {
+        if ip.is_ipv6() != v6 {
+            v(out, "proc.family", format!("{ip} read with v6 = {v6}"));
+        }
+        if inode.is_empty() || inode.chars().any(char::is_whitespace) {
+            v(out, "proc.inode", format!("inode {inode:?}"));
+        }
+        // Writing the row the way the kernel does and parsing it again gives the same row.
+        let line = format!(
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: {}:{port:04X} 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 {inode} 1\n",
+            proc_hex(ip)
+        );
+        let again = parse_proc_net_tcp(&line, v6);
+        let want = [(*ip, *port, inode.clone())];
+        if again != want {
+            v(
+                out,
+                "proc.round_trip",
+                format!("{line:?} parsed back as {again:?}, not {want:?}"),
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------------ secret references
+
+/// Bytes → UTF-8 (lossy) → `SecretRef::parse`.
+pub fn secret_ref_violations(data: &[u8]) -> Vec<Violation> {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    check_secret_ref(&text, &SecretRef::parse(&text), &mut out);
+    out
+}
+
+/// The invariants of one `SecretRef::parse(text)` result.
+pub fn check_secret_ref(text: &str, got: &vault::Result<SecretRef>, out: &mut Vec<Violation>) {
+    match got {
+        Ok(r) => {
+            let shown = r.to_string();
+            if shown != text {
+                v(
+                    out,
+                    "secret_ref.display",
+                    format!("{text:?} parsed, but displays as {shown:?}"),
+                );
+            }
+            match SecretRef::parse(&shown) {
+                Ok(again) if again == *r => {}
+                other => v(
+                    out,
+                    "secret_ref.round_trip",
+                    format!("{shown:?} parsed back as {other:?}, not {r:?}"),
+                ),
+            }
+            let i = r.instance.as_bytes();
+            let charset = i
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
+            if i.is_empty() || i.len() > 64 || !charset {
+                v(
+                    out,
+                    "secret_ref.instance",
+                    format!("instance {:?} accepted", r.instance),
+                );
+            }
+        }
+        Err(vault::Error::BadRef(s)) if s == text => {}
+        Err(e) => v(
+            out,
+            "secret_ref.error",
+            format!("{text:?} rejected with {e:?}, not BadRef of the input"),
+        ),
+    }
+}
