@@ -5,7 +5,9 @@
 //! - the model provider's key is a SecretRef too, under our own provider entry (never the
 //!   standard env names, which make OpenClaw fetch plugins at start);
 //! - no calls home: update check, model catalog refresh and mDNS are off;
-//! - per-channel-peer DM sessions, DM pairing; logs inside the instance directory.
+//! - per-channel-peer DM sessions; DM pairing (OpenClaw's default when no channel sets a
+//!   `dmPolicy`, and this config sets none — "DMs use pairing", shared channel policies);
+//! - logs inside the instance directory.
 
 use serde_json::{json, Value};
 use std::path::Path;
