@@ -18,6 +18,8 @@ step "Release build (app, CLI, keychain helper, bench)"
 cargo build --release -p clawkeeper -p clawkeeper-cli -p clawkeeper-tests \
   --bin clawkeeper --bin clawkeeper-cli --bin clawkeeper-keyhelper --bin clawkeeper-bench
 cargo build -p clawkeeper-tests --bin dns-recorder # the test environment's DNS stub
+step "OpenClaw runtime cache (Clawkeeper's own installer)"
+ck_install_openclaw_runtime "$CARGO_TARGET_DIR/release/clawkeeper-cli"
 
 cmds=()
 [[ "$what" == chat || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench chat 20")

@@ -51,3 +51,12 @@ ck_build_ui() {
     step "No ui/package.json yet: skipping the UI build"
   fi
 }
+
+# Install the pinned OpenClaw (and Node) into the shared runtime cache with
+# Clawkeeper's own installer (`clawkeeper-cli install`); a no-op when complete.
+ck_install_openclaw_runtime() {
+  local cli="$1" home
+  home="$(mktemp -d)"
+  CLAWKEEPER_HOME="$home" CLAWKEEPER_RUNTIME_DIR="$CK_RUNTIME_DIR" CLAWKEEPER_LOG=warn "$cli" install
+  rm -rf "$home"
+}

@@ -219,11 +219,9 @@ step "Clawkeeper setup$( ((WITH_TEST)) && echo ' (with test tools)')"
 install_debian_packages
 check_rust
 check_node
-if ((WITH_TEST)); then
-  install_runtime_cache
-else
-  install_runtime_cache --node-only
-fi
+# Only the pinned Node here (the UI is built with it). OpenClaw itself is installed by
+# Clawkeeper's own installer: by the app on first run, and for the tests by scripts/test.sh.
+install_runtime_cache --node-only
 install_ui_deps
 if ((WITH_TEST)); then
   install_cargo_tools
@@ -236,7 +234,6 @@ if ((WITH_TEST)); then
   info "cargo-nextest:   $(command -v cargo-nextest)"
   info "tauri-driver:    $(command -v tauri-driver)"
   info "WebKitWebDriver: $(command -v WebKitWebDriver || echo 'not found')"
-  info "test runtime:    $CK_RUNTIME_DIR   (CLAWKEEPER_TEST_RUNTIME)"
+  info "test runtime:    $CK_RUNTIME_DIR   (CLAWKEEPER_TEST_RUNTIME; OpenClaw added by scripts/test.sh)"
   info "  node:          $CK_NODE_BIN/node"
-  info "  openclaw:      $CK_OPENCLAW_PREFIX/node_modules/.bin/openclaw"
 fi

@@ -33,6 +33,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "Building all targets (cargo build --workspace --all-targets)"
 cargo build --workspace --all-targets
 
+step "OpenClaw runtime cache in $CK_RUNTIME_DIR, installed by Clawkeeper's own installer"
+# The same code path the app uses on a person's computer (skipped when already complete).
+ck_install_openclaw_runtime "$CARGO_TARGET_DIR/debug/clawkeeper-cli"
+
 step "Building the test binaries (cargo nextest run --workspace --no-run)"
 cargo nextest run --workspace --profile ci --no-run
 

@@ -181,7 +181,40 @@ impl Runtime {
             total,
             started,
         ));
+        self.complete_lifecycle().await?;
         self.check_version().await?;
+        // The download cache is only needed during an install (~275 MB).
+        let _ = std::fs::remove_dir_all(self.root.join("npm-cache"));
+        Ok(())
+    }
+
+    /// OpenClaw ships a `.openclaw-lifecycle-pending` marker that its own postinstall
+    /// removes, and refuses to run while it is there. npm 11 may skip install scripts, so
+    /// the postinstall is run here explicitly, with our Node, whenever the marker remains.
+    async fn complete_lifecycle(&self) -> Result<()> {
+        let pkg = self.openclaw_prefix().join("node_modules/openclaw");
+        let marker = pkg.join(".openclaw-lifecycle-pending");
+        if !marker.exists() {
+            return Ok(());
+        }
+        let out = Command::new(self.node())
+            .arg("scripts/postinstall-bundled-plugins.mjs")
+            .current_dir(&pkg)
+            .env("OPENCLAW_NO_AUTO_UPDATE", "1")
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        if !out.status.success() || marker.exists() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(Error::Failed {
+                step: "Finishing the installation",
+                detail: stderr
+                    .lines()
+                    .last()
+                    .unwrap_or("postinstall failed")
+                    .to_owned(),
+            });
+        }
         Ok(())
     }
 
