@@ -129,13 +129,14 @@ async fn gateway_local_instance_end_to_end() {
     step("a crash is restarted");
     let pid = app.status().borrow().pid.unwrap();
     assert!(libc_kill(pid, 9));
-    let s = app_wait(&app, Duration::from_secs(30), |s| {
-        matches!(
-            s,
-            InstanceState::Degraded { .. } | InstanceState::Starting { .. }
-        )
-    })
-    .await;
+    let s = app
+        .wait_for_state(Duration::from_secs(30), |s| {
+            matches!(
+                s,
+                InstanceState::Degraded { .. } | InstanceState::Starting { .. }
+            )
+        })
+        .await;
     assert!(
         matches!(
             s,
@@ -208,27 +209,6 @@ async fn gateway_local_instance_end_to_end() {
         );
     }
     app.shutdown().await;
-}
-
-async fn app_wait(
-    app: &Clawkeeper,
-    timeout: Duration,
-    pred: impl Fn(&InstanceState) -> bool,
-) -> InstanceState {
-    let mut rx = app.status();
-    let _ = tokio::time::timeout(timeout, async {
-        loop {
-            if pred(&rx.borrow_and_update().state) {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
-    let s = rx.borrow().state.clone();
-    s
 }
 
 fn libc_kill(pid: u32, sig: i32) -> bool {

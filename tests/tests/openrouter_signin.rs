@@ -13,22 +13,43 @@ use clawkeeper_tests::fake_openrouter::ContractFakeOpenRouter;
 use clawkeeper_tests::{env, scan};
 use std::time::Duration;
 
+/// A Clawkeeper on a temp dir, with OpenRouter pointed at a fresh contract fake.
+async fn setup(approve: bool) -> (ContractFakeOpenRouter, tempfile::TempDir, Clawkeeper) {
+    std::env::set_var(
+        "CLAWKEEPER_KEYCHAIN_NAMESPACE",
+        format!("clawkeeper-test-oauth-{approve}-{}", std::process::id()),
+    );
+    let fake = ContractFakeOpenRouter::start(approve).await.unwrap();
+    std::env::set_var("CLAWKEEPER_OPENROUTER_SITE", fake.origin());
+    let dir = tempfile::tempdir().unwrap();
+    let app = Clawkeeper::open(Paths::under(dir.path()), Policy::default())
+        .await
+        .unwrap();
+    (fake, dir, app)
+}
+
+/// The first `provider` event: (configured, error).
+async fn provider_event(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+) -> (bool, Option<clawkeeper_core::Problem>) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(Event::Provider { configured, error }) = events.recv().await {
+                return (configured, error);
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn sign_in_with_openrouter_saves_the_key_in_the_keychain() {
     if !env::isolated() {
         eprintln!("skipped: needs the test session's keyring (scripts/test.sh)");
         return;
     }
-    std::env::set_var(
-        "CLAWKEEPER_KEYCHAIN_NAMESPACE",
-        format!("clawkeeper-test-oauth-{}", std::process::id()),
-    );
-    let fake = ContractFakeOpenRouter::start(true).await.unwrap();
-    std::env::set_var("CLAWKEEPER_OPENROUTER_SITE", fake.origin());
-    let dir = tempfile::tempdir().unwrap();
-    let app = Clawkeeper::open(Paths::under(dir.path()), Policy::default())
-        .await
-        .unwrap();
+    let (fake, dir, app) = setup(true).await;
     let mut events = app.events();
 
     let url = app.start_openrouter_sign_in().await.unwrap();
@@ -41,15 +62,7 @@ async fn sign_in_with_openrouter_saves_the_key_in_the_keychain() {
     assert!(page.status().is_success());
     assert!(page.text().await.unwrap().contains("You're signed in"));
 
-    let configured = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            if let Ok(Event::Provider { configured, error }) = events.recv().await {
-                return (configured, error);
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let configured = provider_event(&mut events).await;
     assert_eq!(configured, (true, None));
 
     let issued = fake.issued();
@@ -84,29 +97,12 @@ async fn declined_sign_in_says_so() {
         eprintln!("skipped: needs the test session's keyring (scripts/test.sh)");
         return;
     }
-    std::env::set_var(
-        "CLAWKEEPER_KEYCHAIN_NAMESPACE",
-        format!("clawkeeper-test-oauth-no-{}", std::process::id()),
-    );
-    let fake = ContractFakeOpenRouter::start(false).await.unwrap();
-    std::env::set_var("CLAWKEEPER_OPENROUTER_SITE", fake.origin());
-    let dir = tempfile::tempdir().unwrap();
-    let app = Clawkeeper::open(Paths::under(dir.path()), Policy::default())
-        .await
-        .unwrap();
+    let (fake, _dir, app) = setup(false).await;
     let mut events = app.events();
     let url = app.start_openrouter_sign_in().await.unwrap();
     let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
     assert!(page.contains("not finished"));
-    let (configured, error) = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            if let Ok(Event::Provider { configured, error }) = events.recv().await {
-                return (configured, error);
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let (configured, error) = provider_event(&mut events).await;
     assert!(!configured);
     assert_eq!(error.unwrap().code, "signin_denied");
     assert_eq!(fake.exchanges(), 0);

@@ -729,6 +729,15 @@ impl Clawkeeper {
         Ok(())
     }
 
+    /// Wait until the instance's state satisfies `pred` (or `timeout`); returns the last state.
+    pub async fn wait_for_state(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&InstanceState) -> bool,
+    ) -> InstanceState {
+        self.inner.supervisor.wait_for(timeout, pred).await.state
+    }
+
     /// Wait until the instance is healthy, or say why not.
     pub async fn wait_healthy(&self, timeout: Duration) -> Result<(), Problem> {
         let s = self

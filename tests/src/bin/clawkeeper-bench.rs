@@ -10,6 +10,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clawkeeper_core::app::{Clawkeeper, ProviderInput};
+use clawkeeper_core::local::process::process_tree;
 use clawkeeper_core::local::supervisor::Policy;
 use clawkeeper_core::paths::Paths;
 use clawkeeper_core::store::ProviderKind;
@@ -280,33 +281,6 @@ impl RunningApp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn process_tree(root: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        if let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|s| s.parse::<u32>().ok())
-        {
-            parent_of.push((pid, ppid));
-        }
-    }
-    let mut tree = vec![root];
-    let mut i = 0;
-    while i < tree.len() {
-        let p = tree[i];
-        tree.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    tree
 }
 
 /// (RSS, PSS) in KiB, summed over `pids`.

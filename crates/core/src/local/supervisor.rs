@@ -389,18 +389,11 @@ impl Task {
                     Error::StartTimeout(self.policy.ready_timeout.as_secs()).problem(),
                 );
             }
-            tokio::select! {
-                status = child.wait() => {
-                    reap_group(pid);
-                    let _ = std::fs::remove_file(self.instance.pid_file());
-                    return Exit::Crashed(status.ok().and_then(|s| s.code()));
-                }
-                cmd = self.cmd.recv() => match cmd {
-                    Some(Cmd::Stop(reply)) => { self.terminate(&mut child).await; return Exit::Stopped(Some(reply)); }
-                    Some(Cmd::Start(reply)) => { let _ = reply.send(()); }
-                    None => { self.terminate(&mut child).await; return Exit::Stopped(None); }
-                },
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            if let Some(exit) = self
+                .watch(&mut child, pid, Duration::from_millis(500))
+                .await
+            {
+                return exit;
             }
         };
 
@@ -443,33 +436,62 @@ impl Task {
         // Watch it: exit, stop, or a failing probe.
         let mut failures = 0u32;
         loop {
-            tokio::select! {
-                status = child.wait() => {
-                    reap_group(pid);
-                    let _ = std::fs::remove_file(self.instance.pid_file());
-                    return Exit::Crashed(status.ok().and_then(|s| s.code()));
-                }
-                cmd = self.cmd.recv() => match cmd {
-                    Some(Cmd::Stop(reply)) => { self.terminate(&mut child).await; return Exit::Stopped(Some(reply)); }
-                    Some(Cmd::Start(reply)) => { let _ = reply.send(()); }
-                    None => { self.terminate(&mut child).await; return Exit::Stopped(None); }
-                },
-                _ = tokio::time::sleep(self.policy.probe_every) => {
-                    let ok = match gateway::connect_once(&self.instance.url(), &token, &ClientInfo::default()).await {
-                        Ok(conn) => { conn.close().await; true }
-                        Err(_) => false,
-                    };
-                    failures = if ok { 0 } else { failures + 1 };
-                    let current = self.status.borrow().state.clone();
-                    match (&current, ok, failures) {
-                        (InstanceState::Healthy { .. }, false, 2..) => self.set_state(InstanceState::Degraded { detail: "Not answering".into() }),
-                        (InstanceState::Degraded { detail }, true, _) if detail == "Not answering" => {
-                            self.set_state(InstanceState::Healthy { version: version.clone(), since: since.clone() })
-                        }
-                        _ => {}
-                    }
-                }
+            if let Some(exit) = self.watch(&mut child, pid, self.policy.probe_every).await {
+                return exit;
             }
+            let ok =
+                match gateway::connect_once(&self.instance.url(), &token, &ClientInfo::default())
+                    .await
+                {
+                    Ok(conn) => {
+                        conn.close().await;
+                        true
+                    }
+                    Err(_) => false,
+                };
+            failures = if ok { 0 } else { failures + 1 };
+            let current = self.status.borrow().state.clone();
+            match (&current, ok, failures) {
+                (InstanceState::Healthy { .. }, false, 2..) => {
+                    self.set_state(InstanceState::Degraded {
+                        detail: "Not answering".into(),
+                    })
+                }
+                (InstanceState::Degraded { detail }, true, _) if detail == "Not answering" => self
+                    .set_state(InstanceState::Healthy {
+                        version: version.clone(),
+                        since: since.clone(),
+                    }),
+                _ => {}
+            }
+        }
+    }
+
+    /// Wait up to `wait` while watching the child and the commands: `Some` when the gateway
+    /// exited on its own or a stop was asked for (then it has been stopped), `None` when the
+    /// time simply passed.
+    async fn watch(&mut self, child: &mut Child, pid: u32, wait: Duration) -> Option<Exit> {
+        tokio::select! {
+            status = child.wait() => {
+                reap_group(pid);
+                let _ = std::fs::remove_file(self.instance.pid_file());
+                Some(Exit::Crashed(status.ok().and_then(|s| s.code())))
+            }
+            cmd = self.cmd.recv() => match cmd {
+                Some(Cmd::Stop(reply)) => {
+                    self.terminate(child).await;
+                    Some(Exit::Stopped(Some(reply)))
+                }
+                Some(Cmd::Start(reply)) => {
+                    let _ = reply.send(());
+                    None
+                }
+                None => {
+                    self.terminate(child).await;
+                    Some(Exit::Stopped(None))
+                }
+            },
+            _ = tokio::time::sleep(wait) => None,
         }
     }
 
