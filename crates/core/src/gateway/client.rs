@@ -11,7 +11,6 @@ use crate::secret::Secret;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -400,8 +399,6 @@ impl Drop for Gateway {
     }
 }
 
-static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
-
 async fn run(
     url: String,
     token: TokenSource,
@@ -416,7 +413,6 @@ async fn run(
         if *stop.borrow() {
             break;
         }
-        ATTEMPTS.fetch_add(1, Ordering::Relaxed);
         let _ = state.send(LinkState::Connecting);
         let attempt = async {
             let t = token()?;
