@@ -4,6 +4,8 @@
 pub mod app;
 pub mod audit;
 pub mod gateway;
+#[cfg(unix)]
+pub mod ipc;
 pub mod local;
 pub mod openrouter;
 pub mod paths;

@@ -2,10 +2,10 @@
 //! of what happened, and one sentence of what to do next. Every module error converts
 //! into a [`Problem`]; none of them ever carries a secret.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// Stable, machine-readable (`keychain_locked`, `provider_auth`, `port_in_use`, …).
     pub code: String,

@@ -1,0 +1,563 @@
+//! The local IPC between the tray daemon (`clawkeeper`, owns [`Clawkeeper`]) and the window
+//! process (`clawkeeper-window`, the webviews): newline-delimited JSON over a Unix domain
+//! socket in `$XDG_RUNTIME_DIR/clawkeeper/<namespace>.sock` (dir 0700, socket 0600; peers
+//! with another uid are refused through `SO_PEERCRED`).
+//!
+//! - request `{"id":1,"method":"get_overview","params":{…}}`
+//! - answer  `{"id":1,"ok":true,"result":…}` or `{"id":1,"ok":false,"error":{code,message,hint}}`
+//! - pushed  `{"event":<Event>}` to connections that called `subscribe`, and
+//!   `{"open":"chat"}` to the connection that registered as the window host.
+//!
+//! The API key of `save_provider` crosses this socket only; it is read into a [`Secret`]
+//! on both ends and never logged.
+//!
+//! [`Clawkeeper`]: crate::app::Clawkeeper
+
+use crate::app::{Clawkeeper, ProviderInput};
+use crate::store::ProviderKind;
+use crate::{Problem, Secret};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// Longest accepted line (a chat message is the largest request).
+const MAX_LINE: usize = 4 * 1024 * 1024;
+
+/// Where the daemon listens for this keychain namespace (so tests and dev builds never
+/// reach a real user's daemon).
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    let name = format!("{}.sock", crate::vault::default_namespace());
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(run) => PathBuf::from(run).join("clawkeeper").join(name),
+        None => data_dir.join("run").join(name),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    pub method: String,
+    #[serde(default)]
+    pub params: Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub id: u64,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+/// What the server pushes without being asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Push {
+    Event(Value),
+    Open(String),
+}
+
+fn problem(code: &str, message: &str) -> Problem {
+    Problem::new(code, message, None)
+}
+
+fn ipc_down() -> Problem {
+    Problem::new(
+        "ipc_closed",
+        "Clawkeeper's background part is not answering.",
+        Some("Start Clawkeeper again."),
+    )
+}
+
+pub type Reply = Pin<Box<dyn Future<Output = Result<Value, Problem>> + Send>>;
+
+/// What serves requests: the daemon's methods, then the core's ([`dispatch`]).
+pub trait Handler: Send + Sync + 'static {
+    /// `conn` identifies the connection (for `subscribe`/window registration).
+    fn call(&self, conn: &Conn, method: String, params: Value) -> Reply;
+}
+
+/// One accepted connection, as the handler sees it: it can push frames to the peer.
+#[derive(Clone)]
+pub struct Conn {
+    pub id: u64,
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl Conn {
+    /// Push an event (already serialized `Event`) to this peer. False when it is gone.
+    pub fn push_event(&self, event: &Value) -> bool {
+        self.tx.send(json!({ "event": event }).to_string()).is_ok()
+    }
+
+    pub fn push_open(&self, window: &str) -> bool {
+        self.tx.send(json!({ "open": window }).to_string()).is_ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// Bind the socket: a private dir (0700), the socket 0600. A stale socket (nothing
+/// answers) is replaced; a live one is an error (`AddrInUse`): another daemon runs.
+pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        crate::paths::create_private_dir(dir)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another Clawkeeper is running",
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    crate::paths::set_mode(path, 0o600)?;
+    Ok(listener)
+}
+
+/// Accept connections until the listener fails; each connection is served on its own task.
+/// Peers whose uid is not the socket owner's are closed at once.
+pub async fn serve(listener: UnixListener, path: PathBuf, handler: Arc<dyn Handler>) {
+    let own_uid = std::fs::metadata(&path).map(|m| m.uid()).ok();
+    serve_with_uid(listener, own_uid, handler).await;
+}
+
+async fn serve_with_uid(listener: UnixListener, own_uid: Option<u32>, handler: Arc<dyn Handler>) {
+    let next = AtomicU64::new(1);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "ipc accept failed");
+                continue;
+            }
+        };
+        let peer = stream.peer_cred().ok().map(|c| c.uid());
+        if own_uid.is_none() || peer != own_uid {
+            tracing::warn!(peer_uid = ?peer, "ipc: refused a peer with another uid");
+            drop(stream);
+            continue;
+        }
+        let id = next.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(serve_conn(stream, id, handler.clone()));
+    }
+}
+
+async fn serve_conn(stream: UnixStream, id: u64, handler: Arc<dyn Handler>) {
+    let (read, write) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel::<String>();
+    let writer = tokio::spawn(write_lines(write, rx));
+    let conn = Conn { id, tx };
+    let mut lines = BufReader::new(read);
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        match (&mut lines).take(MAX_LINE as u64).read_line(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = buf.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let req: Request = match serde_json::from_str(line) {
+            Ok(r) => r,
+            Err(_) => {
+                let id = serde_json::from_str::<Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(Value::as_u64))
+                    .unwrap_or(0);
+                let _ = conn.tx.send(answer(
+                    id,
+                    Err(problem(
+                        "ipc_bad_request",
+                        "That request could not be read.",
+                    )),
+                ));
+                continue;
+            }
+        };
+        // The line may hold an API key: clear it before going on.
+        zeroize::Zeroize::zeroize(&mut buf);
+        let fut = handler.call(&conn, req.method, req.params);
+        let tx = conn.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(answer(req.id, fut.await));
+        });
+    }
+    drop(conn);
+    let _ = writer.await;
+}
+
+fn answer(id: u64, r: Result<Value, Problem>) -> String {
+    let resp = match r {
+        Ok(v) => Response {
+            id,
+            ok: true,
+            result: Some(v),
+            error: None,
+        },
+        Err(p) => Response {
+            id,
+            ok: false,
+            result: None,
+            error: Some(p),
+        },
+    };
+    serde_json::to_string(&resp).unwrap_or_default()
+}
+
+async fn write_lines(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<String>) {
+    while let Some(mut line) = rx.recv().await {
+        line.push('\n');
+        let failed = w.write_all(line.as_bytes()).await.is_err();
+        // A line may hold an API key.
+        zeroize::Zeroize::zeroize(&mut line);
+        if failed {
+            break;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SaveProviderParams {
+    kind: String,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(deserialize_with = "secret_from_str")]
+    api_key: Secret,
+}
+
+fn secret_from_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+    String::deserialize(d).map(Secret::new)
+}
+
+fn params<T: for<'de> Deserialize<'de>>(v: Value) -> Result<T, Problem> {
+    serde_json::from_value(v)
+        .map_err(|_| problem("ipc_bad_params", "A request had wrong arguments."))
+}
+
+fn to_value<T: Serialize>(v: T) -> Result<Value, Problem> {
+    serde_json::to_value(v).map_err(|_| problem("ipc_encode", "An answer could not be encoded."))
+}
+
+/// The core's methods, named as the UI's commands (`ui/src/api.ts`).
+pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value, Problem> {
+    match method {
+        "get_overview" => to_value(core.overview().await?),
+        "install_runtime" => to_value(core.install_runtime().await?),
+        "cancel_install" => {
+            core.cancel_install();
+            Ok(Value::Null)
+        }
+        "start_instance" => to_value(core.start().await?),
+        "stop_instance" => to_value(core.stop().await?),
+        "save_provider" => {
+            let sp: SaveProviderParams = params(p)?;
+            let api_key = sp.api_key;
+            let kind = ProviderKind::parse(&sp.kind).ok_or_else(|| {
+                Problem::new(
+                    "provider_kind",
+                    "Choose a model provider.",
+                    Some("Pick one of the choices."),
+                )
+            })?;
+            to_value(
+                core.save_provider(ProviderInput {
+                    kind,
+                    base_url: sp.base_url,
+                    model: sp.model,
+                    api_key,
+                })
+                .await?,
+            )
+        }
+        "start_openrouter_sign_in" => to_value(core.start_openrouter_sign_in().await?),
+        "chat_send" => {
+            #[derive(Deserialize)]
+            struct P {
+                message: String,
+            }
+            let P { message } = params(p)?;
+            let run_id = core.chat_send(&message).await?;
+            Ok(json!({ "runId": run_id }))
+        }
+        "chat_history" => to_value(core.chat_history().await?),
+        "chat_abort" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct P {
+                run_id: String,
+            }
+            let P { run_id } = params(p)?;
+            to_value(core.chat_abort(&run_id).await?)
+        }
+        _ => Err(problem("ipc_unknown_method", "Unknown request.")),
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+
+/// The window process's (and a second launch's) side of the socket.
+pub struct Client {
+    next: AtomicU64,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+    pending: Pending,
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl Client {
+    /// Connect; pushed frames (events, "open a window") arrive on the returned receiver,
+    /// which ends when the daemon goes away.
+    pub async fn connect(path: &Path) -> std::io::Result<(Self, mpsc::UnboundedReceiver<Push>)> {
+        let stream = UnixStream::connect(path).await?;
+        let (read, write) = stream.into_split();
+        let (tx, rx) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(write_lines(write, rx));
+        let pending: Pending = Arc::default();
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let reader_pending = pending.clone();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader_closed = closed.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(mut v) = serde_json::from_str::<Value>(&line) else {
+                    tracing::debug!("ipc: unreadable frame from the daemon");
+                    continue;
+                };
+                if let Some(ev) = v.get_mut("event") {
+                    let _ = push_tx.send(Push::Event(ev.take()));
+                } else if let Some(name) = v.get("open").and_then(Value::as_str) {
+                    let _ = push_tx.send(Push::Open(name.to_owned()));
+                } else if let Ok(resp) = serde_json::from_value::<Response>(v) {
+                    let waiter = reader_pending
+                        .lock()
+                        .ok()
+                        .and_then(|mut p| p.remove(&resp.id));
+                    if let Some(w) = waiter {
+                        let _ = w.send(resp);
+                    }
+                }
+            }
+            // Daemon gone: fail whatever waits.
+            reader_closed.store(true, Ordering::SeqCst);
+            if let Ok(mut p) = reader_pending.lock() {
+                p.clear();
+            }
+        });
+        Ok((
+            Self {
+                next: AtomicU64::new(1),
+                closed,
+                pending,
+                tx,
+            },
+            push_rx,
+        ))
+    }
+
+    async fn send_line(&self, id: u64, line: String) -> Result<Value, Problem> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(ipc_down());
+            }
+            p.insert(id, tx);
+        }
+        self.tx.send(line).map_err(|_| ipc_down())?;
+        let resp = rx.await.map_err(|_| ipc_down())?;
+        if resp.ok {
+            Ok(resp.result.unwrap_or(Value::Null))
+        } else {
+            Err(resp
+                .error
+                .unwrap_or_else(|| problem("ipc_error", "The request failed.")))
+        }
+    }
+
+    pub async fn call(&self, method: &str, params: Value) -> Result<Value, Problem> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let line = serde_json::to_string(&json!({"id": id, "method": method, "params": params}))
+            .map_err(|_| problem("ipc_encode", "A request could not be encoded."))?;
+        self.send_line(id, line).await
+    }
+
+    /// `save_provider` with the key written straight into the request line (never into a
+    /// `Value` that could be logged).
+    pub async fn save_provider(
+        &self,
+        kind: &str,
+        base_url: Option<&str>,
+        model: Option<&str>,
+        api_key: &Secret,
+    ) -> Result<(), Problem> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let head = json!({"kind": kind, "baseUrl": base_url, "model": model}).to_string();
+        let key = zeroize::Zeroizing::new(
+            serde_json::to_string(api_key.expose())
+                .map_err(|_| problem("ipc_encode", "A request could not be encoded."))?,
+        );
+        // `{"kind":…}` → `{"kind":…,"apiKey":"…"}`
+        let line = format!(
+            "{{\"id\":{id},\"method\":\"save_provider\",\"params\":{},\"apiKey\":{}}}}}",
+            head.trim_end_matches('}'),
+            key.as_str()
+        );
+        self.send_line(id, line).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    struct Echo {
+        key_seen: Arc<Mutex<Option<Secret>>>,
+    }
+
+    impl Handler for Echo {
+        fn call(&self, conn: &Conn, method: String, params: Value) -> Reply {
+            let conn = conn.clone();
+            let seen = self.key_seen.clone();
+            Box::pin(async move {
+                match method.as_str() {
+                    "echo" => Ok(params),
+                    "subscribe" => {
+                        conn.push_event(&json!({"kind": "instance", "state": "healthy"}));
+                        conn.push_open("chat");
+                        Ok(Value::Null)
+                    }
+                    "save_provider" => {
+                        let sp: SaveProviderParams = super::params(params)?;
+                        if let Ok(mut s) = seen.lock() {
+                            *s = Some(sp.api_key);
+                        }
+                        Ok(Value::Null)
+                    }
+                    _ => Err(Problem::new("nope", "No.", Some("Try another."))),
+                }
+            })
+        }
+    }
+
+    async fn server(uid: Option<u32>) -> (tempfile::TempDir, PathBuf, Arc<Mutex<Option<Secret>>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run").join("t.sock");
+        let listener = bind(&path).await.unwrap();
+        let seen = Arc::new(Mutex::new(None));
+        let handler = Arc::new(Echo {
+            key_seen: seen.clone(),
+        });
+        let own = std::fs::metadata(&path).unwrap().uid();
+        tokio::spawn(serve_with_uid(listener, uid.or(Some(own)), handler));
+        (dir, path, seen)
+    }
+
+    #[tokio::test]
+    async fn round_trip_errors_and_pushes() {
+        let (_dir, path, seen) = server(None).await;
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dmode = std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777;
+        assert_eq!(dmode, 0o700);
+
+        let (c, mut pushes) = Client::connect(&path).await.unwrap();
+        assert_eq!(
+            c.call("echo", json!({"a": 1})).await.unwrap(),
+            json!({"a": 1})
+        );
+        let err = c.call("other", Value::Null).await.unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.hint.as_deref()),
+            ("nope", Some("Try another."))
+        );
+
+        c.call("subscribe", Value::Null).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(5), pushes.recv())
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            Some(Push::Event(json!({"kind": "instance", "state": "healthy"})))
+        );
+        let second = pushes.recv().await;
+        assert_eq!(second, Some(Push::Open("chat".into())));
+
+        let key = Secret::new("sk-\"quoted\\key");
+        c.save_provider("openrouter", None, Some("m"), &key)
+            .await
+            .unwrap();
+        assert_eq!(seen.lock().unwrap().as_ref(), Some(&key));
+
+        // A second daemon cannot bind while this one answers.
+        assert_eq!(
+            bind(&path).await.unwrap_err().kind(),
+            std::io::ErrorKind::AddrInUse
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_lines_get_errors_not_a_crash() {
+        let (_dir, path, _) = server(None).await;
+        let mut s = UnixStream::connect(&path).await.unwrap();
+        s.write_all(b"this is not json\n{\"id\":7,\"method\":5}\n[1,2]\n")
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(&mut s).lines();
+        for want_id in [0, 7, 0] {
+            let l = lines.next_line().await.unwrap().unwrap();
+            let r: Response = serde_json::from_str(&l).unwrap();
+            assert_eq!((r.id, r.ok), (want_id, false));
+            assert_eq!(r.error.unwrap().code, "ipc_bad_request");
+        }
+        drop(lines);
+        // Still serving.
+        let (c, _) = Client::connect(&path).await.unwrap();
+        assert_eq!(c.call("echo", json!(3)).await.unwrap(), json!(3));
+    }
+
+    #[tokio::test]
+    async fn peers_with_another_uid_are_refused() {
+        let own = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0);
+        let (_dir, path, _) = server(Some(own.wrapping_add(1))).await;
+        let (c, _) = Client::connect(&path).await.unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(5), c.call("echo", json!(1)))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.code, "ipc_closed");
+    }
+
+    #[test]
+    fn socket_path_is_namespaced() {
+        let p = socket_path(Path::new("/data"));
+        assert!(p.to_string_lossy().ends_with(".sock"));
+        assert!(p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&crate::vault::default_namespace()));
+    }
+}
