@@ -1,42 +1,45 @@
-//! Clawkeeper's desktop face: a tray icon, three windows made on demand, and thin
-//! commands over `clawkeeper-core`. Behaviour lives in the core; this crate wires it up.
+//! `clawkeeper-window`, Clawkeeper's window process: the webviews (setup, status, chat)
+//! and thin commands that forward to the tray daemon (`clawkeeper`, which owns the core)
+//! over the local IPC ([`clawkeeper_core::ipc`]). The daemon starts it when a window is
+//! needed; it exits when its last window closes, so WebKit and GTK are never mapped while
+//! only the tray runs. Started on its own (as the WebDriver test does), it starts the
+//! daemon first if none is running.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
-mod lifecycle;
-mod notify;
-mod tray;
 mod windows;
 
-use clawkeeper_core::app::{Clawkeeper, Event};
-use clawkeeper_core::local::supervisor::Policy;
+use clawkeeper_core::ipc::{self, Client, Push};
 use clawkeeper_core::paths::Paths;
 use clawkeeper_core::Problem;
-use tauri::{AppHandle, Emitter, Manager, RunEvent};
-use tokio::sync::broadcast::error::RecvError;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tauri::{AppHandle, Emitter, Manager};
+use tokio::sync::mpsc::UnboundedReceiver;
 use windows::WindowName;
 
 /// The one channel every backend event reaches the webviews on (`EVENT_CHANNEL` in `ui/src/api.ts`).
 pub const EVENT_CHANNEL: &str = "clawkeeper://event";
 
-/// When the process started (for the "tray ready" figure in BENCHMARKS.md).
-static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+/// How long a daemon we started may take to listen.
+const DAEMON_START: Duration = Duration::from_secs(60);
 
-/// `clawkeeper --open chat|status|setup`: open that window (in the running app if there is
-/// one). Used by the desktop entry's actions.
+/// The connection to the tray daemon, shared by every command.
+pub struct Daemon(pub Client);
+
+/// `clawkeeper-window --open chat|status|setup`.
 fn requested_window(argv: &[String]) -> Option<WindowName> {
     let i = argv.iter().position(|a| a == "--open")?;
     WindowName::parse(argv.get(i + 1)?)
 }
 
 fn main() {
-    let started = std::time::Instant::now();
-    STARTED.get_or_init(|| started);
     init_tracing();
     if let Err(e) = run() {
-        tracing::error!(error = %e, "Clawkeeper could not start");
-        eprintln!("Clawkeeper could not start: {e}");
+        tracing::error!(error = %e, "Clawkeeper's window could not start");
+        eprintln!("Clawkeeper's window could not start: {e}");
         std::process::exit(1);
     }
 }
@@ -53,10 +56,13 @@ fn init_tracing() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app = tauri::Builder::default()
-        // First, so a second launch hands over before doing anything else.
+        // First, so a second window process hands over before doing anything else.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
             let name = requested_window(&argv).unwrap_or(WindowName::Status);
-            tracing::info!(window = name.label(), "second launch: showing a window");
+            tracing::info!(
+                window = name.label(),
+                "second window process: showing a window"
+            );
             windows::open_or_log(app, name);
         }))
         .invoke_handler(tauri::generate_handler![
@@ -77,70 +83,124 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         })
         .build(tauri::generate_context!())?;
-    app.run(|_app, event| {
-        // Lightweight tray mode: closing the last window destroys it but keeps the tray.
-        // Only an explicit exit (Quit, a signal) carries an exit code.
-        if let RunEvent::ExitRequested {
-            code: None, api, ..
-        } = event
-        {
-            api.prevent_exit();
+    // The last window closing ends this process (the daemon keeps the tray).
+    app.run(|_app, _event| {});
+    Ok(())
+}
+
+fn daemon_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("CLAWKEEPER_DAEMON_BIN").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("clawkeeper")))
+        .unwrap_or_else(|| PathBuf::from("clawkeeper"))
+}
+
+/// Connect to the daemon, starting it when none answers.
+async fn connect_or_start(sock: &Path) -> Result<(Client, UnboundedReceiver<Push>), Problem> {
+    if let Ok(c) = Client::connect(sock).await {
+        return Ok(c);
+    }
+    tracing::info!("no Clawkeeper daemon running: starting it");
+    let bin = daemon_binary();
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("--for-window")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            tracing::error!(error = %e, bin = %bin.display(), "could not start the daemon");
+            Problem::new(
+                "daemon_missing",
+                "Clawkeeper's background part could not be started.",
+                Some("Reinstall Clawkeeper."),
+            )
+        })?;
+    let deadline = Instant::now() + DAEMON_START;
+    loop {
+        if let Ok(c) = Client::connect(sock).await {
+            // Reap it if it ever exits while we run.
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+            return Ok(c);
         }
+        if let Ok(Some(status)) = child.try_wait() {
+            tracing::error!(%status, "the daemon exited at start");
+            return Err(Problem::new(
+                "daemon_failed",
+                "Clawkeeper's background part stopped at start.",
+                Some("Start Clawkeeper from the menu to see what is wrong."),
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(Problem::new(
+                "daemon_timeout",
+                "Clawkeeper's background part did not answer.",
+                Some("Start Clawkeeper again."),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn setup(app: &AppHandle) -> Result<(), Box<dyn std::error::Error>> {
+    let paths = Paths::from_env()?;
+    let sock = ipc::socket_path(&paths.data_dir);
+    let (client, pushes) = tauri::async_runtime::block_on(async {
+        let (client, pushes) = connect_or_start(&sock).await?;
+        client.call("subscribe", Value::Null).await?;
+        client.call("window_hello", Value::Null).await?;
+        Ok::<_, Problem>((client, pushes))
+    })?;
+    app.manage(Daemon(client));
+    follow_daemon(app, pushes);
+
+    let first = requested_window(&std::env::args().collect::<Vec<_>>());
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let name = match first {
+            Some(n) => n,
+            None => {
+                // Started on its own: setup on a first run, else the status.
+                let daemon = app.state::<Daemon>();
+                match daemon.0.call("get_overview", json!({})).await {
+                    Ok(ov) if ov["provider"]["configured"] == json!(false) => WindowName::Setup,
+                    _ => WindowName::Status,
+                }
+            }
+        };
+        windows::open_or_log(&app, name);
     });
     Ok(())
 }
 
-fn setup(app: &AppHandle) -> Result<(), Box<dyn std::error::Error>> {
-    let core = tauri::async_runtime::block_on(async {
-        let paths = Paths::from_env().map_err(|e| {
-            Problem::new(
-                "io_error",
-                format!("Clawkeeper couldn't find a place for its data: {e}"),
-                Some("Check that your home folder exists and is writable."),
-            )
-        })?;
-        Clawkeeper::open(paths, Policy::default()).await
-    })
-    .inspect_err(|p| notify::show_problem("Clawkeeper couldn't start", p))?;
-    app.manage(core.clone());
-
-    forward_events(app, &core);
-    let initial = core.status().borrow().state.clone();
-    tray::create(app, &initial)?;
-    let since_start = STARTED
-        .get()
-        .map(|t| t.elapsed().as_millis())
-        .unwrap_or_default();
-    tracing::info!(ms_since_start = since_start as u64, "tray ready");
-    if let Some(name) = requested_window(&std::env::args().collect::<Vec<_>>()) {
-        windows::open_or_log(app, name);
-    }
-    lifecycle::watch_status(app, &core);
-    lifecycle::handle_signals(app);
-    lifecycle::first_run_or_start(app, &core);
-    Ok(())
-}
-
-/// Every core event goes to the webviews on [`EVENT_CHANNEL`]; chat events only to the
-/// chat window (no other window needs the conversation).
-fn forward_events(app: &AppHandle, core: &Clawkeeper) {
-    let mut rx = core.events();
+/// Re-emit every daemon event to the webviews on [`EVENT_CHANNEL`] (chat events only to
+/// the chat window), open the windows the daemon asks for, and exit when it goes away
+/// (Quit).
+fn follow_daemon(app: &AppHandle, mut pushes: UnboundedReceiver<Push>) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => {
-                    let sent = match &ev {
-                        Event::Chat(_) => app.emit_to(WindowName::Chat.label(), EVENT_CHANNEL, &ev),
-                        _ => app.emit(EVENT_CHANNEL, &ev),
+        while let Some(push) = pushes.recv().await {
+            match push {
+                Push::Event(ev) => {
+                    let sent = if ev.get("type").and_then(Value::as_str) == Some("chat") {
+                        app.emit_to(WindowName::Chat.label(), EVENT_CHANNEL, &ev)
+                    } else {
+                        app.emit(EVENT_CHANNEL, &ev)
                     };
                     if let Err(e) = sent {
                         tracing::debug!(error = %e, "could not forward an event");
                     }
                 }
-                Err(RecvError::Lagged(n)) => tracing::warn!(skipped = n, "event forwarder lagged"),
-                Err(RecvError::Closed) => break,
+                Push::Open(name) => match WindowName::parse(&name) {
+                    Some(n) => windows::open_or_log(&app, n),
+                    None => tracing::warn!("the daemon asked for an unknown window"),
+                },
             }
         }
+        tracing::info!("the Clawkeeper daemon has gone: closing the windows");
+        app.exit(0);
     });
 }

@@ -1,35 +1,32 @@
-//! The private chat with the assistant. Message text is never logged.
+//! The private chat with the assistant (forwarded to the daemon). Message text is never logged.
 
-use clawkeeper_core::app::Clawkeeper;
-use clawkeeper_core::gateway::chat::HistoryMessage;
+use crate::Daemon;
 use clawkeeper_core::Problem;
-use serde::Serialize;
+use serde_json::{json, Value};
 use tauri::State;
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunStarted {
-    pub run_id: String,
+/// Answers `{runId}`.
+#[tauri::command]
+#[tracing::instrument(skip_all)]
+pub async fn chat_send(daemon: State<'_, Daemon>, message: String) -> Result<Value, Problem> {
+    daemon
+        .0
+        .call("chat_send", json!({ "message": message }))
+        .await
 }
 
 #[tauri::command]
 #[tracing::instrument(skip_all)]
-pub async fn chat_send(
-    core: State<'_, Clawkeeper>,
-    message: String,
-) -> Result<RunStarted, Problem> {
-    let run_id = core.chat_send(&message).await?;
-    Ok(RunStarted { run_id })
+pub async fn chat_history(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
+    daemon.0.call("chat_history", json!({})).await
 }
 
 #[tauri::command]
-#[tracing::instrument(skip_all)]
-pub async fn chat_history(core: State<'_, Clawkeeper>) -> Result<Vec<HistoryMessage>, Problem> {
-    core.chat_history().await
-}
-
-#[tauri::command]
-#[tracing::instrument(skip(core))]
-pub async fn chat_abort(core: State<'_, Clawkeeper>, run_id: String) -> Result<(), Problem> {
-    core.chat_abort(&run_id).await
+#[tracing::instrument(skip(daemon))]
+pub async fn chat_abort(daemon: State<'_, Daemon>, run_id: String) -> Result<(), Problem> {
+    daemon
+        .0
+        .call("chat_abort", json!({ "runId": run_id }))
+        .await
+        .map(drop)
 }

@@ -1,37 +1,38 @@
-//! The local instance: overview, runtime install, start and stop.
+//! The local instance: overview, runtime install, start and stop (forwarded to the daemon).
 
-use clawkeeper_core::app::{Clawkeeper, Overview};
+use crate::Daemon;
 use clawkeeper_core::Problem;
+use serde_json::{json, Value};
 use tauri::State;
 
 #[tauri::command]
 #[tracing::instrument(skip_all)]
-pub async fn get_overview(core: State<'_, Clawkeeper>) -> Result<Overview, Problem> {
-    core.overview().await
+pub async fn get_overview(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
+    daemon.0.call("get_overview", json!({})).await
 }
 
 /// Safe to call twice: the core returns at once when an install is under way.
 #[tauri::command]
 #[tracing::instrument(skip_all)]
-pub async fn install_runtime(core: State<'_, Clawkeeper>) -> Result<(), Problem> {
-    core.install_runtime().await
+pub async fn install_runtime(daemon: State<'_, Daemon>) -> Result<(), Problem> {
+    daemon.0.call("install_runtime", json!({})).await.map(drop)
 }
 
 #[tauri::command]
 #[tracing::instrument(skip_all)]
-pub fn cancel_install(core: State<'_, Clawkeeper>) {
-    core.cancel_install();
+pub async fn cancel_install(daemon: State<'_, Daemon>) -> Result<(), Problem> {
+    daemon.0.call("cancel_install", json!({})).await.map(drop)
 }
 
 /// Safe to call twice: the supervisor ignores Start while the instance runs.
 #[tauri::command]
 #[tracing::instrument(skip_all)]
-pub async fn start_instance(core: State<'_, Clawkeeper>) -> Result<(), Problem> {
-    core.start().await
+pub async fn start_instance(daemon: State<'_, Daemon>) -> Result<(), Problem> {
+    daemon.0.call("start_instance", json!({})).await.map(drop)
 }
 
 #[tauri::command]
 #[tracing::instrument(skip_all)]
-pub async fn stop_instance(core: State<'_, Clawkeeper>) -> Result<(), Problem> {
-    core.stop().await
+pub async fn stop_instance(daemon: State<'_, Daemon>) -> Result<(), Problem> {
+    daemon.0.call("stop_instance", json!({})).await.map(drop)
 }

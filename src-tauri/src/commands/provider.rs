@@ -1,45 +1,39 @@
-//! The model provider and its API key.
+//! The model provider and its API key (forwarded to the daemon).
 
-use clawkeeper_core::app::{Clawkeeper, ProviderInput};
-use clawkeeper_core::store::ProviderKind;
+use crate::Daemon;
 use clawkeeper_core::{Problem, Secret};
+use serde_json::json;
 use tauri::State;
 
 /// Arguments arrive flat (`{kind, baseUrl, model, apiKey}`). The key goes into a
-/// [`Secret`] before anything else happens and is never logged.
+/// [`Secret`] before anything else happens, crosses only the daemon's 0600 socket and is
+/// never logged.
 #[tauri::command]
 #[tracing::instrument(skip_all, fields(kind = %kind))]
 pub async fn save_provider(
-    core: State<'_, Clawkeeper>,
+    daemon: State<'_, Daemon>,
     kind: String,
     base_url: Option<String>,
     model: Option<String>,
     api_key: String,
 ) -> Result<(), Problem> {
     let api_key = Secret::new(api_key);
-    let kind = ProviderKind::parse(&kind).ok_or_else(|| {
-        Problem::new(
-            "provider_kind",
-            "Choose a model provider.",
-            Some("Pick one of the choices."),
-        )
-    })?;
-    core.save_provider(ProviderInput {
-        kind,
-        base_url,
-        model,
-        api_key,
-    })
-    .await
+    daemon
+        .0
+        .save_provider(&kind, base_url.as_deref(), model.as_deref(), &api_key)
+        .await
 }
 
 /// "Sign in with OpenRouter": the core starts the PKCE flow and a loopback callback; we
 /// open the page in the person's browser. The key arrives as a `provider` event.
 #[tauri::command]
 #[tracing::instrument(skip_all)]
-pub async fn start_openrouter_sign_in(core: State<'_, Clawkeeper>) -> Result<(), Problem> {
-    let url = core.start_openrouter_sign_in().await?;
-    open_in_browser(&url)
+pub async fn start_openrouter_sign_in(daemon: State<'_, Daemon>) -> Result<(), Problem> {
+    let url = daemon.0.call("start_openrouter_sign_in", json!({})).await?;
+    let url = url
+        .as_str()
+        .ok_or_else(|| Problem::new("ipc_error", "Clawkeeper couldn't start the sign-in.", None))?;
+    open_in_browser(url)
 }
 
 fn open_in_browser(url: &str) -> Result<(), Problem> {

@@ -1,8 +1,7 @@
 //! Desktop notifications when the assistant goes down and when it recovers.
 //!
-//! notify-rust directly rather than tauri-plugin-notification: only Rust sends
-//! notifications (no JavaScript permission to grant), and notify-rust 4.18 shares zbus 5
-//! with the keychain store, where 4.19 (which the plugin pulls in) adds zbus 6.
+//! Sent by the tray daemon (the window process never notifies). notify-rust 4.18 shares
+//! zbus 5 with the keychain store and ksni, where 4.19 adds zbus 6.
 
 use clawkeeper_core::local::supervisor::InstanceState;
 use clawkeeper_core::Problem;

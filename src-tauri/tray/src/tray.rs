@@ -1,0 +1,238 @@
+//! The tray: icon, tooltip and menu are a pure function of the instance state
+//! ([`TrayView::of`]); the whole menu is rebuilt on every state change. On Linux it is a
+//! StatusNotifierItem over D-Bus (`ksni`, no GTK): icons are sent as ARGB32 pixmaps.
+
+use clawkeeper_core::local::supervisor::InstanceState;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What a tray menu item asks the daemon to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    OpenChat,
+    Status,
+    Start,
+    Stop,
+    Quit,
+}
+/// Which icon the tray shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    Starting,
+    Healthy,
+    Degraded,
+    Stopped,
+    Error,
+}
+
+impl Look {
+    fn png(self) -> &'static [u8] {
+        match self {
+            Look::Starting => include_bytes!("../../../icons/tray/starting.png"),
+            Look::Healthy => include_bytes!("../../../icons/tray/healthy.png"),
+            Look::Degraded => include_bytes!("../../../icons/tray/degraded.png"),
+            Look::Stopped => include_bytes!("../../../icons/tray/stopped.png"),
+            Look::Error => include_bytes!("../../../icons/tray/error.png"),
+        }
+    }
+}
+
+/// The Start/Stop item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toggle {
+    Start,
+    Stop,
+    /// Stopping: nothing to press until it has stopped.
+    Busy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrayView {
+    pub look: Look,
+    /// The state in the UI's words ("Working", "Needs attention", …).
+    pub label: &'static str,
+    pub toggle: Toggle,
+}
+
+impl TrayView {
+    pub fn of(state: &InstanceState) -> Self {
+        let (look, label, toggle) = match state {
+            InstanceState::Starting { .. } => (Look::Starting, "Starting…", Toggle::Stop),
+            InstanceState::Healthy { .. } => (Look::Healthy, "Working", Toggle::Stop),
+            InstanceState::Degraded { .. } => (Look::Degraded, "Needs attention", Toggle::Stop),
+            InstanceState::Stopping => (Look::Starting, "Stopping…", Toggle::Busy),
+            InstanceState::Stopped => (Look::Stopped, "Stopped", Toggle::Start),
+            InstanceState::NotInstalled => (Look::Stopped, "Not set up yet", Toggle::Start),
+            InstanceState::Error { .. } => (Look::Error, "Needs attention", Toggle::Start),
+        };
+        Self {
+            look,
+            label,
+            toggle,
+        }
+    }
+
+    pub fn tooltip(&self) -> String {
+        format!("Clawkeeper — {}", self.label)
+    }
+}
+
+/// A decoded icon: width, height, ARGB32 bytes in network byte order.
+pub fn argb32(png_bytes: &[u8]) -> Result<(i32, i32, Vec<u8>), png::DecodingError> {
+    let mut decoder = png::Decoder::new(png_bytes);
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info()?;
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf)?;
+    let pixels = &buf[..info.buffer_size()];
+    let mut out = Vec::with_capacity((info.width * info.height * 4) as usize);
+    let push = |out: &mut Vec<u8>, r: u8, g: u8, b: u8, a: u8| out.extend_from_slice(&[a, r, g, b]);
+    match info.color_type {
+        png::ColorType::Rgba => {
+            for p in pixels.chunks_exact(4) {
+                push(&mut out, p[0], p[1], p[2], p[3]);
+            }
+        }
+        png::ColorType::Rgb => {
+            for p in pixels.chunks_exact(3) {
+                push(&mut out, p[0], p[1], p[2], 255);
+            }
+        }
+        png::ColorType::GrayscaleAlpha => {
+            for p in pixels.chunks_exact(2) {
+                push(&mut out, p[0], p[0], p[0], p[1]);
+            }
+        }
+        _ => {
+            for p in pixels {
+                push(&mut out, *p, *p, *p, 255);
+            }
+        }
+    }
+    Ok((info.width as i32, info.height as i32, out))
+}
+
+/// The StatusNotifierItem: the current view and where menu clicks go.
+pub struct Tray {
+    pub view: TrayView,
+    pub actions: UnboundedSender<Action>,
+}
+
+impl Tray {
+    fn item(&self, label: String, enabled: bool, action: Option<Action>) -> ksni::MenuItem<Self> {
+        ksni::menu::StandardItem {
+            label,
+            enabled,
+            activate: Box::new(move |t: &mut Self| {
+                if let Some(a) = action {
+                    let _ = t.actions.send(a);
+                }
+            }),
+            ..Default::default()
+        }
+        .into()
+    }
+}
+
+impl ksni::Tray for Tray {
+    fn id(&self) -> String {
+        "clawkeeper".into()
+    }
+
+    fn title(&self) -> String {
+        "Clawkeeper".into()
+    }
+
+    fn icon_pixmap(&self) -> Vec<ksni::Icon> {
+        match argb32(self.view.look.png()) {
+            Ok((width, height, data)) => vec![ksni::Icon {
+                width,
+                height,
+                data,
+            }],
+            Err(e) => {
+                tracing::warn!(error = %e, "tray icon did not decode");
+                Vec::new()
+            }
+        }
+    }
+
+    fn tool_tip(&self) -> ksni::ToolTip {
+        ksni::ToolTip {
+            title: self.view.tooltip(),
+            ..Default::default()
+        }
+    }
+
+    fn menu(&self) -> Vec<ksni::MenuItem<Self>> {
+        use ksni::MenuItem::Separator;
+        let toggle = match self.view.toggle {
+            Toggle::Start => self.item("Start your assistant".into(), true, Some(Action::Start)),
+            Toggle::Stop => self.item("Stop your assistant".into(), true, Some(Action::Stop)),
+            Toggle::Busy => self.item("Stopping…".into(), false, None),
+        };
+        vec![
+            self.item(format!("Your assistant: {}", self.view.label), false, None),
+            Separator,
+            self.item("Open chat".into(), true, Some(Action::OpenChat)),
+            self.item("Status".into(), true, Some(Action::Status)),
+            Separator,
+            toggle,
+            Separator,
+            self.item("Quit Clawkeeper".into(), true, Some(Action::Quit)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clawkeeper_core::Problem;
+
+    #[test]
+    fn view_follows_state() {
+        let healthy = InstanceState::Healthy {
+            version: None,
+            since: String::new(),
+        };
+        let v = TrayView::of(&healthy);
+        assert_eq!((v.look, v.toggle), (Look::Healthy, Toggle::Stop));
+        assert_eq!(v.tooltip(), "Clawkeeper — Working");
+
+        let err = InstanceState::Error {
+            problem: Problem::new("port_in_use", "Port busy.", None),
+        };
+        let v = TrayView::of(&err);
+        assert_eq!(
+            (v.look, v.label, v.toggle),
+            (Look::Error, "Needs attention", Toggle::Start)
+        );
+
+        let v = TrayView::of(&InstanceState::Degraded {
+            detail: "restarting".into(),
+        });
+        assert_eq!((v.look, v.toggle), (Look::Degraded, Toggle::Stop));
+        assert_eq!(TrayView::of(&InstanceState::Stopped).toggle, Toggle::Start);
+        assert_eq!(TrayView::of(&InstanceState::Stopping).toggle, Toggle::Busy);
+        assert_eq!(
+            TrayView::of(&InstanceState::Starting {
+                detail: String::new()
+            })
+            .tooltip(),
+            "Clawkeeper — Starting…"
+        );
+    }
+
+    #[test]
+    fn every_tray_icon_decodes() {
+        for look in [
+            Look::Starting,
+            Look::Healthy,
+            Look::Degraded,
+            Look::Stopped,
+            Look::Error,
+        ] {
+            let (w, h, data) = argb32(look.png()).unwrap();
+            assert_eq!((w, h, data.len()), (32, 32, 32 * 32 * 4));
+        }
+    }
+}
