@@ -14,9 +14,9 @@ CARGO_TARGET_DIR="$(ck_target_dir)"
 export CARGO_TARGET_DIR
 ck_build_ui
 
-step "Release build (app, CLI, keychain helper, bench)"
-cargo build --release -p clawkeeper -p clawkeeper-cli -p clawkeeper-tests \
-  --bin clawkeeper --bin clawkeeper-cli --bin clawkeeper-keyhelper --bin clawkeeper-bench
+step "Release build (tray daemon, window process, CLI, keychain helper, bench)"
+cargo build --release -p clawkeeper-tray-daemon -p clawkeeper-window -p clawkeeper-cli -p clawkeeper-tests \
+  --bin clawkeeper --bin clawkeeper-window --bin clawkeeper-cli --bin clawkeeper-keyhelper --bin clawkeeper-bench
 cargo build -p clawkeeper-tests --bin dns-recorder # the test environment's DNS stub
 step "OpenClaw runtime cache (Clawkeeper's own installer)"
 ck_install_openclaw_runtime "$CARGO_TARGET_DIR/release/clawkeeper-cli"

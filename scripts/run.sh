@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # THE run command: scripts/run.sh [--dev-fake-model] [app args]
-# Installs what is missing, builds the UI and the release app, then runs it on
-# this computer (the default target).
+# Installs what is missing, builds the UI and the release app (the tray daemon
+# `clawkeeper` and the window process `clawkeeper-window` next to it), then runs the
+# daemon on this computer (the default target).
 #
 # --dev-fake-model: no model account needed. Starts the contract fake model
 # (an OpenAI-compatible server on 127.0.0.1 that echoes) and saves it as the
@@ -21,11 +22,12 @@ export CARGO_TARGET_DIR
 
 ck_build_ui
 
-step "cargo build --release -p clawkeeper (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo build --release -p clawkeeper
+step "cargo build --release -p clawkeeper-tray-daemon -p clawkeeper-window (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+cargo build --release -p clawkeeper-tray-daemon -p clawkeeper-window
 
 bin="$CARGO_TARGET_DIR/release/clawkeeper"
 [[ -x "$bin" ]] || die "built binary not found: $bin"
+[[ -x "$CARGO_TARGET_DIR/release/clawkeeper-window" ]] || die "built binary not found: clawkeeper-window"
 
 if [[ "${1:-}" == "--dev-fake-model" ]]; then
   shift

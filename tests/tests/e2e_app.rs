@@ -1,5 +1,6 @@
 //! End to end through the real desktop app: tauri-driver + WebKitWebDriver drive the built
-//! `clawkeeper` binary on a virtual display, against a real OpenClaw gateway (pre-installed
+//! window process `clawkeeper-window` (which starts the tray daemon `clawkeeper`) on a
+//! virtual display, against a real OpenClaw gateway (pre-installed
 //! runtime) and the contract fake model server.
 //!
 //! First run: the setup window → "Another provider" → the fake's address, model and key →
@@ -8,7 +9,7 @@
 //!
 //! Needs: `DISPLAY` (Xvfb), a D-Bus session with an unlocked keyring, `tauri-driver`
 //! (`cargo install tauri-driver --version ^2 --locked`), WebKitWebDriver, the app built
-//! (`cargo build -p clawkeeper`) and `CLAWKEEPER_TEST_RUNTIME` — all of which
+//! (`cargo build -p clawkeeper-window -p clawkeeper-tray-daemon`) and `CLAWKEEPER_TEST_RUNTIME` — all of which
 //! `scripts/test.sh` provides. Without a display or driver the test says so and skips.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test
@@ -36,10 +37,12 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// `$CARGO_TARGET_DIR/debug/clawkeeper`, else the `debug` dir this test binary lives in.
+/// The window process, `$CARGO_TARGET_DIR/debug/clawkeeper-window`, else in the `debug`
+/// dir this test binary lives in. tauri-driver launches it; it starts the tray daemon
+/// (`clawkeeper`, next to it).
 fn app_binary() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
-        let p = PathBuf::from(dir).join("debug").join("clawkeeper");
+        let p = PathBuf::from(dir).join("debug").join("clawkeeper-window");
         if p.is_file() {
             return Some(p);
         }
@@ -47,7 +50,7 @@ fn app_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     exe.ancestors()
         .find(|a| a.file_name().is_some_and(|n| n == "debug"))
-        .map(|d| d.join("clawkeeper"))
+        .map(|d| d.join("clawkeeper-window"))
         .filter(|p| p.is_file())
 }
 
@@ -124,6 +127,15 @@ fn app_pids(exe: &Path, home: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// The tray daemon's pid file.
+fn daemon_pid(home: &Path) -> Option<u32> {
+    std::fs::read_to_string(home.join("clawkeeper.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn gateway_pid(home: &Path) -> Option<u32> {
     std::fs::read_to_string(home.join("instances/local/gateway.pid"))
         .ok()?
@@ -142,11 +154,16 @@ struct Harness {
 }
 
 impl Harness {
-    /// SIGTERM the app (it stops its gateway on the way out); true if it and its gateway
-    /// ended by themselves.
+    /// SIGTERM the tray daemon (it stops its gateway on the way out, and the window
+    /// process follows) and the window process; true if they and the gateway ended by
+    /// themselves.
     fn stop_app(&self) -> bool {
         let gateway = gateway_pid(&self.home);
-        let apps = app_pids(&self.app_exe, &self.home);
+        let mut apps: Vec<u32> = daemon_pid(&self.home)
+            .filter(|p| alive(*p))
+            .into_iter()
+            .collect();
+        apps.extend(app_pids(&self.app_exe, &self.home));
         for pid in &apps {
             kill(*pid, "-TERM");
         }
@@ -307,7 +324,7 @@ async fn e2e_first_run_setup_then_chat() -> Result<()> {
         return Ok(());
     };
     let app_exe = app_binary().context(
-        "the app binary is missing: build it first with `cargo build -p clawkeeper` \
+        "the app binary is missing: build it first with `cargo build -p clawkeeper-window -p clawkeeper-tray-daemon` \
          (scripts/test.sh builds the whole workspace)",
     )?;
 
@@ -578,9 +595,9 @@ async fn drive(c: &Client, fake: &ContractFakeModel, api_key: &str, home: &Path)
     close_windows_keeps_tray(c, home).await
 }
 
-/// Lightweight tray mode: a closed window is destroyed and the app and the assistant keep
-/// running. (The last window can't be closed through WebDriver: the driver then ends the
-/// session and kills the app, so the setup window stays open here.)
+/// Lightweight tray mode: a closed window is destroyed and the tray daemon and the
+/// assistant keep running. (The last window can't be closed through WebDriver: the driver
+/// then ends the session and kills the window process, so the setup window stays open here.)
 async fn close_windows_keeps_tray(c: &Client, home: &Path) -> Result<()> {
     let mut left = Vec::new();
     for handle in c.windows().await? {
@@ -601,18 +618,9 @@ async fn close_windows_keeps_tray(c: &Client, home: &Path) -> Result<()> {
         alive(gateway),
         "the assistant stopped when its windows closed"
     );
-    let apps: Vec<u32> = std::fs::read_dir("/proc")?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                env.split(|b| *b == 0)
-                    .any(|kv| kv == format!("CLAWKEEPER_HOME={}", home.display()).as_bytes())
-            }) && std::fs::read_link(format!("/proc/{pid}/exe"))
-                .is_ok_and(|p| p.file_name().is_some_and(|n| n == "clawkeeper"))
-                && alive(*pid)
-        })
-        .collect();
-    assert!(!apps.is_empty(), "the app exited when its windows closed");
+    let daemon = daemon_pid(home).context("no daemon pid file")?;
+    assert!(alive(daemon), "the tray daemon exited when windows closed");
+
     Ok(())
 }
 

@@ -2,8 +2,9 @@
 //!
 //!   clawkeeper-bench chat [N]   chat round trip: the core client vs a raw WebSocket client,
 //!                               against the same real gateway (needs scripts/bench.sh's env)
-//!   clawkeeper-bench app        the release app: cold start to tray ready, RSS tray-only and
-//!                               with the chat window, idle CPU over 60 s
+//!   clawkeeper-bench app        the release app: cold start of the tray daemon to tray ready,
+//!                               RSS tray-only (the daemon alone) and with the chat window
+//!                               (daemon + window process trees), idle CPU over 60 s
 //!
 //! Run through `scripts/bench.sh`, which provides the isolated environment (loopback-only
 //! network namespace, D-Bus session, unlocked keyring, Xvfb) and the release build.
@@ -253,7 +254,8 @@ impl RunningApp {
         self.child.id()
     }
 
-    /// The app and its helpers (WebKit processes), without the gateway it supervises.
+    /// The tray daemon's process tree without the gateway it supervises: the daemon, and
+    /// while a window is open the window process it started with its WebKit helpers.
     fn own_processes(&self) -> Vec<u32> {
         let gateway: Vec<u32> =
             std::fs::read_to_string(self.home.join("instances/local/gateway.pid"))
@@ -397,7 +399,8 @@ async fn app() -> Result<()> {
         ticks as f64 / 100.0 / secs * 100.0
     );
 
-    // 3. With the chat window open (a second launch asks the running app to open it).
+    // 3. With the chat window open: a second launch asks the running daemon, which starts
+    //    the window process (a child of the daemon, so in `own_processes`).
     let opened = std::process::Command::new(env::bin("clawkeeper"))
         .args(["--open", "chat"])
         .env("CLAWKEEPER_HOME", home.path())
@@ -405,6 +408,10 @@ async fn app() -> Result<()> {
         .status()?;
     anyhow::ensure!(opened.success(), "second launch failed");
     tokio::time::sleep(Duration::from_secs(10)).await;
+    anyhow::ensure!(
+        names(&app.own_processes()).contains("clawkeeper-wind"),
+        "no window process after --open chat"
+    );
     let own = app.own_processes();
     let (rss, pss) = memory(&own);
     println!(
