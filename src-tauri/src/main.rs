@@ -171,9 +171,18 @@ fn setup(app: &AppHandle) -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         };
-        windows::open_or_log(&app, name);
+        open_on_main(&app, name);
     });
     Ok(())
+}
+
+/// Open a window from a background task without waiting for it: the window is built on
+/// the main thread, and this task goes on forwarding events meanwhile.
+fn open_on_main(app: &AppHandle, name: WindowName) {
+    let handle = app.clone();
+    if let Err(e) = app.run_on_main_thread(move || windows::open_or_log(&handle, name)) {
+        tracing::warn!(error = %e, "could not open a window");
+    }
 }
 
 /// Re-emit every daemon event to the webviews on [`EVENT_CHANNEL`] (chat events only to
@@ -195,7 +204,7 @@ fn follow_daemon(app: &AppHandle, mut pushes: UnboundedReceiver<Push>) {
                     }
                 }
                 Push::Open(name) => match WindowName::parse(&name) {
-                    Some(n) => windows::open_or_log(&app, n),
+                    Some(n) => open_on_main(&app, n),
                     None => tracing::warn!("the daemon asked for an unknown window"),
                 },
             }

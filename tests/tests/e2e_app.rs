@@ -396,6 +396,14 @@ async fn e2e_first_run_setup_then_chat() -> Result<()> {
     let result = drive(&c, &fake, &api_key, &home).await;
     if result.is_err() {
         let _ = screenshot(&c, "failure.png").await;
+        // The test returns the error rather than panicking: show the log here.
+        if let Ok(log) = std::fs::read_to_string(&h.log) {
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("--- app / driver log (last lines) ---");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
     }
 
     // Tear down: the app first (SIGTERM → it stops its gateway), then the session.
