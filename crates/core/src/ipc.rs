@@ -175,15 +175,20 @@ async fn serve_conn(stream: UnixStream, id: u64, handler: Arc<dyn Handler>) {
         if line.is_empty() {
             continue;
         }
-        let req: Request = match serde_json::from_str(line) {
-            Ok(r) => r,
-            Err(_) => {
-                let id = serde_json::from_str::<Value>(line)
-                    .ok()
-                    .and_then(|v| v.get("id").and_then(Value::as_u64))
-                    .unwrap_or(0);
+        let parsed = serde_json::from_str::<Request>(line);
+        let bad_id = parsed.is_err().then(|| {
+            serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| v.get("id").and_then(Value::as_u64))
+                .unwrap_or(0)
+        });
+        // The line may hold an API key: clear it before going on, readable or not.
+        zeroize::Zeroize::zeroize(&mut buf);
+        let req = match (parsed, bad_id) {
+            (Ok(r), _) => r,
+            (Err(_), id) => {
                 let _ = conn.tx.send(answer(
-                    id,
+                    id.unwrap_or(0),
                     Err(problem(
                         "ipc_bad_request",
                         "That request could not be read.",
@@ -192,8 +197,6 @@ async fn serve_conn(stream: UnixStream, id: u64, handler: Arc<dyn Handler>) {
                 continue;
             }
         };
-        // The line may hold an API key: clear it before going on.
-        zeroize::Zeroize::zeroize(&mut buf);
         let fut = handler.call(&conn, req.method, req.params);
         let tx = conn.tx.clone();
         tokio::spawn(async move {

@@ -223,6 +223,55 @@ mod tests {
     }
 
     #[test]
+    fn menu_items_send_their_actions() {
+        use ksni::Tray as _;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tray = Tray {
+            view: TrayView::of(&InstanceState::Stopped),
+            actions: tx,
+        };
+        let labels_and_clicks: Vec<(String, bool)> = tray
+            .menu()
+            .into_iter()
+            .filter_map(|m| match m {
+                ksni::MenuItem::Standard(i) => Some((i.label, i.enabled)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            labels_and_clicks,
+            vec![
+                ("Your assistant: Stopped".to_owned(), false),
+                ("Open chat".to_owned(), true),
+                ("Status".to_owned(), true),
+                ("Start your assistant".to_owned(), true),
+                ("Quit Clawkeeper".to_owned(), true),
+            ]
+        );
+        let mut sent = Vec::new();
+        for item in tray.menu() {
+            if let ksni::MenuItem::Standard(i) = item {
+                (i.activate)(&mut tray);
+                if let Ok(a) = rx.try_recv() {
+                    sent.push(a);
+                }
+            }
+        }
+        assert_eq!(
+            sent,
+            vec![
+                Action::OpenChat,
+                Action::Status,
+                Action::Start,
+                Action::Quit
+            ]
+        );
+        assert_eq!(tray.title(), "Clawkeeper");
+        assert_eq!(tray.tool_tip().title, "Clawkeeper — Stopped");
+        assert_eq!(tray.icon_pixmap().len(), 1);
+    }
+
+    #[test]
     fn every_tray_icon_decodes() {
         for look in [
             Look::Starting,
