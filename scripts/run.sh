@@ -22,17 +22,20 @@ export CARGO_TARGET_DIR
 
 ck_build_ui
 
-step "cargo build --release -p clawkeeper-tray-daemon -p clawkeeper-window (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo build --release -p clawkeeper-tray-daemon -p clawkeeper-window
+step "cargo build --release: tray daemon, window process, keychain helper and CLI (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+# The keychain helper (crates/cli) must sit next to the daemon: OpenClaw reads its keys through it.
+cargo build --release -p clawkeeper-tray-daemon -p clawkeeper-window -p clawkeeper-cli
 
 bin="$CARGO_TARGET_DIR/release/clawkeeper"
 [[ -x "$bin" ]] || die "built binary not found: $bin"
-[[ -x "$CARGO_TARGET_DIR/release/clawkeeper-window" ]] || die "built binary not found: clawkeeper-window"
+for b in clawkeeper-window clawkeeper-keyhelper clawkeeper-cli; do
+  [[ -x "$CARGO_TARGET_DIR/release/$b" ]] || die "built binary not found: $b"
+done
 
 if [[ "${1:-}" == "--dev-fake-model" ]]; then
   shift
   step "Starting the contract fake model (--dev-fake-model)"
-  cargo build --release -p clawkeeper-cli -p clawkeeper-tests --bin clawkeeper-cli --bin contract-fake-model --bin clawkeeper-keyhelper
+  cargo build --release -p clawkeeper-tests --bin contract-fake-model
   key="dev-fake-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   log="$(mktemp)"
   FAKE_MODEL_KEY="$key" "$CARGO_TARGET_DIR/release/contract-fake-model" >"$log" 2>&1 &
