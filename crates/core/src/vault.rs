@@ -54,6 +54,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum SecretKind {
     GatewayToken,
     ProviderKey,
+    /// The private half of the app's own SSH key for a server (OpenSSH format).
+    SshKey,
+    /// A one-time password for a server's first login; deleted once the app's key is in.
+    SshPassword,
+    /// A cloud provider API token (the instance part names the account, e.g. `hetzner`).
+    CloudToken,
 }
 
 impl SecretKind {
@@ -61,6 +67,9 @@ impl SecretKind {
         match self {
             SecretKind::GatewayToken => "gateway-token",
             SecretKind::ProviderKey => "provider-key",
+            SecretKind::SshKey => "ssh-key",
+            SecretKind::SshPassword => "ssh-password",
+            SecretKind::CloudToken => "cloud-token",
         }
     }
 
@@ -68,6 +77,9 @@ impl SecretKind {
         match s {
             "gateway-token" => Some(SecretKind::GatewayToken),
             "provider-key" => Some(SecretKind::ProviderKey),
+            "ssh-key" => Some(SecretKind::SshKey),
+            "ssh-password" => Some(SecretKind::SshPassword),
+            "cloud-token" => Some(SecretKind::CloudToken),
             _ => None,
         }
     }
