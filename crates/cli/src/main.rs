@@ -11,6 +11,8 @@ use clawkeeper_core::{Problem, Secret};
 use std::io::Read;
 use std::time::Duration;
 
+mod server;
+
 #[derive(Parser)]
 #[command(
     name = "clawkeeper-cli",
@@ -50,6 +52,8 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Connect a server you already have, over SSH.
+    Connect(server::ConnectArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,7 +62,7 @@ enum Kind {
     OpenaiCompatible,
 }
 
-fn fail(p: Problem) -> anyhow::Error {
+pub(crate) fn fail(p: Problem) -> anyhow::Error {
     anyhow::anyhow!(
         "{}{}",
         p.message,
@@ -129,6 +133,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("Installed.");
             Ok(())
         }
+        Command::Connect(args) => server::connect(&app, args, cli.json).await,
         Command::Provider {
             kind,
             base_url,
@@ -159,7 +164,7 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn zeroize_string(s: &mut String) {
+pub(crate) fn zeroize_string(s: &mut String) {
     // SAFETY-free zeroize: overwrite via the String API, then clear.
     let len = s.len();
     s.clear();

@@ -236,6 +236,10 @@ impl Clawkeeper {
         &self.inner.instance
     }
 
+    pub fn vault(&self) -> &Vault {
+        &self.inner.vault
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }

@@ -12,6 +12,7 @@ pub mod paths;
 pub mod problem;
 pub mod remote;
 pub mod secret;
+pub mod server;
 pub mod ssh;
 pub mod store;
 pub mod time;

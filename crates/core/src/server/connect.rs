@@ -1,0 +1,199 @@
+//! Connecting a server the person already has.
+//!
+//! 1. [`crate::ssh::scan_host_key`] — the UI shows the fingerprint; the person confirms.
+//! 2. [`adopt`] — log in once with the person's key or a one-time password, install the
+//!    app's own ed25519 key (private half only in the keychain), prove it works by logging
+//!    in again with it, then pin the host key and remember the server. Password login is
+//!    switched off by the provisioning step that hardens sshd, which runs first.
+//! 3. [`open_session`] — every later connection: the pinned key and the app's key.
+
+use crate::audit;
+use crate::remote::{shell_quote, Remote};
+use crate::secret::Secret;
+use crate::ssh::{self, hosts, keys, Auth, HostKey, Session, Target};
+use crate::store::{DesiredState, InstanceRecord, Store};
+use crate::vault::{SecretKind, SecretRef, Vault};
+use std::sync::Arc;
+
+/// How the person logs in the first time.
+pub enum FirstLogin {
+    /// A private key file's contents (and its passphrase, if it has one). Kept in the
+    /// keychain as `ssh-key/<instance>-imported`, as a way back in if the app's key is lost.
+    Key {
+        private: Secret,
+        passphrase: Option<Secret>,
+    },
+    /// A one-time password: used once, never stored.
+    Password(Secret),
+}
+
+impl std::fmt::Debug for FirstLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FirstLogin::Key { .. } => "FirstLogin::Key(<redacted>)",
+            FirstLogin::Password(_) => "FirstLogin::Password(<redacted>)",
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Connected {
+    /// A session logged in with the app's own key.
+    pub session: Session,
+    pub record: hosts::HostRecord,
+    /// Whether the first login used a password (so password login is still on until
+    /// sshd is hardened).
+    pub used_password: bool,
+}
+
+/// Adopt the server at `target` as instance `instance_id`, trusting `confirmed` (the host
+/// key whose fingerprint the person confirmed). Safe to repeat: the app's key is added
+/// to `authorized_keys` once, and an existing key is reused.
+pub async fn adopt(
+    store: &Store,
+    vault: &Vault,
+    instance_id: &str,
+    name: &str,
+    target: &Target,
+    confirmed: &HostKey,
+    login: FirstLogin,
+) -> ssh::Result<Connected> {
+    let (auth, used_password) = match &login {
+        FirstLogin::Key {
+            private,
+            passphrase,
+        } => {
+            let key = keys::parse_private(private, passphrase.as_ref())?;
+            (Auth::Key(Arc::new(key)), false)
+        }
+        FirstLogin::Password(pw) => (Auth::Password(pw.clone()), true),
+    };
+    let first = Session::connect(target, confirmed, &auth).await?;
+
+    // The person's own key goes to the keychain (unencrypted there: the keychain is the
+    // protection), as a way back in. A password is never kept.
+    if let (FirstLogin::Key { .. }, Auth::Key(k)) = (&login, &auth) {
+        let r = SecretRef::new(SecretKind::SshKey, &format!("{instance_id}-imported"));
+        vault.store(&r, &keys::to_openssh(k)?).await?;
+    }
+    drop(login);
+
+    let (app_key, created) = keys::app_key(vault, instance_id).await?;
+    let line = keys::public_line(app_key.public_key())?;
+    let app_fp = keys::fingerprint(app_key.public_key());
+    install_authorized_key(&first, &line, &keys::app_key_comment(instance_id), target).await?;
+    first.close().await;
+
+    // Prove the app's key works before relying on it.
+    let session = Session::connect(target, confirmed, &Auth::Key(Arc::new(app_key))).await?;
+    let probe = session
+        .run("true", None)
+        .await
+        .map_err(|e| ssh::Error::Session {
+            target: target.to_string(),
+            reason: e.to_string(),
+        })?;
+    if !probe.success() {
+        return Err(ssh::Error::Session {
+            target: target.to_string(),
+            reason: "the server would not run a command with Clawkeeper's key".into(),
+        });
+    }
+
+    if store.instance(instance_id).await?.is_none() {
+        store
+            .upsert_instance(&InstanceRecord {
+                id: instance_id.to_owned(),
+                name: name.to_owned(),
+                target: "ssh".into(),
+                port: crate::local::DEFAULT_PORT,
+                desired_state: DesiredState::Stopped,
+                openclaw_version: crate::local::runtime::OPENCLAW_VERSION.into(),
+                created_at: String::new(),
+            })
+            .await?;
+    }
+    hosts::pin(store, instance_id, target, confirmed).await?;
+    let fp = confirmed.fingerprint.clone();
+    hosts::set_app_key(store, instance_id, &line, &app_fp).await?;
+    let _ = audit::append(
+        store,
+        Some(instance_id),
+        "server.connected",
+        &format!(
+            "Connected {target} (host key {fp}); installed Clawkeeper's key {app_fp}{}; first login by {}",
+            if created { " (new)" } else { "" },
+            if used_password { "one-time password" } else { "your key" }
+        ),
+    )
+    .await;
+    let record = hosts::get(store, instance_id)
+        .await?
+        .ok_or_else(|| ssh::Error::Session {
+            target: target.to_string(),
+            reason: "the server record was not saved".into(),
+        })?;
+    Ok(Connected {
+        session,
+        record,
+        used_password,
+    })
+}
+
+/// Add `line` to the login user's `authorized_keys` (replacing any older line with the
+/// same comment), with OpenSSH's required modes. The public key is not a secret.
+async fn install_authorized_key(
+    session: &Session,
+    line: &str,
+    comment: &str,
+    target: &Target,
+) -> ssh::Result<()> {
+    let script = format!(
+        r#"set -eu
+umask 077
+mkdir -p "$HOME/.ssh"
+f="$HOME/.ssh/authorized_keys"
+touch "$f"
+tmp="$(mktemp "$HOME/.ssh/.authorized_keys.XXXXXX")"
+grep -v -F -- {comment_tag} "$f" > "$tmp" || true
+printf '%s\n' {line} >> "$tmp"
+chmod 600 "$tmp"
+mv "$tmp" "$f"
+grep -qxF -- {line} "$f"
+"#,
+        comment_tag = shell_quote(&format!(" {comment}")),
+        line = shell_quote(line),
+    );
+    let out = session
+        .run("sh -s", Some(script.as_bytes()))
+        .await
+        .map_err(|e| ssh::Error::Session {
+            target: target.to_string(),
+            reason: e.to_string(),
+        })?;
+    if !out.success() {
+        return Err(ssh::Error::Session {
+            target: target.to_string(),
+            reason: format!(
+                "couldn't add Clawkeeper's key to authorized_keys: {}",
+                out.tail(3)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A session to an adopted server: its pinned host key and the app's key from the keychain.
+pub async fn open_session(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Result<Session> {
+    let rec = hosts::get(store, instance_id)
+        .await?
+        .ok_or_else(|| ssh::Error::Session {
+            target: instance_id.to_owned(),
+            reason: "this server hasn't been connected yet".into(),
+        })?;
+    let text = vault
+        .read(&SecretRef::new(SecretKind::SshKey, instance_id))
+        .await?;
+    let key = keys::parse_private(&text, None)?;
+    Session::connect(&rec.target, &rec.host_key, &Auth::Key(Arc::new(key))).await
+}

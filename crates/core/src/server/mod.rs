@@ -1,0 +1,8 @@
+//! The person's own server as an instance: connecting it over SSH (first contact, the
+//! app's own key), opening sessions to it later, and reaching its gateway through an SSH
+//! tunnel. Provisioning (`crate::provision`) and cloud deploys (`crate::cloud`) build on
+//! this.
+
+pub mod connect;
+
+pub use connect::{adopt, open_session, Connected, FirstLogin};
