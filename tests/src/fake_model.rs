@@ -120,7 +120,17 @@ impl ContractFakeModel {
         expected_api_key: String,
         model_ids: Vec<String>,
     ) -> io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(([127, 0, 0, 1], 0).into(), expected_api_key, model_ids).await
+    }
+
+    /// Like [`ContractFakeModel::start_with_models`], listening on `bind` — e.g. our side
+    /// of a test host's veth, so a gateway on that host can reach it.
+    pub async fn start_on(
+        bind: SocketAddr,
+        expected_api_key: String,
+        model_ids: Vec<String>,
+    ) -> io::Result<Self> {
+        let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             expected_api_key,
