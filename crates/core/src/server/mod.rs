@@ -4,5 +4,7 @@
 //! this.
 
 pub mod connect;
+pub mod link;
 
 pub use connect::{adopt, open_session, Connected, FirstLogin};
+pub use link::{ServerLink, REMOTE_GATEWAY_PORT};

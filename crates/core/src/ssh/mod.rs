@@ -18,7 +18,7 @@ pub mod tunnel;
 use crate::problem::UserFacing;
 
 pub use session::{scan_host_key, Auth, HostKey, Session, Target};
-pub use tunnel::Tunnel;
+pub use tunnel::{SessionSource, Tunnel};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -1,16 +1,36 @@
 //! A local port forwarded over SSH (`direct-tcpip`) to a port on the server's loopback:
 //! how the desktop reaches a gateway that listens only on the server's 127.0.0.1.
 //!
-//! The tunnel listens on 127.0.0.1 only, on a port the OS picks. Each accepted local
-//! connection gets its own SSH channel; when the SSH connection dies, new local
-//! connections are refused until the owner opens a new tunnel on a new session (the
-//! gateway client already reconnects with backoff).
+//! The tunnel listens on 127.0.0.1 only, on a port the OS picks, and keeps that port for
+//! its whole life. Each accepted local connection gets its own SSH channel on the session
+//! its [`SessionSource`] hands out — a reconnecting source (see
+//! `crate::server::ServerLink`) makes the tunnel survive a dropped SSH connection, so the
+//! gateway client's own reconnect finds the same local URL working again.
 
 use super::{Error, Result, Session};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+/// Where a tunnel gets a live session for each new connection.
+pub trait SessionSource: Send + Sync + 'static {
+    fn session(&self) -> impl Future<Output = Result<Arc<Session>>> + Send;
+}
+
+/// A fixed session: once it closes, new connections are refused.
+impl SessionSource for Arc<Session> {
+    async fn session(&self) -> Result<Arc<Session>> {
+        if self.is_closed() {
+            return Err(Error::Session {
+                target: self.target().to_string(),
+                reason: "the SSH connection was closed".into(),
+            });
+        }
+        Ok(self.clone())
+    }
+}
 
 pub struct Tunnel {
     local: SocketAddr,
@@ -31,7 +51,11 @@ impl std::fmt::Debug for Tunnel {
 impl Tunnel {
     /// Listen on 127.0.0.1:0 and forward every connection to `remote_host:remote_port`
     /// as seen from the server (normally `127.0.0.1:18789`).
-    pub async fn open(session: Arc<Session>, remote_host: &str, remote_port: u16) -> Result<Self> {
+    pub async fn open<S: SessionSource>(
+        source: S,
+        remote_host: &str,
+        remote_port: u16,
+    ) -> Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| Error::LocalPort(e.to_string()))?;
@@ -42,7 +66,7 @@ impl Tunnel {
         let remote = (remote_host.to_owned(), remote_port);
         tokio::spawn(accept_loop(
             listener,
-            session,
+            Arc::new(source),
             remote.clone(),
             cancel.child_token(),
         ));
@@ -70,9 +94,9 @@ impl Drop for Tunnel {
     }
 }
 
-async fn accept_loop(
+async fn accept_loop<S: SessionSource>(
     listener: TcpListener,
-    session: Arc<Session>,
+    source: Arc<S>,
     remote: (String, u16),
     cancel: CancellationToken,
 ) {
@@ -89,29 +113,31 @@ async fn accept_loop(
                 continue;
             }
         };
-        if session.is_closed() {
-            tracing::warn!("SSH session closed; tunnel refuses new connections");
-            drop(stream);
-            continue;
-        }
         tokio::spawn(forward(
             stream,
             peer,
-            session.clone(),
+            source.clone(),
             remote.clone(),
             cancel.clone(),
         ));
     }
 }
 
-async fn forward(
+async fn forward<S: SessionSource>(
     mut stream: TcpStream,
     peer: SocketAddr,
-    session: Arc<Session>,
+    source: Arc<S>,
     remote: (String, u16),
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let session = match source.session().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "no SSH session for the tunnel; connection refused");
+            return;
+        }
+    };
     let channel = match session.direct_tcpip(&remote.0, remote.1, peer.port()).await {
         Ok(c) => c,
         Err(e) => {
