@@ -4,5 +4,7 @@ pub mod dns;
 pub mod env;
 pub mod fake_model;
 pub mod fake_openrouter;
+pub mod npm_mirror;
 pub mod scan;
 pub mod sshd;
+pub mod testhost;

@@ -1,0 +1,155 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Smoke tests of the provisioning test host harness (tests/src/testhost.rs)
+//! and the offline npm mirror (tests/src/npm_mirror.rs). Root only; run them
+//! with scripts/test.sh, which builds the image and the mirror first.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use clawkeeper_tests::testhost::{HostOptions, TestHost};
+
+/// A fresh ed25519 client key pair in `dir`; returns (private key path, public key line).
+fn client_key(dir: &Path) -> (std::path::PathBuf, String) {
+    let key = dir.join("id_ed25519");
+    let out = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "testhost-smoke",
+            "-f",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen: {out:?}");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_string())
+}
+
+/// `ssh root@host <cmd>` with the test key; known_hosts pinned to the host's key.
+fn ssh(host: &TestHost, key: &Path, dir: &Path, cmd: &str) -> std::process::Output {
+    let known = dir.join(format!("known_hosts-{}", host.addr()));
+    std::fs::write(
+        &known,
+        format!("{} {}\n", host.addr(), host.host_public_key().unwrap()),
+    )
+    .unwrap();
+    Command::new("/usr/bin/ssh")
+        .arg("-i")
+        .arg(key)
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known.display()))
+        .args([
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+            "-F",
+            "/dev/null",
+        ])
+        .arg(format!("root@{}", host.addr()))
+        .arg(cmd)
+        .output()
+        .unwrap()
+}
+
+/// Wait for `systemctl is-system-running --wait`; running or degraded (then
+/// print the failed units) is fine, anything else fails.
+async fn assert_system_up(host: &TestHost) {
+    let out = host
+        .inspect("timeout 60 systemctl is-system-running --wait")
+        .await
+        .unwrap();
+    let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match state.as_str() {
+        "running" => {}
+        "degraded" => {
+            let failed = host
+                .inspect("systemctl --failed --no-legend --plain")
+                .await
+                .unwrap();
+            eprintln!(
+                "host {} is degraded; failed units:\n{}",
+                host.addr(),
+                String::from_utf8_lossy(&failed.stdout)
+            );
+        }
+        other => panic!(
+            "host {}: is-system-running = {other:?} ({})\nconsole:\n{}",
+            host.addr(),
+            String::from_utf8_lossy(&out.stderr),
+            host.console_tail(30)
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testhost_two_hosts_boot_in_parallel_and_answer_ssh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = client_key(tmp.path());
+    let t0 = Instant::now();
+    let (a, b) = tokio::join!(
+        TestHost::boot(HostOptions::with_key(public.clone())),
+        TestHost::boot(HostOptions::with_key(public.clone())),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    eprintln!(
+        "two hosts answer SSH after {:?}: {} and {}",
+        t0.elapsed(),
+        a.addr(),
+        b.addr()
+    );
+    assert_ne!(a.addr(), b.addr());
+    assert_eq!(a.ssh_port(), 22);
+
+    tokio::join!(assert_system_up(&a), assert_system_up(&b));
+
+    // Fresh host keys per host; the harness's fingerprint is OpenSSH's.
+    let (fa, fb) = (
+        a.host_key_fingerprint_sha256().unwrap(),
+        b.host_key_fingerprint_sha256().unwrap(),
+    );
+    assert_ne!(fa, fb);
+    let lf = a
+        .inspect_ok("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub")
+        .await
+        .unwrap();
+    assert!(lf.contains(&fa), "ssh-keygen -l says {lf:?}, we say {fa}");
+
+    // Real SSH, key auth, pinned host key, a real login session.
+    for h in [&a, &b] {
+        let out = ssh(h, &key, tmp.path(), "systemctl is-system-running; id -u");
+        assert!(
+            out.status.success(),
+            "ssh to {}: {}",
+            h.addr(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout)
+            .trim_end()
+            .ends_with('0'));
+    }
+
+    // It looks like a fresh Debian 12 VPS without a way out.
+    let os = a
+        .inspect_ok(". /etc/os-release; echo $VERSION_CODENAME")
+        .await
+        .unwrap();
+    assert_eq!(os.trim(), "bookworm");
+    let routes = a.inspect_ok("ip -4 route").await.unwrap();
+    assert!(
+        !routes.contains("default"),
+        "no default route expected: {routes}"
+    );
+    a.inspect_ok("nft list ruleset").await.unwrap(); // CAP_NET_ADMIN works
+
+    let t1 = Instant::now();
+    tokio::join!(a.stop(), b.stop());
+    eprintln!("both stopped and cleaned up in {:?}", t1.elapsed());
+}
