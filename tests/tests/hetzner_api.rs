@@ -387,6 +387,7 @@ async fn a_crash_at_any_step_then_a_rerun_makes_exactly_one_of_each() {
         .unwrap();
         n
     };
+    eprintln!("a clean run has {steps} steps");
     assert!(steps >= 10, "{steps}");
     for stop_at in 1..=steps {
         let f = fake().await;
