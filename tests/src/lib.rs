@@ -2,6 +2,7 @@
 
 pub mod dns;
 pub mod env;
+pub mod fake_hetzner;
 pub mod fake_model;
 pub mod fake_openrouter;
 pub mod npm_mirror;

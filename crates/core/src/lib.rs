@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod cloud;
 pub mod gateway;
 #[cfg(unix)]
 pub mod ipc;

@@ -590,3 +590,63 @@ fn repro_a_json_array_is_not_a_frame() {
     let got = frame::parse(r#"["res","1",true,{"a":1},null,null,null,null]"#, 1 << 20);
     assert!(got.is_err(), "{got:?}");
 }
+
+// ------------------------------------------------------------------ Hetzner answers
+
+#[test]
+fn hetzner_response_invariants_hold() -> Result<(), String> {
+    use clawkeeper_core::cloud::hetzner as h;
+    exercise(&Target {
+        name: "hetzner_response",
+        seed: 0x3C6E_F372_FE94_F82B,
+        json: true,
+        fuzz_target: checks::hetzner_response,
+        violations: checks::hetzner_response_violations,
+        accepted: |d| {
+            serde_json::from_slice::<Value>(d).is_ok_and(|v| {
+                v.pointer("/error/code").is_some_and(Value::is_string)
+                    || h::decode::<h::CreatedServer>(d).is_ok()
+                    || h::decode::<h::Action>(d).is_ok()
+                    || v.get("action").is_some()
+                    || h::decode_page::<h::Location>(d, "locations").is_ok()
+                    || h::decode_page::<h::ServerType>(d, "server_types").is_ok()
+            }) || h::parse_rate_limit(
+                String::from_utf8_lossy(d).lines().next(),
+                String::from_utf8_lossy(d).lines().nth(1),
+                String::from_utf8_lossy(d).lines().nth(2),
+            )
+            .is_some()
+        },
+    })
+}
+
+#[test]
+fn hetzner_checks_catch_wrong_results() {
+    use clawkeeper_core::cloud::Error;
+    let body = json!({"error": {"code": "invalid_input", "message": "m",
+        "details": {"fields": [{"name": "location"}]}}});
+    let mut out = Vec::new();
+    let wrong_field = Error::InvalidInput {
+        field: Some("name".into()),
+        message: "m".into(),
+    };
+    checks::check_hetzner_error(400, Some(&body), &wrong_field, &mut out);
+    assert_eq!(broken(&out), ["hetzner.invalid_field"]);
+
+    out.clear();
+    let wrong_code = Error::Conflict {
+        message: "m".into(),
+    };
+    checks::check_hetzner_error(400, Some(&body), &wrong_code, &mut out);
+    assert_eq!(broken(&out), ["hetzner.code"]);
+
+    out.clear();
+    let unsafe_message = Error::Forbidden {
+        message: "a\u{7}b".into(),
+    };
+    checks::check_hetzner_error(403, None, &unsafe_message, &mut out);
+    assert_eq!(broken(&out), ["hetzner.message_unsafe"]);
+
+    // And the real decoder passes on the same input.
+    assert!(checks::hetzner_response_violations(body.to_string().as_bytes()).is_empty());
+}

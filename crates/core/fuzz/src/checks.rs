@@ -701,3 +701,180 @@ pub fn check_secret_ref(text: &str, got: &vault::Result<SecretRef>, out: &mut Ve
         ),
     }
 }
+
+// ------------------------------------------------------------------------ Hetzner answers
+
+/// Statuses the Hetzner client sees in practice, errors and successes.
+const HETZNER_ERROR_STATUSES: &[u16] = &[
+    400, 401, 403, 404, 409, 410, 422, 423, 429, 500, 502, 503, 504,
+];
+
+pub fn hetzner_response(data: &[u8]) -> Result<(), String> {
+    unknown_only(hetzner_response_violations(data))
+}
+
+/// Bytes → every decoder of `cloud::hetzner` (error envelope at each status, each typed
+/// answer, each list page) and `parse_rate_limit` on the first three lines.
+pub fn hetzner_response_violations(data: &[u8]) -> Vec<Violation> {
+    use clawkeeper_core::cloud::hetzner::{self as h, Action, CreatedServer, Server};
+    let mut out = Vec::new();
+    let json: Option<Value> = serde_json::from_slice(data).ok();
+    for &status in HETZNER_ERROR_STATUSES {
+        let e = h::decode_error(status, data);
+        check_hetzner_error(status, json.as_ref(), &e, &mut out);
+    }
+    // A body that isn't JSON is never accepted as an answer.
+    let decoded = [
+        ("server", h::decode::<Server>(data).is_ok()),
+        ("action", h::decode::<Action>(data).is_ok()),
+        ("created_server", h::decode::<CreatedServer>(data).is_ok()),
+    ];
+    if json.is_none() {
+        for (what, ok) in decoded {
+            if ok {
+                v(
+                    &mut out,
+                    "hetzner.accepts_non_json",
+                    format!("{what} from {:?}", String::from_utf8_lossy(data)),
+                );
+            }
+        }
+    }
+    macro_rules! page {
+        ($t:ty, $key:literal) => {
+            if let Ok((items, _)) = h::decode_page::<$t>(data, $key) {
+                let want = json
+                    .as_ref()
+                    .and_then(|j| j.get($key))
+                    .and_then(Value::as_array)
+                    .map(Vec::len);
+                if want != Some(items.len()) {
+                    v(
+                        &mut out,
+                        "hetzner.page_items",
+                        format!("{} {} items, the JSON has {want:?}", items.len(), $key),
+                    );
+                }
+            }
+        };
+    }
+    page!(h::ServerType, "server_types");
+    page!(h::Location, "locations");
+    page!(h::Server, "servers");
+    page!(h::SshKey, "ssh_keys");
+    page!(h::Firewall, "firewalls");
+
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.lines();
+    let (a, b, c) = (lines.next(), lines.next(), lines.next());
+    if let Some(rl) = h::parse_rate_limit(a, b, c) {
+        let n = |s: Option<&str>| s.and_then(|s| s.trim().parse::<u64>().ok());
+        if (n(a), n(b), n(c)) != (Some(rl.limit), Some(rl.remaining), Some(rl.reset)) {
+            v(
+                &mut out,
+                "hetzner.rate_limit",
+                format!("{rl:?} from {a:?} {b:?} {c:?}"),
+            );
+        }
+    }
+    out
+}
+
+/// The provider's message as a person may see it: no control characters, at most 300
+/// characters, trimmed (computed here independently of the core).
+fn hetzner_clean(raw: &str) -> String {
+    raw.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// The invariants of one `decode_error(status, body)` result.
+pub fn check_hetzner_error(
+    status: u16,
+    json: Option<&Value>,
+    e: &clawkeeper_core::cloud::Error,
+    out: &mut Vec<Violation>,
+) {
+    use clawkeeper_core::cloud::Error as E;
+    use clawkeeper_core::UserFacing;
+    let p = e.problem();
+    if p.code.is_empty()
+        || p.message.trim().is_empty()
+        || p.hint.as_deref().is_none_or(|h| h.trim().is_empty())
+    {
+        v(out, "hetzner.problem_empty", format!("{p:?} at {status}"));
+    }
+    if p.message.chars().any(char::is_control) || p.message.chars().count() > 700 {
+        v(
+            out,
+            "hetzner.message_unsafe",
+            format!("{:?} at {status}", p.message),
+        );
+    }
+    // Oracle from the envelope's code.
+    let envelope = json.and_then(|j| j.get("error")).filter(|e| e.is_object());
+    let Some(env) = envelope else {
+        if status == 401 && !matches!(e, E::Unauthorized) {
+            v(
+                out,
+                "hetzner.status_fallback",
+                format!("401 without envelope gave {e:?}"),
+            );
+        }
+        return;
+    };
+    let code = env.get("code").and_then(Value::as_str).unwrap_or("");
+    let want = match code {
+        "unauthorized" => Some("cloud_token_refused"),
+        "token_readonly" => Some("cloud_token_read_only"),
+        "invalid_input" | "json_error" => Some("cloud_invalid_input"),
+        "resource_limit_exceeded" | "server_limit_exceeded" => Some("cloud_limit_reached"),
+        "uniqueness_error" => Some("cloud_name_taken"),
+        "not_found" => Some("cloud_not_found"),
+        "rate_limit_exceeded" => Some("cloud_rate_limited"),
+        "conflict" => Some("cloud_conflict"),
+        "locked" => Some("cloud_locked"),
+        _ => None,
+    };
+    if let Some(want) = want {
+        if p.code != want {
+            v(
+                out,
+                "hetzner.code",
+                format!("code {code:?} gave {} ({e:?})", p.code),
+            );
+        }
+    }
+    let clean_code = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if let E::Api { code: kept, .. } = e {
+        let expected = if clean_code { code } else { "unknown_error" };
+        if kept != expected {
+            v(
+                out,
+                "hetzner.code_verbatim",
+                format!("{code:?} kept as {kept:?}"),
+            );
+        }
+    }
+    if let E::InvalidInput { field, .. } = e {
+        let want_field = env
+            .pointer("/details/fields/0/name")
+            .and_then(Value::as_str)
+            .map(hetzner_clean)
+            .filter(|f| !f.is_empty() && f != "no details");
+        if *field != want_field {
+            v(
+                out,
+                "hetzner.invalid_field",
+                format!("{field:?}, expected {want_field:?}"),
+            );
+        }
+    }
+}
