@@ -221,3 +221,91 @@ async fn testhost_fetches_node_from_the_npm_mirror_on_the_gateway() {
     assert_eq!(mirror.not_found().len(), 1);
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testhost_options_password_os_release_disk_limit() {
+    let host = TestHost::boot(HostOptions {
+        password_login: Some(("admin".into(), "one-time-Secret-42".into())),
+        os_release: Some("PRETTY_NAME=\"Fedora Linux 40\"\nID=fedora\nVERSION_ID=40\n".into()),
+        disk_limit_mb: Some(64),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+
+    // Password logins are on in the sshd that runs, for the user we asked for.
+    let conf = host
+        .inspect_ok("sshd -T | grep -i '^passwordauthentication'")
+        .await
+        .unwrap();
+    assert_eq!(conf.trim(), "passwordauthentication yes");
+    let shadow = host
+        .inspect_ok("getent shadow admin | cut -d: -f2")
+        .await
+        .unwrap();
+    assert!(
+        shadow.trim().starts_with('$'),
+        "no password hash: {shadow:?}"
+    );
+    host.inspect_ok("id -nG admin | grep -qw sudo")
+        .await
+        .unwrap();
+
+    // The OS it claims to be.
+    let id = host
+        .inspect_ok(". /etc/os-release; echo $ID")
+        .await
+        .unwrap();
+    assert_eq!(id.trim(), "fedora");
+
+    // A 64 MiB disk: writing 100 MiB to /opt fails with "No space left".
+    let out = host
+        .inspect("dd if=/dev/zero of=/opt/fill bs=1M count=100 2>&1; df -m / | tail -1")
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No space left"), "{text}");
+    host.inspect_ok("rm /opt/fill").await.unwrap();
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testhost_reboot_and_replacement_on_the_same_address() {
+    let mut host = TestHost::boot(HostOptions::default()).await.unwrap();
+    let (addr, fp) = (host.addr(), host.host_key_fingerprint_sha256().unwrap());
+    host.inspect_ok("echo kept > /var/lib/marker")
+        .await
+        .unwrap();
+
+    // Reboot: same disk, same keys, sshd back.
+    let t0 = Instant::now();
+    host.reboot().await.unwrap();
+    eprintln!("rebooted in {:?}", t0.elapsed());
+    assert_eq!(
+        host.inspect_ok("cat /var/lib/marker").await.unwrap().trim(),
+        "kept"
+    );
+    assert_eq!(host.host_key_fingerprint_sha256().unwrap(), fp);
+
+    // A reboot asked for from inside: nspawn exits (133), reboot() brings it back.
+    let _ = host.inspect("systemctl reboot").await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while host.exited().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(host.exited(), Some(133));
+    host.reboot().await.unwrap();
+    assert_eq!(
+        host.inspect_ok("cat /var/lib/marker").await.unwrap().trim(),
+        "kept"
+    );
+
+    // Replaced: same address, fresh disk, different host key.
+    let t1 = Instant::now();
+    let new = TestHost::replace_on_same_address(host, None).await.unwrap();
+    eprintln!("replaced in {:?}", t1.elapsed());
+    assert_eq!(new.addr(), addr);
+    assert_ne!(new.host_key_fingerprint_sha256().unwrap(), fp);
+    assert!(new.inspect_ok("test ! -e /var/lib/marker").await.is_ok());
+    new.stop().await;
+}
