@@ -23,7 +23,8 @@ done
 APP_PACKAGES=(libwebkit2gtk-4.1-dev build-essential pkg-config libssl-dev libxdo-dev
   libayatana-appindicator3-dev librsvg2-dev file)
 TEST_PACKAGES=(xvfb imagemagick webkit2gtk-driver dbus dbus-x11 gnome-keyring
-  libsecret-tools dunst xauth iproute2 procps util-linux)
+  libsecret-tools dunst xauth iproute2 procps util-linux
+  debootstrap systemd-container openssh-server openssh-client zstd curl)
 
 # ---------------------------------------------------------------- Debian packages
 pkg_installed() {

@@ -4,6 +4,8 @@
 # 1. scripts/setup.sh --test   (system packages, tools, runtime cache)
 # 2. UI build, cargo fmt --check, clippy -D warnings, build all test binaries
 #    (these steps may use the network: crates.io)
+#    and the provisioning test host image + offline npm registry
+#    (scripts/testhost-image.sh, scripts/npm-mirror.sh; Debian mirror, npm registry)
 # 3. the tests, offline: private network namespace with loopback only, D-Bus
 #    session, unlocked gnome-keyring, Xvfb, fresh HOME (scripts/test-inner.sh)
 #
@@ -39,6 +41,14 @@ ck_install_openclaw_runtime "$CARGO_TARGET_DIR/debug/clawkeeper-cli"
 
 step "Building the test binaries (cargo nextest run --workspace --no-run)"
 cargo nextest run --workspace --profile ci --no-run
+
+step "Provisioning test host image (scripts/testhost-image.sh)"
+CLAWKEEPER_TESTHOST_IMAGE="$(bash "$CK_ROOT/scripts/testhost-image.sh")"
+export CLAWKEEPER_TESTHOST_IMAGE
+
+step "Offline npm registry for the test hosts (scripts/npm-mirror.sh)"
+CLAWKEEPER_NPM_MIRROR="$(bash "$CK_ROOT/scripts/npm-mirror.sh")"
+export CLAWKEEPER_NPM_MIRROR
 
 step "Running the tests in an isolated environment (scripts/test-inner.sh)"
 unshare_args=(--net --pid --fork --mount-proc --kill-child)

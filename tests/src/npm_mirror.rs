@@ -10,7 +10,12 @@
 //!   with every `versions.*.dist.tarball` rewritten to point at this server.
 //! * `GET /<name>/-/<file>.tgz` (scoped `/@scope/name/-/<file>.tgz`) →
 //!   `tarballs/<same path>`.
-//! * Anything else → 404 at once (npm must fail fast, never hang).
+//! * Anything else → 404 at once (npm must fail fast, never hang). npm asks
+//!   for the metadata of optional peer dependencies that the tree does not
+//!   install (`@opentelemetry/api`, `bufferutil`, `canvas`, ...) and accepts a
+//!   404 for them, as from a private registry;
+//!   `tests/tests/testhost_npm_mirror.rs` checks that a real `npm install`
+//!   of the pinned openclaw succeeds and needs no tarball the mirror lacks.
 //!
 //! `HEAD` is answered like `GET` without a body. The server runs on a tokio
 //! task and stops when the [`NpmMirror`] is dropped.

