@@ -60,6 +60,20 @@ pub struct FakeHetznerConfig {
     pub refill_every: Duration,
     /// Servers allowed in the project (`resource_limit_exceeded` beyond).
     pub server_limit: usize,
+    /// Called when a server is created, with the public keys of its `ssh_keys` and its
+    /// `user_data`: what cloud-init does on a real server (a test puts the keys into the
+    /// test host that stands in for it).
+    pub on_server_created: Option<BootHook>,
+}
+
+/// See [`FakeHetznerConfig::on_server_created`].
+#[derive(Clone)]
+pub struct BootHook(pub std::sync::Arc<dyn Fn(&[String], &str) + Send + Sync>);
+
+impl std::fmt::Debug for BootHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BootHook")
+    }
 }
 
 impl Default for FakeHetznerConfig {
@@ -73,6 +87,7 @@ impl Default for FakeHetznerConfig {
             rate_limit: 3600,
             refill_every: Duration::from_millis(1),
             server_limit: 10,
+            on_server_created: None,
         }
     }
 }
@@ -987,6 +1002,15 @@ fn create_server(s: &mut State, body: &Value, now: Instant) -> (StatusCode, Valu
     });
     let action = new_action(s, "create_server", json!([{"id": id, "type": "server"}]));
     let start = new_action(s, "start_server", json!([{"id": id, "type": "server"}]));
+    if let Some(hook) = &s.cfg.on_server_created {
+        let public: Vec<String> = keys
+            .iter()
+            .filter_map(|k| s.ssh_keys.get(k))
+            .filter_map(|k| k["public_key"].as_str().map(str::to_owned))
+            .collect();
+        let user_data = body.get("user_data").and_then(Value::as_str).unwrap_or("");
+        (hook.0)(&public, user_data);
+    }
     let boot = s.cfg.boot_duration;
     s.simulated_wait += boot;
     let ready_at = now + s.cfg.action_duration + boot;

@@ -25,6 +25,8 @@ pub enum FirstLogin {
     },
     /// A one-time password: used once, never stored.
     Password(Secret),
+    /// The app's own key is already on the server (a cloud server created with it).
+    AppKey,
 }
 
 impl std::fmt::Debug for FirstLogin {
@@ -32,8 +34,15 @@ impl std::fmt::Debug for FirstLogin {
         f.write_str(match self {
             FirstLogin::Key { .. } => "FirstLogin::Key(<redacted>)",
             FirstLogin::Password(_) => "FirstLogin::Password(<redacted>)",
+            FirstLogin::AppKey => "FirstLogin::AppKey",
         })
     }
+}
+
+enum LoginKind {
+    Key,
+    Password,
+    AppKey,
 }
 
 #[derive(Debug)]
@@ -67,9 +76,18 @@ pub async fn adopt(
             (Auth::Key(Arc::new(key)), false)
         }
         FirstLogin::Password(pw) => (Auth::Password(pw.clone()), true),
+        FirstLogin::AppKey => (
+            Auth::Key(Arc::new(keys::app_key(vault, instance_id).await?.0)),
+            false,
+        ),
     };
     let first = Session::connect(target, confirmed, &auth).await?;
 
+    let login_kind = match &login {
+        FirstLogin::Key { .. } => LoginKind::Key,
+        FirstLogin::Password(_) => LoginKind::Password,
+        FirstLogin::AppKey => LoginKind::AppKey,
+    };
     // The person's own key goes to the keychain (unencrypted there: the keychain is the
     // protection), as a way back in. A password is never kept.
     if let (FirstLogin::Key { .. }, Auth::Key(k)) = (&login, &auth) {
@@ -123,7 +141,11 @@ pub async fn adopt(
         &format!(
             "Connected {target} (host key {fp}); installed Clawkeeper's key {app_fp}{}; first login by {}",
             if created { " (new)" } else { "" },
-            if used_password { "one-time password" } else { "your key" }
+            match login_kind {
+                LoginKind::Password => "one-time password",
+                LoginKind::Key => "your key",
+                LoginKind::AppKey => "Clawkeeper's key (set up when the server was created)",
+            }
         ),
     )
     .await;

@@ -4,6 +4,7 @@
 //! this.
 
 pub mod connect;
+pub mod deploy;
 pub mod link;
 
 pub use connect::{adopt, open_session, Connected, FirstLogin};
