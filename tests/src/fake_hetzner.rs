@@ -67,8 +67,11 @@ pub struct FakeHetznerConfig {
 }
 
 /// See [`FakeHetznerConfig::on_server_created`].
+/// `(public keys, user_data)`.
+pub type BootFn = dyn Fn(&[String], &str) + Send + Sync;
+
 #[derive(Clone)]
-pub struct BootHook(pub std::sync::Arc<dyn Fn(&[String], &str) + Send + Sync>);
+pub struct BootHook(pub std::sync::Arc<BootFn>);
 
 impl std::fmt::Debug for BootHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
