@@ -54,6 +54,12 @@ enum Command {
     },
     /// Connect a server you already have, over SSH.
     Connect(server::ConnectArgs),
+    /// Save your Hetzner Cloud API token (read from standard input) in the keychain.
+    CloudToken,
+    /// Create a new server at Hetzner Cloud (or continue an interrupted deploy).
+    Deploy(server::DeployArgs),
+    /// Delete a deployed server at Hetzner, with its firewall and key.
+    Delete(server::DeleteArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,6 +140,9 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Connect(args) => server::connect(&app, args, cli.json).await,
+        Command::CloudToken => server::save_cloud_token(&app).await,
+        Command::Deploy(args) => server::deploy_cmd(&app, args, cli.json).await,
+        Command::Delete(args) => server::delete_cmd(&app, args, cli.json).await,
         Command::Provider {
             kind,
             base_url,

@@ -123,3 +123,214 @@ pub async fn connect(app: &Clawkeeper, a: ConnectArgs, json: bool) -> Result<()>
     }
     Ok(())
 }
+
+// ---- cloud (Hetzner) ----
+
+use clawkeeper_core::cloud::hetzner::{HetznerClient, RetryPolicy};
+use clawkeeper_core::server::deploy::{self, DeployProgress, DeployRequest};
+use clawkeeper_core::vault::{SecretKind, SecretRef};
+use tokio_util::sync::CancellationToken;
+
+fn cloud_token_ref() -> SecretRef {
+    SecretRef::new(SecretKind::CloudToken, "hetzner")
+}
+
+/// The Hetzner client with the token from the keychain. `CLAWKEEPER_HETZNER_API` points
+/// it elsewhere (tests: the contract fake).
+async fn hetzner(app: &Clawkeeper) -> Result<HetznerClient> {
+    let token = app.vault().read(&cloud_token_ref()).await.map_err(|e| {
+        if matches!(e, clawkeeper_core::vault::Error::NotFound(_)) {
+            anyhow::anyhow!("No Hetzner API token saved yet.\n→ Run: clawkeeper-cli cloud-token < token.txt   (a Read & Write token from your Hetzner project's Security page)")
+        } else {
+            fail(e.problem())
+        }
+    })?;
+    let client = match std::env::var("CLAWKEEPER_HETZNER_API") {
+        Ok(base) => HetznerClient::with_base_url(&base, token, RetryPolicy::default()),
+        Err(_) => HetznerClient::new(token),
+    };
+    client.map_err(|e| fail(e.problem()))
+}
+
+/// Save the Hetzner API token (from standard input) in the keychain.
+pub async fn save_cloud_token(app: &Clawkeeper) -> Result<()> {
+    let mut text = String::new();
+    std::io::stdin().take(4096).read_to_string(&mut text)?;
+    let token = Secret::new(text.trim());
+    zeroize_string(&mut text);
+    if token.is_empty() {
+        bail!("No token on standard input.\n→ Run: clawkeeper-cli cloud-token < token.txt");
+    }
+    app.vault()
+        .store(&cloud_token_ref(), &token)
+        .await
+        .map_err(|e| fail(e.problem()))?;
+    println!(
+        "Hetzner token saved in your keychain ({}).",
+        token.fingerprint()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// Server type, e.g. one listed by `clawkeeper-cli deploy --list`.
+    #[arg(long, required_unless_present = "list")]
+    server_type: Option<String>,
+    /// Location, e.g. fsn1, nbg1, hel1.
+    #[arg(long, required_unless_present = "list")]
+    location: Option<String>,
+    #[arg(long, default_value = "server")]
+    id: String,
+    #[arg(long, default_value = "My server")]
+    name: String,
+    /// Show the server types and locations with today's prices, and stop.
+    #[arg(long)]
+    list: bool,
+}
+
+pub async fn deploy_cmd(app: &Clawkeeper, a: DeployArgs, json: bool) -> Result<()> {
+    let client = hetzner(app).await?;
+    if a.list {
+        let (types, locations) = tokio::try_join!(client.server_types(), client.locations())
+            .map_err(|e| fail(e.problem()))?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "serverTypes": types, "locations": locations })
+            );
+            return Ok(());
+        }
+        println!("Locations:");
+        for l in &locations {
+            println!("  {:6} {}, {}", l.name, l.city, l.country);
+        }
+        println!("Server types (price per month incl. VAT, by location):");
+        for t in types.iter().filter(|t| t.deprecation.is_none()) {
+            let prices: Vec<String> = t
+                .prices
+                .iter()
+                .map(|p| format!("{} €{}", p.location, trim_price(&p.price_monthly.gross)))
+                .collect();
+            println!(
+                "  {:8} {} vCPU, {} GB RAM, {} GB disk ({}) — {}",
+                t.name,
+                t.cores,
+                t.memory,
+                t.disk,
+                t.architecture,
+                prices.join(", ")
+            );
+        }
+        return Ok(());
+    }
+    let req = DeployRequest {
+        instance_id: a.id.clone(),
+        name: a.name,
+        server_type: a.server_type.unwrap_or_default(),
+        location: a.location.unwrap_or_default(),
+    };
+    let cancel = CancellationToken::new();
+    let on_ctrl_c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("Stopping safely… (everything created so far is recorded; deploy again to continue or delete it)");
+            on_ctrl_c.cancel();
+        }
+    });
+    let connected = deploy::deploy(
+        app.store(),
+        app.vault(),
+        &client,
+        &req,
+        cancel,
+        &mut |p: &DeployProgress| print_deploy_progress(p, json),
+    )
+    .await
+    .map_err(|e| fail(e.problem()))?;
+    connected.session.close().await;
+    if !json {
+        println!(
+            "Server ready at {} (host key {}).",
+            connected.record.target.host, connected.record.host_key.fingerprint
+        );
+        println!("Next: clawkeeper-cli provision --id {}", a.id);
+    }
+    Ok(())
+}
+
+fn trim_price(s: &str) -> String {
+    match s.split_once('.') {
+        Some((a, b)) => format!("{a}.{}", &b[..b.len().min(2)]),
+        None => s.to_owned(),
+    }
+}
+
+fn print_deploy_progress(p: &DeployProgress, json: bool) {
+    if json {
+        if let Ok(line) = serde_json::to_string(p) {
+            eprintln!("{line}");
+        }
+        return;
+    }
+    use clawkeeper_core::cloud::deploy::Progress as C;
+    use clawkeeper_core::cloud::journal::ResourceKind;
+    let word = |k: &ResourceKind| match k {
+        ResourceKind::SshKey => "SSH key",
+        ResourceKind::Firewall => "firewall",
+        ResourceKind::Server => "server",
+    };
+    let line = match p {
+        DeployProgress::Cloud(C::Intended { kind, name }) => {
+            format!("Creating {} {name}…", word(kind))
+        }
+        DeployProgress::Cloud(C::Recorded { kind, id }) => {
+            format!("  {} created (id {id})", word(kind))
+        }
+        DeployProgress::Cloud(C::Reused { kind, name, id }) => {
+            format!("  {} {name} already there (id {id})", word(kind))
+        }
+        DeployProgress::Cloud(C::WaitingForBoot { status }) => format!("  server is {status}…"),
+        DeployProgress::Cloud(C::Ready { ipv4, .. }) => format!("Server running at {ipv4}"),
+        DeployProgress::WaitingForSsh { waited_s, .. } => {
+            format!("Waiting for the server to answer ({waited_s} s)…")
+        }
+        DeployProgress::HostKeyPinned { fingerprint } => {
+            format!("Server identity pinned: {fingerprint}")
+        }
+        DeployProgress::LoggedIn => "Logged in with Clawkeeper's key".into(),
+        _ => return,
+    };
+    eprintln!("{line}");
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    #[arg(long, default_value = "server")]
+    id: String,
+    /// Really delete (the server and everything on it is gone for good).
+    #[arg(long)]
+    yes: bool,
+}
+
+pub async fn delete_cmd(app: &Clawkeeper, a: DeleteArgs, json: bool) -> Result<()> {
+    if !a.yes {
+        bail!("This deletes the server at Hetzner with everything on it.\n→ Run again with --yes to confirm.");
+    }
+    let client = hetzner(app).await?;
+    let removed = deploy::delete(app.store(), app.vault(), &client, &a.id)
+        .await
+        .map_err(|e| fail(e.problem()))?;
+    if json {
+        let list: Vec<String> = removed.iter().map(ToString::to_string).collect();
+        println!("{}", serde_json::json!({ "removed": list }));
+    } else if removed.is_empty() {
+        println!("Nothing to remove at Hetzner.");
+    } else {
+        println!("Removed at Hetzner:");
+        for r in &removed {
+            println!("  {r}");
+        }
+    }
+    Ok(())
+}
