@@ -10,6 +10,7 @@ pub mod local;
 pub mod openrouter;
 pub mod paths;
 pub mod problem;
+pub mod provision;
 pub mod remote;
 pub mod secret;
 pub mod store;
