@@ -5,3 +5,4 @@ pub mod env;
 pub mod fake_model;
 pub mod fake_openrouter;
 pub mod scan;
+pub mod ssh_cli_remote;

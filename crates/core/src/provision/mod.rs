@@ -380,12 +380,18 @@ pub fn classify_failure(step: &StepDef, out: &Output, host: &HostFacts) -> Error
         Some(steps::EXIT_DISK_FULL) => Error::HostDiskFull,
         Some(steps::EXIT_LOCKOUT) => Error::WouldLockOut(said_or_tail()),
         _ => {
-            let tail = out.tail(6);
-            let detail = match &said {
-                Some(s) if tail.ends_with(s.as_str()) && tail.lines().count() == 1 => s.clone(),
-                Some(s) => format!("{s}\n{tail}"),
-                None if tail.is_empty() => format!("exit status {:?}", out.code),
-                None => tail,
+            // The server's own words, without the line we already have.
+            let tail = out
+                .tail(7)
+                .lines()
+                .filter(|l| !l.starts_with("clawkeeper: "))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let detail = match (&said, tail.is_empty()) {
+                (Some(s), true) => s.clone(),
+                (Some(s), false) => format!("{s}\n{tail}"),
+                (None, true) => format!("exit status {:?}", out.code),
+                (None, false) => tail,
             };
             Error::StepFailed {
                 step: step.name,

@@ -691,6 +691,116 @@ pub fn evaluate(report: &str, spec: &ProvisionSpec) -> Vec<Check> {
 mod tests {
     use super::*;
 
+    /// `posture.sh` captured on a Debian 12 test host right after provisioning.
+    const REAL: &str = include_str!("testdata/posture-debian12.txt");
+
+    fn spec() -> ProvisionSpec {
+        let mut s = ProvisionSpec::new("t");
+        s.model = Some(steps::ModelEndpoint {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            model: "fake-model".into(),
+        });
+        s
+    }
+
+    fn section(name: &str) -> String {
+        split_sections(REAL)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b)
+            .unwrap()
+    }
+
+    #[test]
+    fn real_report_passes_every_check() {
+        let checks = evaluate(REAL, &spec());
+        assert_eq!(checks.len(), 8);
+        for c in &checks {
+            assert_eq!(c.status, CheckStatus::Pass, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn real_outputs_parse() {
+        let ss = parse_ss(&section("ss"));
+        assert_eq!(ss.len(), 4);
+        let gw: Vec<_> = ss.iter().filter(|l| l.port == 18789).collect();
+        assert!(gw.iter().all(|l| l.is_loopback()));
+        assert_eq!(gw[0].processes[0].0, "openclaw-gatewa");
+        let sshd = parse_sshd_t(&section("sshd"));
+        assert_eq!(sshd["passwordauthentication"], vec!["no"]);
+        assert_eq!(sshd["maxauthtries"], vec!["3"]);
+        assert_eq!(sshd["allowtcpforwarding"], vec!["local"]);
+        assert!(sshd["listenaddress"].len() >= 2);
+        let nft = parse_nft_json(&section("nft")).unwrap();
+        assert_eq!(
+            nft.tables,
+            vec![("inet".to_owned(), "clawkeeper".to_owned())]
+        );
+        let input = nft.chain("clawkeeper", "input").unwrap();
+        assert_eq!(
+            (input.hook.as_deref(), input.policy.as_deref()),
+            (Some("input"), Some("drop"))
+        );
+        assert!(nft.has_rule("clawkeeper", "input", "ssh"));
+        assert!(nft.has_rule("clawkeeper", "input", "ssh-bruteforce"));
+        assert!(
+            nft.rules
+                .iter()
+                .any(|r| r.comment.as_deref() == Some("ssh")
+                    && r.verdict.as_deref() == Some("accept"))
+        );
+        let unit = parse_kv(&section("unit"));
+        assert_eq!(unit["ActiveState"], "active");
+        let st = parse_stat(&section("stat"));
+        assert_eq!(st.len(), 7);
+        assert!(st
+            .iter()
+            .any(|s| s.path.ends_with("gateway-token") && s.mode == 0o600 && s.links == 1));
+        let audit = parse_audit(&section("audit")).unwrap();
+        assert_eq!((audit.critical, audit.warn, audit.info), (0, 1, 1));
+        assert_eq!(audit.findings[1].id, "gateway.trusted_proxies_missing");
+    }
+
+    #[test]
+    fn exposures_and_weak_settings_fail_their_checks() {
+        let exposed = REAL.replacen("127.0.0.1:18789", "0.0.0.0:18789", 1);
+        let c = evaluate(&exposed, &spec());
+        assert_eq!(c[0].id, GATEWAY_LOOPBACK);
+        assert_eq!(c[0].status, CheckStatus::Fail);
+        assert!(c[0].detail.as_deref().unwrap().contains("*:18789"), "{c:?}");
+        // A worker of the gateway (by cgroup pid) listening elsewhere is caught too.
+        let worker = REAL.replacen(
+            "@@cgroup",
+            "LISTEN 0 511 10.0.0.5:9222 0.0.0.0:* users:((\"node\",pid=537,fd=9))\n@@cgroup",
+            1,
+        );
+        assert_eq!(evaluate(&worker, &spec())[0].status, CheckStatus::Fail);
+        let weak = REAL
+            .replace("passwordauthentication no", "passwordauthentication yes")
+            .replace("maxauthtries 3", "maxauthtries 6");
+        let c = evaluate(&weak, &spec());
+        let by = |id| c.iter().find(|x| x.id == id).unwrap().status;
+        assert_eq!(by(SSH_KEYS_ONLY), CheckStatus::Fail);
+        assert_eq!(by(SSH_BRUTEFORCE), CheckStatus::Fail);
+        let leaky = REAL.replace(
+            "600|root|root|1|regular file|/etc/clawkeeper/credentials/gateway-token",
+            "644|root|root|1|regular file|/etc/clawkeeper/credentials/gateway-token",
+        );
+        let c = evaluate(&leaky, &spec());
+        let files = c.iter().find(|x| x.id == SECRET_FILES).unwrap();
+        assert_eq!(files.status, CheckStatus::Fail);
+        assert!(files
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("gateway-token is 644"));
+        // Nothing readable at all: every check fails, none passes by default.
+        for c in evaluate("", &spec()) {
+            assert_eq!(c.status, CheckStatus::Fail, "{c:?}");
+        }
+    }
+
     #[test]
     fn ss_lines() {
         let text = "LISTEN 0      511        127.0.0.1:18789      0.0.0.0:*    users:((\"node\",pid=812,fd=24))

@@ -440,10 +440,15 @@ Environment=NODE_ENV=production
 {creds}ExecStart={node} {entry} gateway run
 Restart=on-failure
 RestartSec=5
+# 78 = EX_CONFIG: OpenClaw refuses its config or state; restarting cannot fix that.
+RestartPreventExitStatus=78
 TimeoutStopSec=45
 UMask=0077
 
 # Hardening. Not MemoryDenyWriteExecute: Node's JIT needs writable+executable memory.
+# Not RestrictSUIDSGID: with it, OpenClaw 2026.9.6's state lock fails at start (another
+# SQLite maintenance command owns this state directory, exit 78; bisected on Debian 12).
+# NoNewPrivileges and the empty capability set already keep set-id files from elevating.
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
@@ -456,7 +461,6 @@ ProtectKernelLogs=yes
 ProtectControlGroups=yes
 ProtectClock=yes
 ProtectHostname=yes
-RestrictSUIDSGID=yes
 RestrictRealtime=yes
 RestrictNamespaces=yes
 LockPersonality=yes
@@ -787,6 +791,7 @@ mod tests {
             assert!(u.contains(line), "{line}");
         }
         assert!(!u.contains("\nMemoryDenyWriteExecute"));
+        assert!(u.contains("RestartPreventExitStatus=78"));
         assert!(!u.contains("provider-key"));
     }
 

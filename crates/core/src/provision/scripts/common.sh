@@ -29,7 +29,8 @@ fail_or_disk_full() {
 	fail "$@"
 }
 
-is_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+# (No `cmd | grep -q` anywhere: with pipefail, grep exiting early fails the pipeline.)
+is_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
 # apt_install PKG…: install only what is missing.
 apt_install() {

@@ -48,7 +48,7 @@ table inet clawkeeper {
 		ct state invalid drop
 		ct state established,related accept
 		meta l4proto icmp accept
-		meta l4proto ipv6-icmp accept
+		meta l4proto icmpv6 accept
 		ip6 saddr fe80::/10 udp dport 546 accept
 		tcp dport { $ports } ct state new update @ssh_flood_v4 { ip saddr limit rate over $CK_SSH_RATE burst $CK_SSH_BURST packets } counter drop comment "ssh-bruteforce"
 		tcp dport { $ports } ct state new update @ssh_flood_v6 { ip6 saddr limit rate over $CK_SSH_RATE burst $CK_SSH_BURST packets } counter drop comment "ssh-bruteforce"
@@ -69,7 +69,7 @@ NFT
 		oif "lo" accept
 		ct state established,related accept
 		meta l4proto icmp accept
-		meta l4proto ipv6-icmp accept
+		meta l4proto icmpv6 accept
 		udp dport { 53, 67, 123, 547 } accept
 		tcp dport 53 accept
 		ip daddr . tcp dport @egress_v4 accept
@@ -101,12 +101,15 @@ if [ -n "$changed" ]; then
 	echo "$changed"
 fi
 systemctl enable --quiet clawkeeper-firewall.service || fail "Could not enable the firewall at boot."
+if ! systemctl is-active --quiet clawkeeper-firewall.service; then
+	systemctl start clawkeeper-firewall.service || fail "The firewall service did not start."
+fi
 # Debian's own nftables.service flushes the whole ruleset when it runs; if it is enabled,
 # ours is ordered after it (see the unit), so ours wins.
 
 # Verify what the kernel has now.
 live=$(nft list chain inet clawkeeper input 2>&1) || fail "The firewall table is not loaded."
-echo "$live" | grep -q "policy drop" || fail "The firewall does not drop unsolicited traffic."
-echo "$live" | grep -q "ssh-bruteforce" || fail "The SSH brute-force limit is missing."
-echo "$live" | grep -q 'comment "ssh"' || fail "The SSH rule is missing (this would lock you out)."
+grep -q "policy drop" <<<"$live" || fail "The firewall does not drop unsolicited traffic."
+grep -q "ssh-bruteforce" <<<"$live" || fail "The SSH brute-force limit is missing."
+grep -q 'comment "ssh"' <<<"$live" || fail "The SSH rule is missing (this would lock you out)."
 echo "ssh_ports=$ports"

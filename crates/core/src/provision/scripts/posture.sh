@@ -7,7 +7,13 @@ echo "@@ss"
 ss -ltnpH 2>&1
 echo "@@cgroup"
 cg=$(systemctl show -p ControlGroup --value "$CK_UNIT_NAME" 2>/dev/null)
-[ -n "$cg" ] && cat "/sys/fs/cgroup$cg/cgroup.procs" 2>/dev/null
+# cgroup v2, or the v2/named hierarchy of a hybrid setup.
+for root in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
+	if [ -n "$cg" ] && [ -r "$root$cg/cgroup.procs" ]; then
+		cat "$root$cg/cgroup.procs"
+		break
+	fi
+done
 echo "@@sshd"
 sshd -T 2>&1
 echo "@@nft"

@@ -42,7 +42,7 @@ fi
 # Verify the effective settings (what sshd will do, whichever file said it).
 eff=$(sshd -T 2>/dev/null) || fail "Could not read sshd's effective settings."
 want() {
-	echo "$eff" | grep -qiE "^$1 ($2)\$" || fail "sshd's $1 is $(echo "$eff" | awk -v k="$1" 'tolower($1)==k {print $2}'), not $2."
+	grep -qiE "^$1 ($2)\$" <<<"$eff" || fail "sshd's $1 is $(echo "$eff" | awk -v k="$1" 'tolower($1)==k {print $2}'), not $2."
 }
 want passwordauthentication no
 want kbdinteractiveauthentication no

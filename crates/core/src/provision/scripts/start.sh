@@ -27,7 +27,8 @@ fi
 
 deadline=$((SECONDS + CK_TIMEOUT))
 while :; do
-	if curl -fsS --max-time 3 "http://127.0.0.1:$CK_PORT/health" 2>/dev/null | grep -q '"live"'; then
+	health=$(curl -fsS --max-time 3 "http://127.0.0.1:$CK_PORT/health" 2>/dev/null || true)
+	if grep -q '"live"' <<<"$health"; then
 		break
 	fi
 	state=$(systemctl show -p ActiveState --value "$CK_UNIT_NAME")

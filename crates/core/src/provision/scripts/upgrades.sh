@@ -8,7 +8,8 @@ for t in apt-daily.timer apt-daily-upgrade.timer; do
 		systemctl enable --now --quiet "$t" || fail "Could not switch on $t."
 	fi
 done
-apt-config dump | grep -q '^APT::Periodic::Unattended-Upgrade "1";' ||
+dump=$(apt-config dump)
+grep -q '^APT::Periodic::Unattended-Upgrade "1";' <<<"$dump" ||
 	fail "Automatic security upgrades are not switched on."
-apt-config dump | grep -q '^APT::Periodic::Update-Package-Lists "1";' ||
+grep -q '^APT::Periodic::Update-Package-Lists "1";' <<<"$dump" ||
 	fail "Automatic package list updates are not switched on."
