@@ -159,12 +159,12 @@ pub fn parse_sshd_t(text: &str) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-/// `key=value` lines (`systemctl show`, apt-config-like facts); the last value wins.
+/// `key=value` lines (`systemctl show`); the last value wins. A key is exactly what comes
+/// before `=` (`ActiveState =x` is not `ActiveState`: found by fuzzing).
 pub fn parse_kv(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| {
             let (k, v) = l.split_once('=')?;
-            let k = k.trim();
             (!k.is_empty() && !k.contains(char::is_whitespace))
                 .then(|| (k.to_owned(), v.trim().to_owned()))
         })
