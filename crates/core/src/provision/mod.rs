@@ -46,9 +46,7 @@ pub enum Error {
     UnsupportedOs(String),
     #[error("The server's disk is full.")]
     HostDiskFull,
-    #[error(
-        "A download did not match the checksum Clawkeeper expects, so it was not installed: {0}"
-    )]
+    #[error("A download did not match the checksum Clawkeeper expects: {0}")]
     DownloadChecksumMismatch(String),
     #[error("{step} failed: {detail}")]
     StepFailed { step: &'static str, detail: String },

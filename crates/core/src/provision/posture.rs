@@ -44,6 +44,14 @@ pub fn split_sections(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// A number written only with ASCII digits (`str::parse` also takes a leading `+`, which
+/// none of these tools print: found by fuzzing).
+fn digits<T: std::str::FromStr>(s: &str) -> Option<T> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
 /// One listening TCP socket from `ss -ltnpH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
@@ -95,7 +103,7 @@ fn parse_ss_line(line: &str) -> Option<Listener> {
     let _peer = fields.next()?;
     let rest: Vec<&str> = fields.collect();
     let (host, port) = local.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
+    let port: u16 = digits(port)?;
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -132,7 +140,7 @@ fn parse_ss_users(s: &str) -> Vec<(String, u32)> {
         let pid = rest[..upto]
             .split(',')
             .find_map(|kv| kv.trim().strip_prefix("pid="))
-            .and_then(|p| p.parse().ok());
+            .and_then(digits);
         if let Some(pid) = pid {
             out.push((name, pid));
         }
@@ -193,10 +201,14 @@ pub fn parse_stat(text: &str) -> Vec<FileStat> {
     text.lines()
         .filter_map(|l| {
             let mut f = l.splitn(6, '|');
-            let mode = u32::from_str_radix(f.next()?.trim(), 8).ok()?;
+            let mode = f.next()?.trim();
+            if mode.is_empty() || !mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                return None;
+            }
+            let mode = u32::from_str_radix(mode, 8).ok()?;
             let owner = f.next()?.to_owned();
             let group = f.next()?.to_owned();
-            let links = f.next()?.trim().parse().ok()?;
+            let links = digits(f.next()?.trim())?;
             let kind = f.next()?.to_owned();
             let path = f.next()?.to_owned();
             (mode <= 0o7777 && !path.is_empty()).then_some(FileStat {
@@ -722,6 +734,7 @@ mod tests {
 
     #[test]
     fn real_outputs_parse() {
+        assert!(parse_ss("LISTEN 0 1 127.0.0.1:+3 0.0.0.0:*").is_empty());
         let ss = parse_ss(&section("ss"));
         assert_eq!(ss.len(), 4);
         let gw: Vec<_> = ss.iter().filter(|l| l.port == 18789).collect();
