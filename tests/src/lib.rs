@@ -9,3 +9,4 @@ pub mod npm_mirror;
 pub mod scan;
 pub mod sshd;
 pub mod testhost;
+pub mod ssh_cli_remote;

@@ -11,6 +11,7 @@ pub mod local;
 pub mod openrouter;
 pub mod paths;
 pub mod problem;
+pub mod provision;
 pub mod remote;
 pub mod secret;
 pub mod server;

@@ -12,6 +12,7 @@ use checks::Violation;
 use clawkeeper_core::gateway::chat::{self, ChatUpdate, HistoryMessage, RunState};
 use clawkeeper_core::gateway::frame::{self, Frame};
 use clawkeeper_core::local::process::parse_proc_net_tcp;
+use clawkeeper_core::provision::posture;
 use clawkeeper_core::vault::{SecretKind, SecretRef};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -649,4 +650,117 @@ fn hetzner_checks_catch_wrong_results() {
 
     // And the real decoder passes on the same input.
     assert!(checks::hetzner_response_violations(body.to_string().as_bytes()).is_empty());
+}
+
+// ------------------------------------------------------------- provisioning posture
+// The posture parsers (`clawkeeper_core::provision::posture`), over the seed corpora
+// captured from a provisioned Debian 12 test host plus hand-made bad cases.
+
+fn posture_target(
+    name: &'static str,
+    seed: u64,
+    json: bool,
+    fuzz_target: fn(&[u8]) -> Result<(), String>,
+    violations: fn(&[u8]) -> Vec<Violation>,
+    accepted: fn(&[u8]) -> bool,
+) -> Result<(), String> {
+    exercise(&Target {
+        name,
+        seed,
+        json,
+        fuzz_target,
+        violations,
+        accepted,
+    })
+}
+
+#[test]
+fn posture_ss_invariants_hold() -> Result<(), String> {
+    posture_target(
+        "posture_ss",
+        0x6A09_E667_F3BC_C908,
+        false,
+        checks::posture_ss,
+        checks::posture_ss_violations,
+        |d| !posture::parse_ss(&String::from_utf8_lossy(d)).is_empty(),
+    )
+}
+
+#[test]
+fn posture_sshd_invariants_hold() -> Result<(), String> {
+    posture_target(
+        "posture_sshd",
+        0xBB67_AE85_84CA_A73B,
+        false,
+        checks::posture_sshd,
+        checks::posture_sshd_violations,
+        |d| !posture::parse_sshd_t(&String::from_utf8_lossy(d)).is_empty(),
+    )
+}
+
+#[test]
+fn posture_nft_invariants_hold() -> Result<(), String> {
+    posture_target(
+        "posture_nft",
+        0x3C6E_F372_FE94_F82B,
+        true,
+        checks::posture_nft,
+        checks::posture_nft_violations,
+        |d| posture::parse_nft_json(&String::from_utf8_lossy(d)).is_some(),
+    )
+}
+
+#[test]
+fn posture_kv_stat_invariants_hold() -> Result<(), String> {
+    posture_target(
+        "posture_kv_stat",
+        0xA54F_F53A_5F1D_36F1,
+        false,
+        checks::posture_kv_stat,
+        checks::posture_kv_stat_violations,
+        |d| {
+            let t = String::from_utf8_lossy(d);
+            !posture::parse_kv(&t).is_empty() || !posture::parse_stat(&t).is_empty()
+        },
+    )
+}
+
+#[test]
+fn posture_audit_invariants_hold() -> Result<(), String> {
+    posture_target(
+        "posture_audit",
+        0x510E_527F_ADE6_82D1,
+        true,
+        checks::posture_audit,
+        checks::posture_audit_violations,
+        |d| posture::parse_audit(&String::from_utf8_lossy(d)).is_some(),
+    )
+}
+
+#[test]
+fn posture_report_invariants_hold() -> Result<(), String> {
+    posture_target(
+        "posture_report",
+        0x9B05_688C_2B3E_6C1F,
+        false,
+        checks::posture_report,
+        checks::posture_report_violations,
+        |d| {
+            String::from_utf8_lossy(d)
+                .lines()
+                .any(|l| l.starts_with("@@"))
+        },
+    )
+}
+
+#[test]
+fn posture_checks_catch_wrong_results() {
+    // The oracles disagree with a parser that invents or drops things.
+    assert!(checks::posture_ss_violations(b"LISTEN 0 1 127.0.0.1:1 0.0.0.0:*\n").is_empty());
+    assert!(checks::posture_nft_violations(
+        b"{\"nftables\":[{\"table\":{\"family\":\"inet\",\"name\":\"t\"}}]}"
+    )
+    .is_empty());
+    let no_evidence = checks::posture_report_violations(b"");
+    assert!(no_evidence.is_empty(), "{no_evidence:?}");
 }

@@ -878,3 +878,303 @@ pub fn check_hetzner_error(
         }
     }
 }
+
+// ------------------------------------------------------------- provisioning posture
+// Parsers of what a provisioned server prints (`clawkeeper_core::provision::posture`).
+
+use clawkeeper_core::provision::posture;
+
+pub fn posture_ss(data: &[u8]) -> Result<(), String> {
+    unknown_only(posture_ss_violations(data))
+}
+
+pub fn posture_sshd(data: &[u8]) -> Result<(), String> {
+    unknown_only(posture_sshd_violations(data))
+}
+
+pub fn posture_nft(data: &[u8]) -> Result<(), String> {
+    unknown_only(posture_nft_violations(data))
+}
+
+pub fn posture_kv_stat(data: &[u8]) -> Result<(), String> {
+    unknown_only(posture_kv_stat_violations(data))
+}
+
+pub fn posture_audit(data: &[u8]) -> Result<(), String> {
+    unknown_only(posture_audit_violations(data))
+}
+
+pub fn posture_report(data: &[u8]) -> Result<(), String> {
+    unknown_only(posture_report_violations(data))
+}
+
+/// `ss -ltnpH`: one listener per LISTEN line at most, its port written in the line, a
+/// loopback verdict only for a real loopback address, pids that appear in the line.
+pub fn posture_ss_violations(data: &[u8]) -> Vec<Violation> {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    let listeners = posture::parse_ss(&text);
+    let listen_lines = text
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some("LISTEN"))
+        .count();
+    if listeners.len() > listen_lines {
+        v(
+            &mut out,
+            "ss.count",
+            format!(
+                "{} listeners from {listen_lines} LISTEN lines",
+                listeners.len()
+            ),
+        );
+    }
+    // Numbers written after `prefix` anywhere in the text (leading zeros allowed).
+    let numbers_after = |prefix: &str| -> Vec<u64> {
+        text.match_indices(prefix)
+            .filter_map(|(i, _)| {
+                let digits: String = text[i + prefix.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().ok()
+            })
+            .collect()
+    };
+    let ports = numbers_after(":");
+    let pids = numbers_after("pid=");
+    for l in &listeners {
+        if !ports.contains(&u64::from(l.port)) {
+            v(
+                &mut out,
+                "ss.port_source",
+                format!("port {} is not in the input", l.port),
+            );
+        }
+        if l.is_loopback()
+            && !l.addr.is_some_and(|a| match a {
+                IpAddr::V4(a) => a.is_loopback(),
+                IpAddr::V6(a) => {
+                    a.is_loopback() || a.to_ipv4_mapped().is_some_and(|m| m.is_loopback())
+                }
+            })
+        {
+            v(&mut out, "ss.loopback", format!("{l:?} called loopback"));
+        }
+        if l.addr.is_some_and(|a| a.is_unspecified()) {
+            v(
+                &mut out,
+                "ss.wildcard",
+                format!("{l:?}: a wildcard must be None"),
+            );
+        }
+        for (_, pid) in &l.processes {
+            if !pids.contains(&u64::from(*pid)) {
+                v(
+                    &mut out,
+                    "ss.pid_source",
+                    format!("pid {pid} is not in the input"),
+                );
+            }
+        }
+        if !l.shown().ends_with(&format!(":{}", l.port)) {
+            v(&mut out, "ss.shown", l.shown());
+        }
+    }
+    out
+}
+
+/// `sshd -T`: lowercase alphanumeric keys that start a line of the input (any case).
+pub fn posture_sshd_violations(data: &[u8]) -> Vec<Violation> {
+    let text = String::from_utf8_lossy(data);
+    let lower = text.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let map = posture::parse_sshd_t(&text);
+    let mut values = 0;
+    for (k, vals) in &map {
+        values += vals.len();
+        if k.is_empty()
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            v(&mut out, "sshd.key", format!("{k:?}"));
+        }
+        if !lower
+            .lines()
+            .any(|l| l.trim_start().starts_with(&format!("{k} ")))
+        {
+            v(&mut out, "sshd.key_source", format!("{k:?} starts no line"));
+        }
+    }
+    if values > text.lines().count() {
+        v(
+            &mut out,
+            "sshd.count",
+            format!("{values} values from {} lines", text.lines().count()),
+        );
+    }
+    out
+}
+
+/// `nft -j`: the same tables, chains and rules an independent walk of the JSON finds.
+pub fn posture_nft_violations(data: &[u8]) -> Vec<Violation> {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    let got = posture::parse_nft_json(&text);
+    let oracle = serde_json::from_str::<Value>(text.trim())
+        .ok()
+        .and_then(|v| v.get("nftables").and_then(Value::as_array).cloned());
+    match (&got, &oracle) {
+        (Some(_), None) => v(&mut out, "nft.oracle", "parsed what is not nft JSON".into()),
+        (None, Some(_)) => v(&mut out, "nft.oracle", "rejected nft JSON".into()),
+        (Some(r), Some(items)) => {
+            let has = |o: &Value, keys: &[&str]| {
+                keys.iter().all(|k| o.get(*k).is_some_and(Value::is_string))
+            };
+            let tables = items
+                .iter()
+                .filter_map(|i| i.get("table"))
+                .filter(|o| has(o, &["family", "name"]))
+                .count();
+            let chains = items
+                .iter()
+                .filter(|i| i.get("table").is_none())
+                .filter_map(|i| i.get("chain"))
+                .filter(|o| has(o, &["family", "table", "name"]))
+                .count();
+            let rules = items
+                .iter()
+                .filter(|i| i.get("table").is_none() && i.get("chain").is_none())
+                .filter_map(|i| i.get("rule"))
+                .filter(|o| has(o, &["family", "table", "chain"]))
+                .count();
+            if (r.tables.len(), r.chains.len(), r.rules.len()) != (tables, chains, rules) {
+                v(
+                    &mut out,
+                    "nft.oracle",
+                    format!(
+                        "got {}/{}/{} tables/chains/rules, expected {tables}/{chains}/{rules}",
+                        r.tables.len(),
+                        r.chains.len(),
+                        r.rules.len()
+                    ),
+                );
+            }
+        }
+        (None, None) => {}
+    }
+    out
+}
+
+/// `systemctl show` and `stat -c '%a|%U|%G|%h|%F|%n'`.
+pub fn posture_kv_stat_violations(data: &[u8]) -> Vec<Violation> {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    let kv = posture::parse_kv(&text);
+    for k in kv.keys() {
+        if k.is_empty() || !text.contains(&format!("{k}=")) {
+            v(&mut out, "kv.key_source", format!("{k:?}"));
+        }
+    }
+    let stats = posture::parse_stat(&text);
+    if stats.len() > text.lines().count() {
+        v(
+            &mut out,
+            "stat.count",
+            format!("{} from {} lines", stats.len(), text.lines().count()),
+        );
+    }
+    for s in &stats {
+        if s.mode > 0o7777 || s.path.is_empty() {
+            v(&mut out, "stat.fields", format!("{s:?}"));
+        }
+        if !text
+            .lines()
+            .any(|l| l.ends_with(&s.path) && l.contains(&s.kind))
+        {
+            v(&mut out, "stat.line_source", format!("{s:?}"));
+        }
+    }
+    out
+}
+
+/// `openclaw security audit --json`: the summary of the first JSON value after the first
+/// `{`, findings never more than the array holds.
+pub fn posture_audit_violations(data: &[u8]) -> Vec<Violation> {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    let got = posture::parse_audit(&text);
+    let oracle = text.find('{').and_then(|i| {
+        serde_json::Deserializer::from_str(&text[i..])
+            .into_iter::<Value>()
+            .next()
+            .and_then(Result::ok)
+    });
+    let summary = oracle
+        .as_ref()
+        .and_then(|o| o.get("summary"))
+        .and_then(Value::as_object);
+    match (&got, summary) {
+        (Some(_), None) => v(
+            &mut out,
+            "audit.oracle",
+            "a report without a summary".into(),
+        ),
+        (None, Some(_)) => v(
+            &mut out,
+            "audit.oracle",
+            "rejected a report with a summary".into(),
+        ),
+        (Some(a), Some(s)) => {
+            let n = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0);
+            if (a.critical, a.warn, a.info) != (n("critical"), n("warn"), n("info")) {
+                v(&mut out, "audit.summary", format!("{a:?}"));
+            }
+            let max = oracle
+                .as_ref()
+                .and_then(|o| o.get("findings"))
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            if a.findings.len() > max || a.findings.iter().any(|f| f.id.is_empty() && max == 0) {
+                v(
+                    &mut out,
+                    "audit.findings",
+                    format!("{} findings of {max}", a.findings.len()),
+                );
+            }
+        }
+        (None, None) => {}
+    }
+    out
+}
+
+/// The whole report: never panics, and a check passes only with evidence (a report with
+/// no section at all passes nothing).
+pub fn posture_report_violations(data: &[u8]) -> Vec<Violation> {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    let mut spec = clawkeeper_core::provision::steps::ProvisionSpec::new("fuzz");
+    spec.model = Some(clawkeeper_core::provision::ModelEndpoint {
+        base_url: "http://127.0.0.1:9/v1".into(),
+        model: "m".into(),
+    });
+    let checks = posture::evaluate(&text, &spec);
+    if !text.lines().any(|l| l.starts_with("@@")) {
+        for c in &checks {
+            if c.status == clawkeeper_core::local::verify::CheckStatus::Pass {
+                v(&mut out, "report.pass_without_evidence", c.id.to_owned());
+            }
+        }
+    }
+    if checks
+        .iter()
+        .any(|c| c.detail.as_deref().is_none_or(str::is_empty))
+    {
+        v(
+            &mut out,
+            "report.detail_empty",
+            "a check without a detail".into(),
+        );
+    }
+    out
+}

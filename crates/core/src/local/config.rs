@@ -53,59 +53,72 @@ pub fn render(c: &GatewayConfig<'_>) -> Value {
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let mut config = json!({
+    let mut config = hardened_base(
+        c.port,
+        secret_ref(c.token_ref),
+        &c.log_file.display().to_string(),
+    );
+    config["secrets"] = json!({
+        "providers": {
+            SECRETS_PROVIDER: {
+                "source": "exec",
+                "command": c.helper.display().to_string(),
+                "args": ["--namespace", c.namespace],
+                "passEnv": HELPER_ENV,
+                "trustedDirs": [helper_dir],
+                "jsonOnly": true,
+                "timeoutMs": 10000,
+            }
+        }
+    });
+    if let Some(m) = c.model {
+        add_model(&mut config, &m.base_url, &m.model, secret_ref(&m.key_ref));
+    }
+    config
+}
+
+/// The hardened part every Clawkeeper-written config shares, wherever the gateway runs
+/// (this computer or a server): loopback bind, token auth with `token` (a SecretRef), no
+/// calls home (update check, catalog refresh, mDNS), per-channel-peer DM sessions, DM
+/// pairing (the default: no channel sets a `dmPolicy`), logs in `log_file`.
+pub fn hardened_base(port: u16, token: Value, log_file: &str) -> Value {
+    json!({
         "gateway": {
             "mode": "local",
             "bind": "loopback",
-            "port": c.port,
-            "auth": { "mode": "token", "token": secret_ref(c.token_ref) },
+            "port": port,
+            "auth": { "mode": "token", "token": token },
         },
         "update": { "checkOnStart": false },
         "discovery": { "mdns": { "mode": "off" } },
         "session": { "dmScope": "per-channel-peer" },
-        "logging": { "file": c.log_file.display().to_string() },
-        "secrets": {
-            "providers": {
-                SECRETS_PROVIDER: {
-                    "source": "exec",
-                    "command": c.helper.display().to_string(),
-                    "args": ["--namespace", c.namespace],
-                    "passEnv": HELPER_ENV,
-                    "trustedDirs": [helper_dir],
-                    "jsonOnly": true,
-                    "timeoutMs": 10000,
-                }
-            }
-        },
+        "logging": { "file": log_file },
         "models": { "catalogRefresh": { "enabled": false } },
+    })
+}
+
+/// Our model provider entry (OpenAI-compatible `base_url`, one `model`), its key given as
+/// `api_key` (a SecretRef), made the agents' default model.
+pub fn add_model(config: &mut Value, base_url: &str, model: &str, api_key: Value) {
+    config["models"] = json!({
+        "catalogRefresh": { "enabled": false },
+        "mode": "replace",
+        "providers": {
+            MODEL_PROVIDER: {
+                "baseUrl": base_url,
+                "apiKey": api_key,
+                "api": "openai-completions",
+                "models": [{
+                    "id": model,
+                    "name": model,
+                    "contextWindow": 128000,
+                    "maxTokens": 8192,
+                }],
+            }
+        }
     });
-    if let (Some(m), Some(obj)) = (c.model, config.as_object_mut()) {
-        obj.insert(
-            "models".into(),
-            json!({
-                "catalogRefresh": { "enabled": false },
-                "mode": "replace",
-                "providers": {
-                    MODEL_PROVIDER: {
-                        "baseUrl": m.base_url,
-                        "apiKey": secret_ref(&m.key_ref),
-                        "api": "openai-completions",
-                        "models": [{
-                            "id": m.model,
-                            "name": m.model,
-                            "contextWindow": 128000,
-                            "maxTokens": 8192,
-                        }],
-                    }
-                }
-            }),
-        );
-        obj.insert(
-            "agents".into(),
-            json!({ "defaults": { "model": { "primary": format!("{MODEL_PROVIDER}/{}", m.model) } } }),
-        );
-    }
-    config
+    config["agents"] =
+        json!({ "defaults": { "model": { "primary": format!("{MODEL_PROVIDER}/{model}") } } });
 }
 
 /// Every string value in a config (to check that no secret is in it).
