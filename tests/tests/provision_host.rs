@@ -25,6 +25,9 @@ fn host() -> Option<(SshCliRemote, ProvisionSpec)> {
         base_url: "http://127.0.0.1:9/v1".into(),
         model: "fake-model".into(),
     });
+    if let Ok(list) = std::env::var("CK_PROV_EGRESS") {
+        spec.firewall.egress_allowlist = Some(list.split(',').map(str::to_owned).collect());
+    }
     Some((remote, spec))
 }
 

@@ -260,7 +260,12 @@ async fn run_steps<R: Remote>(
                     .await
                     .map_err(|e| (Some(i), e))?;
                 let facts = steps::parse_facts(&out.stdout_lossy());
-                steps::fact(&facts, "changed").map(|_| "changed".to_owned())
+                match steps::fact(&facts, "unresolved") {
+                    Some(names) => Some(format!(
+                        "Could not look up {names}; they are not in the allowlist for now"
+                    )),
+                    None => steps::fact(&facts, "changed").map(|_| "changed".to_owned()),
+                }
             }
         };
         let took = started.elapsed();

@@ -15,6 +15,7 @@ ports=$(sshd -T 2>/dev/null | awk '$1 == "port" {print $2}' | sort -un | paste -
 
 v4=()
 v6=()
+unresolved=()
 for entry in $CK_EGRESS; do
 	host=${entry%:*}
 	port=${entry##*:}
@@ -23,10 +24,14 @@ for entry in $CK_EGRESS; do
 	esac
 	while read -r addr; do v4+=("$addr . $port"); done < <(getent ahostsv4 "$host" | awk '{print $1}' | sort -u)
 	while read -r addr; do v6+=("$addr . $port"); done < <(getent ahostsv6 "$host" | awk '$1 !~ /^::ffff:/ {print $1}' | sort -u)
-	if ! getent ahosts "$host" >/dev/null; then
-		fail "The server could not look up $host for the outbound allowlist."
-	fi
+	getent ahosts "$host" >/dev/null || unresolved+=("$host")
 done
+# A name that does not resolve now (DNS hiccup, typo) is reported, not fatal; an allowlist
+# where nothing resolves would cut the server off, so that is refused.
+if [ -n "$CK_EGRESS" ] && [ "${#v4[@]}" -eq 0 ] && [ "${#v6[@]}" -eq 0 ]; then
+	fail "The server could not look up any host of the outbound allowlist, so it was not applied."
+fi
+[ "${#unresolved[@]}" -eq 0 ] || echo "unresolved=${unresolved[*]}"
 join() {
 	local IFS=,
 	echo "$*"
