@@ -9,6 +9,8 @@ CK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Pinned runtime versions for the test cache.
 CK_NODE_VERSION="24.21.0"
 CK_OPENCLAW_VERSION="2026.9.6"
+# npm for the servers Clawkeeper provisions (crates/core/src/provision/sources.rs NPM_VERSION).
+CK_NPM_VERSION="11.19.1"
 
 # Cache locations (outside the clone, reused between runs).
 CK_CACHE="${CLAWKEEPER_CACHE:-/var/cache/clawkeeper}"

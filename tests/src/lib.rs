@@ -7,6 +7,6 @@ pub mod fake_model;
 pub mod fake_openrouter;
 pub mod npm_mirror;
 pub mod scan;
+pub mod ssh_cli_remote;
 pub mod sshd;
 pub mod testhost;
-pub mod ssh_cli_remote;
