@@ -40,7 +40,12 @@ enum Command {
     /// Stop the assistant.
     Stop,
     /// Send one message and print the reply.
-    Chat { message: String },
+    Chat {
+        message: String,
+        /// Talk to the assistant on this server (through the SSH tunnel) instead of this computer.
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// Download and install the assistant's software (Node.js and OpenClaw).
     Install,
     /// Save the model provider. The API key is read from standard input, never from arguments.
@@ -60,6 +65,10 @@ enum Command {
     Deploy(server::DeployArgs),
     /// Delete a deployed server at Hetzner, with its firewall and key.
     Delete(server::DeleteArgs),
+    /// Set up (or repair) the assistant on a connected server. Safe to run again.
+    Provision(server::ProvisionArgs),
+    /// Check the server's safety: open ports, SSH settings, firewall, service, key files.
+    Posture(server::PostureArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -121,7 +130,14 @@ async fn run(cli: Cli) -> Result<()> {
             println!("Stopped.");
             Ok(())
         }
-        Command::Chat { message } => {
+        Command::Chat {
+            message,
+            server: Some(id),
+        } => server::chat_server(&app, &id, &message, cli.json).await,
+        Command::Chat {
+            message,
+            server: None,
+        } => {
             let reply = app
                 .chat_round_trip(&message, Duration::from_secs(180))
                 .await
@@ -143,6 +159,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::CloudToken => server::save_cloud_token(&app).await,
         Command::Deploy(args) => server::deploy_cmd(&app, args, cli.json).await,
         Command::Delete(args) => server::delete_cmd(&app, args, cli.json).await,
+        Command::Provision(args) => server::provision_cmd(&app, args, cli.json).await,
+        Command::Posture(args) => server::posture_cmd(&app, args, cli.json).await,
         Command::Provider {
             kind,
             base_url,

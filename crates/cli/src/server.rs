@@ -334,3 +334,151 @@ pub async fn delete_cmd(app: &Clawkeeper, a: DeleteArgs, json: bool) -> Result<(
     }
     Ok(())
 }
+
+// ---- provisioning, posture, chat through the tunnel ----
+
+use clawkeeper_core::local::verify::{Check, CheckStatus};
+use clawkeeper_core::provision::{Progress as ProvisionProgress, StepState};
+use clawkeeper_core::server::ops;
+
+#[derive(Args)]
+pub struct ProvisionArgs {
+    #[arg(long, default_value = "server")]
+    id: String,
+}
+
+pub async fn provision_cmd(app: &Clawkeeper, a: ProvisionArgs, json: bool) -> Result<()> {
+    let cancel = CancellationToken::new();
+    let on_ctrl_c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("Stopping after the current step… (run provision again to continue)");
+            on_ctrl_c.cancel();
+        }
+    });
+    let outcome = ops::provision_server(app.store(), app.vault(), &a.id, cancel, |p| {
+        print_provision_progress(&p, json)
+    })
+    .await
+    .map_err(|e| fail(e.problem()))?;
+    print_checks(&outcome.checks, json)?;
+    if outcome.checks.iter().any(|c| c.status == CheckStatus::Fail) {
+        bail!("Some safety checks failed (above).");
+    }
+    if !json {
+        println!("Your assistant is running on the server, reachable only through Clawkeeper.");
+    }
+    Ok(())
+}
+
+fn print_provision_progress(p: &ProvisionProgress, json: bool) {
+    if json {
+        if let Ok(line) = serde_json::to_string(p) {
+            eprintln!("{line}");
+        }
+        return;
+    }
+    let mark = match p.state {
+        StepState::Running => "…",
+        StepState::Done => "✓",
+        StepState::Failed => "✗",
+    };
+    eprintln!("[{}/{}] {mark} {}", p.index, p.total, p.name);
+}
+
+fn print_checks(checks: &[Check], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(checks)?);
+        return Ok(());
+    }
+    for c in checks {
+        let mark = match c.status {
+            CheckStatus::Pass => "✓",
+            CheckStatus::Fail => "✗",
+            CheckStatus::Pending => "…",
+        };
+        println!(
+            "  {mark} {}{}",
+            c.label,
+            c.detail
+                .as_ref()
+                .map(|d| format!(" — {d}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PostureArgs {
+    #[arg(long, default_value = "server")]
+    id: String,
+    /// Let OpenClaw's own audit fix what it safely can first.
+    #[arg(long)]
+    fix: bool,
+}
+
+pub async fn posture_cmd(app: &Clawkeeper, a: PostureArgs, json: bool) -> Result<()> {
+    let checks = ops::posture(app.store(), app.vault(), &a.id, a.fix)
+        .await
+        .map_err(|e| fail(e.problem()))?;
+    print_checks(&checks, json)?;
+    if checks.iter().any(|c| c.status == CheckStatus::Fail) {
+        bail!("Some safety checks failed.\n→ Run `clawkeeper-cli provision --id {}` to repair the server's setup{}.", a.id, if a.fix { "" } else { ", or `posture --fix` for OpenClaw's own findings" });
+    }
+    Ok(())
+}
+
+/// One message to the assistant on the server, through the SSH tunnel.
+pub async fn chat_server(app: &Clawkeeper, id: &str, message: &str, json: bool) -> Result<()> {
+    use clawkeeper_core::gateway::chat::{parse_chat_event, RunState, MAIN_SESSION};
+    use clawkeeper_core::server::ServerLink;
+    let link = ServerLink::new(app.store().clone(), app.vault().clone(), id);
+    let tunnel = link.gateway_tunnel().await.map_err(|e| fail(e.problem()))?;
+    let gw = link.gateway(&tunnel);
+    gw.wait_connected(std::time::Duration::from_secs(30))
+        .await
+        .map_err(|e| fail(e.problem()))?;
+    let mut events = gw.events();
+    let run_id = gw
+        .chat_send(MAIN_SESSION, message)
+        .await
+        .map_err(|e| fail(e.problem()))?;
+    let wait = async {
+        loop {
+            let ev = events.recv().await?;
+            if ev.event != "chat" {
+                continue;
+            }
+            let Some(u) = parse_chat_event(&ev.payload) else {
+                continue;
+            };
+            if u.run_id != run_id {
+                continue;
+            }
+            match u.state {
+                RunState::Final => return Ok::<_, anyhow::Error>(u.text.unwrap_or_default()),
+                RunState::Error | RunState::Aborted => {
+                    return Err(fail(u.error.unwrap_or_else(|| {
+                        clawkeeper_core::Problem::new(
+                            "run_failed",
+                            "The assistant could not answer.",
+                            None,
+                        )
+                    })))
+                }
+                _ => {}
+            }
+        }
+    };
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(180), wait)
+        .await
+        .map_err(|_| anyhow::anyhow!("The assistant took too long to answer."))??;
+    gw.shutdown();
+    if json {
+        println!("{}", serde_json::json!({ "reply": reply }));
+    } else {
+        println!("{reply}");
+    }
+    Ok(())
+}

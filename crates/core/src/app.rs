@@ -400,15 +400,11 @@ impl Clawkeeper {
             ProviderKind::OpenaiCompatible => {
                 let url = input.base_url.unwrap_or_default();
                 let url = url.trim().trim_end_matches('/').to_owned();
-                if !(url.starts_with("https://")
-                    || url.starts_with("http://127.")
-                    || url.starts_with("http://localhost")
-                    || url.starts_with("http://[::1]"))
-                {
+                if !provider_url_ok(&url) {
                     return Err(Problem::new(
                         "provider_url",
                         "That address doesn't look right.",
-                        Some("Use the https:// address from your provider's documentation (for example https://api.openai.com/v1)."),
+                        Some("Use the https:// address from your provider's documentation (for example https://api.openai.com/v1). Plain http:// works only for a model server on this computer or your home network."),
                     ));
                 }
                 let model = input
@@ -953,6 +949,23 @@ impl Clawkeeper {
     }
 }
 
+/// https anywhere; plain http only where the key never crosses the internet: this
+/// computer, or a private network address (a model server at home, e.g. Ollama on a LAN).
+fn provider_url_ok(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match (u.scheme(), u.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Domain(d))) => d == "localhost",
+        ("http", Some(url::Host::Ipv4(ip))) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local()
+        }
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback() || ip.is_unique_local(),
+        _ => false,
+    }
+}
+
 fn state_detail(s: &InstanceState) -> (Option<String>, Option<Problem>) {
     match s {
         InstanceState::Starting { detail } | InstanceState::Degraded { detail } => {
@@ -981,4 +994,32 @@ fn describe_action(action: &str) -> String {
         other => other,
     }
     .to_owned()
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::provider_url_ok;
+
+    #[test]
+    fn plain_http_only_to_this_computer_or_a_private_network() {
+        for ok in [
+            "https://api.openai.com/v1",
+            "http://127.0.0.1:11434/v1",
+            "http://localhost:8080/v1",
+            "http://[::1]:9/v1",
+            "http://192.168.1.20:11434/v1",
+            "http://10.0.0.5/v1",
+        ] {
+            assert!(provider_url_ok(ok), "{ok}");
+        }
+        for bad in [
+            "http://api.openai.com/v1",
+            "http://8.8.8.8/v1",
+            "ftp://x/v1",
+            "not a url",
+            "http://localhost.evil.example/v1",
+        ] {
+            assert!(!provider_url_ok(bad), "{bad}");
+        }
+    }
 }
