@@ -69,6 +69,9 @@ enum Command {
     Provision(server::ProvisionArgs),
     /// Check the server's safety: open ports, SSH settings, firewall, service, key files.
     Posture(server::PostureArgs),
+    /// Time-limited SSH access for someone helping you.
+    #[command(subcommand)]
+    Support(server::SupportCmd),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -161,6 +164,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Delete(args) => server::delete_cmd(&app, args, cli.json).await,
         Command::Provision(args) => server::provision_cmd(&app, args, cli.json).await,
         Command::Posture(args) => server::posture_cmd(&app, args, cli.json).await,
+        Command::Support(cmd) => server::support_cmd(&app, cmd, cli.json).await,
         Command::Provider {
             kind,
             base_url,

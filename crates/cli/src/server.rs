@@ -482,3 +482,135 @@ pub async fn chat_server(app: &Clawkeeper, id: &str, message: &str, json: bool) 
     }
     Ok(())
 }
+
+// ---- support access ----
+
+use clawkeeper_core::server::support;
+
+#[derive(clap::Subcommand)]
+pub enum SupportCmd {
+    /// Give a helper a one-time SSH key for a few hours. The key is shown once.
+    Issue {
+        #[arg(long, default_value = "server")]
+        id: String,
+        /// How long it stays valid (1 to 168 hours).
+        #[arg(long, default_value_t = 4)]
+        hours: u64,
+        /// Who it is for, for your records.
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Write the helper's private key to this file (mode 600) instead of printing it.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// List the support keys and whether they are still on the server.
+    List {
+        #[arg(long, default_value = "server")]
+        id: String,
+    },
+    /// Take a support key away now.
+    Revoke {
+        #[arg(long, default_value = "server")]
+        id: String,
+        grant: String,
+    },
+}
+
+pub async fn support_cmd(app: &Clawkeeper, cmd: SupportCmd, json: bool) -> Result<()> {
+    let session = |id: String| async move {
+        server::open_session(app.store(), app.vault(), &id)
+            .await
+            .map_err(|e| fail(e.problem()))
+    };
+    match cmd {
+        SupportCmd::Issue {
+            id,
+            hours,
+            note,
+            out,
+        } => {
+            if !(1..=168).contains(&hours) {
+                bail!("A support window is 1 to 168 hours (a week).");
+            }
+            let s = session(id.clone()).await?;
+            let issued = support::issue(
+                app.store(),
+                &s,
+                &id,
+                std::time::Duration::from_secs(hours * 3600),
+                &note,
+            )
+            .await
+            .map_err(|e| fail(e.problem()))?;
+            s.close().await;
+            match out {
+                Some(path) => {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    f.write_all(issued.private_key.expose().as_bytes())?;
+                    eprintln!(
+                        "The helper's key is in {} — send it to them privately.",
+                        path.display()
+                    );
+                }
+                None => print!("{}", issued.private_key.expose()),
+            }
+            eprintln!(
+                "Support key {} ({}) works until {} (UTC), then removes itself. Revoke it any time: clawkeeper-cli support revoke {}",
+                issued.grant.id, issued.grant.fingerprint, issued.grant.expires_at, issued.grant.id
+            );
+        }
+        SupportCmd::List { id } => {
+            let s = session(id.clone()).await?;
+            let grants = support::list(app.store(), Some(&s), &id)
+                .await
+                .map_err(|e| fail(e.problem()))?;
+            s.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&grants)?);
+            } else if grants.is_empty() {
+                println!("No support keys.");
+            } else {
+                let now = time::OffsetDateTime::now_utc();
+                for g in grants {
+                    let state = if g.revoked_at.is_some() {
+                        "revoked"
+                    } else if g.active(now) {
+                        "active"
+                    } else {
+                        "expired"
+                    };
+                    println!(
+                        "  {} {state:8} until {} {}{}",
+                        g.id,
+                        g.expires_at,
+                        if g.on_server == Some(true) {
+                            "(on the server)"
+                        } else {
+                            "(not on the server)"
+                        },
+                        if g.note.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" — {}", g.note)
+                        }
+                    );
+                }
+            }
+        }
+        SupportCmd::Revoke { id, grant } => {
+            let s = session(id.clone()).await?;
+            support::revoke(app.store(), &s, &id, &grant)
+                .await
+                .map_err(|e| fail(e.problem()))?;
+            s.close().await;
+            println!("Support key {grant} revoked.");
+        }
+    }
+    Ok(())
+}

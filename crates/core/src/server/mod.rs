@@ -7,6 +7,7 @@ pub mod connect;
 pub mod deploy;
 pub mod link;
 pub mod ops;
+pub mod support;
 
 pub use connect::{adopt, open_session, Connected, FirstLogin};
 pub use link::{ServerLink, REMOTE_GATEWAY_PORT};
