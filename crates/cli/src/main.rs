@@ -276,21 +276,7 @@ async fn status(app: &Clawkeeper, json: bool) -> Result<()> {
             "not set up — run `clawkeeper-cli provider`".into()
         }
     );
-    for c in &overview.checks {
-        let mark = match c.status {
-            clawkeeper_core::local::verify::CheckStatus::Pass => "✓",
-            clawkeeper_core::local::verify::CheckStatus::Fail => "✗",
-            clawkeeper_core::local::verify::CheckStatus::Pending => "…",
-        };
-        println!(
-            "  {mark} {}{}",
-            c.label,
-            c.detail
-                .as_ref()
-                .map(|d| format!(" — {d}"))
-                .unwrap_or_default()
-        );
-    }
+    server::print_checks(&overview.checks, false)?;
     if let Some(n) = &overview.notice {
         println!("Note: {n}");
     }

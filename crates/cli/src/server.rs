@@ -386,7 +386,7 @@ fn print_provision_progress(p: &ProvisionProgress, json: bool) {
     eprintln!("[{}/{}] {mark} {}", p.index, p.total, p.name);
 }
 
-fn print_checks(checks: &[Check], json: bool) -> Result<()> {
+pub(crate) fn print_checks(checks: &[Check], json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(checks)?);
         return Ok(());

@@ -90,24 +90,10 @@ pub async fn issue(
         .replace_nanosecond(0)
         .unwrap_or(OffsetDateTime::now_utc());
     let expires = now + window;
-    let stamp = format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-        expires.year(),
-        u8::from(expires.month()),
-        expires.day(),
-        expires.hour(),
-        expires.minute(),
-        expires.second()
-    );
-    let calendar = format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-        expires.year(),
-        u8::from(expires.month()),
-        expires.day(),
-        expires.hour(),
-        expires.minute(),
-        expires.second()
-    );
+    let [y, mo, d, h, mi, se] = utc_parts(expires);
+    // sshd's expiry-time (UTC with the Z) and systemd's OnCalendar for the same second.
+    let stamp = format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{se:02}Z");
+    let calendar = format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{se:02} UTC");
     let expires_at = expires.format(&Rfc3339).unwrap_or_default();
     let entry = format!("expiry-time=\"{stamp}\",restrict,pty {line}");
 
@@ -215,6 +201,18 @@ systemctl enable --now {unit}.timer",
         },
         private_key: keys::to_openssh(&key)?,
     })
+}
+
+fn utc_parts(t: OffsetDateTime) -> [u32; 6] {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    [
+        u32::try_from(t.year()).unwrap_or(0),
+        u32::from(u8::from(t.month())),
+        u32::from(t.day()),
+        u32::from(t.hour()),
+        u32::from(t.minute()),
+        u32::from(t.second()),
+    ]
 }
 
 /// Installed on the server: `clawkeeper-support-expire <id> <authorized_keys>` removes the
