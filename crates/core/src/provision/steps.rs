@@ -346,18 +346,27 @@ pub fn fact<'a>(facts: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// A script ready to send: parameters, common functions, body.
+/// A script ready to send: parameters, common functions, body, all inside one `{ … }`
+/// group. bash reads a script from stdin as it goes, and parses a group whole before it
+/// runs any of it: a script cut short on the way (the app died, the connection dropped
+/// while it was being sent) is a syntax error that runs nothing, instead of its first
+/// half run on its own (half a line like `rm -rf /opt/clawkeeper/…` could still parse).
 pub fn render(body: &str, params: &[(&str, String)]) -> String {
-    let mut s = String::from("set -euo pipefail\n");
+    assemble(COMMON, body, params)
+}
+
+fn assemble(common: &str, body: &str, params: &[(&str, String)]) -> String {
+    let mut s = String::from("{\nset -euo pipefail\n");
     for (k, v) in params {
         s.push_str(k);
         s.push('=');
         s.push_str(&shell_quote(v));
         s.push('\n');
     }
-    s.push_str(COMMON);
+    s.push_str(common);
     s.push('\n');
     s.push_str(body);
+    s.push_str("\n}\n");
     s
 }
 
@@ -748,9 +757,42 @@ mod tests {
         for s in STEPS {
             assert!(ids.insert(s.id), "duplicate {}", s.id);
             let script = script(s.id, &spec, &host()).unwrap();
-            assert!(script.starts_with("set -euo pipefail\n"));
+            assert!(script.starts_with("{\nset -euo pipefail\n"));
+            assert!(script.ends_with("\n}\n"));
             assert!(script.contains("fail_with()"));
         }
+    }
+
+    #[test]
+    fn a_script_cut_short_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let body = format!("touch {}\necho more\necho done\n", marker.display());
+        // (Without common.sh, whose lock lives in the server's /run.)
+        let full = assemble("", &body, &[("CK_X", "1".into())]);
+        let run = |script: &str| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("bash")
+                .arg("-s")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            child.wait().unwrap()
+        };
+        // Cut after the line that would do something, before the group closes.
+        let cut = &full[..full.find("echo more").unwrap()];
+        assert!(!run(cut).success());
+        assert!(!marker.exists(), "half a script ran");
+        assert!(run(&full).success());
+        assert!(marker.exists());
     }
 
     #[test]
