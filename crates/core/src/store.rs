@@ -463,6 +463,18 @@ impl Store {
         Ok(res.rows_affected())
     }
 
+    /// Every job of `kind`, oldest first (the job history).
+    pub async fn jobs(&self, kind: &str) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, state, step, done, total, error_code, error, updated_at FROM jobs
+             WHERE kind = ?1 ORDER BY created_at, rowid",
+        )
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
     pub async fn latest_job(&self, kind: &str) -> Result<Option<JobRecord>> {
         let row = sqlx::query(
             "SELECT id, kind, state, step, done, total, error_code, error, updated_at FROM jobs
@@ -471,21 +483,22 @@ impl Store {
         .bind(kind)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(JobRecord {
-                id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
-                state: r.try_get("state")?,
-                step: r.try_get("step")?,
-                done: r.try_get("done")?,
-                total: r.try_get("total")?,
-                error_code: r.try_get("error_code")?,
-                error: r.try_get("error")?,
-                updated_at: r.try_get("updated_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(job_from_row).transpose()
     }
+}
+
+fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<JobRecord> {
+    Ok(JobRecord {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        state: r.try_get("state")?,
+        step: r.try_get("step")?,
+        done: r.try_get("done")?,
+        total: r.try_get("total")?,
+        error_code: r.try_get("error_code")?,
+        error: r.try_get("error")?,
+        updated_at: r.try_get("updated_at")?,
+    })
 }
 
 fn is_corruption(e: &Error) -> bool {
@@ -575,6 +588,16 @@ mod tests {
             .await?
             .ok_or(Error::BadValue("missing".into()))?;
         assert_eq!(job.error_code.as_deref(), Some("interrupted"));
+        let second = store.create_job("install", Some("local"), 3).await?;
+        store.finish_job(&second, "succeeded", None).await?;
+        let all = store.jobs("install").await?;
+        assert_eq!(
+            all.iter()
+                .map(|j| (j.id.as_str(), j.state.as_str()))
+                .collect::<Vec<_>>(),
+            [(id.as_str(), "failed"), (second.as_str(), "succeeded")]
+        );
+        assert!(store.jobs("provision").await?.is_empty());
         Ok(())
     }
 

@@ -516,7 +516,7 @@ mod tests {
 
     #[test]
     fn failures_get_stable_codes() {
-        let step = &STEPS[3];
+        let step = STEPS.iter().find(|s| s.id == "node").unwrap();
         let cases = [
             (
                 out(10, "clawkeeper: This server runs CentOS 7; …"),

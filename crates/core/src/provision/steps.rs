@@ -24,6 +24,12 @@ pub struct StepDef {
     pub name: &'static str,
 }
 
+/// The order matters for safety, not only for dependencies: the host is locked down
+/// (key-only SSH, firewall, automatic security updates) right after the packages it needs
+/// and before the long downloads, so a server first logged into with a one-time password
+/// never keeps password logins on while Node and OpenClaw download, and a failure later
+/// (a full disk, a bad download, a crash of the app) still leaves it hardened. Each step
+/// needs only what an earlier one (or `adopt`, which installs the login key) put there.
 pub const STEPS: &[StepDef] = &[
     StepDef {
         id: "os",
@@ -32,6 +38,18 @@ pub const STEPS: &[StepDef] = &[
     StepDef {
         id: "packages",
         name: "Installing system packages",
+    },
+    StepDef {
+        id: "sshd",
+        name: "Locking down SSH logins",
+    },
+    StepDef {
+        id: "firewall",
+        name: "Turning on the firewall",
+    },
+    StepDef {
+        id: "upgrades",
+        name: "Turning on automatic security updates",
     },
     StepDef {
         id: "user",
@@ -56,18 +74,6 @@ pub const STEPS: &[StepDef] = &[
     StepDef {
         id: "service",
         name: "Setting up the background service",
-    },
-    StepDef {
-        id: "sshd",
-        name: "Locking down SSH logins",
-    },
-    StepDef {
-        id: "firewall",
-        name: "Turning on the firewall",
-    },
-    StepDef {
-        id: "upgrades",
-        name: "Turning on automatic security updates",
     },
     StepDef {
         id: "start",
@@ -340,18 +346,27 @@ pub fn fact<'a>(facts: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// A script ready to send: parameters, common functions, body.
+/// A script ready to send: parameters, common functions, body, all inside one `{ … }`
+/// group. bash reads a script from stdin as it goes, and parses a group whole before it
+/// runs any of it: a script cut short on the way (the app died, the connection dropped
+/// while it was being sent) is a syntax error that runs nothing, instead of its first
+/// half run on its own (half a line like `rm -rf /opt/clawkeeper/…` could still parse).
 pub fn render(body: &str, params: &[(&str, String)]) -> String {
-    let mut s = String::from("set -euo pipefail\n");
+    assemble(COMMON, body, params)
+}
+
+fn assemble(common: &str, body: &str, params: &[(&str, String)]) -> String {
+    let mut s = String::from("{\nset -euo pipefail\n");
     for (k, v) in params {
         s.push_str(k);
         s.push('=');
         s.push_str(&shell_quote(v));
         s.push('\n');
     }
-    s.push_str(COMMON);
+    s.push_str(common);
     s.push('\n');
     s.push_str(body);
+    s.push_str("\n}\n");
     s
 }
 
@@ -597,17 +612,7 @@ pub fn script(id: &str, spec: &ProvisionSpec, host: &HostFacts) -> Option<String
                 ("CK_FW_UNIT_B64", b64(FIREWALL_UNIT_FILE)),
                 (
                     "CK_EGRESS",
-                    spec.firewall
-                        .egress_allowlist
-                        .as_ref()
-                        .map(|l| {
-                            l.iter()
-                                .filter(|e| is_host_port(e))
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        })
-                        .unwrap_or_default(),
+                    egress_entries(spec).unwrap_or_default().join(" "),
                 ),
             ],
         ),
@@ -633,6 +638,22 @@ pub fn script(id: &str, spec: &ProvisionSpec, host: &HostFacts) -> Option<String
         _ => return None,
     };
     Some(s)
+}
+
+/// The outbound allowlist as the firewall script gets it (`None`: outbound is open). The
+/// firewall goes up before Node and OpenClaw are downloaded, and updates come from the same
+/// place, so the npm registry of [`PackageSources`] is always allowed; entries that are not
+/// a plain `host:port` are dropped.
+pub fn egress_entries(spec: &ProvisionSpec) -> Option<Vec<String>> {
+    let list = spec.firewall.egress_allowlist.as_ref()?;
+    let mut out: Vec<String> = Vec::new();
+    let registry = url_host_port(&spec.sources.npm_registry);
+    for e in registry.iter().chain(list.iter()) {
+        if is_host_port(e) && !out.contains(e) {
+            out.push(e.clone());
+        }
+    }
+    Some(out)
 }
 
 pub fn secrets_params(spec: &ProvisionSpec) -> Vec<(&'static str, String)> {
@@ -736,9 +757,42 @@ mod tests {
         for s in STEPS {
             assert!(ids.insert(s.id), "duplicate {}", s.id);
             let script = script(s.id, &spec, &host()).unwrap();
-            assert!(script.starts_with("set -euo pipefail\n"));
+            assert!(script.starts_with("{\nset -euo pipefail\n"));
+            assert!(script.ends_with("\n}\n"));
             assert!(script.contains("fail_with()"));
         }
+    }
+
+    #[test]
+    fn a_script_cut_short_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let body = format!("touch {}\necho more\necho done\n", marker.display());
+        // (Without common.sh, whose lock lives in the server's /run.)
+        let full = assemble("", &body, &[("CK_X", "1".into())]);
+        let run = |script: &str| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("bash")
+                .arg("-s")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            child.wait().unwrap()
+        };
+        // Cut after the line that would do something, before the group closes.
+        let cut = &full[..full.find("echo more").unwrap()];
+        assert!(!run(cut).success());
+        assert!(!marker.exists(), "half a script ran");
+        assert!(run(&full).success());
+        assert!(marker.exists());
     }
 
     #[test]
@@ -813,6 +867,28 @@ mod tests {
             FirewallSpec::recommended_egress(Some("https://openrouter.ai/api/v1"))
                 .contains(&"openrouter.ai:443".to_owned())
         );
+    }
+
+    #[test]
+    fn hardening_comes_before_the_downloads_and_the_registry_stays_reachable() {
+        let pos = |id: &str| STEPS.iter().position(|s| s.id == id).unwrap();
+        for hardening in ["sshd", "firewall", "upgrades"] {
+            assert!(pos(hardening) > pos("packages"), "{hardening}");
+            for later in ["user", "node", "openclaw", "secrets", "start"] {
+                assert!(pos(hardening) < pos(later), "{hardening} before {later}");
+            }
+        }
+        let mut spec = ProvisionSpec::new("srv");
+        assert_eq!(egress_entries(&spec), None);
+        spec.sources.npm_registry = "http://10.213.0.1:41234/".into();
+        spec.firewall.egress_allowlist =
+            Some(vec!["api.telegram.org:443".into(), "bad entry".into()]);
+        assert_eq!(
+            egress_entries(&spec).unwrap(),
+            ["10.213.0.1:41234", "api.telegram.org:443"]
+        );
+        let s = script("firewall", &spec, &host()).unwrap();
+        assert!(s.contains("CK_EGRESS='10.213.0.1:41234 api.telegram.org:443'"));
     }
 
     #[test]

@@ -29,6 +29,16 @@ fail_or_disk_full() {
 	fail "$@"
 }
 
+# One provisioning script at a time on a server. When the app dies or loses its connection
+# in the middle of a step, sshd does not stop that step's processes (no terminal, so no
+# SIGHUP): a `tar` or `npm ci` goes on working in the unfinished prefix, and a resumed run
+# that cleaned the same prefix would race it. Every script therefore waits here until the
+# abandoned one has finished (the lock goes with the last process holding fd 9).
+exec 9>>/run/clawkeeper-provision.lock
+if ! flock -w 900 9; then
+	fail "An earlier Clawkeeper setup is still busy on this server after 15 minutes; restart the server, then try again."
+fi
+
 # (No `cmd | grep -q` anywhere: with pipefail, grep exiting early fails the pipeline.)
 is_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
@@ -98,7 +108,7 @@ openclaw_as_user() {
 		PATH="$(dirname "${CK_NODE:?}"):/usr/bin:/bin" HOME="$CK_HOME" LC_ALL=C \
 		OPENCLAW_STATE_DIR="${CK_STATE_DIR:?}" OPENCLAW_CONFIG_PATH="${CK_CONFIG_PATH:?}" \
 		OPENCLAW_NO_AUTO_UPDATE=1 OPENCLAW_DISABLE_BONJOUR=1 \
-		"$CK_NODE" "${CK_ENTRY:?}" "$@")
+		"$CK_NODE" "${CK_ENTRY:?}" "$@" 9>&-)
 }
 
 # One provisioning step at a time on this server. When the app dies or the connection

@@ -93,17 +93,19 @@ if ! out=$(nft -c -f "$tmp" 2>&1); then
 fi
 chmod 600 "$tmp"
 if ! [ -f "$rules" ] || ! cmp -s "$tmp" "$rules" || ! nft list table inet clawkeeper >/dev/null 2>&1; then
+	# Loaded first, then kept: a crash in between leaves a file that differs, so the next
+	# run loads it again (the other way round, it would find the file "up to date").
+	nft -f "$tmp" || fail "The firewall rules could not be loaded."
 	mv -f "$tmp" "$rules"
-	nft -f "$rules" || fail "The firewall rules could not be loaded."
 	echo "changed=1"
 else
 	rm -f "$tmp"
 fi
 
 changed=$(put_file "$CK_FW_UNIT_B64" /etc/systemd/system/clawkeeper-firewall.service 644 root:root)
-if [ -n "$changed" ]; then
+[ -z "$changed" ] || echo "$changed"
+if [ -n "$changed" ] || [ "$(systemctl show -p NeedDaemonReload --value clawkeeper-firewall.service)" = yes ]; then
 	systemctl daemon-reload
-	echo "$changed"
 fi
 systemctl enable --quiet clawkeeper-firewall.service || fail "Could not enable the firewall at boot."
 if ! systemctl is-active --quiet clawkeeper-firewall.service; then

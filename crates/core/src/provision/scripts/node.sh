@@ -18,8 +18,10 @@ install_tarball() {
 	fetch_verified "$url" "$file" "$sha"
 	rm -rf "$prefix.partial"
 	install -d -m 0755 "$prefix.partial"
-	tar -xzf "$file" -C "$prefix.partial" --strip-components=1 --no-same-owner ||
+	if ! tar -xzf "$file" -C "$prefix.partial" --strip-components=1 --no-same-owner; then
+		rm -rf "$prefix.partial"
 		fail_or_disk_full "Could not unpack $(basename "$file")."
+	fi
 	chown -R root:root "$prefix.partial"
 	chmod -R go-w "$prefix.partial"
 	echo "$sha" >"$prefix.partial/.complete"

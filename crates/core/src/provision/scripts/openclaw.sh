@@ -24,7 +24,7 @@ as_user() {
 		PATH="$(dirname "$node"):/usr/bin:/bin" HOME="$dir" LC_ALL=C \
 		npm_config_cache="$dir/.npm-cache" npm_config_registry="$CK_REGISTRY" \
 		npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false \
-		OPENCLAW_NO_AUTO_UPDATE=1 "$@"
+		OPENCLAW_NO_AUTO_UPDATE=1 "$@" 9>&-
 }
 
 if ! [ -f "$prefix/.complete" ] || [ "$(cat "$prefix/.complete")" != "$CK_OPENCLAW_VERSION" ]; then
@@ -39,6 +39,8 @@ if ! [ -f "$prefix/.complete" ] || [ "$(cat "$prefix/.complete")" != "$CK_OPENCL
 		--no-fund --loglevel=error --fetch-retries=2 --fetch-retry-mintimeout=2000 \
 		--fetch-retry-maxtimeout=10000) >"$log" 2>&1; then
 		tail -n 8 "$log" >&2
+		# Nothing half-installed stays behind (it may be what filled the disk).
+		rm -rf "$work"
 		if grep -q EINTEGRITY "$log"; then
 			rm -f "$log"
 			fail_with 11 "A package of OpenClaw did not match its pinned checksum, so nothing was installed."
@@ -55,8 +57,10 @@ if ! [ -f "$prefix/.complete" ] || [ "$(cat "$prefix/.complete")" != "$CK_OPENCL
 	# postinstall that removes it, so run it explicitly (as local/runtime.rs does).
 	pkg=$work/node_modules/openclaw
 	if [ -e "$pkg/.openclaw-lifecycle-pending" ]; then
-		(cd "$pkg" && as_user "$work" "$node" scripts/postinstall-bundled-plugins.mjs) >&2 ||
+		if ! (cd "$pkg" && as_user "$work" "$node" scripts/postinstall-bundled-plugins.mjs) >&2; then
+			rm -rf "$work"
 			fail_or_disk_full "OpenClaw's own setup script failed."
+		fi
 	fi
 	[ ! -e "$pkg/.openclaw-lifecycle-pending" ] || fail "OpenClaw's setup did not finish."
 	rm -rf "$work/.npm-cache" "$work/.npm"

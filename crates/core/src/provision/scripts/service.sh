@@ -3,8 +3,9 @@
 : "${CK_UNIT_NAME:?}" "${CK_UNIT_B64:?}"
 unit=/etc/systemd/system/$CK_UNIT_NAME
 changed=$(put_file "$CK_UNIT_B64" "$unit" 644 root:root)
-if [ -n "$changed" ]; then
-	echo "$changed"
+[ -z "$changed" ] || echo "$changed"
+# Also when an interrupted run wrote the unit but never reloaded systemd.
+if [ -n "$changed" ] || [ "$(systemctl show -p NeedDaemonReload --value "$CK_UNIT_NAME")" = yes ]; then
 	systemctl daemon-reload || fail "systemd did not reload its units."
 fi
 load=$(systemctl show -p LoadState --value "$CK_UNIT_NAME")

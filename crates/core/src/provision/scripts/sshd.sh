@@ -24,9 +24,16 @@ fi
 backup=""
 [ -f "$dropin" ] && backup=$(cat "$dropin")
 changed=$(put_file "$CK_SSHD_DROPIN_B64" "$dropin" 644 root:root)
-if [ -n "$changed" ]; then
+# The running sshd keeps the settings it loaded (`sshd -T` reads the files), so what was
+# last reloaded is remembered: an interrupted run that wrote the drop-in but never reloaded
+# sshd gets it reloaded by the next one.
+stamp=/var/lib/clawkeeper/sshd.applied
+files_sum=$(cat /etc/ssh/sshd_config "$dropin" | sha256sum | cut -d' ' -f1)
+if [ -n "$changed" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$files_sum" ]; then
 	if ! out=$(sshd -t 2>&1); then
-		if [ -n "$backup" ]; then printf '%s\n' "$backup" >"$dropin"; else rm -f "$dropin"; fi
+		if [ -n "$changed" ]; then
+			if [ -n "$backup" ]; then printf '%s\n' "$backup" >"$dropin"; else rm -f "$dropin"; fi
+		fi
 		echo "$out" | tail -n 3 >&2
 		fail_with 13 "sshd rejected the new settings, so they were not applied."
 	fi
@@ -37,6 +44,8 @@ if [ -n "$changed" ]; then
 			break
 		fi
 	done
+	install -d -m 0700 -o root -g root "$(dirname "$stamp")"
+	echo "$files_sum" >"$stamp"
 fi
 
 # Verify the effective settings (what sshd will do, whichever file said it).
