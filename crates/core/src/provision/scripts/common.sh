@@ -110,24 +110,3 @@ openclaw_as_user() {
 		OPENCLAW_NO_AUTO_UPDATE=1 OPENCLAW_DISABLE_BONJOUR=1 \
 		"$CK_NODE" "${CK_ENTRY:?}" "$@" 9>&-)
 }
-
-# One provisioning step at a time on this server. When the app dies or the connection
-# drops in the middle of a step, that step's script goes on running here (no terminal, so
-# no hang-up signal); a new run waits for it to end instead of racing it (found by killing
-# the app mid "Installing OpenClaw": the rerun's cleanup collided with the orphaned npm).
-# A pid file, not a held lock: a lock fd would be inherited by anything a step starts.
-ck_wait_for_earlier_step() {
-	[ "$(id -u)" = 0 ] || return 0
-	local f=/run/clawkeeper-provision.pid pid i
-	for ((i = 0; i < 900; i++)); do
-		pid=$(cat "$f" 2>/dev/null || true)
-		if [ -z "$pid" ] || [ "$pid" = "$$" ] || ! kill -0 "$pid" 2>/dev/null; then
-			echo "$$" >"$f"
-			return 0
-		fi
-		[ "$i" -eq 0 ] && echo "clawkeeper: waiting for an earlier, interrupted step to finish" >&2
-		sleep 1
-	done
-	fail "An earlier Clawkeeper setup step is still running on this server; try again in a few minutes."
-}
-ck_wait_for_earlier_step
