@@ -99,12 +99,112 @@ export interface ChatMessage {
 
 export type ChatRunState = "delta" | "final" | "error" | "aborted";
 
+// ---------- the person's own server ----------
+
+export type ServerJobState = "running" | "succeeded" | "failed" | "cancelled";
+
+/** Long work on a server: what the progress bar shows. */
+export interface ServerJob {
+  kind: "deploy" | "provision";
+  state: ServerJobState;
+  /** The current step's name. */
+  step: string;
+  /** Steps finished (0 before the first). */
+  index: number;
+  total: number;
+  detail?: string;
+  error?: ApiError;
+}
+
+export interface ServerInfo {
+  id: string;
+  name: string;
+  kind: "ssh" | "cloud";
+  address?: string;
+  port?: number;
+  user?: string;
+  hostFingerprint?: string;
+  hostKeyAlgorithm?: string;
+  /** RFC 3339 */
+  pinnedAt?: string;
+  appKeyFingerprint?: string;
+  checks: Check[];
+  /** RFC 3339: when the checks were read from the server. */
+  checkedAt?: string;
+  job?: ServerJob;
+}
+
+export interface ScannedHost {
+  fingerprint: string;
+  algorithm: string;
+}
+
+export interface SupportGrant {
+  id: string;
+  fingerprint: string;
+  note: string;
+  createdAt: string;
+  expiresAt: string;
+  revokedAt?: string | null;
+  onServer?: boolean;
+  state: "active" | "expired" | "revoked";
+}
+
+export interface IssuedSupportKey {
+  grant: SupportGrant;
+  /** Shown once, never stored. */
+  privateKey: string;
+}
+
+export interface ConnectArgs {
+  host: string;
+  port: number;
+  user: string;
+  name: string;
+  confirmedFingerprint: string;
+  /** The private key file's text, read in memory from the file input. */
+  keyText?: string;
+  passphrase?: string;
+  password?: string;
+}
+
+export interface HetznerPrice {
+  location: string;
+  price_hourly: { net: string; gross: string };
+  price_monthly: { net: string; gross: string };
+}
+
+export interface HetznerServerType {
+  name: string;
+  description: string;
+  cores: number;
+  memory: number;
+  disk: number;
+  architecture: string;
+  prices: HetznerPrice[];
+}
+
+export interface HetznerLocation {
+  name: string;
+  description: string;
+  city: string;
+  country: string;
+}
+
+export interface CloudOptions {
+  locations: HetznerLocation[];
+  serverTypes: HetznerServerType[];
+}
+
 /** Payload of the single event channel, tagged on `type`. */
 export type BackendEvent =
   | { type: "instance"; state: InstanceState; detail?: string }
   | ({ type: "install" } & InstallInfo)
   | { type: "checks"; checks: Check[] }
   | { type: "provider"; configured: boolean; error?: ApiError }
+  | { type: "server"; id: string; job: ServerJob }
+  | { type: "server_checks"; id: string; checks: Check[]; checkedAt: string }
+  | { type: "server_removed"; id: string }
   | {
       type: "chat";
       runId: string;
@@ -188,6 +288,30 @@ export const chatHistory = () => call<ChatMessage[]>("chat_history");
 export const chatAbort = (runId: string) => call<void>("chat_abort", { runId });
 
 export const openWindow = (name: WindowName) => call<void>("open_window", { name });
+
+export const servers = () => call<ServerInfo[]>("servers");
+export const serverScan = (host: string, port: number, user: string) =>
+  call<ScannedHost>("server_scan", { host, port, user });
+/** Sends the key text or password once. Callers must drop their copies right away. */
+export const serverConnect = (args: ConnectArgs) =>
+  call<ServerInfo>("server_connect", {
+    keyText: null,
+    passphrase: null,
+    password: null,
+    ...args,
+  } as Record<string, unknown>);
+export const serverProvision = (id: string) => call<void>("server_provision", { id });
+export const cancelServerJob = () => call<void>("cancel_server_job");
+export const serverPosture = (id: string, fix: boolean) => call<Check[]>("server_posture", { id, fix });
+export const serverDelete = (id: string) => call<{ removed: string[] }>("server_delete", { id });
+export const supportIssue = (id: string, hours: number, note: string) =>
+  call<IssuedSupportKey>("support_issue", { id, hours, note });
+export const supportList = (id: string) => call<SupportGrant[]>("support_list", { id });
+export const supportRevoke = (id: string, grant: string) => call<void>("support_revoke", { id, grant });
+export const cloudTokenSave = (token: string) => call<void>("cloud_token_save", { token });
+export const cloudOptions = () => call<CloudOptions>("cloud_options");
+export const cloudDeploy = (name: string, serverType: string, location: string) =>
+  call<{ id: string }>("cloud_deploy", { name, serverType, location });
 
 // ---------- events ----------
 

@@ -418,6 +418,11 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
     emit({ type: "chat", runId, state: "aborted", text: run.text });
   },
 
+  // The preview has no server of its own: the status window shows "Add a server".
+  servers: () => [],
+  cloud_options: () =>
+    fail("cloud_token_missing", "No Hetzner API token saved yet.", "Paste a Read & Write token from your Hetzner project's Security page."),
+
   open_window: (a) => {
     location.href = `./${String(a.name)}.html`;
   },

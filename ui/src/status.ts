@@ -25,6 +25,7 @@ import {
   renderStatusLine,
   timeAgo,
 } from "./ui";
+import { onServerEvent, refreshServers } from "./server";
 
 const el = {
   statusLine: byId("status-line"),
@@ -334,6 +335,11 @@ function onBackendEvent(e: BackendEvent) {
         render(ov);
       }
       break;
+    case "server":
+    case "server_checks":
+    case "server_removed":
+      onServerEvent(e);
+      break;
     case "chat":
       break;
   }
@@ -341,7 +347,7 @@ function onBackendEvent(e: BackendEvent) {
 
 async function init() {
   await onEvent(onBackendEvent);
-  await refresh();
+  await Promise.all([refresh(), refreshServers()]);
 }
 
 void init();

@@ -1,5 +1,13 @@
 //! The facade both faces use: one `Clawkeeper` per process, owning the store, the vault,
 //! the local instance's supervisor, the chat connection, and a typed event stream.
+//! The person's own servers are in [`server`].
+
+mod server;
+
+pub use server::{
+    server_summary, CloudOptions, Deleted, GrantView, IssuedView, Login, ScannedHost, ServerCheck,
+    ServerJob, ServerView,
+};
 
 use crate::audit;
 use crate::gateway::chat::{self, ChatUpdate, HistoryMessage, RunState, MAIN_SESSION};
@@ -51,6 +59,22 @@ pub enum Event {
         error: Option<Problem>,
     },
     Chat(ChatUpdate),
+    /// Long work on a server (creating it at the provider, setting it up): the progress bar.
+    Server {
+        id: String,
+        job: ServerJob,
+    },
+    /// A server's safety checklist was read.
+    ServerChecks {
+        id: String,
+        checks: Vec<ServerCheck>,
+        #[serde(rename = "checkedAt")]
+        checked_at: String,
+    },
+    /// A server was deleted or forgotten.
+    ServerRemoved {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +168,7 @@ struct Inner {
     install: StdMutex<(InstallView, Option<InstallJob>)>,
     chat: Mutex<Option<Gateway>>,
     notice: Option<String>,
+    servers: server::Servers,
 }
 
 /// The application core. Cheap to clone.
@@ -222,6 +247,7 @@ impl Clawkeeper {
                 )),
                 chat: Mutex::new(None),
                 notice,
+                servers: server::Servers::default(),
             }),
         };
         app.forward_status();

@@ -13,7 +13,7 @@
 //!
 //! [`Clawkeeper`]: crate::app::Clawkeeper
 
-use crate::app::{Clawkeeper, ProviderInput};
+use crate::app::{Clawkeeper, Login, ProviderInput};
 use crate::store::ProviderKind;
 use crate::{Problem, Secret};
 use serde::{Deserialize, Serialize};
@@ -253,6 +253,40 @@ fn secret_from_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::
     String::deserialize(d).map(Secret::new)
 }
 
+fn opt_secret_from_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Option::<String>::deserialize(d).map(|o| o.filter(|s| !s.is_empty()).map(Secret::new))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServerIdParams {
+    id: String,
+}
+
+/// `server_connect`: the key file's text (and passphrase) or a one-time password arrive
+/// as secrets, written into the request line by [`Client::call_with_secrets`].
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServerConnectParams {
+    host: String,
+    #[serde(default = "ssh_port")]
+    port: u16,
+    user: String,
+    #[serde(default)]
+    name: String,
+    confirmed_fingerprint: String,
+    #[serde(default, deserialize_with = "opt_secret_from_str")]
+    key_text: Option<Secret>,
+    #[serde(default, deserialize_with = "opt_secret_from_str")]
+    passphrase: Option<Secret>,
+    #[serde(default, deserialize_with = "opt_secret_from_str")]
+    password: Option<Secret>,
+}
+
+fn ssh_port() -> u16 {
+    22
+}
+
 fn params<T: for<'de> Deserialize<'de>>(v: Value) -> Result<T, Problem> {
     serde_json::from_value(v)
         .map_err(|_| problem("ipc_bad_params", "A request had wrong arguments."))
@@ -312,6 +346,125 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
             }
             let P { run_id } = params(p)?;
             to_value(core.chat_abort(&run_id).await?)
+        }
+        _ => dispatch_server(core, method, p).await,
+    }
+}
+
+/// The person's own servers (`crate::app::server`).
+async fn dispatch_server(core: &Clawkeeper, method: &str, p: Value) -> Result<Value, Problem> {
+    match method {
+        "servers" => to_value(core.servers().await?),
+        "server_scan" => {
+            #[derive(Deserialize)]
+            struct P {
+                host: String,
+                #[serde(default = "ssh_port")]
+                port: u16,
+                user: String,
+            }
+            let P { host, port, user } = params(p)?;
+            to_value(core.server_scan(&host, port, &user).await?)
+        }
+        "server_connect" => {
+            let sp: ServerConnectParams = params(p)?;
+            let login =
+                match (sp.key_text, sp.password) {
+                    (Some(text), _) => Login::Key {
+                        text,
+                        passphrase: sp.passphrase,
+                    },
+                    (None, Some(pw)) => Login::Password(pw),
+                    (None, None) => return Err(Problem::new(
+                        "login_missing",
+                        "Say how Clawkeeper should log in the first time.",
+                        Some("Pick your private key file, or type the server's one-time password."),
+                    )),
+                };
+            to_value(
+                core.server_connect(
+                    &sp.host,
+                    sp.port,
+                    &sp.user,
+                    &sp.name,
+                    &sp.confirmed_fingerprint,
+                    login,
+                )
+                .await?,
+            )
+        }
+        "server_provision" => {
+            let ServerIdParams { id } = params(p)?;
+            to_value(core.server_provision(&id).await?)
+        }
+        "cancel_server_job" => {
+            core.cancel_server_job();
+            Ok(Value::Null)
+        }
+        "server_posture" => {
+            #[derive(Deserialize)]
+            struct P {
+                id: String,
+                #[serde(default)]
+                fix: bool,
+            }
+            let P { id, fix } = params(p)?;
+            to_value(core.server_posture(&id, fix).await?)
+        }
+        "server_delete" => {
+            let ServerIdParams { id } = params(p)?;
+            to_value(core.server_delete(&id).await?)
+        }
+        "support_issue" => {
+            #[derive(Deserialize)]
+            struct P {
+                id: String,
+                hours: u64,
+                #[serde(default)]
+                note: String,
+            }
+            let P { id, hours, note } = params(p)?;
+            to_value(core.support_issue(&id, hours, &note).await?)
+        }
+        "support_list" => {
+            let ServerIdParams { id } = params(p)?;
+            to_value(core.support_list(&id).await?)
+        }
+        "support_revoke" => {
+            #[derive(Deserialize)]
+            struct P {
+                id: String,
+                grant: String,
+            }
+            let P { id, grant } = params(p)?;
+            to_value(core.support_revoke(&id, &grant).await?)
+        }
+        "cloud_token_save" => {
+            #[derive(Deserialize)]
+            struct P {
+                #[serde(deserialize_with = "secret_from_str")]
+                token: Secret,
+            }
+            let P { token } = params(p)?;
+            to_value(core.cloud_token_save(token).await?)
+        }
+        "cloud_options" => to_value(core.cloud_options().await?),
+        "cloud_deploy" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct P {
+                #[serde(default)]
+                name: String,
+                server_type: String,
+                location: String,
+            }
+            let P {
+                name,
+                server_type,
+                location,
+            } = params(p)?;
+            let id = core.cloud_deploy(&name, &server_type, &location).await?;
+            Ok(json!({ "id": id }))
         }
         _ => Err(problem("ipc_unknown_method", "Unknown request.")),
     }
@@ -427,6 +580,44 @@ impl Client {
         );
         self.send_line(id, line).await.map(|_| ())
     }
+
+    /// Call `method` with `params` (an object) plus `secrets` as string fields written
+    /// straight into the request line (never into a `Value` that could be logged).
+    pub async fn call_with_secrets(
+        &self,
+        method: &str,
+        params: Value,
+        secrets: &[(&str, &Secret)],
+    ) -> Result<Value, Problem> {
+        let encode = || problem("ipc_encode", "A request could not be encoded.");
+        if !params.is_object() {
+            return Err(encode());
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let head = params.to_string();
+        let mut body = zeroize::Zeroizing::new(head.trim_end_matches('}').to_owned());
+        let mut first = body.as_str() == "{";
+        for (field, secret) in secrets {
+            let name = serde_json::to_string(field).map_err(|_| encode())?;
+            let value = zeroize::Zeroizing::new(
+                serde_json::to_string(secret.expose()).map_err(|_| encode())?,
+            );
+            if !first {
+                body.push(',');
+            }
+            first = false;
+            body.push_str(&name);
+            body.push(':');
+            body.push_str(&value);
+        }
+        body.push('}');
+        let method = serde_json::to_string(method).map_err(|_| encode())?;
+        let line = format!(
+            "{{\"id\":{id},\"method\":{method},\"params\":{}}}",
+            body.as_str()
+        );
+        self.send_line(id, line).await
+    }
 }
 
 #[cfg(test)]
@@ -511,6 +702,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(seen.lock().unwrap().as_ref(), Some(&key));
+
+        // Secrets added to other params, or as the only params.
+        let v = c
+            .call_with_secrets("echo", json!({"a": 1}), &[("pw", &key), ("k2", &key)])
+            .await
+            .unwrap();
+        assert_eq!(v, json!({"a": 1, "pw": key.expose(), "k2": key.expose()}));
+        let v = c
+            .call_with_secrets("echo", json!({}), &[("token", &key)])
+            .await
+            .unwrap();
+        assert_eq!(v, json!({"token": key.expose()}));
 
         // A second daemon cannot bind while this one answers.
         assert_eq!(

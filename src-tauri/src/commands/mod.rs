@@ -6,4 +6,5 @@
 pub mod chat;
 pub mod instance;
 pub mod provider;
+pub mod server;
 pub mod window;

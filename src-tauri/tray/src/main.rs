@@ -129,6 +129,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(name) = open {
         daemon.open_window(name);
     }
+    watch_servers(&core, tray.clone());
     watch_status(&core, tray);
     handle_signals(actions.clone());
     first_run_or_start(&daemon);
@@ -139,6 +140,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             Action::Status => daemon.open_window("status"),
             Action::Start => start_from_tray(&daemon),
             Action::Stop => stop_from_tray(&core),
+            Action::CheckServer => check_servers_from_tray(&core),
             Action::Quit => break,
         }
     }
@@ -247,6 +249,7 @@ async fn tray_spawn(
     use ksni::TrayMethods;
     let t = tray::Tray {
         view: TrayView::of(state),
+        server: None,
         actions,
     };
     // No StatusNotifier host yet (a desktop still starting, Xvfb): keep the item
@@ -293,6 +296,76 @@ fn watch_status(core: &Clawkeeper, tray: TrayHandle) {
             }
             if rx.changed().await.is_err() {
                 break;
+            }
+        }
+    });
+}
+
+/// The server line of the tray menu follows the server events; a safety check run with
+/// a failure raises a notification saying what failed and what to do.
+fn watch_servers(core: &Clawkeeper, tray: TrayHandle) {
+    let core = core.clone();
+    let mut rx = core.events();
+    tokio::spawn(async move {
+        let mut shown: Option<String> = None;
+        let mut refresh = true;
+        loop {
+            if refresh {
+                let line = match core.servers().await {
+                    Ok(list) => list.first().map(clawkeeper_core::app::server_summary),
+                    Err(p) => {
+                        tracing::warn!(code = %p.code, "could not list servers for the tray");
+                        shown.clone()
+                    }
+                };
+                if line != shown {
+                    #[cfg(target_os = "linux")]
+                    if let Some(t) = &tray {
+                        let l = line.clone();
+                        t.update(|tray| tray.server = l).await;
+                    }
+                    #[cfg(not(target_os = "linux"))]
+                    let _ = &tray;
+                    shown = line;
+                }
+            }
+            refresh = match rx.recv().await {
+                Ok(clawkeeper_core::app::Event::ServerChecks { id, checks, .. }) => {
+                    let name = core
+                        .servers()
+                        .await
+                        .ok()
+                        .and_then(|l| l.into_iter().find(|s| s.id == id))
+                        .map(|s| s.name)
+                        .unwrap_or_else(|| "Your server".into());
+                    if let Some(n) = notify::server_checks_failed(&name, &checks) {
+                        notify::show(n);
+                    }
+                    true
+                }
+                Ok(clawkeeper_core::app::Event::Server { .. })
+                | Ok(clawkeeper_core::app::Event::ServerRemoved { .. }) => true,
+                Ok(_) => false,
+                Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Closed) => break,
+            };
+        }
+    });
+}
+
+/// "Check server safety": read every server's checklist now (the result arrives as a
+/// `server_checks` event: the tray line and, on a failure, a notification).
+fn check_servers_from_tray(core: &Clawkeeper) {
+    let core = core.clone();
+    tokio::spawn(async move {
+        let list = match core.servers().await {
+            Ok(l) => l,
+            Err(p) => return notify::show_problem("Clawkeeper couldn't check your server", &p),
+        };
+        for s in list.iter().filter(|s| s.address.is_some()) {
+            if let Err(p) = core.server_posture(&s.id, false).await {
+                tracing::warn!(code = %p.code, server = %s.id, "server check from the tray failed");
+                notify::show_problem(&format!("Clawkeeper couldn't check {}", s.name), &p);
             }
         }
     });

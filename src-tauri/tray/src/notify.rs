@@ -58,6 +58,30 @@ impl Notifier {
     }
 }
 
+/// A server's safety checklist with failures: what failed and what to do. None when all passed.
+pub fn server_checks_failed(
+    name: &str,
+    checks: &[clawkeeper_core::app::ServerCheck],
+) -> Option<Notice> {
+    let failed: Vec<&clawkeeper_core::app::ServerCheck> =
+        checks.iter().filter(|c| c.failed()).collect();
+    let first = failed.first()?;
+    let what = match &first.detail {
+        Some(d) => format!("{}: {d}", first.label),
+        None => first.label.clone(),
+    };
+    let more = match failed.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    Some(Notice {
+        summary: format!("{name} needs attention"),
+        body: format!(
+            "A safety check failed — {what}{more}. Open Status → Your server and press \"Let OpenClaw fix what it can\", or set the server up again."
+        ),
+    })
+}
+
 fn problem_text(p: &Problem) -> String {
     match &p.hint {
         Some(h) => format!("{} {h}", p.message),
@@ -134,6 +158,33 @@ mod tests {
             Some("Your assistant is working again".into())
         );
         assert_eq!(n.on_state(&healthy()), None);
+    }
+
+    #[test]
+    fn failed_server_checks_say_what_and_what_to_do() {
+        use clawkeeper_core::app::ServerCheck;
+        let c = |id: &str, status: &str, detail: Option<&str>| ServerCheck {
+            id: id.into(),
+            label: format!("Check {id}"),
+            status: status.into(),
+            detail: detail.map(str::to_owned),
+        };
+        assert_eq!(
+            server_checks_failed("My server", &[c("a", "pass", None)]),
+            None
+        );
+        let n = server_checks_failed(
+            "My server",
+            &[
+                c("a", "pass", None),
+                c("b", "fail", Some("port 22 open to all")),
+                c("c", "fail", None),
+            ],
+        )
+        .unwrap();
+        assert_eq!(n.summary, "My server needs attention");
+        assert!(n.body.contains("Check b: port 22 open to all (and 1 more)"));
+        assert!(n.body.contains("Let OpenClaw fix what it can"));
     }
 
     #[test]

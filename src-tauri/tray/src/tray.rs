@@ -12,6 +12,8 @@ pub enum Action {
     Status,
     Start,
     Stop,
+    /// Read the server's safety checklist now.
+    CheckServer,
     Quit,
 }
 /// Which icon the tray shows.
@@ -114,6 +116,8 @@ pub fn argb32(png_bytes: &[u8]) -> Result<(i32, i32, Vec<u8>), png::DecodingErro
 /// The StatusNotifierItem: the current view and where menu clicks go.
 pub struct Tray {
     pub view: TrayView,
+    /// The person's server in words ("Server: safe", "Setting up server… 6/13"), if any.
+    pub server: Option<String>,
     pub actions: UnboundedSender<Action>,
 }
 
@@ -170,16 +174,31 @@ impl ksni::Tray for Tray {
             Toggle::Stop => self.item("Stop your assistant".into(), true, Some(Action::Stop)),
             Toggle::Busy => self.item("Stopping…".into(), false, None),
         };
-        vec![
+        let mut items = vec![
             self.item(format!("Your assistant: {}", self.view.label), false, None),
             Separator,
             self.item("Open chat".into(), true, Some(Action::OpenChat)),
             self.item("Status".into(), true, Some(Action::Status)),
             Separator,
             toggle,
+        ];
+        if let Some(server) = &self.server {
+            let busy = server.contains('…');
+            items.extend([
+                Separator,
+                self.item(server.clone(), false, None),
+                self.item(
+                    "Check server safety".into(),
+                    !busy,
+                    Some(Action::CheckServer),
+                ),
+            ]);
+        }
+        items.extend([
             Separator,
             self.item("Quit Clawkeeper".into(), true, Some(Action::Quit)),
-        ]
+        ]);
+        items
     }
 }
 
@@ -228,6 +247,7 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tray = Tray {
             view: TrayView::of(&InstanceState::Stopped),
+            server: None,
             actions: tx,
         };
         let labels_and_clicks: Vec<(String, bool)> = tray
@@ -269,6 +289,39 @@ mod tests {
         assert_eq!(tray.title(), "Clawkeeper");
         assert_eq!(tray.tool_tip().title, "Clawkeeper — Stopped");
         assert_eq!(tray.icon_pixmap().len(), 1);
+    }
+
+    #[test]
+    fn server_line_and_check_item() {
+        use ksni::Tray as _;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tray = Tray {
+            view: TrayView::of(&InstanceState::Stopped),
+            server: Some("Server: needs attention".into()),
+            actions: tx,
+        };
+        let items: Vec<(String, bool)> = tray
+            .menu()
+            .into_iter()
+            .filter_map(|m| match m {
+                ksni::MenuItem::Standard(i) => Some((i.label, i.enabled)),
+                _ => None,
+            })
+            .collect();
+        assert!(items.contains(&("Server: needs attention".to_owned(), false)));
+        assert!(items.contains(&("Check server safety".to_owned(), true)));
+        for item in tray.menu() {
+            if let ksni::MenuItem::Standard(i) = item {
+                if i.label == "Check server safety" {
+                    (i.activate)(&mut tray);
+                }
+            }
+        }
+        assert_eq!(rx.try_recv().ok(), Some(Action::CheckServer));
+        // While it is being set up, there is nothing to check yet.
+        tray.server = Some("Setting up server… 6/13".into());
+        assert!(tray.menu().into_iter().any(|m| matches!(m,
+            ksni::MenuItem::Standard(i) if i.label == "Check server safety" && !i.enabled)));
     }
 
     #[test]

@@ -251,7 +251,7 @@ pub async fn reconcile(
     Ok(out)
 }
 
-type ProgressFn<'a> = &'a mut (dyn FnMut(&Progress) + Send);
+type ProgressFn<'a> = &'a mut (dyn FnMut(&Progress) + Send + Sync);
 
 struct Run<'a> {
     client: HetznerClient,
@@ -487,7 +487,7 @@ pub async fn create_server(
     journal: &Journal,
     spec: &ServerSpec,
     cancel: tokio_util::sync::CancellationToken,
-    progress: &mut (dyn FnMut(&Progress) + Send),
+    progress: &mut (dyn FnMut(&Progress) + Send + Sync),
 ) -> Result<ServerCreated> {
     validate_instance_id(&spec.instance_id)?;
     // Refused before anything is created, not after the key and firewall.

@@ -89,7 +89,7 @@ pub async fn deploy(
     client: &HetznerClient,
     req: &DeployRequest,
     cancel: CancellationToken,
-    progress: &mut (dyn FnMut(&DeployProgress) + Send),
+    progress: &mut (dyn FnMut(&DeployProgress) + Send + Sync),
 ) -> Result<Connected> {
     cloud::validate_instance_id(&req.instance_id)?;
     let (app_key, _) = keys::app_key(vault, &req.instance_id).await?;
@@ -156,7 +156,7 @@ pub async fn deploy(
 async fn wait_for_ssh(
     target: &Target,
     cancel: &CancellationToken,
-    progress: &mut (dyn FnMut(&DeployProgress) + Send),
+    progress: &mut (dyn FnMut(&DeployProgress) + Send + Sync),
 ) -> Result<ssh::HostKey> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(250);

@@ -1,0 +1,558 @@
+//! The status window's "Your server" section, end to end with real parts: a real test host
+//! (systemd-nspawn, tests/src/testhost.rs) connected and provisioned through the real CLI
+//! binary (fast state set-up, as in deploy_cli.rs), then the real desktop app (tauri-driver
+//! → `clawkeeper-window` → the tray daemon) on the same data dir:
+//!
+//! - "Check again" reads the host's real checklist; stopping the assistant's service on the
+//!   host and checking again shows that check failed (and a desktop notification says what
+//!   failed and what to do); starting it again and checking again shows it passing.
+//! - "Give a helper access" shows the private key once (copyable box), lists the grant as
+//!   active, and the key is really in the host's authorized_keys; hiding it takes it out of
+//!   the page; Revoke removes it from the host and lists it as revoked. The private key is in
+//!   no file of the app's data dir.
+//!
+//! Screenshots: docs/screenshots/server-checklist.png, support-key.png.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use anyhow::{anyhow, bail, Context, Result};
+use clawkeeper_core::ssh::keys;
+use clawkeeper_tests::env;
+use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS};
+use clawkeeper_tests::npm_mirror::NpmMirror;
+use clawkeeper_tests::testhost::{HostOptions, TestHost};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ID: &str = "server";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn tauri_driver() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(h) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(h).join("bin"));
+    }
+    dirs.push(PathBuf::from("/root/.cargo/bin"));
+    dirs.into_iter()
+        .map(|d| d.join("tauri-driver"))
+        .find(|p| p.is_file())
+}
+
+fn cli(home: &Path, registry: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env::bin("clawkeeper-cli"))
+        .args(args)
+        .env("CLAWKEEPER_HOME", home)
+        .env("CLAWKEEPER_NPM_REGISTRY", registry)
+        .env("CLAWKEEPER_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "clawkeeper-cli {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The tray daemon, the window process and tauri-driver go when the test ends, passing or not.
+struct Procs {
+    driver: Option<Child>,
+    home: PathBuf,
+    monitor: Option<Child>,
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(self.home.join("clawkeeper.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            kill(pid, "-TERM");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        for c in [self.driver.take(), self.monitor.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut c = c;
+            kill(c.id(), "-TERM");
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match probe().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            return Err(anyhow!(
+                "timed out after {timeout:?} waiting for {what}{}",
+                last_err
+                    .map(|e| format!(" (last error: {e:#})"))
+                    .unwrap_or_default()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn displayed(c: &Client, css: &str) -> Result<Option<Element>> {
+    match c.find(Locator::Css(css)).await {
+        Ok(e) if e.is_displayed().await? => Ok(Some(e)),
+        Ok(_) => Ok(None),
+        Err(e) if e.is_no_such_element() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn js(c: &Client, script: &str) -> Result<String> {
+    let v = c.execute(script, vec![]).await?;
+    Ok(match v {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
+async fn click(c: &Client, css: &str) -> Result<()> {
+    let el = wait_until(&format!("`{css}`"), Duration::from_secs(20), || {
+        displayed(c, css)
+    })
+    .await?;
+    el.click().await?;
+    Ok(())
+}
+
+async fn screenshot(c: &Client, name: &str) -> Result<()> {
+    let _ = c
+        .execute(
+            "return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
+            vec![],
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let png = c.screenshot().await?;
+    let dir = workspace_root().join("docs/screenshots");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(name), png)?;
+    eprintln!("screenshot: docs/screenshots/{name}");
+    Ok(())
+}
+
+/// The checklist as the page shows it: (check id, status) per item.
+async fn page_checks(c: &Client) -> Result<Vec<(String, String)>> {
+    let v = c
+        .execute(
+            "return [...document.querySelectorAll('#server-checks li.check')].map(li => [li.dataset.checkId, li.dataset.status])",
+            vec![],
+        )
+        .await?;
+    Ok(serde_json::from_value(v)?)
+}
+
+async fn checked_at(c: &Client) -> Result<String> {
+    js(
+        c,
+        "const e = document.getElementById('server-checks'); return e ? e.dataset.checkedAt : ''",
+    )
+    .await
+}
+
+/// Press "Check again" and wait for a newer checklist than the one shown.
+async fn check_again(c: &Client) -> Result<Vec<(String, String)>> {
+    let before = checked_at(c).await?;
+    click(c, "#server-recheck").await?;
+    wait_until("a new checklist", Duration::from_secs(90), || async {
+        let err = js(
+            c,
+            "return [...document.querySelectorAll('#server-section .error-panel')].map(e => e.innerText).join('\\n')",
+        )
+        .await?;
+        if !err.trim().is_empty() {
+            bail!("the server section shows an error: {err}");
+        }
+        let now = checked_at(c).await?;
+        Ok((!now.is_empty() && now != before).then_some(()))
+    })
+    .await?;
+    page_checks(c).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_server_checklist_and_support_keys() -> Result<()> {
+    if !env::isolated() || std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
+        eprintln!("SKIPPED: needs scripts/test.sh (test hosts, npm mirror, keychain, display)");
+        return Ok(());
+    }
+    let Some(driver_bin) = tauri_driver() else {
+        eprintln!(
+            "SKIPPED: tauri-driver not found (cargo install tauri-driver --version ^2 --locked)"
+        );
+        return Ok(());
+    };
+    let app_exe = env::bin("clawkeeper-window");
+    if !app_exe.is_file() {
+        bail!("build the app first: cargo build -p clawkeeper-window -p clawkeeper-tray-daemon");
+    }
+    let started = Instant::now();
+
+    // ---------- a real host, connected and set up through the CLI ----------
+    let person = keys::generate_ed25519("person@laptop")?;
+    let host = TestHost::boot(HostOptions::with_key(keys::public_line(
+        person.public_key(),
+    )?))
+    .await?;
+    let gw_ip = host.gateway_addr();
+    let mirror = NpmMirror::start_from_env((gw_ip, 0).into()).await?;
+    let provider_key = "sk-e2e-server-provider-key-5d1e";
+    let model = ContractFakeModel::start_on(
+        (gw_ip, 0).into(),
+        provider_key.into(),
+        DEFAULT_MODEL_IDS.iter().map(|s| (*s).to_owned()).collect(),
+    )
+    .await?;
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("clawkeeper-home");
+    let registry = mirror.url();
+    let key_file = tmp.path().join("id_person");
+    std::fs::write(&key_file, keys::to_openssh(&person)?.expose())?;
+    let addr = host.addr().to_string();
+    let fp = host.host_key_fingerprint_sha256()?;
+    cli(
+        &home,
+        &registry,
+        &[
+            "connect",
+            "--host",
+            &addr,
+            "--id",
+            ID,
+            "--key-file",
+            key_file.to_str().unwrap(),
+            "--fingerprint",
+            &fp,
+        ],
+        None,
+    );
+    cli(
+        &home,
+        &registry,
+        &[
+            "provider",
+            "--kind",
+            "openai-compatible",
+            "--base-url",
+            &model.base_url(),
+            "--model",
+            DEFAULT_MODEL_IDS[0],
+        ],
+        Some(provider_key),
+    );
+    cli(&home, &registry, &["provision", "--id", ID], None);
+    eprintln!(
+        "host connected and set up after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // ---------- the app on the same data dir, status window ----------
+    let monitor_log = tmp.path().join("notifications.log");
+    let monitor = Command::new("dbus-monitor")
+        .args(["--session", "interface='org.freedesktop.Notifications'"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&monitor_log)?)
+        .stderr(Stdio::null())
+        .spawn()
+        .ok();
+    let log = tmp.path().join("app.log");
+    let log_file = std::fs::File::create(&log)?;
+    let (driver_port, native_port) = (env::free_port(), env::free_port());
+    let mut driver_cmd = Command::new(&driver_bin);
+    driver_cmd
+        .args([
+            "--port",
+            &driver_port.to_string(),
+            "--native-port",
+            &native_port.to_string(),
+        ])
+        .env("CLAWKEEPER_HOME", &home)
+        .env("CLAWKEEPER_NPM_REGISTRY", &registry)
+        .env("CLAWKEEPER_PORT", env::free_port().to_string())
+        .env("CLAWKEEPER_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
+    if let Some(rt) = env::test_runtime() {
+        driver_cmd.env("CLAWKEEPER_RUNTIME_DIR", rt);
+    }
+    let procs = Procs {
+        driver: Some(driver_cmd.spawn().context("starting tauri-driver")?),
+        home: home.clone(),
+        monitor,
+    };
+    wait_until("tauri-driver", Duration::from_secs(20), || async {
+        Ok(std::net::TcpStream::connect(("127.0.0.1", driver_port))
+            .ok()
+            .map(|_| ()))
+    })
+    .await?;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "tauri:options".into(),
+        json!({ "application": app_exe.to_string_lossy(), "args": ["--open", "status"] }),
+    );
+    let c = ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .context("creating a WebDriver session")?;
+
+    let result = drive(&c, &host, &home, &monitor_log).await;
+    if result.is_err() {
+        let _ = screenshot(&c, "failure-server.png").await;
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            eprintln!("--- app / driver log (last lines) ---");
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+    let t = Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(10), c.close()).await;
+    drop(procs);
+    host.stop().await;
+    eprintln!("teardown in {:.0} s", t.elapsed().as_secs_f64());
+    eprintln!("done after {:.0} s", started.elapsed().as_secs_f64());
+    result
+}
+
+async fn drive(c: &Client, host: &TestHost, home: &Path, monitor_log: &Path) -> Result<()> {
+    // The status window: find it among the windows the app opened.
+    wait_until("the status window", Duration::from_secs(60), || async {
+        for w in c.windows().await? {
+            c.switch_to_window(w).await?;
+            if c.title().await?.contains("Status") {
+                return Ok(Some(()));
+            }
+        }
+        Ok(None)
+    })
+    .await?;
+    wait_until("the server section", Duration::from_secs(30), || {
+        displayed(c, "#server-recheck")
+    })
+    .await?;
+    let state = js(
+        c,
+        "return document.querySelector('[data-testid=server-state]').innerText",
+    )
+    .await?;
+    // Set up through the CLI: the app hasn't read the checklist itself yet.
+    assert_eq!(state, "Not checked yet");
+
+    // ---------- the real checklist ----------
+    let checks = check_again(c).await?;
+    assert!(checks.len() >= 6, "too few checks: {checks:?}");
+    let failed: Vec<_> = checks.iter().filter(|(_, s)| s != "pass").collect();
+    assert!(failed.is_empty(), "checks not passing: {failed:?}");
+    let ids: Vec<&str> = checks.iter().map(|(id, _)| id.as_str()).collect();
+    for want in [
+        "gateway_loopback",
+        "gateway_running",
+        "ssh_keys_only",
+        "firewall",
+    ] {
+        assert!(ids.contains(&want), "no {want} check in {ids:?}");
+    }
+    let state = js(
+        c,
+        "return document.querySelector('[data-testid=server-state]').innerText",
+    )
+    .await?;
+    assert_eq!(state, "Safe");
+    c.execute(
+        "document.getElementById('server-section').scrollIntoView()",
+        vec![],
+    )
+    .await?;
+    screenshot(c, "server-checklist.png").await?;
+    let t = Instant::now();
+
+    // Check again really re-reads the host: stop the assistant there, and it shows.
+    host.inspect_ok("systemctl stop clawkeeper-gateway.service")
+        .await?;
+    let checks = check_again(c).await?;
+    assert!(
+        checks
+            .iter()
+            .any(|(id, s)| id == "gateway_running" && s == "fail"),
+        "stopping the service didn't show: {checks:?}"
+    );
+    let state = js(
+        c,
+        "return document.querySelector('[data-testid=server-state]').innerText",
+    )
+    .await?;
+    assert_eq!(state, "Needs attention");
+    if std::fs::metadata(monitor_log).is_ok() {
+        wait_until("the notification", Duration::from_secs(15), || async {
+            let log = std::fs::read_to_string(monitor_log).unwrap_or_default();
+            Ok((log.contains("My server needs attention")
+                && log.contains("Let OpenClaw fix what it can"))
+            .then_some(()))
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "notifications on the bus:\n{}",
+                std::fs::read_to_string(monitor_log).unwrap_or_default()
+            )
+        })?;
+    }
+    host.inspect_ok("systemctl start clawkeeper-gateway.service")
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let checks = check_again(c).await?;
+        if checks.iter().all(|(_, s)| s == "pass") {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the checks did not pass again after starting the service: {checks:?}");
+        }
+    }
+
+    eprintln!(
+        "check again: fail and recover in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // ---------- support access ----------
+    let t = Instant::now();
+    click(c, "#support summary").await?;
+    let note = wait_until("the note field", Duration::from_secs(10), || {
+        displayed(c, "#support-note")
+    })
+    .await?;
+    note.send_keys("Alex from the repair shop").await?;
+    click(c, "#support-issue").await?;
+    let key = wait_until("the support key", Duration::from_secs(60), || async {
+        let err = js(
+            c,
+            "return [...document.querySelectorAll('#support .error-panel')].map(e => e.innerText).join('\\n')",
+        )
+        .await?;
+        if !err.trim().is_empty() {
+            bail!("issuing failed: {err}");
+        }
+        let v = js(
+            c,
+            "const e = document.getElementById('support-key'); return e ? e.value : ''",
+        )
+        .await?;
+        Ok(v.contains("BEGIN OPENSSH PRIVATE KEY").then_some(v))
+    })
+    .await?;
+    let grant = wait_until("the grant in the list", Duration::from_secs(30), || async {
+        let v = c
+            .execute(
+                "return [...document.querySelectorAll('#support-list li.grant')].map(li => [li.dataset.grant, li.dataset.state, li.innerText])",
+                vec![],
+            )
+            .await?;
+        let rows: Vec<(String, String, String)> = serde_json::from_value(v)?;
+        Ok(rows
+            .into_iter()
+            .find(|(_, st, text)| st == "active" && text.contains("Alex from the repair shop")))
+    })
+    .await?;
+    let grant_id = grant.0;
+    screenshot(c, "support-key.png").await?;
+    let ak = host.inspect_ok("cat /root/.ssh/authorized_keys").await?;
+    assert!(
+        ak.contains(&format!("clawkeeper-support-{grant_id}")),
+        "the support key is not on the server: {ak}"
+    );
+    // Shown once: kept nowhere by the app.
+    let key_body: String = key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .concat();
+    // A piece from the middle: the start of every OpenSSH key looks the same.
+    let piece = &key_body[key_body.len() / 2..key_body.len() / 2 + 40];
+    let hits = clawkeeper_tests::scan::files_containing(home, &[piece]);
+    assert!(hits.is_empty(), "the helper's key is in files: {hits:?}");
+    click(c, "#support-key-hide").await?;
+    let dom = js(c, "return document.documentElement.outerHTML").await?;
+    assert!(!dom.contains(piece), "the key is still in the page");
+
+    click(c, &format!("button[data-grant='{grant_id}']")).await?;
+    wait_until("the grant to show revoked", Duration::from_secs(60), || async {
+        let st = js(
+            c,
+            &format!(
+                "const li = document.querySelector(\"#support-list li[data-grant='{grant_id}']\"); return li ? li.dataset.state : ''"
+            ),
+        )
+        .await?;
+        Ok((st == "revoked").then_some(()))
+    })
+    .await?;
+    eprintln!(
+        "support issue + revoke in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    let ak = host.inspect_ok("cat /root/.ssh/authorized_keys").await?;
+    assert!(
+        !ak.contains(&format!("clawkeeper-support-{grant_id}")),
+        "the revoked key is still on the server"
+    );
+    Ok(())
+}
