@@ -461,7 +461,7 @@ function renderDetails(s: ServerInfo): HTMLElement {
           ]
         : [
             "On this computer: the server's confirmed identity, Clawkeeper's key for it and its assistant's password in your keychain.",
-            "Support keys that still work are taken back on the server.",
+            "On the server: support keys that still work, and Clawkeeper's own key (so Clawkeeper can no longer log in there).",
             "The server itself and everything on it stay as they are (the assistant keeps running there).",
           ];
     const yes = button(s.kind === "cloud" ? "Delete for good" : "Remove it", "btn-danger btn-small", {

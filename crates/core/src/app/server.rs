@@ -926,18 +926,27 @@ impl Clawkeeper {
                 .map_err(|e| problem(&e))?;
             removed.extend(gone.iter().map(|r| format!("At Hetzner: {r}")));
         } else {
-            // Take back support keys that still work (best effort: the server may be gone).
+            // On the server (best effort: it may be gone): take back support keys that
+            // still work, then Clawkeeper's own key, so no access of ours is left there.
             let grants = support::list(store, None, id).await.unwrap_or_default();
             let now = time::OffsetDateTime::now_utc();
             let active: Vec<_> = grants.iter().filter(|g| g.active(now)).collect();
-            if !active.is_empty() {
-                if let Ok(s) = srv::open_session(store, vault, id).await {
+            match srv::open_session(store, vault, id).await {
+                Ok(s) => {
                     for g in active {
                         if support::revoke(store, &s, id, &g.id).await.is_ok() {
                             removed.push(format!("Support key {} revoked on the server", g.id));
                         }
                     }
+                    if srv::connect::remove_app_key(&s, id).await.is_ok() {
+                        removed
+                            .push("On the server: Clawkeeper's key (from authorized_keys)".into());
+                    }
                     s.close().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "server unreachable while removing it");
+                    removed.push("The server could not be reached: Clawkeeper's key stays in its authorized_keys, but its private half is deleted below, so nobody can use it".into());
                 }
             }
             hosts::forget(store, id).await.map_err(|e| problem(&e))?;

@@ -205,6 +205,36 @@ grep -qxF -- {line} "$f"
     Ok(())
 }
 
+/// Remove the app's own key line (comment `clawkeeper-<instance>`) from the login user's
+/// `authorized_keys` — when the person removes the server from Clawkeeper.
+pub async fn remove_app_key(session: &Session, instance_id: &str) -> ssh::Result<()> {
+    let tag = shell_quote(&format!(" {}", keys::app_key_comment(instance_id)));
+    let script = format!(
+        r#"set -eu
+f="$HOME/.ssh/authorized_keys"
+[ -f "$f" ] || exit 0
+tmp="$(mktemp "$HOME/.ssh/.authorized_keys.XXXXXX")"
+grep -v -F -- {tag} "$f" > "$tmp" || true
+chmod 600 "$tmp"
+mv "$tmp" "$f"
+"#
+    );
+    let out = session
+        .run("sh -s", Some(script.as_bytes()))
+        .await
+        .map_err(|e| ssh::Error::Session {
+            target: session.target().to_string(),
+            reason: e.to_string(),
+        })?;
+    if !out.success() {
+        return Err(ssh::Error::Session {
+            target: session.target().to_string(),
+            reason: format!("couldn't remove Clawkeeper's key: {}", out.tail(3)),
+        });
+    }
+    Ok(())
+}
+
 /// A session to an adopted server: its pinned host key and the app's key from the keychain.
 pub async fn open_session(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Result<Session> {
     let rec = hosts::get(store, instance_id)
