@@ -24,7 +24,7 @@ ck_install_openclaw_runtime "$CARGO_TARGET_DIR/release/clawkeeper-cli"
 cmds=()
 [[ "$what" == chat || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench chat 20")
 [[ "$what" == app || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench app")
-[[ "$what" == deploy || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench deploy 5")
+[[ "$what" == deploy || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench deploy 5 3")
 ((${#cmds[@]})) || die "usage: scripts/bench.sh [chat|app|deploy|all]"
 
 if [[ "$what" == deploy || "$what" == all ]]; then

@@ -5,10 +5,12 @@
 //!   clawkeeper-bench app        the release app: cold start of the tray daemon to tray ready,
 //!                               RSS tray-only (the daemon alone) and with the chat window
 //!                               (daemon + window process trees), idle CPU over 60 s
-//!   clawkeeper-bench deploy [N] deploy overhead against the Hetzner contract fake (N rounds
-//!                               of deploy + delete on fresh test hosts), then provisioning
-//!                               of fresh test hosts over russh vs the system's `ssh`
-//!                               (the same step scripts), fresh and re-run
+//!   clawkeeper-bench deploy [N] [P]
+//!                               deploy overhead against the Hetzner contract fake (N rounds
+//!                               of deploy + delete on fresh test hosts; 0 skips it), then
+//!                               P rounds of provisioning fresh test hosts over russh vs the
+//!                               system's `ssh` (the same step scripts), fresh and re-run,
+//!                               the three transports interleaved
 //!
 //! Run through `scripts/bench.sh`, which provides the isolated environment (loopback-only
 //! network namespace, D-Bus session, unlocked keyring, Xvfb) and the release build.
@@ -51,8 +53,15 @@ async fn main() -> Result<()> {
     match args.next().as_deref() {
         Some("chat") => chat(args.next().and_then(|n| n.parse().ok()).unwrap_or(20)).await,
         Some("app") => app().await,
-        Some("deploy") => deploy(args.next().and_then(|n| n.parse().ok()).unwrap_or(5)).await,
-        _ => bail!("usage: clawkeeper-bench chat [N] | app | deploy [N]"),
+        Some("deploy") => {
+            let rounds = args.next().and_then(|n| n.parse().ok()).unwrap_or(5);
+            deploy(
+                rounds,
+                args.next().and_then(|n| n.parse().ok()).unwrap_or(2),
+            )
+            .await
+        }
+        _ => bail!("usage: clawkeeper-bench chat [N] | app | deploy [N] [P]"),
     }
 }
 
@@ -474,7 +483,7 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-async fn deploy(rounds: usize) -> Result<()> {
+async fn deploy(rounds: usize, prov_rounds: usize) -> Result<()> {
     ensure!(
         env::isolated(),
         "needs scripts/bench.sh's environment (keychain, test hosts, npm mirror)"
@@ -488,8 +497,12 @@ async fn deploy(rounds: usize) -> Result<()> {
     );
     std::env::set_var("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"));
     println!("load average at start: {}", loadavg());
-    deploy_overhead(rounds).await?;
-    provisioning().await?;
+    if rounds > 0 {
+        deploy_overhead(rounds).await?;
+    }
+    if prov_rounds > 0 {
+        provisioning(prov_rounds).await?;
+    }
     println!("load average at end: {}", loadavg());
     Ok(())
 }
@@ -826,7 +839,59 @@ fn warm(dir: &Path) -> Result<u64> {
     Ok(bytes)
 }
 
-async fn provisioning() -> Result<()> {
+fn pick_run(p: &Pair, second: bool) -> &ProvRun {
+    if second {
+        &p.1
+    } else {
+        &p.0
+    }
+}
+
+const TRANSPORTS: [&str; 3] = ["russh", "openssh mux", "ssh/command"];
+
+type Pair = (ProvRun, ProvRun, f64);
+
+/// Provision `host` (fresh, then again) over transport `kind` (an index of [`TRANSPORTS`]),
+/// logging in with `key_path`.
+async fn run_transport(kind: usize, host: &TestHost, key_path: &Path) -> Result<Pair> {
+    let target = format!("root@{}", host.addr());
+    match kind {
+        // russh: the app's own session (connected before the clock starts).
+        0 => {
+            let target = Target::new(host.addr().to_string(), 22, "root");
+            let host_key = ssh::scan_host_key(&target).await?;
+            ensure!(host_key.fingerprint == host.host_key_fingerprint_sha256()?);
+            let private =
+                keys::parse_private(&Secret::new(std::fs::read_to_string(key_path)?), None)?;
+            let session =
+                Session::connect(&target, &host_key, &Auth::Key(Arc::new(private))).await?;
+            let r = Box::pin(provision_twice(&session, host, "russh", None)).await;
+            session.close().await;
+            r
+        }
+        // OpenSSH, one multiplexed connection (ControlMaster), opened before the clock
+        // starts, like the russh session.
+        1 => {
+            let remote = SshCliRemote::new(&target, key_path)?;
+            ensure!(remote.run("true", None).await?.success());
+            Box::pin(provision_twice(&remote, host, "openssh-mux", None)).await
+        }
+        // OpenSSH, a new connection per command (a plain script). Its own firewall would
+        // drop it after 10 new connections a minute, so this host's limit is 600.
+        _ => {
+            let remote = SshCliRemote::unmultiplexed(&target, key_path)?;
+            Box::pin(provision_twice(
+                &remote,
+                host,
+                "openssh-per-command",
+                Some(600),
+            ))
+            .await
+        }
+    }
+}
+
+async fn provisioning(rounds: usize) -> Result<()> {
     let mirror_dir = clawkeeper_tests::npm_mirror::dir_from_env()?;
     let warmed = warm(&mirror_dir)?;
     let keydir = tempfile::tempdir()?;
@@ -847,112 +912,93 @@ async fn provisioning() -> Result<()> {
     ensure!(keygen.success(), "ssh-keygen failed");
     let public = std::fs::read_to_string(keydir.path().join("id_ed25519.pub"))?;
     let opts = HostOptions::with_key(public.trim());
-    let (russh_host, mux_host, plain_host) = tokio::try_join!(
-        TestHost::boot(opts.clone()),
-        TestHost::boot(opts.clone()),
-        TestHost::boot(opts)
-    )?;
-    // Let the hosts finish booting (units after sshd) before anything is timed.
-    tokio::time::sleep(Duration::from_secs(5)).await;
     println!(
         "provisioning fresh test hosts (Node, npm and OpenClaw from the local npm mirror, \
-         {:.0} MB, read once beforehand), then again on the provisioned host:",
+         {:.0} MB, read once beforehand), then again on the provisioned host; {rounds} rounds, \
+         the transports in rotating order, one run at a time:",
         warmed as f64 / 1e6
     );
+    let mut results: Vec<Vec<Pair>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        let hosts = tokio::try_join!(
+            TestHost::boot(opts.clone()),
+            TestHost::boot(opts.clone()),
+            TestHost::boot(opts.clone())
+        )?;
+        let mut hosts = [Some(hosts.0), Some(hosts.1), Some(hosts.2)];
+        // Let the hosts finish booting (units after sshd) before anything is timed.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for k in 0..TRANSPORTS.len() {
+            let kind = (k + round) % TRANSPORTS.len();
+            let host = hosts[kind].take().context("host used twice")?;
+            println!("  round {round}, load average {}:", loadavg());
+            let pair = Box::pin(run_transport(kind, &host, &key_path)).await?;
+            host.stop().await;
+            results[kind].push(pair);
+        }
+    }
 
-    // 1. russh: the app's own session (connected before the clock starts).
-    let target = Target::new(russh_host.addr().to_string(), 22, "root");
-    let host_key = ssh::scan_host_key(&target).await?;
-    ensure!(host_key.fingerprint == russh_host.host_key_fingerprint_sha256()?);
-    let private = keys::parse_private(&Secret::new(std::fs::read_to_string(&key_path)?), None)?;
-    let session = Session::connect(&target, &host_key, &Auth::Key(Arc::new(private))).await?;
-    let russh = Box::pin(provision_twice(&session, &russh_host, "russh", None)).await?;
-    session.close().await;
-    russh_host.stop().await;
-
-    // 2. OpenSSH, one multiplexed connection (ControlMaster), opened before the clock
-    //    starts, like the russh session.
-    let mux_remote = SshCliRemote::new(&format!("root@{}", mux_host.addr()), &key_path)?;
-    ensure!(mux_remote.run("true", None).await?.success());
-    let mux = Box::pin(provision_twice(&mux_remote, &mux_host, "openssh-mux", None)).await?;
-    drop(mux_remote);
-    mux_host.stop().await;
-
-    // 3. OpenSSH, a new connection per command (a plain script). Its own firewall would
-    //    drop it after 10 new connections a minute, so this host's limit is 600.
-    let plain_remote =
-        SshCliRemote::unmultiplexed(&format!("root@{}", plain_host.addr()), &key_path)?;
-    let plain = Box::pin(provision_twice(
-        &plain_remote,
-        &plain_host,
-        "openssh-per-command",
-        Some(600),
-    ))
-    .await?;
-    plain_host.stop().await;
-
-    let variants = [
-        ("russh", &russh),
-        ("openssh mux", &mux),
-        ("ssh/command", &plain),
-    ];
-    for (pass, pick) in [
-        (
-            "fresh host",
-            (|v: &(ProvRun, ProvRun, f64)| &v.0) as fn(&_) -> &ProvRun,
-        ),
-        (
-            "re-run (already provisioned)",
-            |v: &(ProvRun, ProvRun, f64)| &v.1,
-        ),
+    let cols = |f: &dyn Fn(&Pair) -> f64| -> [(f64, f64, f64); 3] {
+        [0, 1, 2].map(|k| median_min_max(&results[k].iter().map(f).collect::<Vec<_>>()))
+    };
+    for (pass, second) in [
+        ("fresh host", false),
+        ("re-run (already provisioned)", true),
     ] {
-        println!("  {pass}, per step in ms:");
+        println!("  {pass}, median per step in ms over {rounds} rounds:");
         println!(
             "    {:<16}{:>12}{:>14}{:>14}",
-            "step", variants[0].0, variants[1].0, variants[2].0
+            "step", TRANSPORTS[0], TRANSPORTS[1], TRANSPORTS[2]
         );
-        let first = pick(variants[0].1);
-        for (i, (id, _)) in first.steps.iter().enumerate() {
-            let cell = |v: &(ProvRun, ProvRun, f64)| {
-                pick(v)
+        let row = |name: &str, f: &dyn Fn(&Pair) -> f64| {
+            let c = cols(f);
+            println!(
+                "    {name:<16}{:>12.0}{:>14.0}{:>14.0}",
+                c[0].0, c[1].0, c[2].0
+            );
+        };
+        let ids: Vec<&'static str> = results[0]
+            .first()
+            .map(|p| {
+                pick_run(p, second)
+                    .steps
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (i, id) in ids.iter().enumerate() {
+            row(id, &|p| {
+                pick_run(p, second)
                     .steps
                     .get(i)
                     .map(|(_, d)| ms(*d))
                     .unwrap_or(f64::NAN)
-            };
+            });
+        }
+        row("posture checks", &|p| ms(pick_run(p, second).posture()));
+        row("commands", &|p| pick_run(p, second).commands as f64);
+        let total = cols(&|p| pick_run(p, second).total.as_secs_f64());
+        for (k, (m, lo, hi)) in total.iter().enumerate() {
             println!(
-                "    {id:<16}{:>12.0}{:>14.0}{:>14.0}",
-                cell(variants[0].1),
-                cell(variants[1].1),
-                cell(variants[2].1)
+                "    TOTAL {:<12} median {m:6.1} s  (min {lo:.1}, max {hi:.1})",
+                TRANSPORTS[k]
             );
         }
-        let row = |name: &str, f: &dyn Fn(&ProvRun) -> f64| {
-            println!(
-                "    {name:<16}{:>12.0}{:>14.0}{:>14.0}",
-                f(pick(variants[0].1)),
-                f(pick(variants[1].1)),
-                f(pick(variants[2].1))
-            );
-        };
-        row("posture checks", &|r| ms(r.posture()));
-        row("TOTAL", &|r| ms(r.total));
-        row("commands", &|r| r.commands as f64);
-        let (r, m, p) = (
-            pick(variants[0].1).total.as_secs_f64(),
-            pick(variants[1].1).total.as_secs_f64(),
-            pick(variants[2].1).total.as_secs_f64(),
-        );
         println!(
-            "    ratio russh/openssh: {:.3} (multiplexed), {:.3} (ssh per command)",
-            r / m,
-            r / p
+            "    ratio russh/openssh, median: {:.3} (multiplexed), {:.3} (ssh per command); \
+             min: {:.3}, {:.3}",
+            total[0].0 / total[1].0,
+            total[0].0 / total[2].0,
+            total[0].1 / total[1].1,
+            total[0].1 / total[2].1
         );
     }
+    let rtt = cols(&|p| p.2);
     println!(
-        "  `true` round trip, median of 20 on the provisioned host: russh {:.1} ms, \
-         openssh mux {:.1} ms, ssh per command {:.1} ms",
-        russh.2, mux.2, plain.2
+        "  `true` round trip on a provisioned host (median of 20, median over rounds): \
+         russh {:.1} ms, openssh mux {:.1} ms, ssh per command {:.1} ms",
+        rtt[0].0, rtt[1].0, rtt[2].0
     );
     Ok(())
 }
