@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks of BENCHMARKS.md: scripts/bench.sh [chat|app|all]
+# The benchmarks of BENCHMARKS.md: scripts/bench.sh [chat|app|deploy|all]
 # Release builds, run in the same isolated environment as the tests (loopback-only
 # network namespace, D-Bus session, unlocked keyring, Xvfb). Prints numbers and ratios.
 set -euo pipefail
@@ -24,7 +24,18 @@ ck_install_openclaw_runtime "$CARGO_TARGET_DIR/release/clawkeeper-cli"
 cmds=()
 [[ "$what" == chat || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench chat 20")
 [[ "$what" == app || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench app")
-((${#cmds[@]})) || die "usage: scripts/bench.sh [chat|app|all]"
+[[ "$what" == deploy || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench deploy 5 3")
+((${#cmds[@]})) || die "usage: scripts/bench.sh [chat|app|deploy|all]"
+
+if [[ "$what" == deploy || "$what" == all ]]; then
+  # Built (once, cached) outside the sandbox: they need the Debian mirror and the npm registry.
+  step "Provisioning test host image (scripts/testhost-image.sh)"
+  CLAWKEEPER_TESTHOST_IMAGE="$(bash "$CK_ROOT/scripts/testhost-image.sh")"
+  export CLAWKEEPER_TESTHOST_IMAGE
+  step "Offline npm registry for the test hosts (scripts/npm-mirror.sh)"
+  CLAWKEEPER_NPM_MIRROR="$(bash "$CK_ROOT/scripts/npm-mirror.sh")"
+  export CLAWKEEPER_NPM_MIRROR
+fi
 
 step "Machine"
 info "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)"

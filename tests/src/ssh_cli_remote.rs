@@ -2,6 +2,8 @@
 //! throwaway test host before the real russh session exists. One multiplexed connection
 //! (ControlMaster) serves every command: the provisioned firewall rate-limits new SSH
 //! connections per source, as it should. Host keys are not checked (throwaway hosts only).
+//! [`SshCliRemote::unmultiplexed`] makes a new connection per command instead (what a naive
+//! script does; the benchmark's baseline), so it needs a looser SSH rate limit.
 
 use clawkeeper_core::remote::{self, Output, Remote};
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ pub struct SshCliRemote {
     target: String,
     key: PathBuf,
     control_dir: tempfile::TempDir,
+    multiplex: bool,
 }
 
 impl SshCliRemote {
@@ -21,43 +24,54 @@ impl SshCliRemote {
             target: target.to_owned(),
             key: key.to_owned(),
             control_dir: tempfile::tempdir()?,
+            multiplex: true,
         })
+    }
+
+    /// Like [`Self::new`], but every command is a new `ssh` connection (key exchange and
+    /// login each time), as in a plain shell script.
+    pub fn unmultiplexed(target: &str, key: &Path) -> std::io::Result<Self> {
+        let mut remote = Self::new(target, key)?;
+        remote.multiplex = false;
+        Ok(remote)
     }
 
     fn command(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new("/usr/bin/ssh");
-        cmd.arg("-i")
-            .arg(&self.key)
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "ServerAliveInterval=15",
-                "-o",
-                "ControlMaster=auto",
-                "-o",
-                "ControlPersist=120",
-            ])
-            .arg("-o")
-            .arg(format!(
-                "ControlPath={}/cm-%C",
-                self.control_dir.path().display()
-            ))
-            .arg(&self.target);
+        cmd.arg("-i").arg(&self.key).args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=15",
+        ]);
+        if self.multiplex {
+            cmd.args(["-o", "ControlMaster=auto", "-o", "ControlPersist=120"])
+                .arg("-o")
+                .arg(format!(
+                    "ControlPath={}/cm-%C",
+                    self.control_dir.path().display()
+                ));
+        } else {
+            cmd.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"]);
+        }
+        cmd.arg(&self.target);
         cmd
     }
 }
 
 impl Drop for SshCliRemote {
     fn drop(&mut self) {
+        if !self.multiplex {
+            return;
+        }
         // Close the master connection (best effort).
         let _ = std::process::Command::new("/usr/bin/ssh")
             .arg("-o")

@@ -5,23 +5,47 @@
 //!   clawkeeper-bench app        the release app: cold start of the tray daemon to tray ready,
 //!                               RSS tray-only (the daemon alone) and with the chat window
 //!                               (daemon + window process trees), idle CPU over 60 s
+//!   clawkeeper-bench deploy [N] [P]
+//!                               deploy overhead against the Hetzner contract fake (N rounds
+//!                               of deploy + delete on fresh test hosts; 0 skips it), then
+//!                               P rounds of provisioning fresh test hosts over russh vs the
+//!                               system's `ssh` (the same step scripts), fresh and re-run,
+//!                               the three transports interleaved
 //!
 //! Run through `scripts/bench.sh`, which provides the isolated environment (loopback-only
 //! network namespace, D-Bus session, unlocked keyring, Xvfb) and the release build.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use clawkeeper_core::app::{Clawkeeper, ProviderInput};
+use clawkeeper_core::cloud::deploy::Progress as CloudProgress;
+use clawkeeper_core::cloud::hetzner::{HetznerClient, RetryPolicy};
 use clawkeeper_core::local::process::process_tree;
 use clawkeeper_core::local::supervisor::Policy;
+use clawkeeper_core::local::verify::CheckStatus;
 use clawkeeper_core::paths::Paths;
-use clawkeeper_core::store::ProviderKind;
-use clawkeeper_core::Secret;
+use clawkeeper_core::provision::{
+    self, sources::PackageSources, steps::ProvisionSpec, ModelEndpoint, ProvisionSecrets,
+};
+use clawkeeper_core::remote::{self, Output, Remote};
+use clawkeeper_core::server::deploy::{self as server_deploy, DeployProgress, DeployRequest};
+use clawkeeper_core::ssh::{self, keys, Auth, Session, Target};
+use clawkeeper_core::store::{ProviderKind, Store};
+use clawkeeper_core::vault::Vault;
+use clawkeeper_core::{Secret, UserFacing};
 use clawkeeper_tests::env;
-use clawkeeper_tests::fake_model::ContractFakeModel;
+use clawkeeper_tests::fake_hetzner::{BootHook, ContractFakeHetzner, FakeHetznerConfig};
+use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS};
+use clawkeeper_tests::npm_mirror::NpmMirror;
+use clawkeeper_tests::ssh_cli_remote::SshCliRemote;
+use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -29,7 +53,15 @@ async fn main() -> Result<()> {
     match args.next().as_deref() {
         Some("chat") => chat(args.next().and_then(|n| n.parse().ok()).unwrap_or(20)).await,
         Some("app") => app().await,
-        _ => bail!("usage: clawkeeper-bench chat [N] | app"),
+        Some("deploy") => {
+            let rounds = args.next().and_then(|n| n.parse().ok()).unwrap_or(5);
+            deploy(
+                rounds,
+                args.next().and_then(|n| n.parse().ok()).unwrap_or(2),
+            )
+            .await
+        }
+        _ => bail!("usage: clawkeeper-bench chat [N] | app | deploy [N] [P]"),
     }
 }
 
@@ -421,5 +453,552 @@ async fn app() -> Result<()> {
         names(&own)
     );
     app.stop();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Deploy against the Hetzner contract fake, and provisioning of test hosts: russh vs the
+// system's OpenSSH client running the same step scripts.
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// (median, min, max).
+fn median_min_max(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (median, v[0], v[n - 1])
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+async fn deploy(rounds: usize, prov_rounds: usize) -> Result<()> {
+    ensure!(
+        env::isolated(),
+        "needs scripts/bench.sh's environment (keychain, test hosts, npm mirror)"
+    );
+    std::env::var_os(clawkeeper_tests::testhost::IMAGE_ENV)
+        .context("CLAWKEEPER_TESTHOST_IMAGE is not set (run scripts/bench.sh deploy)")?;
+    clawkeeper_tests::npm_mirror::dir_from_env()?;
+    std::env::set_var(
+        "CLAWKEEPER_KEYCHAIN_NAMESPACE",
+        format!("clawkeeper-bench-{}", std::process::id()),
+    );
+    std::env::set_var("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"));
+    println!("load average at start: {}", loadavg());
+    if rounds > 0 {
+        deploy_overhead(rounds).await?;
+    }
+    if prov_rounds > 0 {
+        provisioning(prov_rounds).await?;
+    }
+    println!("load average at end: {}", loadavg());
+    Ok(())
+}
+
+/// What cloud-init does with `ssh_keys`: put them in root's authorized_keys.
+fn cloud_init_stand_in(root: PathBuf) -> BootHook {
+    BootHook(Arc::new(move |keys: &[String], _user_data: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = root.join("root/.ssh");
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join("authorized_keys"), keys.join("\n") + "\n"))
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)));
+        if let Err(e) = written {
+            eprintln!("cloud-init stand-in: {e}");
+        }
+    }))
+}
+
+/// One deploy + delete, in ms.
+struct DeployRound {
+    total: f64,
+    waits: f64,
+    /// App key (keychain) + store + reconcile (listing the provider's resources).
+    prepare: f64,
+    /// SSH key, firewall, server, waiting for their actions and the boot.
+    cloud: f64,
+    /// Until the new server answered with its host key.
+    ssh: f64,
+    /// Pin + two logins (first with the key cloud-init put there, then the installed one)
+    /// + authorized_keys + the store.
+    login: f64,
+    delete: f64,
+    delete_waits: f64,
+}
+
+fn first_event(
+    events: &[(Instant, DeployProgress)],
+    what: &str,
+    pred: impl Fn(&DeployProgress) -> bool,
+) -> Result<Instant> {
+    events
+        .iter()
+        .find(|(_, p)| pred(p))
+        .map(|(t, _)| *t)
+        .with_context(|| format!("no {what} progress event"))
+}
+
+async fn deploy_round(policy: RetryPolicy, id: &str, vault: &Vault) -> Result<DeployRound> {
+    let host = TestHost::boot(HostOptions::default()).await?;
+    let fake = ContractFakeHetzner::start(FakeHetznerConfig {
+        server_ipv4: host.addr().to_string(),
+        on_server_created: Some(cloud_init_stand_in(host.root().to_owned())),
+        ..FakeHetznerConfig::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let (store, _) = Store::open(&dir.path().join("clawkeeper.db")).await?;
+    let client = HetznerClient::with_base_url(fake.base_url(), Secret::new(fake.token()), policy)?;
+    // What the person picked in the UI before pressing Deploy: not part of the deploy.
+    let server_type = client
+        .server_types()
+        .await?
+        .into_iter()
+        .find(|t| t.deprecation.is_none() && t.price_in("fsn1").is_some())
+        .context("no server type in fsn1")?
+        .name;
+
+    let mut events: Vec<(Instant, DeployProgress)> = Vec::new();
+    let t0 = Instant::now();
+    let connected = server_deploy::deploy(
+        &store,
+        vault,
+        &client,
+        &DeployRequest {
+            instance_id: id.to_owned(),
+            name: "Bench".into(),
+            server_type,
+            location: "fsn1".into(),
+        },
+        CancellationToken::new(),
+        &mut |p: &DeployProgress| events.push((Instant::now(), p.clone())),
+    )
+    .await
+    .map_err(|e| anyhow!("deploy: {e} [{}]", e.code()))?;
+    let total = t0.elapsed();
+    let waits = fake.simulated_wait();
+    ensure!(
+        connected.record.host_key.fingerprint == host.host_key_fingerprint_sha256()?,
+        "pinned a host key that is not the test host's"
+    );
+    connected.session.close().await;
+    let reconciled = first_event(&events, "reconciled", |p| {
+        matches!(p, DeployProgress::Cloud(CloudProgress::Reconciled { .. }))
+    })?;
+    let ready = first_event(&events, "ready", |p| {
+        matches!(p, DeployProgress::Cloud(CloudProgress::Ready { .. }))
+    })?;
+    let pinned = first_event(&events, "host key pinned", |p| {
+        matches!(p, DeployProgress::HostKeyPinned { .. })
+    })?;
+    let logged_in = first_event(&events, "logged in", |p| {
+        matches!(p, DeployProgress::LoggedIn)
+    })?;
+
+    let t1 = Instant::now();
+    let removed = server_deploy::delete(&store, vault, &client, id)
+        .await
+        .map_err(|e| anyhow!("delete: {e} [{}]", e.code()))?;
+    let delete = t1.elapsed();
+    ensure!(removed.len() == 3, "removed {removed:?}");
+    for kind in ["server", "firewall", "ssh_key"] {
+        ensure!(fake.live(kind) == 0, "{kind} left at the provider");
+    }
+    let delete_waits = fake.simulated_wait().saturating_sub(waits);
+    host.stop().await;
+    Ok(DeployRound {
+        total: ms(total),
+        waits: ms(waits),
+        prepare: ms(reconciled - t0),
+        cloud: ms(ready - reconciled),
+        ssh: ms(pinned - ready),
+        login: ms(logged_in - pinned),
+        delete: ms(delete),
+        delete_waits: ms(delete_waits),
+    })
+}
+
+async fn deploy_overhead(rounds: usize) -> Result<()> {
+    let vault = Vault::new(&std::env::var("CLAWKEEPER_KEYCHAIN_NAMESPACE")?);
+    let cfg = FakeHetznerConfig::default();
+    println!(
+        "deploy against the Hetzner contract fake ({rounds} rounds per policy, a fresh test host each; \
+         fake actions take {} ms, boot {} ms)",
+        cfg.action_duration.as_millis(),
+        cfg.boot_duration.as_millis()
+    );
+    for (label, policy) in [
+        (
+            "app's RetryPolicy::default (polls 0.5 s → 3 s)",
+            RetryPolicy::default(),
+        ),
+        ("RetryPolicy::fast (polls 5 → 20 ms)", RetryPolicy::fast()),
+    ] {
+        let mut r = Vec::new();
+        for i in 0..rounds {
+            let id = format!("bench-{}-{}-{i}", std::process::id(), r.len() + 1);
+            let round = Box::pin(deploy_round(policy.clone(), &id, &vault)).await?;
+            println!(
+                "  round {i}: total {:.0} ms, simulated waits {:.0} ms, overhead {:.0} ms \
+                 (prepare {:.0}, cloud {:.0} of which waits {:.0}, ssh {:.0}, pin+login {:.0}); \
+                 delete {:.0} ms (waits {:.0})",
+                round.total,
+                round.waits,
+                round.total - round.waits,
+                round.prepare,
+                round.cloud,
+                round.waits,
+                round.ssh,
+                round.login,
+                round.delete,
+                round.delete_waits
+            );
+            r.push(round);
+        }
+        let col = |f: &dyn Fn(&DeployRound) -> f64| {
+            let (m, lo, hi) = median_min_max(&r.iter().map(f).collect::<Vec<_>>());
+            format!("median {m:7.0} ms  ({lo:.0}–{hi:.0})")
+        };
+        println!("  {label}:");
+        println!("    deploy total                 {}", col(&|d| d.total));
+        println!("    fake's simulated waits       {}", col(&|d| d.waits));
+        println!(
+            "    overhead = total − waits     {}   target ≤ 3000 ms",
+            col(&|d| d.total - d.waits)
+        );
+        println!("      prepare (key, reconcile)   {}", col(&|d| d.prepare));
+        println!(
+            "      cloud calls + polling − waits {}",
+            col(&|d| d.cloud - d.waits)
+        );
+        println!("      waiting for SSH (scan)     {}", col(&|d| d.ssh));
+        println!("      pin + login                {}", col(&|d| d.login));
+        println!("    delete total                 {}", col(&|d| d.delete));
+        println!(
+            "    delete overhead              {}",
+            col(&|d| d.delete - d.delete_waits)
+        );
+    }
+    Ok(())
+}
+
+/// A [`Remote`] that counts the commands it runs and the time spent in them.
+struct Counting<'a, R> {
+    inner: &'a R,
+    commands: AtomicUsize,
+    micros: AtomicUsize,
+}
+
+impl<'a, R: Remote> Counting<'a, R> {
+    fn new(inner: &'a R) -> Self {
+        Self {
+            inner,
+            commands: AtomicUsize::new(0),
+            micros: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<R: Remote> Remote for Counting<'_, R> {
+    async fn run(&self, command: &str, stdin: Option<&[u8]>) -> remote::Result<Output> {
+        let t = Instant::now();
+        let out = self.inner.run(command, stdin).await;
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        self.micros
+            .fetch_add(t.elapsed().as_micros() as usize, Ordering::Relaxed);
+        out
+    }
+}
+
+/// One provisioning run.
+struct ProvRun {
+    total: Duration,
+    steps: Vec<(&'static str, Duration)>,
+    commands: usize,
+    failed_checks: Vec<String>,
+}
+
+impl ProvRun {
+    fn posture(&self) -> Duration {
+        self.total
+            .saturating_sub(self.steps.iter().map(|(_, d)| *d).sum())
+    }
+}
+
+/// A fresh host provisioned, then provisioned again (the idempotent re-check), over
+/// `remote`; then the round trip of `true` (20 times).
+async fn provision_twice<R: Remote>(
+    remote: &R,
+    host: &TestHost,
+    label: &str,
+    ssh_per_minute: Option<u32>,
+) -> Result<(ProvRun, ProvRun, f64)> {
+    let gw = host.gateway_addr();
+    let mirror = NpmMirror::start_from_env((gw, 0).into()).await?;
+    let provider_key = format!("sk-bench-{}", Secret::random(9).expose());
+    let model = ContractFakeModel::start_on(
+        (gw, 0).into(),
+        provider_key.clone(),
+        DEFAULT_MODEL_IDS.iter().map(|s| (*s).to_owned()).collect(),
+    )
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let (store, _) = Store::open(&dir.path().join("clawkeeper.db")).await?;
+    let mut spec = ProvisionSpec::new(&format!("bench-prov-{label}"));
+    spec.sources = PackageSources {
+        npm_registry: mirror.url(),
+    };
+    spec.model = Some(ModelEndpoint {
+        base_url: model.base_url(),
+        model: DEFAULT_MODEL_IDS[0].into(),
+    });
+    if let Some(n) = ssh_per_minute {
+        spec.firewall.ssh_per_minute = n;
+        spec.firewall.ssh_burst = n;
+    }
+    let secrets = ProvisionSecrets {
+        gateway_token: Secret::random(32),
+        provider_key: Some(Secret::new(provider_key)),
+    };
+    let mut runs = Vec::new();
+    for pass in ["fresh", "re-run"] {
+        let counting = Counting::new(remote);
+        let t = Instant::now();
+        let outcome = Box::pin(provision::provision(
+            &counting,
+            &store,
+            &spec,
+            &secrets,
+            CancellationToken::new(),
+            |_| {},
+        ))
+        .await
+        .map_err(|e| anyhow!("provisioning ({label}, {pass}): {e} [{}]", e.code()))?;
+        let total = t.elapsed();
+        let run = ProvRun {
+            total,
+            steps: outcome.timings.clone(),
+            commands: counting.commands.load(Ordering::Relaxed),
+            failed_checks: outcome
+                .checks
+                .iter()
+                .filter(|c| c.status != CheckStatus::Pass)
+                .map(|c| format!("{}: {}", c.id, c.detail.clone().unwrap_or_default()))
+                .collect(),
+        };
+        println!(
+            "  {label} {pass}: {:.1} s, {} commands ({:.1} s inside them), posture checks failed: {:?}",
+            total.as_secs_f64(),
+            run.commands,
+            counting.micros.load(Ordering::Relaxed) as f64 / 1e6,
+            run.failed_checks
+        );
+        runs.push(run);
+    }
+    let mut rtt = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let out = remote.run("true", None).await?;
+        ensure!(out.success(), "`true` failed over {label}");
+        rtt.push(ms(t.elapsed()));
+    }
+    let (rtt_median, _, _) = median_min_max(&rtt);
+    ensure!(
+        mirror.not_found().is_empty(),
+        "missing from the mirror: {:?}",
+        mirror.not_found()
+    );
+    let second = runs.pop().context("no re-run")?;
+    let first = runs.pop().context("no fresh run")?;
+    Ok((first, second, rtt_median))
+}
+
+/// Read every file of `dir` once, so no run pays for a cold page cache.
+fn warm(dir: &Path) -> Result<u64> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            bytes += warm(&path)?;
+        } else if path.is_file() {
+            bytes += std::io::copy(&mut std::fs::File::open(&path)?, &mut std::io::sink())?;
+        }
+    }
+    Ok(bytes)
+}
+
+fn pick_run(p: &Pair, second: bool) -> &ProvRun {
+    if second {
+        &p.1
+    } else {
+        &p.0
+    }
+}
+
+const TRANSPORTS: [&str; 3] = ["russh", "openssh mux", "ssh/command"];
+
+type Pair = (ProvRun, ProvRun, f64);
+
+/// Provision `host` (fresh, then again) over transport `kind` (an index of [`TRANSPORTS`]),
+/// logging in with `key_path`.
+async fn run_transport(kind: usize, host: &TestHost, key_path: &Path) -> Result<Pair> {
+    let target = format!("root@{}", host.addr());
+    match kind {
+        // russh: the app's own session (connected before the clock starts).
+        0 => {
+            let target = Target::new(host.addr().to_string(), 22, "root");
+            let host_key = ssh::scan_host_key(&target).await?;
+            ensure!(host_key.fingerprint == host.host_key_fingerprint_sha256()?);
+            let private =
+                keys::parse_private(&Secret::new(std::fs::read_to_string(key_path)?), None)?;
+            let session =
+                Session::connect(&target, &host_key, &Auth::Key(Arc::new(private))).await?;
+            let r = Box::pin(provision_twice(&session, host, "russh", None)).await;
+            session.close().await;
+            r
+        }
+        // OpenSSH, one multiplexed connection (ControlMaster), opened before the clock
+        // starts, like the russh session.
+        1 => {
+            let remote = SshCliRemote::new(&target, key_path)?;
+            ensure!(remote.run("true", None).await?.success());
+            Box::pin(provision_twice(&remote, host, "openssh-mux", None)).await
+        }
+        // OpenSSH, a new connection per command (a plain script). Its own firewall would
+        // drop it after 10 new connections a minute, so this host's limit is 600.
+        _ => {
+            let remote = SshCliRemote::unmultiplexed(&target, key_path)?;
+            Box::pin(provision_twice(
+                &remote,
+                host,
+                "openssh-per-command",
+                Some(600),
+            ))
+            .await
+        }
+    }
+}
+
+async fn provisioning(rounds: usize) -> Result<()> {
+    let mirror_dir = clawkeeper_tests::npm_mirror::dir_from_env()?;
+    let warmed = warm(&mirror_dir)?;
+    let keydir = tempfile::tempdir()?;
+    let key_path = keydir.path().join("id_ed25519");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "clawkeeper-bench",
+            "-f",
+        ])
+        .arg(&key_path)
+        .status()?;
+    ensure!(keygen.success(), "ssh-keygen failed");
+    let public = std::fs::read_to_string(keydir.path().join("id_ed25519.pub"))?;
+    let opts = HostOptions::with_key(public.trim());
+    println!(
+        "provisioning fresh test hosts (Node, npm and OpenClaw from the local npm mirror, \
+         {:.0} MB, read once beforehand), then again on the provisioned host; {rounds} rounds, \
+         the transports in rotating order, one run at a time:",
+        warmed as f64 / 1e6
+    );
+    let mut results: Vec<Vec<Pair>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        let hosts = tokio::try_join!(
+            TestHost::boot(opts.clone()),
+            TestHost::boot(opts.clone()),
+            TestHost::boot(opts.clone())
+        )?;
+        let mut hosts = [Some(hosts.0), Some(hosts.1), Some(hosts.2)];
+        // Let the hosts finish booting (units after sshd) before anything is timed.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for k in 0..TRANSPORTS.len() {
+            let kind = (k + round) % TRANSPORTS.len();
+            let host = hosts[kind].take().context("host used twice")?;
+            println!("  round {round}, load average {}:", loadavg());
+            let pair = Box::pin(run_transport(kind, &host, &key_path)).await?;
+            host.stop().await;
+            results[kind].push(pair);
+        }
+    }
+
+    let cols = |f: &dyn Fn(&Pair) -> f64| -> [(f64, f64, f64); 3] {
+        [0, 1, 2].map(|k| median_min_max(&results[k].iter().map(f).collect::<Vec<_>>()))
+    };
+    for (pass, second) in [
+        ("fresh host", false),
+        ("re-run (already provisioned)", true),
+    ] {
+        println!("  {pass}, median per step in ms over {rounds} rounds:");
+        println!(
+            "    {:<16}{:>12}{:>14}{:>14}",
+            "step", TRANSPORTS[0], TRANSPORTS[1], TRANSPORTS[2]
+        );
+        let row = |name: &str, f: &dyn Fn(&Pair) -> f64| {
+            let c = cols(f);
+            println!(
+                "    {name:<16}{:>12.0}{:>14.0}{:>14.0}",
+                c[0].0, c[1].0, c[2].0
+            );
+        };
+        let ids: Vec<&'static str> = results[0]
+            .first()
+            .map(|p| {
+                pick_run(p, second)
+                    .steps
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (i, id) in ids.iter().enumerate() {
+            row(id, &|p| {
+                pick_run(p, second)
+                    .steps
+                    .get(i)
+                    .map(|(_, d)| ms(*d))
+                    .unwrap_or(f64::NAN)
+            });
+        }
+        row("posture checks", &|p| ms(pick_run(p, second).posture()));
+        row("commands", &|p| pick_run(p, second).commands as f64);
+        let total = cols(&|p| pick_run(p, second).total.as_secs_f64());
+        for (k, (m, lo, hi)) in total.iter().enumerate() {
+            println!(
+                "    TOTAL {:<12} median {m:6.1} s  (min {lo:.1}, max {hi:.1})",
+                TRANSPORTS[k]
+            );
+        }
+        println!(
+            "    ratio russh/openssh, median: {:.3} (multiplexed), {:.3} (ssh per command); \
+             min: {:.3}, {:.3}",
+            total[0].0 / total[1].0,
+            total[0].0 / total[2].0,
+            total[0].1 / total[1].1,
+            total[0].1 / total[2].1
+        );
+    }
+    let rtt = cols(&|p| p.2);
+    println!(
+        "  `true` round trip on a provisioned host (median of 20, median over rounds): \
+         russh {:.1} ms, openssh mux {:.1} ms, ssh per command {:.1} ms",
+        rtt[0].0, rtt[1].0, rtt[2].0
+    );
     Ok(())
 }
