@@ -18,6 +18,18 @@ esac
 
 [ -d /run/systemd/system ] || fail_with 10 "This server doesn't run systemd, which Clawkeeper needs to keep the assistant running."
 
+# A freshly created cloud server is still running cloud-init (its own apt runs, the SSH
+# keys, the first-boot setup): let it finish before changing anything.
+if command -v cloud-init >/dev/null 2>&1; then
+	ci_status=$(timeout 900 cloud-init status --wait 2>/dev/null | tail -n 1) || true
+	case "$ci_status" in
+	*done* | *disabled* | *"not run"*) ;;
+	*error*) echo "clawkeeper: cloud-init reported an error on first boot; continuing ($ci_status)" >&2 ;;
+	*) fail "The server's first-boot setup (cloud-init) has not finished after 15 minutes ($ci_status)." ;;
+	esac
+	echo "cloud_init=${ci_status##*: }"
+fi
+
 free_mb=$(df -Pm / | awk 'NR==2 {print $4}')
 if [ "${free_mb:-0}" -lt "$CK_MIN_FREE_MB" ]; then
 	fail_with 12 "The server has only ${free_mb:-0} MB free on its disk; it needs about $CK_MIN_FREE_MB MB."
