@@ -1,5 +1,6 @@
 //! Test support for Clawkeeper: contract fakes and helpers shared by tests.
 
+pub mod cli;
 pub mod dns;
 pub mod env;
 pub mod fake_hetzner;
@@ -10,3 +11,4 @@ pub mod scan;
 pub mod ssh_cli_remote;
 pub mod sshd;
 pub mod testhost;
+pub mod webdriver;

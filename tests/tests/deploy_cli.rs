@@ -5,79 +5,38 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use clawkeeper_core::ssh::keys;
+use clawkeeper_tests::cli::Cli;
 use clawkeeper_tests::env;
 use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS, REPLY_PREFIX};
 use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 use std::time::Duration;
 
-struct Cli<'a> {
-    home: &'a Path,
-    registry: String,
-}
-
-impl Cli<'_> {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env::bin("clawkeeper-cli"));
-        c.args(args)
-            .env("CLAWKEEPER_HOME", self.home)
-            .env("CLAWKEEPER_NPM_REGISTRY", &self.registry)
-            .env("CLAWKEEPER_LOG", "warn");
-        c
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut c = self.cmd(args);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let mut input = child.stdin.take().unwrap();
-        if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).unwrap();
+/// Start `provision` and SIGKILL it as soon as it reports step `step_name` running.
+fn provision_killed_at(cli: &Cli, id: &str, step_name: &str) {
+    let mut child = cli
+        .cmd(&["provision", "--id", id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains('…') && line.ends_with(step_name) {
+            std::thread::sleep(Duration::from_millis(700)); // well inside the step
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
         }
-        drop(input);
-        child.wait_with_output().unwrap()
     }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "clawkeeper-cli {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Start `provision` and SIGKILL it as soon as it reports step `step_name` running.
-    fn provision_killed_at(&self, id: &str, step_name: &str) {
-        let mut child = self
-            .cmd(&["provision", "--id", id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut seen = Vec::new();
-        for line in stderr.lines() {
-            let line = line.unwrap();
-            seen.push(line.clone());
-            if line.contains('…') && line.ends_with(step_name) {
-                std::thread::sleep(Duration::from_millis(700)); // well inside the step
-                child.kill().unwrap();
-                child.wait().unwrap();
-                return;
-            }
-        }
-        let st = child.wait().unwrap();
-        panic!("provision ended ({st}) before step {step_name:?}: {seen:#?}");
-    }
+    let st = child.wait().unwrap();
+    panic!("provision ended ({st}) before step {step_name:?}: {seen:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,7 +63,7 @@ async fn deploy_cli_connect_provision_through_crashes_then_chat() {
     .unwrap();
     let home = tempfile::tempdir().unwrap();
     let cli = Cli {
-        home: home.path(),
+        home: home.path().to_owned(),
         registry: mirror.url(),
     };
     let key_file = home.path().join("id_person");
@@ -114,36 +73,40 @@ async fn deploy_cli_connect_provision_through_crashes_then_chat() {
     let fp = host.host_key_fingerprint_sha256().unwrap();
 
     // Without a confirmed fingerprint, nothing happens but showing it.
-    let out = cli.run(
-        &[
-            "connect",
-            "--host",
-            &addr,
-            "--id",
-            &id,
-            "--key-file",
-            key_file.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = cli
+        .run(
+            &[
+                "connect",
+                "--host",
+                &addr,
+                "--id",
+                &id,
+                "--key-file",
+                key_file.to_str().unwrap(),
+            ],
+            None,
+        )
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&fp), "the fingerprint is shown: {err}");
     // A wrong fingerprint is refused.
-    let out = cli.run(
-        &[
-            "connect",
-            "--host",
-            &addr,
-            "--id",
-            &id,
-            "--key-file",
-            key_file.to_str().unwrap(),
-            "--fingerprint",
-            "SHA256:not-it",
-        ],
-        None,
-    );
+    let out = cli
+        .run(
+            &[
+                "connect",
+                "--host",
+                &addr,
+                "--id",
+                &id,
+                "--key-file",
+                key_file.to_str().unwrap(),
+                "--fingerprint",
+                "SHA256:not-it",
+            ],
+            None,
+        )
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Nothing was sent"));
 
@@ -160,7 +123,8 @@ async fn deploy_cli_connect_provision_through_crashes_then_chat() {
             &fp,
         ],
         None,
-    );
+    )
+    .unwrap();
     cli.ok(
         &[
             "provider",
@@ -172,7 +136,8 @@ async fn deploy_cli_connect_provision_through_crashes_then_chat() {
             DEFAULT_MODEL_IDS[0],
         ],
         Some(provider_key),
-    );
+    )
+    .unwrap();
 
     // Crash the app in the middle of three steps (downloads, the npm install, the start).
     for step in [
@@ -180,22 +145,24 @@ async fn deploy_cli_connect_provision_through_crashes_then_chat() {
         "Installing OpenClaw",
         "Starting the assistant",
     ] {
-        cli.provision_killed_at(&id, step);
+        provision_killed_at(&cli, &id, step);
     }
-    let done = cli.ok(&["provision", "--id", &id], None);
+    let done = cli.ok(&["provision", "--id", &id], None).unwrap();
     assert!(done.contains("reachable only through Clawkeeper"), "{done}");
 
-    let posture = cli.ok(&["posture", "--id", &id], None);
+    let posture = cli.ok(&["posture", "--id", &id], None).unwrap();
     assert!(!posture.contains('✗'), "{posture}");
     assert!(
         posture.lines().filter(|l| l.contains('✓')).count() >= 6,
         "{posture}"
     );
 
-    let reply = cli.ok(
-        &["chat", "--server", &id, "hello from the command line"],
-        None,
-    );
+    let reply = cli
+        .ok(
+            &["chat", "--server", &id, "hello from the command line"],
+            None,
+        )
+        .unwrap();
     assert_eq!(
         reply.trim(),
         format!("{REPLY_PREFIX}hello from the command line")

@@ -14,14 +14,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use clawkeeper_tests::fake_model::{ContractFakeModel, REPLY_PREFIX};
+use clawkeeper_tests::webdriver::{displayed, kill, screenshot, tauri_driver, wait_until};
 use fantoccini::elements::Element;
 use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,13 +29,6 @@ use std::time::{Duration, Instant};
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(90);
 const MESSAGE: &str = "Hello from the end-to-end test";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
 
 /// The window process, `$CARGO_TARGET_DIR/debug/clawkeeper-window`, else in the `debug`
 /// dir this test binary lives in. tauri-driver launches it; it starts the tray daemon
@@ -54,22 +47,6 @@ fn app_binary() -> Option<PathBuf> {
         .filter(|p| p.is_file())
 }
 
-fn tauri_driver() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(h) = std::env::var_os("CARGO_HOME") {
-        dirs.push(PathBuf::from(h).join("bin"));
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(h).join(".cargo/bin"));
-    }
-    dirs.push(PathBuf::from("/root/.cargo/bin"));
-    dirs.into_iter()
-        .map(|d| d.join("tauri-driver"))
-        .find(|p| p.is_file())
-}
-
 /// `n` distinct free ports (all held open while picking, so they differ from each other;
 /// start servers that bind port 0 before calling this, so they can't take one of these).
 fn free_ports<const N: usize>() -> Result<[u16; N]> {
@@ -81,13 +58,6 @@ fn free_ports<const N: usize>() -> Result<[u16; N]> {
         *p = l.local_addr()?.port();
     }
     Ok(ports)
-}
-
-fn kill(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
 }
 
 fn alive(pid: u32) -> bool {
@@ -215,40 +185,6 @@ impl Drop for Harness {
     }
 }
 
-async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    loop {
-        match probe().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_err = Some(e),
-        }
-        if Instant::now() > deadline {
-            return Err(anyhow!(
-                "timed out after {timeout:?} waiting for {what}{}",
-                last_err
-                    .map(|e| format!(" (last error: {e:#})"))
-                    .unwrap_or_default()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn displayed(c: &Client, css: &str) -> Result<Option<Element>> {
-    match c.find(Locator::Css(css)).await {
-        Ok(e) if e.is_displayed().await? => Ok(Some(e)),
-        Ok(_) => Ok(None),
-        Err(e) if e.is_no_such_element() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 async fn wait_displayed(c: &Client, css: &str, timeout: Duration) -> Result<Element> {
     wait_until(&format!("`{css}` to show"), timeout, || displayed(c, css)).await
 }
@@ -256,25 +192,6 @@ async fn wait_displayed(c: &Client, css: &str, timeout: Duration) -> Result<Elem
 async fn text_of(c: &Client, js: &str) -> Result<String> {
     let v = c.execute(js, vec![]).await?;
     Ok(v.as_str().unwrap_or_default().to_owned())
-}
-
-async fn screenshot(c: &Client, name: &str) -> Result<()> {
-    // Let the page paint what the DOM already says (two animation frames, then a beat).
-    let _ = c
-        .execute(
-            "return document.fonts.ready.then(() => new Promise(r => \
-             requestAnimationFrame(() => requestAnimationFrame(() => r(true)))))",
-            vec![],
-        )
-        .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let png = c.screenshot().await?;
-    let dir = workspace_root().join("docs/screenshots");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(name);
-    std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("screenshot: {}", path.display());
-    Ok(())
 }
 
 /// Switch to the window that appeared after `before`, with a title containing `title`.

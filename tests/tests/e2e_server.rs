@@ -14,76 +14,22 @@
 //! Screenshots: docs/screenshots/server-checklist.png, support-key.png.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use clawkeeper_core::ssh::keys;
+use clawkeeper_tests::cli::Cli;
 use clawkeeper_tests::env;
 use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS};
 use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
-use fantoccini::elements::Element;
-use fantoccini::{Client, ClientBuilder, Locator};
+use clawkeeper_tests::webdriver::{displayed, kill, screenshot, tauri_driver, wait_until};
+use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
-use std::future::Future;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ID: &str = "server";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-fn tauri_driver() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(h) = std::env::var_os("CARGO_HOME") {
-        dirs.push(PathBuf::from(h).join("bin"));
-    }
-    dirs.push(PathBuf::from("/root/.cargo/bin"));
-    dirs.into_iter()
-        .map(|d| d.join("tauri-driver"))
-        .find(|p| p.is_file())
-}
-
-fn cli(home: &Path, registry: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env::bin("clawkeeper-cli"))
-        .args(args)
-        .env("CLAWKEEPER_HOME", home)
-        .env("CLAWKEEPER_NPM_REGISTRY", registry)
-        .env("CLAWKEEPER_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "clawkeeper-cli {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn kill(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
-}
 
 /// The tray daemon, the window process and tauri-driver go when the test ends, passing or not.
 struct Procs {
@@ -117,40 +63,6 @@ impl Drop for Procs {
     }
 }
 
-async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    loop {
-        match probe().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_err = Some(e),
-        }
-        if Instant::now() > deadline {
-            return Err(anyhow!(
-                "timed out after {timeout:?} waiting for {what}{}",
-                last_err
-                    .map(|e| format!(" (last error: {e:#})"))
-                    .unwrap_or_default()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn displayed(c: &Client, css: &str) -> Result<Option<Element>> {
-    match c.find(Locator::Css(css)).await {
-        Ok(e) if e.is_displayed().await? => Ok(Some(e)),
-        Ok(_) => Ok(None),
-        Err(e) if e.is_no_such_element() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 async fn js(c: &Client, script: &str) -> Result<String> {
     let v = c.execute(script, vec![]).await?;
     Ok(match v {
@@ -165,22 +77,6 @@ async fn click(c: &Client, css: &str) -> Result<()> {
     })
     .await?;
     el.click().await?;
-    Ok(())
-}
-
-async fn screenshot(c: &Client, name: &str) -> Result<()> {
-    let _ = c
-        .execute(
-            "return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
-            vec![],
-        )
-        .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let png = c.screenshot().await?;
-    let dir = workspace_root().join("docs/screenshots");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join(name), png)?;
-    eprintln!("screenshot: docs/screenshots/{name}");
     Ok(())
 }
 
@@ -259,13 +155,15 @@ async fn e2e_server_checklist_and_support_keys() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let home = tmp.path().join("clawkeeper-home");
     let registry = mirror.url();
+    let cli = Cli {
+        home: home.clone(),
+        registry: registry.clone(),
+    };
     let key_file = tmp.path().join("id_person");
     std::fs::write(&key_file, keys::to_openssh(&person)?.expose())?;
     let addr = host.addr().to_string();
     let fp = host.host_key_fingerprint_sha256()?;
-    cli(
-        &home,
-        &registry,
+    cli.ok(
         &[
             "connect",
             "--host",
@@ -278,10 +176,8 @@ async fn e2e_server_checklist_and_support_keys() -> Result<()> {
             &fp,
         ],
         None,
-    );
-    cli(
-        &home,
-        &registry,
+    )?;
+    cli.ok(
         &[
             "provider",
             "--kind",
@@ -292,8 +188,8 @@ async fn e2e_server_checklist_and_support_keys() -> Result<()> {
             DEFAULT_MODEL_IDS[0],
         ],
         Some(provider_key),
-    );
-    cli(&home, &registry, &["provision", "--id", ID], None);
+    )?;
+    cli.ok(&["provision", "--id", ID], None)?;
     eprintln!(
         "host connected and set up after {:.0} s",
         started.elapsed().as_secs_f64()

@@ -1,0 +1,100 @@
+//! What the WebDriver end-to-end tests (`e2e_*`) share: finding tauri-driver, waiting for
+//! the page, screenshots into `docs/screenshots`, stopping processes.
+
+use anyhow::{anyhow, Context, Result};
+use fantoccini::elements::Element;
+use fantoccini::{Client, Locator};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root (the tests crate's parent).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `tauri-driver` on PATH or in cargo's bin dir (`cargo install tauri-driver`).
+pub fn tauri_driver() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(h) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(h).join("bin"));
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(h).join(".cargo/bin"));
+    }
+    dirs.push(PathBuf::from("/root/.cargo/bin"));
+    dirs.into_iter()
+        .map(|d| d.join("tauri-driver"))
+        .find(|p| p.is_file())
+}
+
+/// `kill <signal> <pid>`, ignoring a process that is already gone.
+pub fn kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Poll `probe` every 250 ms until it gives a value; after `timeout`, fail naming `what`
+/// and the last error the probe returned.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match probe().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            return Err(anyhow!(
+                "timed out after {timeout:?} waiting for {what}{}",
+                last_err
+                    .map(|e| format!(" (last error: {e:#})"))
+                    .unwrap_or_default()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The element matching `css`, if it exists and is displayed.
+pub async fn displayed(c: &Client, css: &str) -> Result<Option<Element>> {
+    match c.find(Locator::Css(css)).await {
+        Ok(e) if e.is_displayed().await? => Ok(Some(e)),
+        Ok(_) => Ok(None),
+        Err(e) if e.is_no_such_element() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Save the window as `docs/screenshots/<name>`, after the page has painted what its DOM
+/// already says (fonts, two animation frames, then a beat).
+pub async fn screenshot(c: &Client, name: &str) -> Result<()> {
+    let _ = c
+        .execute(
+            "return document.fonts.ready.then(() => new Promise(r => \
+             requestAnimationFrame(() => requestAnimationFrame(() => r(true)))))",
+            vec![],
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let png = c.screenshot().await?;
+    let dir = workspace_root().join("docs/screenshots");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("screenshot: {}", path.display());
+    Ok(())
+}
