@@ -98,3 +98,28 @@ pub async fn screenshot(c: &Client, name: &str) -> Result<()> {
     eprintln!("screenshot: {}", path.display());
     Ok(())
 }
+
+/// A WebDriver session on tauri-driver at `127.0.0.1:<port>`. tauri-driver accepts
+/// connections before its WebKitWebDriver answers, so "did not respond" is retried for
+/// up to 20 s (on a loaded machine this was seen to fail once in a few runs).
+pub async fn new_session(
+    port: u16,
+    caps: serde_json::Map<String, serde_json::Value>,
+) -> Result<Client> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until("a WebDriver session", Duration::from_secs(20), || {
+        let (caps, url) = (caps.clone(), url.clone());
+        async move {
+            match fantoccini::ClientBuilder::new(HttpConnector::new())
+                .capabilities(caps)
+                .connect(&url)
+                .await
+            {
+                Ok(c) => Ok(Some(c)),
+                Err(e) => Err(anyhow!(e).context("creating a WebDriver session")),
+            }
+        }
+    })
+    .await
+}

@@ -16,11 +16,12 @@
 
 use anyhow::{bail, Context, Result};
 use clawkeeper_tests::fake_model::{ContractFakeModel, REPLY_PREFIX};
-use clawkeeper_tests::webdriver::{displayed, kill, screenshot, tauri_driver, wait_until};
+use clawkeeper_tests::webdriver::{
+    displayed, kill, new_session, screenshot, tauri_driver, wait_until,
+};
 use fantoccini::elements::Element;
 use fantoccini::wd::WindowHandle;
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::{Client, Locator};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -304,11 +305,7 @@ async fn e2e_first_run_setup_then_chat() -> Result<()> {
         "tauri:options".into(),
         json!({ "application": app_exe.to_string_lossy() }),
     );
-    let c = ClientBuilder::new(HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{driver_port}"))
-        .await
-        .context("creating a WebDriver session")?;
+    let c = new_session(driver_port, caps).await?;
 
     let result = drive(&c, &fake, &api_key, &home).await;
     if result.is_err() {

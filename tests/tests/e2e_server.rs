@@ -21,9 +21,10 @@ use clawkeeper_tests::env;
 use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS};
 use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
-use clawkeeper_tests::webdriver::{displayed, kill, screenshot, tauri_driver, wait_until};
-use fantoccini::{Client, ClientBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
+use clawkeeper_tests::webdriver::{
+    displayed, kill, new_session, screenshot, tauri_driver, wait_until,
+};
+use fantoccini::Client;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -241,11 +242,7 @@ async fn e2e_server_checklist_and_support_keys() -> Result<()> {
         "tauri:options".into(),
         json!({ "application": app_exe.to_string_lossy(), "args": ["--open", "status"] }),
     );
-    let c = ClientBuilder::new(HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{driver_port}"))
-        .await
-        .context("creating a WebDriver session")?;
+    let c = new_session(driver_port, caps).await?;
 
     let result = drive(&c, &host, &home, &monitor_log).await;
     if result.is_err() {
