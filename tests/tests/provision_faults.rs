@@ -27,6 +27,7 @@ use clawkeeper_core::{Secret, UserFacing};
 use clawkeeper_tests::env;
 use clawkeeper_tests::npm_mirror::{self, NpmMirror};
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
+use clawkeeper_tests::webdriver::wait_until;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -436,7 +437,25 @@ async fn a_crash_in_every_step_is_resumed_to_a_fully_hardened_host() {
     // Run k is the resume of run k-1 and reaches step k for the first time; it dies there.
     for (k, step) in STEPS.iter().enumerate() {
         let t = Instant::now();
-        let session = server::open_session(&store, &a.vault, &a.id).await.unwrap();
+        // A crash in the "sshd" step can land while sshd re-executes itself on its reload
+        // (its listening socket is briefly closed): like the app's own retry of a new
+        // connection, try again for a few seconds on "nothing is listening".
+        let session = wait_until(
+            "an SSH session after the crash",
+            Duration::from_secs(15),
+            || {
+                let (store, vault, id) = (&store, &a.vault, &a.id);
+                async move {
+                    match server::open_session(store, vault, id).await {
+                        Ok(s) => Ok(Some(s)),
+                        Err(e) if e.code() == "host_unreachable" => Err(anyhow::anyhow!(e)),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            },
+        )
+        .await
+        .unwrap();
         let watch = Arc::new(Watch::default());
         let cancel = CancellationToken::new();
         let w = watch.clone();
