@@ -22,7 +22,8 @@
 //!
 //! Faults can be injected ("the next N calls to `POST /servers` fail with `conflict`",
 //! garbage bodies, dropped connections — before or after the call took effect). A ledger
-//! keeps every resource ever created and deleted, and the fake adds up the simulated time it
+//! keeps every resource ever created and deleted, a chosen request can be held after it took
+//! effect (the moment a test kills the client), and the fake adds up the simulated time it
 //! made clients wait (action and boot durations), so benchmarks can subtract it.
 
 use bytes::Bytes;
@@ -38,6 +39,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Hetzner's documented `user_data` limit.
@@ -168,6 +170,19 @@ struct State {
     requests: Vec<RecordedRequest>,
     ledger: Vec<LedgerEntry>,
     simulated_wait: Duration,
+    hold: Hold,
+}
+
+/// See [`ContractFakeHetzner::hold_request`].
+struct Hold {
+    /// 1-based number of the request (over the fake's life) to hold.
+    at: Option<usize>,
+    /// The held request is waiting for its release.
+    waiting: bool,
+    /// A permit when the held request has been carried out and is waiting.
+    reached: Arc<Semaphore>,
+    /// A permit lets the held answer go.
+    release: Arc<Semaphore>,
 }
 
 pub struct ContractFakeHetzner {
@@ -201,6 +216,12 @@ impl ContractFakeHetzner {
             requests: Vec::new(),
             ledger: Vec::new(),
             simulated_wait: Duration::ZERO,
+            hold: Hold {
+                at: None,
+                waiting: false,
+                reached: Arc::new(Semaphore::new(0)),
+                release: Arc::new(Semaphore::new(0)),
+            },
         }));
         let st = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -258,6 +279,34 @@ impl ContractFakeHetzner {
         });
     }
 
+    /// Request number `n` (1-based, counted over the fake's life: `requests().len() + k` is
+    /// the k-th request from now) is carried out as usual, and then its answer is held until
+    /// [`Self::release`]. A test waits for it with [`Self::held`] and kills the client in
+    /// that moment: the crash lands exactly between "done at the provider" and "the app
+    /// knows".
+    pub fn hold_request(&self, n: usize) {
+        self.with(|s| s.hold.at = Some(n));
+    }
+
+    /// Waits until the request chosen with [`Self::hold_request`] is being held.
+    pub async fn held(&self) {
+        let reached = self.with(|s| Arc::clone(&s.hold.reached));
+        let permit = reached.acquire().await;
+        if let Ok(p) = permit {
+            p.forget();
+        }
+    }
+
+    /// Lets a held answer go (to a client that may be gone) and holds nothing more.
+    pub fn release(&self) {
+        self.with(|s| {
+            s.hold.at = None;
+            if std::mem::take(&mut s.hold.waiting) {
+                s.hold.release.add_permits(1);
+            }
+        });
+    }
+
     /// Set the rate-limit budget left right now.
     pub fn set_rate_remaining(&self, remaining: u64) {
         self.with(|s| {
@@ -309,6 +358,35 @@ impl ContractFakeHetzner {
     pub fn simulated_wait(&self) -> Duration {
         self.with(|s| s.simulated_wait)
     }
+}
+
+/// What cloud-init does with `ssh_keys` on a real server, for a test host standing in for
+/// it: put them in root's authorized_keys. And a `cloud-init` command that is still busy for
+/// a few seconds (as on a real first boot), so a test sees provisioning wait for
+/// `cloud-init status --wait` (it leaves `/var/tmp/ck-cloud-init-waited`).
+/// `root` is the test host's root directory. A failure to write it fails the test.
+pub fn cloud_init_stand_in(root: std::path::PathBuf) -> BootHook {
+    use std::os::unix::fs::PermissionsExt;
+    fn write(root: &std::path::Path, keys: &[String]) -> std::io::Result<()> {
+        let bin = root.join("usr/local/bin/cloud-init");
+        std::fs::write(
+            &bin,
+            "#!/bin/sh\n# Test stand-in for cloud-init's status command.\n[ \"$1 $2\" = \"status --wait\" ] || exit 2\nsleep 3\ndate +%s > /var/tmp/ck-cloud-init-waited\necho 'status: done'\n",
+        )?;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
+        let dir = root.join("root/.ssh");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("authorized_keys"), keys.join("\n") + "\n")?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+    }
+    // A host that could not be prepared must fail the test here, with the reason.
+    #[allow(clippy::panic)]
+    BootHook(Arc::new(move |keys: &[String], user_data: &str| {
+        assert!(user_data.starts_with("#cloud-config"), "{user_data}");
+        if let Err(e) = write(&root, keys) {
+            panic!("cloud-init stand-in: writing the test host's root: {e}");
+        }
+    }))
 }
 
 // ------------------------------------------------------------------------------ handling
@@ -1070,7 +1148,7 @@ async fn handle(
         .unwrap_or(&full_path)
         .to_owned();
 
-    let (outcome, limit, remaining, reset) = {
+    let (outcome, limit, remaining, reset, hold) = {
         let mut s = st.lock().map_err(|_| std::io::Error::other("poisoned"))?;
         let now = Instant::now();
         // Refill the budget.
@@ -1152,8 +1230,20 @@ async fn handle(
         let limit = s.cfg.rate_limit;
         let missing = limit.saturating_sub(s.remaining);
         let reset = unix_now() + (every.as_secs_f64() * missing as f64).ceil() as u64;
-        (outcome, limit, s.remaining, reset)
+        let hold = (s.hold.at == Some(s.requests.len())).then(|| {
+            s.hold.at = None;
+            s.hold.waiting = true;
+            (Arc::clone(&s.hold.reached), Arc::clone(&s.hold.release))
+        });
+        (outcome, limit, s.remaining, reset, hold)
     };
+    if let Some((reached, release)) = hold {
+        reached.add_permits(1);
+        let permit = release.acquire().await;
+        if let Ok(p) = permit {
+            p.forget();
+        }
+    }
     let mut response = match outcome {
         Outcome::Drop => return Err(std::io::Error::other("connection dropped (injected)")),
         Outcome::Garbage => {

@@ -19,7 +19,7 @@ use clawkeeper_core::store::Store;
 use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
 use clawkeeper_core::{Secret, UserFacing};
 use clawkeeper_tests::env;
-use clawkeeper_tests::fake_hetzner::{BootHook, ContractFakeHetzner, FakeHetznerConfig};
+use clawkeeper_tests::fake_hetzner::{cloud_init_stand_in, ContractFakeHetzner, FakeHetznerConfig};
 use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS, REPLY_PREFIX};
 use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
@@ -27,26 +27,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-/// What cloud-init does with `ssh_keys`: put them in root's authorized_keys. And a
-/// `cloud-init` command that is still busy for a few seconds (as on a real first boot),
-/// so the test sees provisioning wait for `cloud-init status --wait`.
-fn cloud_init_stand_in(root: std::path::PathBuf) -> BootHook {
-    BootHook(Arc::new(move |keys: &[String], user_data: &str| {
-        assert!(user_data.starts_with("#cloud-config"), "{user_data}");
-        let bin = root.join("usr/local/bin/cloud-init");
-        std::fs::write(
-            &bin,
-            "#!/bin/sh\n# Test stand-in for cloud-init's status command.\n[ \"$1 $2\" = \"status --wait\" ] || exit 2\nsleep 3\ndate +%s > /var/tmp/ck-cloud-init-waited\necho 'status: done'\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let dir = root.join("root/.ssh");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("authorized_keys"), keys.join("\n") + "\n").unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_provision_chat_over_the_tunnel_then_delete() {

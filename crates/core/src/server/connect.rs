@@ -246,6 +246,21 @@ pub async fn open_session(store: &Store, vault: &Vault, instance_id: &str) -> ss
     let text = vault
         .read(&SecretRef::new(SecretKind::SshKey, instance_id))
         .await?;
-    let key = keys::parse_private(&text, None)?;
-    Session::connect(&rec.target, &rec.host_key, &Auth::Key(Arc::new(key))).await
+    let auth = Auth::Key(Arc::new(keys::parse_private(&text, None)?));
+    // sshd closes its listening socket for a moment while it re-executes on a reload (as
+    // provisioning's "sshd" step does): a refused connection is tried again briefly.
+    let deadline = tokio::time::Instant::now() + REFUSED_RETRY_FOR;
+    loop {
+        match Session::connect(&rec.target, &rec.host_key, &auth).await {
+            Err(ssh::Error::Unreachable { refused: true, .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
 }
+
+/// How long [`open_session`] keeps trying a server that refuses connections.
+const REFUSED_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);

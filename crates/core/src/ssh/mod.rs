@@ -23,7 +23,13 @@ pub use tunnel::{SessionSource, Tunnel};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Clawkeeper couldn't reach {target}: {reason}")]
-    Unreachable { target: String, reason: String },
+    Unreachable {
+        target: String,
+        reason: String,
+        /// The host answered, but nothing listens on the port (e.g. sshd re-executing
+        /// itself on a reload): worth another try in a moment, unlike no route.
+        refused: bool,
+    },
     #[error("{target} didn't answer in time.")]
     Timeout { target: String },
     #[error("{target} is not an SSH server Clawkeeper can talk to: {reason}")]

@@ -173,6 +173,7 @@ fn classify_connect(target: &Target, e: russh::Error) -> Error {
         russh::Error::IO(io) => Error::Unreachable {
             target: target.to_string(),
             reason: plain_io(&io),
+            refused: io.kind() == std::io::ErrorKind::ConnectionRefused,
         },
         russh::Error::ConnectionTimeout | russh::Error::KeepaliveTimeout => Error::Timeout {
             target: target.to_string(),
