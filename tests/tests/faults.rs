@@ -235,3 +235,65 @@ async fn port_in_use_is_named() {
         InstanceState::Error { .. }
     ));
 }
+
+/// A server's setup cut off by closing the app is still shown after a restart — stopped at
+/// its step, with a way to continue — from the job history, not the old process's memory.
+#[tokio::test]
+async fn an_interrupted_server_setup_is_shown_after_a_restart() {
+    use clawkeeper_core::provision;
+    use clawkeeper_core::ssh::{hosts, keys, HostKey, Target};
+    use clawkeeper_core::store::{DesiredState, InstanceRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::under(dir.path());
+    {
+        let app = Clawkeeper::open(paths.clone(), Policy::default())
+            .await
+            .unwrap();
+        let store = app.store();
+        store
+            .upsert_instance(&InstanceRecord {
+                id: "srv".into(),
+                name: "My server".into(),
+                target: "ssh".into(),
+                port: 18789,
+                desired_state: DesiredState::Stopped,
+                openclaw_version: OPENCLAW_VERSION.into(),
+                created_at: String::new(),
+            })
+            .await
+            .unwrap();
+        let host_key = keys::generate_ed25519("host").unwrap();
+        hosts::pin(
+            store,
+            "srv",
+            &Target::new("203.0.113.7", 22, "root"),
+            &HostKey::new(host_key.public_key().clone()),
+        )
+        .await
+        .unwrap();
+        let job = store
+            .create_job(provision::JOB_KIND, Some("srv"), 13)
+            .await
+            .unwrap();
+        store
+            .job_step(&job, 7, "Installing Node.js", 6, 13)
+            .await
+            .unwrap();
+        // The app goes away here, in the middle of the step.
+    }
+    let app = Clawkeeper::open(paths, Policy::default()).await.unwrap();
+    let servers = app.servers().await.unwrap();
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    let job = servers[0].job.as_ref().expect("the stopped setup is shown");
+    assert_eq!(
+        (job.kind, job.state, job.step.as_str(), job.index, job.total),
+        ("provision", "failed", "Installing Node.js", 6, 13)
+    );
+    let e = job.error.as_ref().unwrap();
+    assert_eq!(e.code, "interrupted");
+    assert!(e.message.contains("closed"), "{}", e.message);
+    assert!(
+        e.hint.as_deref().unwrap_or("").contains("Continue"),
+        "{e:?}"
+    );
+}

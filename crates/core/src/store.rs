@@ -475,6 +475,19 @@ impl Store {
         rows.iter().map(job_from_row).collect()
     }
 
+    /// The newest job of `kind` for one instance.
+    pub async fn latest_job_for(&self, kind: &str, instance_id: &str) -> Result<Option<JobRecord>> {
+        let row = sqlx::query(
+            "SELECT id, kind, state, step, done, total, error_code, error, updated_at FROM jobs
+             WHERE kind = ?1 AND instance_id = ?2 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+        )
+        .bind(kind)
+        .bind(instance_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
     pub async fn latest_job(&self, kind: &str) -> Result<Option<JobRecord>> {
         let row = sqlx::query(
             "SELECT id, kind, state, step, done, total, error_code, error, updated_at FROM jobs

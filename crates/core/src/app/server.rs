@@ -272,6 +272,43 @@ impl Clawkeeper {
         &self.inner.servers
     }
 
+    /// A setup that did not finish in an earlier run of the app (stopped, failed, or cut off
+    /// when the app was closed), from the job history: after a restart the person still
+    /// sees where it stopped, and can continue.
+    async fn unfinished_setup(&self, id: &str) -> Option<ServerJob> {
+        let rec = self
+            .inner
+            .store
+            .latest_job_for(crate::provision::JOB_KIND, id)
+            .await
+            .ok()??;
+        let state = match rec.state.as_str() {
+            "failed" => "failed",
+            "cancelled" => "cancelled",
+            // `running` only while this process runs it (then it's in memory); succeeded.
+            _ => return None,
+        };
+        let code = rec.error_code.unwrap_or_else(|| "failed".into());
+        let hint = match code.as_str() {
+            "interrupted" | "cancelled" => "Continue picks up where it stopped.",
+            _ => "Try again; finished steps are not redone.",
+        };
+        Some(ServerJob {
+            kind: "provision",
+            state,
+            step: rec.step.unwrap_or_default(),
+            index: usize::try_from(rec.done).unwrap_or(0),
+            total: usize::try_from(rec.total).unwrap_or(0),
+            detail: None,
+            error: Some(Problem::new(
+                &code,
+                rec.error
+                    .unwrap_or_else(|| "Setting up the server did not finish.".into()),
+                Some(hint),
+            )),
+        })
+    }
+
     /// The adopted servers (and cloud servers being created), oldest first.
     pub async fn servers(&self) -> Result<Vec<ServerView>, Problem> {
         let store = &self.inner.store;
@@ -292,7 +329,10 @@ impl Clawkeeper {
             let id: String = r.get("id");
             let kind: String = r.get("target");
             let host = hosts::get(store, &id).await.map_err(|e| problem(&e))?;
-            let job = jobs.get(&id).cloned();
+            let job = match jobs.get(&id) {
+                Some(j) => Some(j.clone()),
+                None => self.unfinished_setup(&id).await,
+            };
             // A cloud instance whose server isn't there yet is listed only while something
             // of it exists (a job, or resources at the provider to delete).
             if host.is_none() && job.is_none() {
