@@ -259,7 +259,10 @@ true"#,
     assert!(local_hits.is_empty(), "{local_hits:?}");
 
     // 6. Delete: everything at the provider is gone, and the app forgets the server.
-    let removed = deploy::delete(&store, &vault, &client, &id).await.unwrap();
+    let removed = deploy::delete(&store, &vault, &client, &id)
+        .await
+        .unwrap()
+        .at_provider;
     assert_eq!(removed.len(), 3, "{removed:?}");
     for kind in ["server", "firewall", "ssh_key"] {
         assert_eq!(fake.live(kind), 0, "{kind} left at the provider");

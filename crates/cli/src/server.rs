@@ -318,17 +318,29 @@ pub async fn delete_cmd(app: &Clawkeeper, a: DeleteArgs, json: bool) -> Result<(
         bail!("This deletes the server at Hetzner with everything on it.\n→ Run again with --yes to confirm.");
     }
     let client = hetzner(app).await?;
-    let removed = deploy::delete(app.store(), app.vault(), &client, &a.id)
+    let deleted = deploy::delete(app.store(), app.vault(), &client, &a.id)
         .await
         .map_err(|e| fail(e.problem()))?;
+    let removed = &deleted.at_provider;
     if json {
         let list: Vec<String> = removed.iter().map(ToString::to_string).collect();
-        println!("{}", serde_json::json!({ "removed": list }));
-    } else if removed.is_empty() {
+        println!(
+            "{}",
+            serde_json::json!({ "removed": list, "forgotten": deleted.here })
+        );
+        return Ok(());
+    }
+    if removed.is_empty() {
         println!("Nothing to remove at Hetzner.");
     } else {
         println!("Removed at Hetzner:");
-        for r in &removed {
+        for r in removed {
+            println!("  {r}");
+        }
+    }
+    if !deleted.here.is_empty() {
+        println!("Removed on this computer:");
+        for r in &deleted.here {
             println!("  {r}");
         }
     }

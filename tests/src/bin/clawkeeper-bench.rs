@@ -610,7 +610,8 @@ async fn deploy_round(policy: RetryPolicy, id: &str, vault: &Vault) -> Result<De
     let t1 = Instant::now();
     let removed = server_deploy::delete(&store, vault, &client, id)
         .await
-        .map_err(|e| anyhow!("delete: {e} [{}]", e.code()))?;
+        .map_err(|e| anyhow!("delete: {e} [{}]", e.code()))?
+        .at_provider;
     let delete = t1.elapsed();
     ensure!(removed.len() == 3, "removed {removed:?}");
     for kind in ["server", "firewall", "ssh_key"] {

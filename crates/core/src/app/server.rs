@@ -964,7 +964,8 @@ impl Clawkeeper {
             let gone = deploy::delete(store, vault, &client, id)
                 .await
                 .map_err(|e| problem(&e))?;
-            removed.extend(gone.iter().map(|r| format!("At Hetzner: {r}")));
+            removed.extend(gone.at_provider.iter().map(|r| format!("At Hetzner: {r}")));
+            removed.extend(gone.here);
         } else {
             // On the server (best effort: it may be gone): take back support keys that
             // still work, then Clawkeeper's own key, so no access of ours is left there.
@@ -989,33 +990,13 @@ impl Clawkeeper {
                     removed.push("The server could not be reached: Clawkeeper's key stays in its authorized_keys, but its private half is deleted below, so nobody can use it".into());
                 }
             }
-            hosts::forget(store, id).await.map_err(|e| problem(&e))?;
-            removed.push("The server's pinned identity".into());
-        }
-        for (kind, key, what) in [
-            (SecretKind::SshKey, id.to_owned(), "Clawkeeper's key for it"),
-            (
-                SecretKind::SshKey,
-                format!("{id}-imported"),
-                "The copy of your key for it",
-            ),
-            (
-                SecretKind::GatewayToken,
-                id.to_owned(),
-                "Its assistant's password",
-            ),
-        ] {
-            match vault.delete(&SecretRef::new(kind, &key)).await {
-                Ok(()) => removed.push(format!("From your keychain: {what}")),
-                Err(crate::vault::Error::NotFound(_)) => {}
-                Err(e) => return Err(problem(&e)),
-            }
+            removed.extend(
+                srv::connect::forget(store, vault, id)
+                    .await
+                    .map_err(|e| problem(&e))?,
+            );
         }
         let _ = store.set_setting(&checks_key(id), "").await;
-        let _ = sqlx::query("DELETE FROM instances WHERE id = ?")
-            .bind(id)
-            .execute(store.pool())
-            .await;
         if let Ok(mut j) = self.servers_state().jobs.lock() {
             j.remove(id);
         }

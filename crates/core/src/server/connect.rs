@@ -235,6 +235,50 @@ mv "$tmp" "$f"
     Ok(())
 }
 
+/// Forget a server on this computer: its pinned identity, Clawkeeper's key for it (and the
+/// copy of the person's key), its assistant's password and provider key in the keychain,
+/// and its record. Returns what was removed, in plain words. What is on the server or at
+/// the provider is the caller's to remove first ([`remove_app_key`],
+/// [`super::deploy::delete`]).
+pub async fn forget(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    if hosts::get(store, instance_id).await?.is_some() {
+        hosts::forget(store, instance_id).await?;
+        removed.push("The server's pinned identity".to_owned());
+    }
+    let imported = format!("{instance_id}-imported");
+    for (kind, key, what) in [
+        (SecretKind::SshKey, instance_id, "Clawkeeper's key for it"),
+        (
+            SecretKind::SshKey,
+            imported.as_str(),
+            "The copy of your key for it",
+        ),
+        (
+            SecretKind::GatewayToken,
+            instance_id,
+            "Its assistant's password",
+        ),
+        (
+            SecretKind::ProviderKey,
+            instance_id,
+            "Its model provider key",
+        ),
+    ] {
+        match vault.delete(&SecretRef::new(kind, key)).await {
+            Ok(()) => removed.push(format!("From your keychain: {what}")),
+            Err(crate::vault::Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    sqlx::query("DELETE FROM instances WHERE id = ?")
+        .bind(instance_id)
+        .execute(store.pool())
+        .await
+        .map_err(crate::store::Error::from)?;
+    Ok(removed)
+}
+
 /// A session to an adopted server: its pinned host key and the app's key from the keychain.
 pub async fn open_session(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Result<Session> {
     let rec = hosts::get(store, instance_id)

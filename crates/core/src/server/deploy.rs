@@ -15,7 +15,7 @@ use crate::cloud::{self, hetzner::HetznerClient, journal::Journal};
 use crate::problem::UserFacing;
 use crate::ssh::{self, hosts, keys, Target};
 use crate::store::{DesiredState, InstanceRecord, Store};
-use crate::vault::{SecretKind, SecretRef, Vault};
+use crate::vault::Vault;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -181,28 +181,28 @@ async fn wait_for_ssh(
     }
 }
 
+/// What [`delete`] removed.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    /// At the provider (server, firewall, key).
+    pub at_provider: Vec<Removed>,
+    /// On this computer, in plain words (see [`super::connect::forget`]).
+    pub here: Vec<String>,
+}
+
 /// Delete everything the instance has at the provider (server, firewall, key), then
-/// forget the server locally: the pinned host key and the app's key in the keychain.
-/// Returns what was removed at the provider, in words the person can read.
+/// forget the server on this computer: the pinned host key, its keys in the keychain, its
+/// record. Safe to run again after a crash or an error: the journal knows what is left.
 pub async fn delete(
     store: &Store,
     vault: &Vault,
     client: &HetznerClient,
     instance_id: &str,
-) -> Result<Vec<Removed>> {
-    let removed = cloud_deploy::delete_instance(client, &Journal::new(store), instance_id).await?;
-    hosts::forget(store, instance_id).await?;
-    for kind in [
-        SecretKind::SshKey,
-        SecretKind::GatewayToken,
-        SecretKind::ProviderKey,
-    ] {
-        match vault.delete(&SecretRef::new(kind, instance_id)).await {
-            Ok(()) | Err(crate::vault::Error::NotFound(_)) => {}
-            Err(e) => return Err(ssh::Error::from(e).into()),
-        }
-    }
-    let text: Vec<String> = removed.iter().map(ToString::to_string).collect();
+) -> Result<Deleted> {
+    let at_provider =
+        cloud_deploy::delete_instance(client, &Journal::new(store), instance_id).await?;
+    let here = super::connect::forget(store, vault, instance_id).await?;
+    let text: Vec<String> = at_provider.iter().map(ToString::to_string).collect();
     let _ = audit::append(
         store,
         Some(instance_id),
@@ -210,5 +210,5 @@ pub async fn delete(
         &format!("Deleted at the provider: {}", text.join("; ")),
     )
     .await;
-    Ok(removed)
+    Ok(Deleted { at_provider, here })
 }
