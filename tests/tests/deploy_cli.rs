@@ -126,6 +126,20 @@ async fn deploy_cli_connect_provision_through_crashes_then_chat() {
     };
     let key_file = home.path().join("id_person");
     std::fs::write(&key_file, keys::to_openssh(&person).unwrap().expose()).unwrap();
+    // The person's key is private to them and protected with a passphrase, as it should be.
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let passphrase = "correct horse battery staple 9f2";
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", passphrase, "-f"])
+        .arg(&key_file)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
     let id = format!("cli-{}", std::process::id());
     let addr = host.addr().to_string();
     let fp = host.host_key_fingerprint_sha256().unwrap();
@@ -168,21 +182,34 @@ async fn deploy_cli_connect_provision_through_crashes_then_chat() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Nothing was sent"));
 
-    cli.ok(
-        &[
-            "connect",
-            "--host",
-            &addr,
-            "--id",
-            &id,
-            "--key-file",
-            key_file.to_str().unwrap(),
-            "--fingerprint",
-            &fp,
-        ],
-        None,
-    )
-    .unwrap();
+    let connect = [
+        "connect",
+        "--host",
+        &addr,
+        "--id",
+        &id,
+        "--key-file",
+        key_file.to_str().unwrap(),
+        "--fingerprint",
+        &fp,
+        "--passphrase-stdin",
+    ];
+    // A wrong passphrase: a clear message, nothing saved, nothing sent.
+    let out = cli.run(&connect, Some("not the passphrase\n")).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.to_lowercase().contains("passphrase"), "{err}");
+    assert!(
+        !home.path().join("clawkeeper.db").exists() || {
+            let (store, _) = Store::open(&home.path().join("clawkeeper.db"))
+                .await
+                .unwrap();
+            let pinned = clawkeeper_core::ssh::hosts::get(&store, &id).await.unwrap();
+            store.close().await;
+            pinned.is_none()
+        }
+    );
+    cli.ok(&connect, Some(&format!("{passphrase}\n"))).unwrap();
     cli.ok(
         &[
             "provider",

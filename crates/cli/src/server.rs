@@ -28,6 +28,10 @@ pub struct ConnectArgs {
     /// Log in the first time with this private key file.
     #[arg(long, conflicts_with = "password_stdin")]
     key_file: Option<std::path::PathBuf>,
+    /// The key file's passphrase, read from standard input (never an argument or an
+    /// environment variable: those are visible to other programs).
+    #[arg(long, requires = "key_file")]
+    passphrase_stdin: bool,
     /// Log in the first time with a one-time password read from standard input.
     #[arg(long)]
     password_stdin: bool,
@@ -71,9 +75,15 @@ pub async fn connect(app: &Clawkeeper, a: ConnectArgs, json: bool) -> Result<()>
             .with_context(|| format!("reading the key file {}", path.display()))?;
         let private = Secret::new(text.as_str());
         zeroize_string(&mut text);
-        let passphrase = std::env::var("CLAWKEEPER_KEY_PASSPHRASE")
-            .ok()
-            .map(Secret::new);
+        let passphrase = if a.passphrase_stdin {
+            let mut pp = String::new();
+            std::io::stdin().take(4096).read_to_string(&mut pp)?;
+            let secret = Secret::new(pp.trim_end_matches(['\n', '\r']));
+            zeroize_string(&mut pp);
+            Some(secret)
+        } else {
+            None
+        };
         FirstLogin::Key {
             private,
             passphrase,
