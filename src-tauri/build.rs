@@ -22,6 +22,7 @@ const COMMANDS: &[&str] = &[
     "cloud_token_save",
     "cloud_options",
     "cloud_deploy",
+    "assistant_use",
     "open_window",
 ];
 

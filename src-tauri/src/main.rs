@@ -89,6 +89,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::server::cloud_token_save,
             commands::server::cloud_options,
             commands::server::cloud_deploy,
+            commands::server::assistant_use,
             commands::window::open_window,
         ])
         .setup(|app| {

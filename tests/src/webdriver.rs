@@ -3,6 +3,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use fantoccini::elements::Element;
+use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, Locator};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -101,7 +102,9 @@ pub async fn screenshot(c: &Client, name: &str) -> Result<()> {
 
 /// A WebDriver session on tauri-driver at `127.0.0.1:<port>`. tauri-driver accepts
 /// connections before its WebKitWebDriver answers, so "did not respond" is retried for
-/// up to 20 s (on a loaded machine this was seen to fail once in a few runs).
+/// up to 20 s (on a loaded machine this was seen to fail once in a few runs). An attempt
+/// that gets no answer at all in 90 s (the app died before its window, e.g. no display)
+/// fails instead of waiting forever.
 pub async fn new_session(
     port: u16,
     caps: serde_json::Map<String, serde_json::Value>,
@@ -111,15 +114,40 @@ pub async fn new_session(
     wait_until("a WebDriver session", Duration::from_secs(20), || {
         let (caps, url) = (caps.clone(), url.clone());
         async move {
-            match fantoccini::ClientBuilder::new(HttpConnector::new())
-                .capabilities(caps)
-                .connect(&url)
-                .await
-            {
-                Ok(c) => Ok(Some(c)),
-                Err(e) => Err(anyhow!(e).context("creating a WebDriver session")),
+            let mut builder = fantoccini::ClientBuilder::new(HttpConnector::new());
+            builder.capabilities(caps);
+            match tokio::time::timeout(Duration::from_secs(90), builder.connect(&url)).await {
+                Ok(Ok(c)) => Ok(Some(c)),
+                Ok(Err(e)) => Err(anyhow!(e).context("creating a WebDriver session")),
+                Err(_) => Err(anyhow!(
+                    "no WebDriver session after 90 s: the app did not open its window (see its log)"
+                )),
             }
         }
     })
+    .await
+}
+
+/// Switch to the window that opened since `before` (the handles then), once its title
+/// contains `title`.
+pub async fn switch_to_new_window(c: &Client, before: &[WindowHandle], title: &str) -> Result<()> {
+    let handle = wait_until(
+        &format!("the {title} window"),
+        Duration::from_secs(20),
+        || async {
+            let now = c.windows().await?;
+            Ok(now.into_iter().find(|h| !before.contains(h)))
+        },
+    )
+    .await?;
+    c.switch_to_window(handle).await?;
+    wait_until(
+        &format!("the {title} page to load"),
+        Duration::from_secs(20),
+        || async {
+            let t = c.title().await?;
+            Ok(t.contains(title).then_some(()))
+        },
+    )
     .await
 }

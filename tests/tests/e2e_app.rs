@@ -17,10 +17,9 @@
 use anyhow::{bail, Context, Result};
 use clawkeeper_tests::fake_model::{ContractFakeModel, REPLY_PREFIX};
 use clawkeeper_tests::webdriver::{
-    displayed, kill, new_session, screenshot, tauri_driver, wait_until,
+    displayed, kill, new_session, screenshot, switch_to_new_window, tauri_driver, wait_until,
 };
 use fantoccini::elements::Element;
-use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, Locator};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -196,28 +195,6 @@ async fn text_of(c: &Client, js: &str) -> Result<String> {
 }
 
 /// Switch to the window that appeared after `before`, with a title containing `title`.
-async fn switch_to_new_window(c: &Client, before: &[WindowHandle], title: &str) -> Result<()> {
-    let handle = wait_until(
-        &format!("the {title} window"),
-        Duration::from_secs(20),
-        || async {
-            let now = c.windows().await?;
-            Ok(now.into_iter().find(|h| !before.contains(h)))
-        },
-    )
-    .await?;
-    c.switch_to_window(handle).await?;
-    wait_until(
-        &format!("the {title} page to load"),
-        Duration::from_secs(20),
-        || async {
-            let t = c.title().await?;
-            Ok(t.contains(title).then_some(()))
-        },
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_first_run_setup_then_chat() -> Result<()> {
     if std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {

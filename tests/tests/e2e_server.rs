@@ -18,11 +18,11 @@ use anyhow::{bail, Context, Result};
 use clawkeeper_core::ssh::keys;
 use clawkeeper_tests::cli::Cli;
 use clawkeeper_tests::env;
-use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS};
+use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS, REPLY_PREFIX};
 use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use clawkeeper_tests::webdriver::{
-    displayed, kill, new_session, screenshot, tauri_driver, wait_until,
+    displayed, kill, new_session, screenshot, switch_to_new_window, tauri_driver, wait_until,
 };
 use fantoccini::Client;
 use serde_json::json;
@@ -458,5 +458,122 @@ async fn drive(c: &Client, host: &TestHost, home: &Path, monitor_log: &Path) -> 
         !ak.contains(&format!("clawkeeper-support-{grant_id}")),
         "the revoked key is still on the server"
     );
+    chat_through_the_tunnel(c, host, home).await
+}
+
+/// Chat goes to the server's assistant once the person says so: the chat window says where
+/// its messages go, and the reply comes from the gateway on the server (through the SSH
+/// tunnel; this computer's assistant is not even installed in this test). Then back.
+async fn chat_through_the_tunnel(c: &Client, host: &TestHost, home: &Path) -> Result<()> {
+    const MESSAGE: &str = "hello from the window, via the tunnel";
+    let t = Instant::now();
+    // The server section re-renders on every event: click through the page, not a handle
+    // that may be stale by the time it is clicked.
+    wait_until(
+        "the button to chat with the server",
+        Duration::from_secs(30),
+        || displayed(c, "#server-chat-use"),
+    )
+    .await?;
+    js(
+        c,
+        "document.getElementById('server-chat-use').click(); return ''",
+    )
+    .await
+    .context("choosing the server for chat")?;
+    wait_until("chat to go to the server", Duration::from_secs(30), || {
+        displayed(c, "#server-chat-place")
+    })
+    .await?;
+    wait_until(
+        "the page to say where chat goes",
+        Duration::from_secs(30),
+        || async {
+            let hero = js(c, "return document.getElementById('hero-text').innerText").await?;
+            Ok(hero
+                .contains("Chat goes to your server (My server)")
+                .then_some(()))
+        },
+    )
+    .await?;
+    let status = c.window().await?;
+    let before = c.windows().await?;
+    // The page is scrolled down to the server; the sticky header covers the hero's button
+    // for a pointer click, so press it through the page.
+    js(
+        c,
+        "document.getElementById('primary-action').click(); return ''",
+    )
+    .await
+    .context("Open chat")?;
+    switch_to_new_window(c, &before, "Chat").await?;
+    wait_until("the chat to be ready", Duration::from_secs(60), || async {
+        let ready = js(
+            c,
+            "return String(!!document.activeElement && document.activeElement.id === 'chat-input' \
+             && !document.getElementById('chat-send').disabled)",
+        )
+        .await?;
+        Ok((ready == "true").then_some(()))
+    })
+    .await?;
+    let line = js(c, "return document.getElementById('status-line').innerText").await?;
+    assert!(line.contains("On your server"), "status line: {line}");
+    assert!(line.contains("private SSH tunnel"), "status line: {line}");
+    c.find(fantoccini::Locator::Css("#chat-input"))
+        .await?
+        .send_keys(MESSAGE)
+        .await
+        .context("typing the message")?;
+    click(c, "#chat-send").await.context("Send")?;
+    let want = format!("{REPLY_PREFIX}{MESSAGE}");
+    wait_until("the server assistant's reply", Duration::from_secs(120), || async {
+        let replies = js(
+            c,
+            "return [...document.querySelectorAll('.msg.assistant')].map(e => e.innerText).join('\\n')",
+        )
+        .await?;
+        if replies.contains("couldn't") || replies.contains("Try again") {
+            bail!("the chat shows an error: {replies}");
+        }
+        Ok(replies.contains(&want).then_some(()))
+    })
+    .await?;
+    screenshot(c, "chat-server.png").await?;
+    // The conversation is on the server (this computer's assistant is running as well in
+    // this test, with the same model: it must not have been the one that answered).
+    let on_server = host
+        .inspect_ok(&format!(
+            "grep -rlaF '{MESSAGE}' /var/lib/openclaw/ || true"
+        ))
+        .await?;
+    assert!(
+        !on_server.trim().is_empty(),
+        "the message is not in the server's assistant"
+    );
+    let here = clawkeeper_tests::scan::files_containing(home, &[MESSAGE]);
+    assert!(
+        here.is_empty(),
+        "this computer's assistant answered: {here:?}"
+    );
+    eprintln!(
+        "chat through the tunnel: reply after {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // And back to this computer: the chat says so (its assistant isn't set up here).
+    c.switch_to_window(status).await?;
+    js(
+        c,
+        "document.getElementById('secondary-action').click(); return ''",
+    )
+    .await
+    .context("Chat on this computer instead")?;
+    wait_until(
+        "chat to go to this computer",
+        Duration::from_secs(30),
+        || displayed(c, "#server-chat-use"),
+    )
+    .await?;
     Ok(())
 }

@@ -74,6 +74,16 @@ export interface Activity {
   detail: string;
 }
 
+/** Which assistant chat goes to, and how the app reaches it. */
+export interface AssistantInfo {
+  place: "local" | "server";
+  serverId?: string;
+  /** "This computer" or the server's name. */
+  name: string;
+  /** loopback: on this computer; ssh_tunnel: a private SSH tunnel to the server. */
+  path: "loopback" | "ssh_tunnel";
+}
+
 export interface Overview {
   instance: InstanceInfo;
   install: InstallInfo;
@@ -81,6 +91,7 @@ export interface Overview {
   keychain: { status: KeychainStatus; hint?: string };
   checks: Check[];
   activity: Activity[];
+  assistant: AssistantInfo;
 }
 
 export interface SaveProviderArgs {
@@ -205,6 +216,7 @@ export type BackendEvent =
   | { type: "server"; id: string; job: ServerJob }
   | { type: "server_checks"; id: string; checks: Check[]; checkedAt: string }
   | { type: "server_removed"; id: string }
+  | ({ type: "assistant" } & AssistantInfo)
   | {
       type: "chat";
       runId: string;
@@ -304,6 +316,8 @@ export const serverProvision = (id: string) => call<void>("server_provision", { 
 export const cancelServerJob = () => call<void>("cancel_server_job");
 export const serverPosture = (id: string, fix: boolean) => call<Check[]>("server_posture", { id, fix });
 export const serverDelete = (id: string) => call<{ removed: string[] }>("server_delete", { id });
+/** Chat with the assistant on this server (`null`: on this computer). */
+export const assistantUse = (serverId: string | null) => call<AssistantInfo>("assistant_use", { serverId });
 export const supportIssue = (id: string, hours: number, note: string) =>
   call<IssuedSupportKey>("support_issue", { id, hours, note });
 export const supportList = (id: string) => call<SupportGrant[]>("support_list", { id });

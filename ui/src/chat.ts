@@ -16,7 +16,7 @@ import {
   startInstance,
   toApiError,
 } from "./api";
-import { type Action, byId, errorPanel, fixFor, formatTime, h, icon, renderStatusLine } from "./ui";
+import { type Action, byId, errorPanel, fixFor, formatTime, h, icon, renderServerLine, renderStatusLine } from "./ui";
 
 type ChatEvent = Extract<BackendEvent, { type: "chat" }>;
 
@@ -39,7 +39,7 @@ const empty = h(
   { class: "chat-empty", id: "chat-empty" },
   h("span", { class: "empty-icon" }, icon("chat")),
   h("h2", { text: "Say hello to your assistant" }),
-  h("p", { text: "Ask anything. Your messages go from this computer straight to your model provider — no one else." }),
+  h("p", { id: "chat-empty-text", text: "" }),
 );
 el.main.insertBefore(empty, el.log);
 
@@ -60,11 +60,18 @@ const early = new Map<string, ChatEvent>();
 
 /** Sending waits for the history: a message sent before it loads would be replaced by it. */
 let historyLoaded = false;
-const canChat = () => historyLoaded && !!ov && (ov.instance.state === "healthy" || ov.instance.state === "degraded");
+const onServer = () => ov?.assistant.place === "server";
+/** The server's assistant is reached on demand (its errors say what's wrong); this computer's must be running. */
+const canChat = () =>
+  historyLoaded && !!ov && (onServer() || ov.instance.state === "healthy" || ov.instance.state === "degraded");
 
 function renderState() {
   if (!ov) return;
-  renderStatusLine(el.statusLine, ov.instance);
+  if (onServer()) renderServerLine(el.statusLine, ov.assistant);
+  else renderStatusLine(el.statusLine, ov.instance);
+  byId("chat-empty-text").textContent = onServer()
+    ? `Ask anything. Your messages go through a private SSH tunnel to your server (${ov.assistant.name}), and from there to your model provider — no one else.`
+    : "Ask anything. Your messages go from this computer straight to your model provider — no one else.";
   const s = ov.instance.state;
   el.offline.hidden = canChat();
   el.send.disabled = !canChat();
@@ -316,6 +323,15 @@ function onBackendEvent(e: BackendEvent) {
       ov.provider.configured = e.configured;
       renderState();
       break;
+    case "assistant": {
+      if (!ov) return;
+      const { type: _t, ...where } = e;
+      ov.assistant = where;
+      historyLoaded = false;
+      renderState();
+      void loadHistory(); // another assistant, another conversation
+      break;
+    }
     case "checks":
       break;
   }

@@ -50,6 +50,7 @@ function scenario(name: string): MockState {
     provider,
     keychain: { status: "ok" },
     checks: checksWith("pass"),
+    assistant: { place: "local", name: "This computer", path: "loopback" },
     activity: [
       { at: minutesAgo(42), action: "Started your assistant", detail: "On this computer" },
       { at: minutesAgo(60 * 26), action: "Saved your API key", detail: "OpenRouter, in your keychain" },
@@ -76,6 +77,7 @@ function scenario(name: string): MockState {
           keychain: { status: "ok" },
           checks: checksWith("pending"),
           activity: [],
+          assistant: { place: "local", name: "This computer", path: "loopback" },
         },
         history: [],
       };

@@ -5,6 +5,7 @@
 
 import {
   type ApiError,
+  type AssistantInfo,
   type BackendEvent,
   type Check,
   type CloudOptions,
@@ -13,6 +14,7 @@ import {
   type ServerInfo,
   type ServerJob,
   type SupportGrant,
+  assistantUse,
   cancelServerJob,
   cloudDeploy,
   cloudOptions,
@@ -170,10 +172,42 @@ function renderServer(s: ServerInfo): HTMLElement {
     head,
     note,
     s.job ? renderJob(s, s.job) : null,
+    renderChatPlace(s),
     renderChecks(s),
     renderSupport(s),
     renderDetails(s),
   );
+}
+
+// ---------- which assistant chat goes to ----------
+
+/** The server chat goes to (undefined: this computer), as the status page last heard. */
+let chatServer: string | undefined;
+
+export function setChatPlace(a: AssistantInfo) {
+  const next = a.place === "server" ? a.serverId : undefined;
+  if (next === chatServer) return;
+  chatServer = next;
+  if (mode === "view") render();
+}
+
+/** "Chat goes to this server", or a button to make it so once the server is set up. */
+function renderChatPlace(s: ServerInfo): HTMLElement | null {
+  if (chatServer === s.id)
+    return h(
+      "p",
+      { class: "muted small", id: "server-chat-place", "data-testid": "server-chat-place" },
+      "Chat goes to the assistant on this server, through a private SSH tunnel.",
+    );
+  const setUp = s.checks.length > 0 && (!s.job || s.job.state === "succeeded");
+  if (!setUp) return null;
+  const slot = h("div", { class: "error-slot" });
+  const use = button("Chat with this server's assistant", "btn-secondary btn-small", {
+    id: "server-chat-use",
+    "data-testid": "server-chat-use",
+  });
+  use.addEventListener("click", () => run(use, "Switching…", slot, () => assistantUse(s.id).then(() => undefined)));
+  return h("div", { class: "row" }, use, slot);
 }
 
 function renderJob(s: ServerInfo, j: ServerJob): HTMLElement | null {

@@ -6,6 +6,7 @@ import {
   type BackendEvent,
   type Check,
   type Overview,
+  assistantUse,
   getOverview,
   onEvent,
   openWindow,
@@ -25,7 +26,7 @@ import {
   renderStatusLine,
   timeAgo,
 } from "./ui";
-import { onServerEvent, refreshServers } from "./server";
+import { onServerEvent, refreshServers, setChatPlace } from "./server";
 
 const el = {
   statusLine: byId("status-line"),
@@ -107,6 +108,18 @@ function heroFor(o: Overview): { text: string; primary: Btn; secondary: Btn | nu
   const start: Btn = { label: "Start", busy: "Starting…", run: startInstance };
   const stop: Btn = { label: "Stop", busy: "Stopping…", run: stopInstance };
   const chat: Btn = { label: "Open chat", busy: "Opening…", run: goChat };
+  if (o.assistant.place === "server")
+    return {
+      text: `Chat goes to your server (${o.assistant.name}), through a private SSH tunnel. The assistant on this computer is ${
+        i.state === "healthy" || i.state === "degraded" ? "also running" : "not in use"
+      }.`,
+      primary: chat,
+      secondary: {
+        label: "Chat on this computer instead",
+        busy: "Switching…",
+        run: () => assistantUse(null).then(() => undefined),
+      },
+    };
 
   if (o.install.state === "installing" || i.state === "installing")
     return {
@@ -258,6 +271,7 @@ function renderKeychain(o: Overview) {
 
 function render(o: Overview) {
   renderStatusLine(el.statusLine, o.instance);
+  setChatPlace(o.assistant);
   const hero = heroFor(o);
   el.heroText.textContent = hero.text;
   setButton(el.primary, hero.primary, (r) => (primaryRun = r));
@@ -340,6 +354,12 @@ function onBackendEvent(e: BackendEvent) {
     case "server_removed":
       onServerEvent(e);
       break;
+    case "assistant": {
+      const { type: _t, ...where } = e;
+      setChatPlace(where);
+      void refresh();
+      break;
+    }
     case "chat":
       break;
   }

@@ -1,7 +1,7 @@
 // Small DOM helpers shared by the three pages. No framework: build elements,
 // swap them in. Text always goes in through textContent, never innerHTML.
 
-import type { ApiError, InstanceInfo, InstanceState } from "./api";
+import type { ApiError, AssistantInfo, InstanceInfo, InstanceState } from "./api";
 import { openWindow } from "./api";
 
 type Child = Node | string | null | undefined | false;
@@ -98,8 +98,20 @@ const TONE_ICON: Record<Tone, IconName> = { ok: "ok", busy: "busy", warn: "warn"
 
 /** Fill the `#status-line` element. It is a polite live region (role=status). */
 export function renderStatusLine(el: HTMLElement, i: Pick<InstanceInfo, "state" | "detail">): void {
-  const v = statusView(i);
-  el.dataset.state = i.state;
+  renderLine(el, i.state, statusView(i));
+}
+
+/** The status line when chat goes to the person's server rather than this computer. */
+export function renderServerLine(el: HTMLElement, a: AssistantInfo): void {
+  renderLine(el, "server", {
+    tone: "ok",
+    label: "On your server",
+    detail: `${a.name} — reached through a private SSH tunnel; nothing of it is public.`,
+  });
+}
+
+function renderLine(el: HTMLElement, state: string, v: StatusView): void {
+  el.dataset.state = state;
   el.dataset.tone = v.tone;
   el.replaceChildren(
     icon(TONE_ICON[v.tone], "icon status-icon"),

@@ -75,6 +75,44 @@ pub enum Event {
     ServerRemoved {
         id: String,
     },
+    /// Chat now goes to another assistant (this computer's, or the server's).
+    Assistant(AssistantView),
+}
+
+/// Which assistant the chat window and the tray talk to, and how the app reaches it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssistantView {
+    /// `local` (this computer) | `server` (the person's own server)
+    pub place: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+    /// What to call it: "This computer" or the server's name.
+    pub name: String,
+    /// How the app reaches its gateway: `loopback` (this computer) | `ssh_tunnel` (a
+    /// private SSH tunnel to the server's loopback; nothing listens publicly).
+    pub path: &'static str,
+}
+
+impl AssistantView {
+    fn local() -> Self {
+        Self {
+            place: "local",
+            server_id: None,
+            name: "This computer".into(),
+            path: "loopback",
+        }
+    }
+}
+
+/// The setting that holds the id of the server chat goes to (absent or empty: this computer).
+const ASSISTANT_SETTING: &str = "assistant.server";
+
+/// The chat's connection: to which assistant, and (for a server) the tunnel it runs through.
+struct ChatLink {
+    server: Option<String>,
+    gw: Gateway,
+    _tunnel: Option<crate::ssh::Tunnel>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,6 +179,7 @@ pub struct Overview {
     pub keychain: KeychainView,
     pub checks: Vec<Check>,
     pub activity: Vec<ActivityView>,
+    pub assistant: AssistantView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
 }
@@ -166,7 +205,7 @@ struct Inner {
     supervisor: Supervisor,
     events: broadcast::Sender<Event>,
     install: StdMutex<(InstallView, Option<InstallJob>)>,
-    chat: Mutex<Option<Gateway>>,
+    chat: Mutex<Option<ChatLink>>,
     notice: Option<String>,
     servers: server::Servers,
 }
@@ -398,6 +437,7 @@ impl Clawkeeper {
             },
             checks: status.checks,
             activity,
+            assistant: self.assistant().await,
             notice: self.inner.notice.clone(),
         })
     }
@@ -746,8 +786,13 @@ impl Clawkeeper {
             "requested",
         )
         .await;
-        if let Some(gw) = self.inner.chat.lock().await.take() {
-            gw.shutdown();
+        {
+            let mut chat = self.inner.chat.lock().await;
+            if chat.as_ref().is_some_and(|c| c.server.is_none()) {
+                if let Some(c) = chat.take() {
+                    c.gw.shutdown();
+                }
+            }
         }
         self.inner.supervisor.stop().await;
         // A gateway started by another Clawkeeper process (the CLI, or a crashed app).
@@ -791,21 +836,118 @@ impl Clawkeeper {
     }
 
     /// The chat connection, created on first use; chat events are forwarded as [`Event::Chat`].
-    async fn gateway(&self) -> Result<Gateway, Problem> {
-        let mut guard = self.inner.chat.lock().await;
-        if let Some(gw) = guard.as_ref() {
-            if !matches!(*gw.state().borrow(), LinkState::Closed) {
-                return Ok(gw.clone());
+    /// The id of the server chat goes to, if the person uses one (and it still exists).
+    async fn assistant_server(&self) -> Option<String> {
+        let id = self
+            .inner
+            .store
+            .setting(ASSISTANT_SETTING)
+            .await
+            .ok()
+            .flatten()
+            .filter(|id| !id.is_empty())?;
+        crate::ssh::hosts::get(&self.inner.store, &id)
+            .await
+            .ok()
+            .flatten()
+            .map(|_| id)
+    }
+
+    /// Which assistant chat goes to now.
+    pub async fn assistant(&self) -> AssistantView {
+        let Some(id) = self.assistant_server().await else {
+            return AssistantView::local();
+        };
+        let name = self
+            .inner
+            .store
+            .instance(&id)
+            .await
+            .ok()
+            .flatten()
+            .map_or_else(|| "Your server".to_owned(), |i| i.name);
+        AssistantView {
+            place: "server",
+            server_id: Some(id),
+            name,
+            path: "ssh_tunnel",
+        }
+    }
+
+    /// Chat with the assistant on server `id` (set up and checked), or on this computer
+    /// (`None`). The chat's connection is rebuilt on the next message.
+    pub async fn use_assistant(&self, server: Option<&str>) -> Result<AssistantView, Problem> {
+        if let Some(id) = server {
+            let set_up = self
+                .inner
+                .store
+                .latest_job_for(crate::provision::JOB_KIND, id)
+                .await
+                .map_err(|e| problem(&e))?
+                .is_some_and(|j| j.state == "succeeded");
+            if !set_up {
+                return Err(Problem::new(
+                    "server_not_set_up",
+                    "The assistant on this server isn't set up yet.",
+                    Some("Finish setting up the server first; then chat can use it."),
+                ));
             }
         }
-        let vault = self.inner.vault.clone();
-        let token_ref = self.inner.instance.token_ref();
-        let token: gateway::TokenSource = Arc::new(move || {
-            vault
-                .read_blocking(&token_ref)
-                .map_err(|e| gateway::Error::Auth(e.to_string()))
-        });
-        let gw = Gateway::spawn(self.inner.instance.url(), token, ClientInfo::default());
+        self.inner
+            .store
+            .set_setting(ASSISTANT_SETTING, server.unwrap_or(""))
+            .await
+            .map_err(|e| problem(&e))?;
+        if let Some(c) = self.inner.chat.lock().await.take() {
+            c.gw.shutdown();
+        }
+        let view = self.assistant().await;
+        let _ = audit::append(
+            &self.inner.store,
+            server.or(Some(LOCAL_ID)),
+            "assistant.chosen",
+            &format!("Chat goes to: {} ({})", view.name, view.path),
+        )
+        .await;
+        self.emit(Event::Assistant(view.clone()));
+        Ok(view)
+    }
+
+    /// The chat's gateway client: to this computer's gateway over loopback, or to the
+    /// server's through a private SSH tunnel (the same client and protocol either way).
+    async fn gateway(&self) -> Result<Gateway, Problem> {
+        let server = self.assistant_server().await;
+        let mut guard = self.inner.chat.lock().await;
+        if let Some(c) = guard.as_ref() {
+            if c.server == server && !matches!(*c.gw.state().borrow(), LinkState::Closed) {
+                return Ok(c.gw.clone());
+            }
+        }
+        if let Some(old) = guard.take() {
+            old.gw.shutdown();
+        }
+        let (gw, tunnel) = match &server {
+            None => {
+                let vault = self.inner.vault.clone();
+                let token_ref = self.inner.instance.token_ref();
+                let token: gateway::TokenSource = Arc::new(move || {
+                    vault
+                        .read_blocking(&token_ref)
+                        .map_err(|e| gateway::Error::Auth(e.to_string()))
+                });
+                let gw = Gateway::spawn(self.inner.instance.url(), token, ClientInfo::default());
+                (gw, None)
+            }
+            Some(id) => {
+                let link = crate::server::ServerLink::new(
+                    self.inner.store.clone(),
+                    self.inner.vault.clone(),
+                    id,
+                );
+                let tunnel = link.gateway_tunnel().await.map_err(|e| problem(&e))?;
+                (link.gateway(&tunnel), Some(tunnel))
+            }
+        };
         let mut rx = gw.events();
         let app = self.clone();
         tokio::spawn(async move {
@@ -833,7 +975,11 @@ impl Clawkeeper {
                 }
             }
         });
-        *guard = Some(gw.clone());
+        *guard = Some(ChatLink {
+            server,
+            gw: gw.clone(),
+            _tunnel: tunnel,
+        });
         Ok(gw)
     }
 
@@ -882,7 +1028,11 @@ impl Clawkeeper {
         Some(crate::local::verify::run(&self.inner.instance, pid, &secrets).await)
     }
 
-    fn require_running(&self) -> Result<(), Problem> {
+    async fn require_running(&self) -> Result<(), Problem> {
+        if self.assistant_server().await.is_some() {
+            // The server's gateway: reaching it is the check (its errors say what's wrong).
+            return Ok(());
+        }
         if self.external_pid().is_some() {
             return Ok(());
         }
@@ -900,7 +1050,7 @@ impl Clawkeeper {
         if message.trim().is_empty() {
             return Err(Problem::new("empty_message", "The message is empty.", None));
         }
-        self.require_running()?;
+        self.require_running().await?;
         let gw = self.gateway().await?;
         gw.chat_send(MAIN_SESSION, message)
             .await
@@ -908,7 +1058,7 @@ impl Clawkeeper {
     }
 
     pub async fn chat_history(&self) -> Result<Vec<HistoryMessage>, Problem> {
-        self.require_running()?;
+        self.require_running().await?;
         let gw = self.gateway().await?;
         gw.chat_history(MAIN_SESSION, 200)
             .await
@@ -967,8 +1117,8 @@ impl Clawkeeper {
 
     /// Stop everything this process runs (on Quit).
     pub async fn shutdown(&self) {
-        if let Some(gw) = self.inner.chat.lock().await.take() {
-            gw.shutdown();
+        if let Some(c) = self.inner.chat.lock().await.take() {
+            c.gw.shutdown();
         }
         self.inner.supervisor.stop().await;
         self.inner.store.close().await;

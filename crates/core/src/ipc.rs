@@ -347,6 +347,15 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
             let P { run_id } = params(p)?;
             to_value(core.chat_abort(&run_id).await?)
         }
+        "assistant_use" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct P {
+                server_id: Option<String>,
+            }
+            let P { server_id } = params(p)?;
+            to_value(core.use_assistant(server_id.as_deref()).await?)
+        }
         _ => dispatch_server(core, method, p).await,
     }
 }

@@ -110,6 +110,20 @@ pub async fn server_posture(
         .await
 }
 
+/// Chat with the assistant on server `server_id`, or on this computer (`null`). Answers the
+/// new `AssistantView`.
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn assistant_use(
+    daemon: State<'_, Daemon>,
+    server_id: Option<String>,
+) -> Result<Value, Problem> {
+    daemon
+        .0
+        .call("assistant_use", json!({ "serverId": server_id }))
+        .await
+}
+
 /// Answers `{removed: [..]}`: what was deleted, in words.
 #[tauri::command]
 #[tracing::instrument(skip(daemon))]

@@ -344,7 +344,8 @@ fn watch_servers(core: &Clawkeeper, tray: TrayHandle) {
                     true
                 }
                 Ok(clawkeeper_core::app::Event::Server { .. })
-                | Ok(clawkeeper_core::app::Event::ServerRemoved { .. }) => true,
+                | Ok(clawkeeper_core::app::Event::ServerRemoved { .. })
+                | Ok(clawkeeper_core::app::Event::Assistant(_)) => true,
                 Ok(_) => false,
                 Err(RecvError::Lagged(_)) => true,
                 Err(RecvError::Closed) => break,

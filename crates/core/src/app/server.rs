@@ -638,6 +638,11 @@ impl Clawkeeper {
         match result {
             Ok(outcome) => {
                 self.record_checks(id, &outcome.checks).await;
+                // The person set this server up to use it: chat goes there from now on
+                // (the status window offers to switch back to this computer).
+                if let Err(p) = self.use_assistant(Some(id)).await {
+                    tracing::warn!(code = %p.code, "couldn't switch chat to the server");
+                }
                 self.set_job(
                     id,
                     ServerJob {
@@ -997,6 +1002,16 @@ impl Clawkeeper {
             );
         }
         let _ = store.set_setting(&checks_key(id), "").await;
+        if store
+            .setting(super::ASSISTANT_SETTING)
+            .await
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some(id)
+        {
+            let _ = self.use_assistant(None).await;
+        }
         if let Ok(mut j) = self.servers_state().jobs.lock() {
             j.remove(id);
         }
