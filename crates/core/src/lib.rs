@@ -17,6 +17,7 @@ pub mod secret;
 pub mod server;
 pub mod ssh;
 pub mod store;
+pub mod tailnet;
 pub mod time;
 pub mod vault;
 
