@@ -297,43 +297,34 @@ pub struct AccessToken {
     pub scope: String,
 }
 
-/// A device of the tailnet (`GET /tailnet/-/devices`). Unknown fields are ignored; Go's
-/// `null` for an empty list is read as empty.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A device of the tailnet (`GET /tailnet/-/devices`). Unknown fields are ignored; a
+/// missing or `null` field (Go writes `null` for an empty list) is empty (see
+/// [`decode_devices`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Device {
     /// The older numeric id (a string); accepted wherever a device is named.
-    #[serde(default, deserialize_with = "null_default")]
     pub id: String,
     /// The id to use (`n…CNTRL`).
-    #[serde(default, deserialize_with = "null_default")]
     pub node_id: String,
     /// The MagicDNS name (`server.tail1234.ts.net`).
-    #[serde(default, deserialize_with = "null_default")]
     pub name: String,
     /// The machine's own hostname.
-    #[serde(default, deserialize_with = "null_default")]
     pub hostname: String,
     /// `100.x.y.z` and `fd7a:115c:a1e0:…`.
-    #[serde(default, deserialize_with = "null_default")]
     pub addresses: Vec<IpAddr>,
-    #[serde(default, deserialize_with = "null_default")]
     pub tags: Vec<String>,
-    #[serde(default, deserialize_with = "null_default")]
     pub authorized: bool,
-    #[serde(default, deserialize_with = "null_default")]
     pub key_expiry_disabled: bool,
     /// When the device's key expires; `None` for never (Go's zero time).
-    #[serde(default, deserialize_with = "opt_time")]
+    #[serde(deserialize_with = "opt_time")]
     pub expires: Option<OffsetDateTime>,
-    #[serde(default, deserialize_with = "opt_time")]
+    #[serde(deserialize_with = "opt_time")]
     pub last_seen: Option<OffsetDateTime>,
-    #[serde(default, deserialize_with = "opt_time")]
+    #[serde(deserialize_with = "opt_time")]
     pub created: Option<OffsetDateTime>,
     /// Connected to Tailscale's control server right now, when the API says.
-    #[serde(default)]
     pub connected_to_control: Option<bool>,
-    #[serde(default, deserialize_with = "null_default")]
     pub os: String,
 }
 
@@ -486,6 +477,20 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Remove every `null` member of every object: Go writes `null` for an empty list or map,
+/// which then reads as absent. (Only for answers without secrets: a `Value` is not zeroized;
+/// keys and tokens are read straight into their `Secret`, with `null_default` per field.)
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            o.retain(|_, x| !x.is_null());
+            o.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 /// An RFC 3339 time; absent, `null`, `""` and Go's zero time (`0001-01-01T00:00:00Z`) are
 /// `None`. Anything else that doesn't parse is an error.
 fn opt_time<'de, D>(d: D) -> std::result::Result<Option<OffsetDateTime>, D::Error>
@@ -511,14 +516,15 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
 /// `GET /tailnet/-/devices`: `{"devices": [...]}`. Every device must name itself (`id` or
 /// `nodeId`).
 pub fn decode_devices(body: &[u8]) -> Result<Vec<Device>> {
-    #[derive(Deserialize)]
-    struct Devices {
-        devices: Option<Vec<Device>>,
-    }
-    let d: Devices = decode(body)?;
-    let devices = d
-        .devices
+    let mut v: Value = decode(body)?;
+    let mut list = v
+        .get_mut("devices")
+        .map(Value::take)
+        .filter(Value::is_array)
         .ok_or_else(|| Error::BadAnswer("the answer has no 'devices' list".into()))?;
+    drop_nulls(&mut list);
+    let devices: Vec<Device> =
+        serde_json::from_value(list).map_err(|e| Error::BadAnswer(format!("devices: {e}")))?;
     if devices.iter().any(|x| x.api_id().is_empty()) {
         return Err(Error::BadAnswer("a device without an id".into()));
     }
