@@ -791,6 +791,29 @@ fn hetzner_clean(raw: &str) -> String {
         .to_owned()
 }
 
+/// What a provider error shows the person: a code, a message and a hint, none empty; a
+/// message without control characters and at most `max_chars` long (invariant names:
+/// `[empty, unsafe]`). The problem, for further checks.
+fn check_problem(
+    e: &dyn clawkeeper_core::UserFacing,
+    status: u16,
+    max_chars: usize,
+    [empty, unsafe_message]: [&'static str; 2],
+    out: &mut Vec<Violation>,
+) -> clawkeeper_core::Problem {
+    let p = e.problem();
+    if p.code.is_empty()
+        || p.message.trim().is_empty()
+        || p.hint.as_deref().is_none_or(|h| h.trim().is_empty())
+    {
+        v(out, empty, format!("{p:?} at {status}"));
+    }
+    if p.message.chars().any(char::is_control) || p.message.chars().count() > max_chars {
+        v(out, unsafe_message, format!("{:?} at {status}", p.message));
+    }
+    p
+}
+
 /// The invariants of one `decode_error(status, body)` result.
 pub fn check_hetzner_error(
     status: u16,
@@ -799,21 +822,13 @@ pub fn check_hetzner_error(
     out: &mut Vec<Violation>,
 ) {
     use clawkeeper_core::cloud::Error as E;
-    use clawkeeper_core::UserFacing;
-    let p = e.problem();
-    if p.code.is_empty()
-        || p.message.trim().is_empty()
-        || p.hint.as_deref().is_none_or(|h| h.trim().is_empty())
-    {
-        v(out, "hetzner.problem_empty", format!("{p:?} at {status}"));
-    }
-    if p.message.chars().any(char::is_control) || p.message.chars().count() > 700 {
-        v(
-            out,
-            "hetzner.message_unsafe",
-            format!("{:?} at {status}", p.message),
-        );
-    }
+    let p = check_problem(
+        e,
+        status,
+        700,
+        ["hetzner.problem_empty", "hetzner.message_unsafe"],
+        out,
+    );
     // Oracle from the envelope's code.
     let envelope = json.and_then(|j| j.get("error")).filter(|e| e.is_object());
     let Some(env) = envelope else {
@@ -1150,33 +1165,19 @@ pub fn check_tailscale_error(
     out: &mut Vec<Violation>,
 ) {
     use clawkeeper_core::tailnet::Error as E;
-    use clawkeeper_core::UserFacing;
-    let p = e.problem();
-    if p.code.is_empty()
-        || p.message.trim().is_empty()
-        || p.hint.as_deref().is_none_or(|h| h.trim().is_empty())
-    {
-        v(out, "tailscale.problem_empty", format!("{p:?} at {status}"));
-    }
-    if p.message.chars().any(char::is_control) || p.message.chars().count() > 500 {
-        v(
-            out,
-            "tailscale.message_unsafe",
-            format!("{:?} at {status}", p.message),
-        );
-    }
+    let p = check_problem(
+        e,
+        status,
+        500,
+        ["tailscale.problem_empty", "tailscale.message_unsafe"],
+        out,
+    );
     // The provider's message as the person may see it (computed here independently).
     let raw = json
         .and_then(|j| j.get("message"))
         .and_then(Value::as_str)
         .unwrap_or("");
-    let cleaned: String = raw
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect::<String>()
-        .trim()
-        .to_owned();
+    let cleaned = hetzner_clean(raw);
     let shown = if cleaned.is_empty() {
         "no details".to_owned()
     } else {
