@@ -6,6 +6,7 @@ pub mod env;
 pub mod fake_hetzner;
 pub mod fake_model;
 pub mod fake_openrouter;
+pub mod fake_tailscale;
 pub mod npm_mirror;
 pub mod scan;
 pub mod ssh_cli_remote;

@@ -60,6 +60,10 @@ pub enum SecretKind {
     SshPassword,
     /// A cloud provider API token (the instance part names the account, e.g. `hetzner`).
     CloudToken,
+    /// The Tailscale API credential: an API access token (`tskey-api-…`) or an OAuth
+    /// client secret (`tskey-client-…`); the prefix says which. Auth keys minted with it
+    /// are never stored.
+    TailscaleApi,
 }
 
 impl SecretKind {
@@ -70,6 +74,7 @@ impl SecretKind {
             SecretKind::SshKey => "ssh-key",
             SecretKind::SshPassword => "ssh-password",
             SecretKind::CloudToken => "cloud-token",
+            SecretKind::TailscaleApi => "tailscale-api",
         }
     }
 
@@ -80,6 +85,7 @@ impl SecretKind {
             "ssh-key" => Some(SecretKind::SshKey),
             "ssh-password" => Some(SecretKind::SshPassword),
             "cloud-token" => Some(SecretKind::CloudToken),
+            "tailscale-api" => Some(SecretKind::TailscaleApi),
             _ => None,
         }
     }
@@ -312,6 +318,9 @@ mod tests {
         let r = SecretRef::parse("gateway-token/local")?;
         assert_eq!(r, SecretRef::new(SecretKind::GatewayToken, "local"));
         assert_eq!(r.to_string(), "gateway-token/local");
+        let t = SecretRef::parse("tailscale-api/tailscale")?;
+        assert_eq!(t, SecretRef::new(SecretKind::TailscaleApi, "tailscale"));
+        assert_eq!(t.to_string(), "tailscale-api/tailscale");
         for bad in [
             "",
             "gateway-token",

@@ -652,6 +652,84 @@ fn hetzner_checks_catch_wrong_results() {
     assert!(checks::hetzner_response_violations(body.to_string().as_bytes()).is_empty());
 }
 
+// ------------------------------------------------------------------ Tailscale answers
+
+#[test]
+fn tailscale_response_invariants_hold() -> Result<(), String> {
+    use clawkeeper_core::tailnet::api as t;
+    exercise(&Target {
+        name: "tailscale_response",
+        seed: 0x510E_527F_ADE6_82D1,
+        json: true,
+        fuzz_target: checks::tailscale_response,
+        violations: checks::tailscale_response_violations,
+        accepted: |d| {
+            t::decode_devices(d).is_ok()
+                || t::decode_key_info(d).is_ok()
+                || t::decode_token(d).is_ok()
+                || t::decode_policy_owns_tag(d).is_ok_and(|owned| owned)
+                || serde_json::from_slice::<Value>(d)
+                    .is_ok_and(|v| v.get("message").is_some_and(Value::is_string))
+                || String::from_utf8_lossy(d)
+                    .lines()
+                    .next()
+                    .and_then(t::parse_retry_after)
+                    .is_some()
+        },
+    })
+}
+
+#[test]
+fn tailscale_checks_catch_wrong_results() {
+    use clawkeeper_core::tailnet::{api as t, Device, Error};
+    let body = json!({"message": "requested tags [tag:clawkeeper] are invalid or not permitted"});
+    let mut out = Vec::new();
+    let wrong_code = Error::BadRequest {
+        message: "requested tags [tag:clawkeeper] are invalid or not permitted".into(),
+    };
+    checks::check_tailscale_error(400, None, Some(&body), &wrong_code, &mut out);
+    assert_eq!(broken(&out), ["tailscale.code"]);
+
+    out.clear();
+    let lost = Error::TagNotPermitted {
+        message: "something else".into(),
+    };
+    checks::check_tailscale_error(400, None, Some(&body), &lost, &mut out);
+    assert_eq!(broken(&out), ["tailscale.message_lost"]);
+
+    out.clear();
+    let wrong_wait = Error::RateLimited { retry_after: None };
+    checks::check_tailscale_error(429, Some("5"), None, &wrong_wait, &mut out);
+    assert_eq!(broken(&out), ["tailscale.retry_after"]);
+
+    out.clear();
+    let unsafe_message = Error::Forbidden {
+        message: "a\u{7}b".into(),
+    };
+    checks::check_tailscale_error(403, None, None, &unsafe_message, &mut out);
+    assert!(
+        broken(&out).contains(&"tailscale.message_unsafe"),
+        "{out:?}"
+    );
+
+    out.clear();
+    let devices = json!({"devices": [{"id": "1", "addresses": ["100.64.0.1"]}]});
+    let wrong_addresses = [Device {
+        id: "1".into(),
+        ..Device::default()
+    }];
+    checks::check_tailscale_devices(Some(&devices), &wrong_addresses, &mut out);
+    assert_eq!(broken(&out), ["tailscale.device_addresses"]);
+
+    // And the real decoders pass on the same inputs.
+    assert!(checks::tailscale_response_violations(body.to_string().as_bytes()).is_empty());
+    assert!(checks::tailscale_response_violations(devices.to_string().as_bytes()).is_empty());
+    assert_eq!(
+        t::decode_error(400, None, body.to_string().as_bytes()).to_string(),
+        "Tailscale won't let your server use the tag tag:clawkeeper: requested tags [tag:clawkeeper] are invalid or not permitted"
+    );
+}
+
 // ------------------------------------------------------------- provisioning posture
 // The posture parsers (`clawkeeper_core::provision::posture`), over the seed corpora
 // captured from a provisioned Debian 12 test host plus hand-made bad cases.

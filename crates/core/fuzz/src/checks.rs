@@ -791,6 +791,29 @@ fn hetzner_clean(raw: &str) -> String {
         .to_owned()
 }
 
+/// What a provider error shows the person: a code, a message and a hint, none empty; a
+/// message without control characters and at most `max_chars` long (invariant names:
+/// `[empty, unsafe]`). The problem, for further checks.
+fn check_problem(
+    e: &dyn clawkeeper_core::UserFacing,
+    status: u16,
+    max_chars: usize,
+    [empty, unsafe_message]: [&'static str; 2],
+    out: &mut Vec<Violation>,
+) -> clawkeeper_core::Problem {
+    let p = e.problem();
+    if p.code.is_empty()
+        || p.message.trim().is_empty()
+        || p.hint.as_deref().is_none_or(|h| h.trim().is_empty())
+    {
+        v(out, empty, format!("{p:?} at {status}"));
+    }
+    if p.message.chars().any(char::is_control) || p.message.chars().count() > max_chars {
+        v(out, unsafe_message, format!("{:?} at {status}", p.message));
+    }
+    p
+}
+
 /// The invariants of one `decode_error(status, body)` result.
 pub fn check_hetzner_error(
     status: u16,
@@ -799,21 +822,13 @@ pub fn check_hetzner_error(
     out: &mut Vec<Violation>,
 ) {
     use clawkeeper_core::cloud::Error as E;
-    use clawkeeper_core::UserFacing;
-    let p = e.problem();
-    if p.code.is_empty()
-        || p.message.trim().is_empty()
-        || p.hint.as_deref().is_none_or(|h| h.trim().is_empty())
-    {
-        v(out, "hetzner.problem_empty", format!("{p:?} at {status}"));
-    }
-    if p.message.chars().any(char::is_control) || p.message.chars().count() > 700 {
-        v(
-            out,
-            "hetzner.message_unsafe",
-            format!("{:?} at {status}", p.message),
-        );
-    }
+    let p = check_problem(
+        e,
+        status,
+        700,
+        ["hetzner.problem_empty", "hetzner.message_unsafe"],
+        out,
+    );
     // Oracle from the envelope's code.
     let envelope = json.and_then(|j| j.get("error")).filter(|e| e.is_object());
     let Some(env) = envelope else {
@@ -876,6 +891,339 @@ pub fn check_hetzner_error(
                 format!("{field:?}, expected {want_field:?}"),
             );
         }
+    }
+}
+
+// ------------------------------------------------------------------------ Tailscale answers
+
+/// Statuses the Tailscale client may see, errors only.
+const TAILSCALE_ERROR_STATUSES: &[u16] =
+    &[400, 401, 403, 404, 409, 418, 422, 429, 500, 502, 503, 504];
+
+pub fn tailscale_response(data: &[u8]) -> Result<(), String> {
+    unknown_only(tailscale_response_violations(data))
+}
+
+/// Bytes → every decoder of `tailnet::api`: the error (`{"message"}` at each status, the
+/// first line as `Retry-After`), the devices list (and the pick by hostname), the minted
+/// key, a key's info, the OAuth token, the policy's `tagOwners`. Secrets never show in
+/// `Debug` or in an error.
+pub fn tailscale_response_violations(data: &[u8]) -> Vec<Violation> {
+    use clawkeeper_core::tailnet::api as t;
+    let mut out = Vec::new();
+    let json: Option<Value> = serde_json::from_slice(data).ok();
+    let text = String::from_utf8_lossy(data);
+    let first_line = text.lines().next();
+    for &status in TAILSCALE_ERROR_STATUSES {
+        let e = t::decode_error(status, first_line, data);
+        check_tailscale_error(status, first_line, json.as_ref(), &e, &mut out);
+    }
+
+    let devices = t::decode_devices(data);
+    if let Ok(d) = &devices {
+        check_tailscale_devices(json.as_ref(), d, &mut out);
+        if let Some(first) = d.first() {
+            let name = first.hostname.clone();
+            if let Some(p) = t::pick_device(d.clone(), &name) {
+                if !p.is_named(&name) {
+                    v(
+                        &mut out,
+                        "tailscale.pick",
+                        format!("{:?} picked for {name:?}", p.hostname),
+                    );
+                }
+            } else if !name.is_empty() {
+                v(&mut out, "tailscale.pick", format!("nothing for {name:?}"));
+            }
+        }
+    }
+    let key = t::decode_auth_key(data);
+    match &key {
+        Ok(k) => {
+            check_tailscale_secret(
+                json.as_ref(),
+                "key",
+                k.key.expose(),
+                &format!("{k:?}"),
+                &mut out,
+            );
+            let want_id = json
+                .as_ref()
+                .and_then(|j| j.get("id"))
+                .and_then(Value::as_str);
+            if want_id != Some(k.info.id.as_str()) {
+                v(
+                    &mut out,
+                    "tailscale.key_id",
+                    format!("{:?} from {want_id:?}", k.info.id),
+                );
+            }
+        }
+        Err(e) => check_not_in_error(json.as_ref(), "key", e, &mut out),
+    }
+    let info = t::decode_key_info(data);
+    if let (Ok(i), Ok(k)) = (&info, &key) {
+        if *i != k.info {
+            v(
+                &mut out,
+                "tailscale.key_info",
+                format!("{i:?} vs {:?}", k.info),
+            );
+        }
+    }
+    let token = t::decode_token(data);
+    match &token {
+        Ok(tk) => {
+            check_tailscale_secret(
+                json.as_ref(),
+                "access_token",
+                tk.token.expose(),
+                &format!("{tk:?}"),
+                &mut out,
+            );
+            let secs = tk.expires_in.as_secs();
+            if secs == 0 || secs > 24 * 3600 {
+                v(&mut out, "tailscale.token_lifetime", format!("{secs} s"));
+            }
+        }
+        Err(e) => check_not_in_error(json.as_ref(), "access_token", e, &mut out),
+    }
+    let policy = t::decode_policy_owns_tag(data);
+    match (&policy, json.as_ref()) {
+        (Ok(got), Some(j)) if j.is_object() => {
+            if *got != tailscale_owns_tag(j) {
+                v(&mut out, "tailscale.policy", format!("{got} for {j}"));
+            }
+        }
+        (Err(_), Some(j)) if j.is_object() => {
+            v(
+                &mut out,
+                "tailscale.policy",
+                format!("an object refused: {j}"),
+            );
+        }
+        (Ok(got), _) => v(
+            &mut out,
+            "tailscale.policy",
+            format!("{got} for a non-object"),
+        ),
+        (Err(_), _) => {}
+    }
+    // A body that isn't JSON is never accepted as an answer.
+    if json.is_none() {
+        let accepted = [
+            ("devices", devices.is_ok()),
+            ("key", key.is_ok()),
+            ("key_info", info.is_ok()),
+            ("token", token.is_ok()),
+        ];
+        for (what, ok) in accepted {
+            if ok {
+                v(
+                    &mut out,
+                    "tailscale.accepts_non_json",
+                    format!("{what} from {:?}", String::from_utf8_lossy(data)),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The oracle of `policy_owns_tag`: a `tagOwners` object (any case) with a list for
+/// `tag:clawkeeper`.
+fn tailscale_owns_tag(policy: &Value) -> bool {
+    let Some(top) = policy.as_object() else {
+        return false;
+    };
+    top.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("tagOwners") && v.get("tag:clawkeeper").is_some_and(Value::is_array)
+    })
+}
+
+/// The oracle of "this message is about tags": the words tag, tags, tagowners, tagged, or
+/// `tag:` anywhere.
+fn tailscale_about_tags(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("tag:")
+        || lower
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| w == "tag" || w == "tags" || w == "tagowners" || w == "tagged")
+}
+
+/// A secret read from the JSON member `field`: exactly that string, in Tailscale's
+/// alphabet, and not in the `Debug` output unless the rest of the JSON holds it anyway.
+fn check_tailscale_secret(
+    json: Option<&Value>,
+    field: &str,
+    got: &str,
+    debug: &str,
+    out: &mut Vec<Violation>,
+) {
+    let want = json.and_then(|j| j.get(field)).and_then(Value::as_str);
+    if want != Some(got) {
+        v(
+            out,
+            "tailscale.secret_value",
+            format!("{field}: not the answer's value"),
+        );
+    }
+    let alphabet = got
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !alphabet || got.len() < 16 || got.len() > 512 {
+        v(
+            out,
+            "tailscale.secret_format",
+            format!("{field} of {} bytes accepted", got.len()),
+        );
+    }
+    let mut rest = json.cloned().unwrap_or(Value::Null);
+    if let Some(o) = rest.as_object_mut() {
+        o.remove(field);
+    }
+    if debug.contains(got) && !rest.to_string().contains(got) {
+        v(
+            out,
+            "tailscale.secret_in_debug",
+            format!("{field} shown by Debug"),
+        );
+    }
+}
+
+/// A refused answer's error never repeats the secret it carried.
+fn check_not_in_error(
+    json: Option<&Value>,
+    field: &str,
+    e: &clawkeeper_core::tailnet::Error,
+    out: &mut Vec<Violation>,
+) {
+    let Some(secret) = json.and_then(|j| j.get(field)).and_then(Value::as_str) else {
+        return;
+    };
+    let shown = format!("{e} {e:?}");
+    if secret.len() >= 8 && shown.contains(secret) {
+        let code = clawkeeper_core::UserFacing::code(e);
+        v(
+            out,
+            "tailscale.secret_in_error",
+            format!("{field} in {code}"),
+        );
+    }
+}
+
+/// The devices list: as many as the JSON has, each with an id, its addresses those of the
+/// JSON in order.
+pub fn check_tailscale_devices(
+    json: Option<&Value>,
+    got: &[clawkeeper_core::tailnet::Device],
+    out: &mut Vec<Violation>,
+) {
+    let want = json
+        .and_then(|j| j.get("devices"))
+        .and_then(Value::as_array);
+    let Some(want) = want else {
+        v(
+            out,
+            "tailscale.devices",
+            "a list from an answer without one".into(),
+        );
+        return;
+    };
+    if want.len() != got.len() {
+        v(
+            out,
+            "tailscale.devices",
+            format!("{} of {} devices", got.len(), want.len()),
+        );
+    }
+    for (d, w) in got.iter().zip(want) {
+        if d.api_id().is_empty() {
+            v(out, "tailscale.device_id", format!("{d:?}"));
+        }
+        let addresses: Vec<IpAddr> = w
+            .get("addresses")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| x.as_str()?.parse().ok()).collect())
+            .unwrap_or_default();
+        if d.addresses != addresses {
+            v(
+                out,
+                "tailscale.device_addresses",
+                format!("{:?}, the JSON has {addresses:?}", d.addresses),
+            );
+        }
+    }
+}
+
+/// The invariants of one `decode_error(status, retry_after, body)` result.
+pub fn check_tailscale_error(
+    status: u16,
+    retry_after: Option<&str>,
+    json: Option<&Value>,
+    e: &clawkeeper_core::tailnet::Error,
+    out: &mut Vec<Violation>,
+) {
+    use clawkeeper_core::tailnet::Error as E;
+    let p = check_problem(
+        e,
+        status,
+        500,
+        ["tailscale.problem_empty", "tailscale.message_unsafe"],
+        out,
+    );
+    // The provider's message as the person may see it (computed here independently).
+    let raw = json
+        .and_then(|j| j.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let cleaned = hetzner_clean(raw);
+    let shown = if cleaned.is_empty() {
+        "no details".to_owned()
+    } else {
+        cleaned
+    };
+    let about_tags = tailscale_about_tags(&shown);
+    let want = match status {
+        401 => "tailscale_auth",
+        400 | 403 if about_tags => "tailscale_tag_not_permitted",
+        403 => "tailscale_forbidden",
+        400 | 422 => "tailscale_bad_request",
+        404 => "tailscale_not_found",
+        429 => "tailscale_rate_limited",
+        500..=599 => "tailscale_unavailable",
+        _ => "tailscale_api_error",
+    };
+    if p.code != want {
+        v(
+            out,
+            "tailscale.code",
+            format!("HTTP {status} {shown:?} gave {}", p.code),
+        );
+    }
+    match e {
+        E::RateLimited { retry_after: got } => {
+            let want = retry_after
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .map(|s| {
+                    std::time::Duration::from_secs(s.parse::<u64>().unwrap_or(u64::MAX))
+                        .min(clawkeeper_core::tailnet::api::MAX_RETRY_AFTER)
+                });
+            if *got != want {
+                v(
+                    out,
+                    "tailscale.retry_after",
+                    format!("{got:?} from {retry_after:?}"),
+                );
+            }
+        }
+        _ if !p.message.contains(&shown) => v(
+            out,
+            "tailscale.message_lost",
+            format!("{:?} does not say {shown:?}", p.message),
+        ),
+        _ => {}
     }
 }
 

@@ -35,11 +35,7 @@ impl std::fmt::Debug for TailnetProxy {
 impl TailnetProxy {
     /// Listen on 127.0.0.1 (a port the OS picks) and forward every connection over
     /// `tailnet` to `host:port` on the tailnet.
-    pub async fn start(
-        tailnet: Arc<dyn Tailnet>,
-        host: &str,
-        port: u16,
-    ) -> std::io::Result<Self> {
+    pub async fn start(tailnet: Arc<dyn Tailnet>, host: &str, port: u16) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let local = listener.local_addr()?;
         let cancel = CancellationToken::new();
