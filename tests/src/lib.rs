@@ -11,5 +11,6 @@ pub mod npm_mirror;
 pub mod scan;
 pub mod ssh_cli_remote;
 pub mod sshd;
+pub mod tailnet_double;
 pub mod testhost;
 pub mod webdriver;

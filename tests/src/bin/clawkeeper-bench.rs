@@ -121,8 +121,19 @@ async fn chat(n: usize) -> Result<()> {
         .await?;
     let mut raw = RawClient::connect(&app.instance().url(), token.expose()).await?;
     raw.round_trip("warm up raw").await?;
+    // The same raw client through the tailnet loopback proxy (over a loopback tailnet test
+    // double: what the proxy itself adds, not a real tailnet's WireGuard hops).
+    let tailnet = std::sync::Arc::new(clawkeeper_tests::tailnet_double::LoopbackTailnet::default());
+    let gw_port = app.instance().port;
+    tailnet.route("100.64.0.7", gw_port, gw_port);
+    let proxy =
+        clawkeeper_core::tailnet::TailnetProxy::start(tailnet.clone(), "100.64.0.7", gw_port)
+            .await?;
+    let mut proxied =
+        RawClient::connect(&format!("ws://{}", proxy.local_addr()), token.expose()).await?;
+    proxied.round_trip("warm up proxied").await?;
 
-    let (mut core_ms, mut raw_ms) = (Vec::new(), Vec::new());
+    let (mut core_ms, mut raw_ms, mut proxied_ms) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
         // Interleave, so drift on the machine affects both alike.
         let t = Instant::now();
@@ -142,16 +153,33 @@ async fn chat(n: usize) -> Result<()> {
             reply == format!("Echo: raw {i}"),
             "unexpected reply {reply:?}"
         );
+        let t = Instant::now();
+        let reply = proxied.round_trip(&format!("proxied {i}")).await?;
+        proxied_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(
+            reply == format!("Echo: proxied {i}"),
+            "unexpected reply {reply:?}"
+        );
     }
+    anyhow::ensure!(tailnet.dials() == 1, "one connection through the proxy");
     let (c50, c95, cmean) = stats(core_ms);
     let (r50, r95, rmean) = stats(raw_ms);
+    let (p50, p95, pmean) = stats(proxied_ms);
     println!("chat round trip, {n} each, fake model on loopback:");
     println!("  core client     median {c50:8.1} ms   p95 {c95:8.1} ms   mean {cmean:8.1} ms");
     println!("  raw WebSocket   median {r50:8.1} ms   p95 {r95:8.1} ms   mean {rmean:8.1} ms");
     println!(
+        "  raw via tailnet proxy median {p50:8.1} ms   p95 {p95:8.1} ms   mean {pmean:8.1} ms"
+    );
+    println!(
         "  ratio core/raw  median {:.3}   mean {:.3}",
         c50 / r50,
         cmean / rmean
+    );
+    println!(
+        "  ratio proxied/raw median {:.3}   mean {:.3}",
+        p50 / r50,
+        pmean / rmean
     );
     app.shutdown().await;
     Ok(())
