@@ -25,7 +25,7 @@ import {
   renderStatusLine,
   timeAgo,
 } from "./ui";
-import { onServerEvent, refreshServers } from "./server";
+import { onServerEvent, openFromHash, refreshServers } from "./server";
 
 const el = {
   statusLine: byId("status-line"),
@@ -348,6 +348,7 @@ function onBackendEvent(e: BackendEvent) {
 async function init() {
   await onEvent(onBackendEvent);
   await Promise.all([refresh(), refreshServers()]);
+  openFromHash();
 }
 
 void init();
