@@ -54,6 +54,37 @@ impl WindowName {
     }
 }
 
+/// A part of a window to open at: the status window's forms for adding a server (the
+/// setup window leads there when the person chose a server). The page reads it from the
+/// URL's fragment (`status.html#server-cloud`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    ServerConnect,
+    ServerCloud,
+}
+
+impl Section {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "server-connect" => Some(Self::ServerConnect),
+            "server-cloud" => Some(Self::ServerCloud),
+            _ => None,
+        }
+    }
+
+    pub fn fragment(self) -> &'static str {
+        match self {
+            Self::ServerConnect => "server-connect",
+            Self::ServerCloud => "server-cloud",
+        }
+    }
+
+    /// The window the section is in.
+    pub fn window(self) -> WindowName {
+        WindowName::Status
+    }
+}
+
 /// Only the app's own pages may load in a window: no navigation to anything remote.
 fn is_app_url(url: &tauri::Url) -> bool {
     match url.scheme() {
@@ -65,7 +96,13 @@ fn is_app_url(url: &tauri::Url) -> bool {
 
 /// Show the window, creating it if it is not open.
 pub fn open(app: &AppHandle, name: WindowName) -> Result<(), Problem> {
-    open_inner(app, name).map_err(|e| {
+    open_at(app, name, None)
+}
+
+/// Show the window at `section` (which must be one of that window's), creating it if it
+/// is not open.
+pub fn open_at(app: &AppHandle, name: WindowName, section: Option<Section>) -> Result<(), Problem> {
+    open_inner(app, name, section).map_err(|e| {
         tracing::error!(window = name.label(), error = %e, "could not open a window");
         Problem::new(
             "window_failed",
@@ -79,15 +116,24 @@ pub fn open_or_log(app: &AppHandle, name: WindowName) {
     let _ = open(app, name);
 }
 
-fn open_inner(app: &AppHandle, name: WindowName) -> tauri::Result<()> {
+fn open_inner(app: &AppHandle, name: WindowName, section: Option<Section>) -> tauri::Result<()> {
+    let section = section.filter(|s| s.window() == name);
     if let Some(w) = app.get_webview_window(name.label()) {
+        if let Some(s) = section {
+            // Already open: the page follows its fragment (`hashchange`). A constant script.
+            w.eval(format!("window.location.hash = '#{}'", s.fragment()))?;
+        }
         w.unminimize()?;
         w.show()?;
         w.set_focus()?;
         return Ok(());
     }
     let (width, height) = name.size();
-    WebviewWindowBuilder::new(app, name.label(), WebviewUrl::App(name.page().into()))
+    let page = match section {
+        Some(s) => format!("{}#{}", name.page(), s.fragment()),
+        None => name.page().to_owned(),
+    };
+    WebviewWindowBuilder::new(app, name.label(), WebviewUrl::App(page.into()))
         .title(name.title())
         .inner_size(width, height)
         .min_inner_size(420.0, 420.0)
@@ -109,6 +155,11 @@ mod tests {
             assert_eq!(WindowName::parse(n.label()), Some(n));
         }
         assert_eq!(WindowName::parse("settings"), None);
+        for s in [Section::ServerConnect, Section::ServerCloud] {
+            assert_eq!(Section::parse(s.fragment()), Some(s));
+            assert_eq!(s.window(), WindowName::Status);
+        }
+        assert_eq!(Section::parse("'; alert(1); '"), None);
     }
 
     #[test]

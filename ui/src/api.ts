@@ -299,7 +299,10 @@ export const chatSend = (message: string) => call<{ runId: string }>("chat_send"
 export const chatHistory = () => call<ChatMessage[]>("chat_history");
 export const chatAbort = (runId: string) => call<void>("chat_abort", { runId });
 
-export const openWindow = (name: WindowName) => call<void>("open_window", { name });
+/** A part of a window to open at: the status window's forms for adding a server. */
+export type WindowSection = "server-connect" | "server-cloud";
+export const openWindow = (name: WindowName, section?: WindowSection) =>
+  call<void>("open_window", { name, section: section ?? null });
 
 export const servers = () => call<ServerInfo[]>("servers");
 export const serverScan = (host: string, port: number, user: string) =>

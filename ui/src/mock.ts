@@ -426,7 +426,7 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
     fail("cloud_token_missing", "No Hetzner API token saved yet.", "Paste a Read & Write token from your Hetzner project's Security page."),
 
   open_window: (a) => {
-    location.href = `./${String(a.name)}.html`;
+    location.href = `./${String(a.name)}.html${a.section ? `#${String(a.section)}` : ""}`;
   },
 };
 

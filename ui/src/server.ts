@@ -45,8 +45,14 @@ const notes = new Map<string, HTMLElement>();
 const keyBoxes = new Map<string, HTMLElement>();
 /** Which servers' "Support access" is unfolded. */
 const supportOpen = new Set<string>();
-/** The last cloud request, so a failed deploy can be tried again. */
-let lastDeploy: { name: string; type: string; location: string } | undefined;
+/** Which servers' "Details" is unfolded, and which show the delete question: kept across
+ * re-renders (progress events, the minute timer), so a question being read stays put. */
+const detailsOpen = new Set<string>();
+const confirmingDelete = new Set<string>();
+/** Servers whose job was asked to stop: "Stopping after this step…" until it has. */
+const stopping = new Set<string>();
+/** What the last delete removed: shown until the person adds a server. */
+let removedNote: HTMLElement | undefined;
 
 // ---------- helpers ----------
 
@@ -55,8 +61,15 @@ function fixFor(err: ApiError, retry: () => void | Promise<void>): Action {
   return { label: "Try again", run: retry, primary: true };
 }
 
-/** Run `fn` from a button, with a busy label; errors go to `slot` with message + hint. */
-async function run(btn: HTMLButtonElement, busy: string, slot: HTMLElement, fn: () => Promise<void>) {
+/** Run `fn` from a button, with a busy label; errors go to `slot` with message + hint
+ * and the likely fix (`fix` may name a better one than "Try again" for some errors). */
+async function run(
+  btn: HTMLButtonElement,
+  busy: string,
+  slot: HTMLElement,
+  fn: () => Promise<void>,
+  fix?: (err: ApiError) => Action | undefined,
+) {
   slot.replaceChildren();
   const old = btn.textContent;
   btn.disabled = true;
@@ -66,7 +79,8 @@ async function run(btn: HTMLButtonElement, busy: string, slot: HTMLElement, fn: 
     await fn();
   } catch (e) {
     const err = toApiError(e);
-    slot.replaceChildren(errorPanel(err, [fixFor(err, () => run(btn, busy, slot, fn))], { compact: true }));
+    const action = fix?.(err) ?? fixFor(err, () => run(btn, busy, slot, fn, fix));
+    slot.replaceChildren(errorPanel(err, [action], { compact: true }));
   } finally {
     btn.disabled = false;
     btn.removeAttribute("aria-busy");
@@ -97,7 +111,8 @@ const money = (amount: string) => {
 export function serverTone(s: ServerInfo): { tone: "ok" | "busy" | "warn" | "bad" | "idle"; label: string } {
   const j = s.job;
   if (j?.state === "running")
-    return { tone: "busy", label: `${j.kind === "deploy" ? "Creating the server" : "Setting up"}… ${j.index}/${j.total}` };
+    // The step being worked on, as the progress box says it ("Step N of M").
+    return { tone: "busy", label: `${j.kind === "deploy" ? "Creating the server" : "Setting up"}… ${Math.min(j.index + 1, j.total)}/${j.total}` };
   if (j?.state === "failed") return { tone: "bad", label: "Needs attention" };
   if (j?.state === "cancelled") return { tone: "warn", label: "Setup paused" };
   if (s.checks.some((c) => c.status === "fail")) return { tone: "warn", label: "Needs attention" };
@@ -118,6 +133,7 @@ function render() {
   summaryEl.textContent = s ? serverTone(s).label : "";
   if (!s) {
     root.replaceChildren(
+      ...(removedNote ? [removedNote] : []),
       h(
         "p",
         { class: "muted" },
@@ -127,7 +143,7 @@ function render() {
     );
     return;
   }
-  root.replaceChildren(...list.map(renderServer), addButtons(true));
+  root.replaceChildren(...(removedNote ? [removedNote] : []), ...list.map(renderServer), addButtons(true));
 }
 
 function addButtons(quiet = false): HTMLElement {
@@ -139,11 +155,7 @@ function addButtons(quiet = false): HTMLElement {
     id: "server-add-cloud",
     "data-testid": "server-add-cloud",
   });
-  connect.addEventListener("click", () => {
-    mode = "connect";
-    connectState = { step: "address" };
-    render();
-  });
+  connect.addEventListener("click", () => openConnect());
   cloud.addEventListener("click", () => openCloud());
   return h("div", { class: "row server-add" }, connect, cloud);
 }
@@ -228,15 +240,34 @@ function renderJob(s: ServerInfo, j: ServerJob): HTMLElement | null {
       h(
         "div",
         { class: "progress-meta" },
-        h("span", { text: `Step ${Math.min(j.index + (j.state === "running" ? 1 : 0), j.total)} of ${j.total}` }),
+        h("span", {
+          text: j.state === "running" ? `Step ${Math.min(j.index + 1, j.total)} of ${j.total}` : `${j.index} of ${j.total} steps done`,
+        }),
         h("span", { text: `${pct} %` }),
       ),
     ),
   );
   if (j.state === "running") {
-    const cancel = button("Cancel", "btn-secondary btn-small", { id: "server-cancel", "data-testid": "server-cancel" });
+    const asked = stopping.has(s.id);
+    const cancel = button(asked ? "Stopping after this step…" : "Cancel", "btn-secondary btn-small", {
+      id: "server-cancel",
+      "data-testid": "server-cancel",
+    });
+    cancel.disabled = asked;
     const slot = h("div", { class: "error-slot" });
-    cancel.addEventListener("click", () => run(cancel, "Stopping after this step…", slot, cancelServerJob));
+    cancel.addEventListener("click", () =>
+      run(cancel, "Stopping after this step…", slot, async () => {
+        // Before asking: the job may stop (and say so) before the answer comes back.
+        stopping.add(s.id);
+        try {
+          await cancelServerJob();
+        } catch (e) {
+          stopping.delete(s.id);
+          throw e;
+        }
+        if (mode === "view") render();
+      }),
+    );
     box.append(
       h(
         "div",
@@ -248,16 +279,16 @@ function renderJob(s: ServerInfo, j: ServerJob): HTMLElement | null {
     );
   } else {
     const slot = h("div", { class: "error-slot" });
+    // The backend picks up where it stopped: creating the server, or setting it up.
     const retry = () => {
-      if (j.kind === "deploy" && lastDeploy) {
-        const d = lastDeploy;
-        return cloudDeploy(d.name, d.type, d.location).then(() => undefined);
-      }
+      stopping.delete(s.id);
       return serverProvision(s.id);
     };
     const again = button(j.state === "cancelled" ? "Continue" : "Try again", "btn-primary btn-small", { id: "server-retry" });
     again.addEventListener("click", () => run(again, "Starting…", slot, retry));
     if (j.error && j.state === "failed") box.append(errorPanel(j.error, [], { compact: true }));
+    if (j.state === "cancelled")
+      box.append(h("p", { class: "muted small", text: "Stopped safely between two steps. Continue picks up where it stopped." }));
     box.append(h("div", { class: "row" }, again), slot);
   }
   return box;
@@ -412,8 +443,16 @@ function showKeyOnce(box: HTMLElement, key: string, grant: SupportGrant) {
   area.select();
 }
 
+/** Servers whose support keys are being read from the server right now. */
+const grantsLoading = new Set<string>();
+
 async function loadGrants(id: string) {
-  grants.set(id, await supportList(id));
+  grantsLoading.add(id);
+  try {
+    grants.set(id, await supportList(id));
+  } finally {
+    grantsLoading.delete(id);
+  }
   const el = document.getElementById("support-list");
   if (el) fillGrants(el, id);
 }
@@ -482,11 +521,18 @@ function renderDetails(s: ServerInfo): HTMLElement {
   ];
   const slot = h("div", { class: "error-slot" });
   const confirmBox = h("div", {});
+  const details = h(
+    "details",
+    { class: "disclosure", id: "server-details", open: detailsOpen.has(s.id) || undefined },
+    h("summary", { text: "Details" }),
+  );
+  details.addEventListener("toggle", () => (details.open ? detailsOpen.add(s.id) : detailsOpen.delete(s.id)));
   const del = button(s.kind === "cloud" ? "Delete this server…" : "Remove this server…", "btn-quiet btn-small", {
     id: "server-delete",
     "data-testid": "server-delete",
   });
-  del.addEventListener("click", () => {
+  const ask = (focus: boolean) => {
+    confirmingDelete.add(s.id);
     const what =
       s.kind === "cloud"
         ? [
@@ -503,18 +549,23 @@ function renderDetails(s: ServerInfo): HTMLElement {
       "data-testid": "server-delete-confirm",
     });
     const no = button("Keep it", "btn-secondary btn-small", { id: "server-delete-cancel" });
-    no.addEventListener("click", () => confirmBox.replaceChildren());
+    no.addEventListener("click", () => {
+      confirmingDelete.delete(s.id);
+      confirmBox.replaceChildren();
+    });
     yes.addEventListener("click", () =>
       run(yes, "Deleting…", slot, async () => {
         const r = await serverDelete(s.id);
-        const note = h(
+        confirmingDelete.delete(s.id);
+        detailsOpen.delete(s.id);
+        removedNote = h(
           "div",
-          { class: "notice ok", role: "status" },
+          { class: "notice ok", role: "status", id: "server-removed", "data-testid": "server-removed" },
           icon("ok"),
           h("div", {}, h("p", { text: `${s.name} was ${s.kind === "cloud" ? "deleted" : "removed"}. Removed:` }), h("ul", {}, ...r.removed.map((x) => h("li", { text: x })))),
         );
         await refreshServers();
-        root.prepend(note);
+        render();
       }),
     );
     confirmBox.replaceChildren(
@@ -527,17 +578,17 @@ function renderDetails(s: ServerInfo): HTMLElement {
         h("div", { class: "row" }, yes, no),
       ),
     );
-    yes.focus();
-  });
-  return h(
-    "details",
-    { class: "disclosure" },
-    h("summary", { text: "Details" }),
+    if (focus) yes.focus();
+  };
+  del.addEventListener("click", () => ask(true));
+  if (confirmingDelete.has(s.id)) ask(false);
+  details.append(
     h("dl", { class: "kv" }, ...rows.filter(([, v]) => v).flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
     h("div", { class: "row" }, del),
     confirmBox,
     slot,
   );
+  return details;
 }
 
 // ---------- connect a server I have ----------
@@ -548,6 +599,13 @@ let connectState: { step: "address" } | { step: "confirm"; host: string; port: n
 
 function backToView() {
   mode = "view";
+  render();
+}
+
+function openConnect() {
+  removedNote = undefined;
+  mode = "connect";
+  connectState = { step: "address" };
   render();
 }
 
@@ -589,10 +647,21 @@ function renderConnect() {
   const yes = button("Yes, it matches — connect", "btn-primary", { id: "connect-confirm", "data-testid": "connect-confirm" });
   const back = button("No, stop here", "btn-secondary", { id: "connect-no" });
   back.addEventListener("click", backToView);
+  // A refused login: the fields were cleared, so "Try again" would only ask for them.
+  let triedKey = false;
+  const fixLogin = (err: ApiError): Action | undefined =>
+    ["host_auth_rejected", "ssh_key_invalid", "ssh_key_passphrase", "login_missing"].includes(err.code)
+      ? {
+          label: triedKey ? "Pick the key again" : "Type the password again",
+          run: () => (triedKey ? keyFile : password).focus(),
+          primary: true,
+        }
+      : undefined;
   yes.addEventListener("click", () =>
     run(yes, "Connecting…", slot, async () => {
       let keyText: string | undefined;
       const f = keyFile.files?.[0];
+      triedKey = !!f;
       if (f) {
         if (f.size > 64 * 1024) throw { code: "ssh_key_invalid", message: "That file is too big to be a private SSH key.", hint: "Pick the private key file (not the .pub one)." };
         keyText = await f.text();
@@ -608,8 +677,14 @@ function renderConnect() {
           confirmedFingerprint: c.scanned.fingerprint,
           ...(keyText ? { keyText, ...(passphrase.value ? { passphrase: passphrase.value } : {}) } : { password: password.value }),
         });
-        await serverProvision(s.id);
+        // Added: the section shows it from now on; setting it up is its own job.
         mode = "view";
+        try {
+          await serverProvision(s.id);
+        } catch (e) {
+          const err = toApiError(e);
+          notes.set(s.id, h("div", { class: "error-slot" }, errorPanel(err, [{ label: "Set it up", run: () => serverProvision(s.id).catch(() => undefined), primary: true }], { compact: true })));
+        }
         await refreshServers();
       } finally {
         keyText = undefined;
@@ -617,7 +692,7 @@ function renderConnect() {
         passphrase.value = "";
         keyFile.value = "";
       }
-    }),
+    }, fixLogin),
   );
   root.replaceChildren(
     h("h3", { class: "server-sub", text: "Is this your server?" }),
@@ -644,6 +719,7 @@ function renderConnect() {
 let cloud: CloudOptions | undefined;
 
 function openCloud() {
+  removedNote = undefined;
   mode = "cloud";
   cloud = undefined;
   render();
@@ -704,7 +780,6 @@ async function renderCloud() {
     run(create, "Creating…", slot, async () => {
       const type = typesEl.querySelector<HTMLInputElement>("input[name=cloud-type]:checked")?.value;
       if (!type) throw { code: "cloud_type", message: "Pick a size.", hint: "The smallest is plenty for one person." };
-      lastDeploy = { name: name.value, type, location: location.value };
       await cloudDeploy(name.value, type, location.value);
       mode = "view";
       await refreshServers();
@@ -755,7 +830,11 @@ export function refreshServers(): Promise<void> {
     try {
       list = await listServers();
       if (mode === "view") render();
-      for (const s of list) if (s.address && !grants.has(s.id)) void loadGrants(s.id).catch(() => undefined);
+      // Once per server, and not while it is being set up (that logs in to it anyway;
+      // the list is read when the job ends).
+      for (const s of list)
+        if (s.address && !grants.has(s.id) && !grantsLoading.has(s.id) && s.job?.state !== "running")
+          void loadGrants(s.id).catch(() => undefined);
     } catch (e) {
       root.replaceChildren(errorPanel(toApiError(e), [{ label: "Try again", run: refreshServers, primary: true }]));
     } finally {
@@ -774,8 +853,13 @@ export function onServerEvent(e: BackendEvent) {
         return;
       }
       s.job = e.job;
-      if (e.job.state !== "running") void refreshServers();
-      else if (mode === "view") render();
+      if (e.job.state !== "running") {
+        stopping.delete(e.id);
+        void refreshServers();
+      } else if (!s.address && e.job.kind === "provision") {
+        // A new cloud server was logged in to: its address and identity are known now.
+        void refreshServers();
+      } else if (mode === "view") render();
       break;
     }
     case "server_checks": {
@@ -789,12 +873,27 @@ export function onServerEvent(e: BackendEvent) {
     }
     case "server_removed":
       grants.delete(e.id);
+      detailsOpen.delete(e.id);
+      confirmingDelete.delete(e.id);
       void refreshServers();
       break;
     default:
       break;
   }
 }
+
+/** `status.html#server-cloud` / `#server-connect` (the setup window leads here when the
+ * person chose a server): open that form. The fragment is dropped again, so the same
+ * request later is a change the page hears (`hashchange`). */
+export function openFromHash() {
+  const want = location.hash.slice(1);
+  if (want !== "server-cloud" && want !== "server-connect") return;
+  history.replaceState(null, "", location.pathname + location.search);
+  if (want === "server-cloud") openCloud();
+  else openConnect();
+  byId("server-section").scrollIntoView({ block: "start" });
+}
+window.addEventListener("hashchange", openFromHash);
 
 // Keep "checked 2 minutes ago" honest without asking the backend.
 window.setInterval(() => {

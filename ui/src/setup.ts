@@ -1,4 +1,6 @@
 // First run: where the assistant lives → model provider & key → progress → ready.
+// On a server (new at Hetzner, or one the person has): where → key → the status window's
+// server form, which creates or connects the server and sets it up.
 
 import "./styles.css";
 import {
@@ -32,13 +34,17 @@ import {
 
 const OPENROUTER_DEFAULT_MODEL = "openrouter/auto";
 
-type View = "place" | "provider" | "progress" | "ready";
+type View = "place" | "provider" | "progress" | "ready" | "server";
 const sections: Record<View, HTMLElement> = {
   place: byId("step-place"),
   provider: byId("step-provider"),
   progress: byId("progress"),
   ready: byId("step-ready"),
+  server: byId("step-server"),
 };
+
+/** Where the assistant lives, as chosen in step 1. */
+type Place = "local" | "cloud" | "ssh";
 
 const statusLine = byId("status-line");
 const el = {
@@ -84,6 +90,7 @@ for (const slot of document.querySelectorAll<HTMLElement>("[data-icon]")) {
 
 let ov: Overview | undefined;
 let view: View = "place";
+let place: Place = "local";
 let kind: ProviderKind = "openrouter";
 let pasteMode = false;
 let waitingForSignIn = false;
@@ -103,7 +110,44 @@ function show(next: View, focus = true) {
 
 // ---------- step 1 ----------
 
-el.placeNext.addEventListener("click", () => show("provider"));
+el.placeNext.addEventListener("click", () => {
+  const chosen = document.querySelector<HTMLInputElement>("input[name=place]:checked")?.value;
+  place = chosen === "cloud" || chosen === "ssh" ? chosen : "local";
+  byId("provider-step-label").textContent = place === "local" ? "Step 2 of 2" : "Step 2 of 3";
+  el.save.textContent = saveLabel();
+  renderKeychainAndSaved();
+  show("provider");
+});
+
+// ---------- a server: the status window takes over ----------
+
+const saveLabel = () => (place === "local" ? "Save and start" : "Save and continue");
+
+/** The key is saved: on this computer, install and start; for a server, its form. */
+function afterProviderSaved() {
+  if (place === "local") void runSetup();
+  else void goServer();
+}
+
+async function goServer() {
+  const cloud = place === "cloud";
+  byId("server-next-text").textContent = cloud
+    ? "Your API key is saved. The Status window now asks for your Hetzner token, shows the sizes with today's prices, and creates your server. You can close this window."
+    : "Your API key is saved. The Status window now asks for your server's address and checks it's really yours before Clawkeeper logs in. You can close this window.";
+  show("server");
+  await openServerForm();
+}
+
+async function openServerForm() {
+  const slot = byId("server-next-error");
+  slot.replaceChildren();
+  try {
+    await openWindow("status", place === "cloud" ? "server-cloud" : "server-connect");
+  } catch (e) {
+    slot.replaceChildren(errorPanel(toApiError(e), [{ label: "Try again", run: openServerForm, primary: true }]));
+  }
+}
+byId("open-server-form").addEventListener("click", () => void openServerForm());
 
 // ---------- step 2 ----------
 
@@ -167,8 +211,8 @@ function renderKeychainAndSaved() {
             ? h("button", {
                 type: "button",
                 class: "btn btn-secondary btn-small",
-                text: "Keep the saved key and start",
-                on: { click: () => void runSetup() },
+                text: place === "local" ? "Keep the saved key and start" : "Keep the saved key and continue",
+                on: { click: afterProviderSaved },
               })
             : null,
         ),
@@ -291,9 +335,9 @@ el.form.addEventListener("submit", async (e) => {
     return;
   } finally {
     el.save.disabled = false;
-    el.save.textContent = "Save and start";
+    el.save.textContent = saveLabel();
   }
-  void runSetup();
+  afterProviderSaved();
 });
 
 // ---------- progress ----------
@@ -577,7 +621,7 @@ function onBackendEvent(e: BackendEvent) {
         waitingForSignIn = false;
         el.signinWait.hidden = true;
         if (e.error) showProviderError(e.error);
-        else if (e.configured) void runSetup();
+        else if (e.configured) afterProviderSaved();
       }
       break;
     case "chat":

@@ -26,7 +26,7 @@ import {
   renderStatusLine,
   timeAgo,
 } from "./ui";
-import { onServerEvent, refreshServers, setChatPlace } from "./server";
+import { onServerEvent, openFromHash, refreshServers, setChatPlace } from "./server";
 
 const el = {
   statusLine: byId("status-line"),
@@ -368,6 +368,7 @@ function onBackendEvent(e: BackendEvent) {
 async function init() {
   await onEvent(onBackendEvent);
   await Promise.all([refresh(), refreshServers()]);
+  openFromHash();
 }
 
 void init();

@@ -248,8 +248,48 @@ fn deploy_step(p: &DeployProgress) -> Option<(usize, Option<String>)> {
     })
 }
 
+/// What the progress bar shows for a provisioning step's progress. A finished step counts
+/// as done and names what comes next, so the step shown and "step N of M" always agree.
+fn provision_job(p: &ProvisionProgress) -> ServerJob {
+    let (step, index, detail) = match p.state {
+        StepState::Done => (
+            crate::provision::steps::STEPS
+                .get(p.index)
+                .map_or(FINAL_CHECK, |s| s.name),
+            p.index,
+            None,
+        ),
+        StepState::Failed => (p.name, p.index.saturating_sub(1), None),
+        _ => (p.name, p.index.saturating_sub(1), p.detail.clone()),
+    };
+    ServerJob {
+        kind: "provision",
+        state: "running",
+        step: step.to_owned(),
+        index,
+        total: p.total,
+        detail,
+        error: None,
+    }
+}
+
+/// After the last step: the checklist is read from the server.
+const FINAL_CHECK: &str = "Checking the server's safety";
+
 fn checks_key(id: &str) -> String {
     format!("server.checks.{id}")
+}
+
+/// The size and place chosen for a cloud server ([`StoredDeploy`]).
+fn deploy_key(id: &str) -> String {
+    format!("server.deploy.{id}")
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredDeploy {
+    server_type: String,
+    location: String,
 }
 
 fn internal() -> Problem {
@@ -566,8 +606,12 @@ impl Clawkeeper {
     /// call to the provider (everything created so far is journaled).
     pub fn cancel_server_job(&self) {
         if let Ok(r) = self.servers_state().running.lock() {
-            if let Some((_, c)) = r.as_ref() {
-                c.cancel();
+            match r.as_ref() {
+                Some((id, c)) => {
+                    tracing::info!(server = %id, "server job: cancel requested");
+                    c.cancel();
+                }
+                None => tracing::info!("server job: cancel requested, but none is running"),
             }
         }
     }
@@ -583,8 +627,18 @@ impl Clawkeeper {
 
     /// Set up (or re-check and repair) a server, in the background: progress arrives as
     /// [`Event::Server`], the checklist at the end as [`Event::ServerChecks`].
+    /// A cloud server whose creation was cancelled or failed before it could be logged in
+    /// to continues that instead (Continue after a restart of the window or the app).
     pub async fn server_provision(&self, id: &str) -> Result<(), Problem> {
-        self.require_server(id).await?;
+        let inst = self.require_server(id).await?;
+        if inst.target == "cloud"
+            && hosts::get(&self.inner.store, id)
+                .await
+                .map_err(|e| problem(&e))?
+                .is_none()
+        {
+            return self.continue_deploy(id, &inst.name).await;
+        }
         let total = crate::provision::steps::STEPS.len();
         let cancel = self.claim_job(id, "provision", total)?;
         let app = self.clone();
@@ -602,23 +656,7 @@ impl Clawkeeper {
         let app = self.clone();
         let job_id = id.to_owned();
         let on_progress = move |p: ProvisionProgress| {
-            let failed = p.state == StepState::Failed;
-            app.set_job(
-                &job_id,
-                ServerJob {
-                    kind: "provision",
-                    state: "running",
-                    step: p.name.to_owned(),
-                    index: if p.state == StepState::Done && !failed {
-                        p.index
-                    } else {
-                        p.index.saturating_sub(1)
-                    },
-                    total: p.total,
-                    detail: if failed { None } else { p.detail },
-                    error: None,
-                },
-            );
+            app.set_job(&job_id, provision_job(&p));
         };
         let result = ops::provision_server(
             &self.inner.store,
@@ -837,13 +875,58 @@ impl Clawkeeper {
             server_type: server_type.to_owned(),
             location: location.to_owned(),
         };
-        let cancel = self.claim_job(&id, "deploy", DEPLOY_STEPS.len())?;
+        // Remembered, so Continue can pick the creation up again after a restart.
+        let chosen = StoredDeploy {
+            server_type: req.server_type.clone(),
+            location: req.location.clone(),
+        };
+        if let Ok(text) = serde_json::to_string(&chosen) {
+            self.inner
+                .store
+                .set_setting(&deploy_key(&id), &text)
+                .await
+                .map_err(|e| problem(&e))?;
+        }
+        self.start_deploy(client, req)?;
+        Ok(id)
+    }
+
+    /// Continue creating the cloud server `id` with what the person chose for it.
+    async fn continue_deploy(&self, id: &str, name: &str) -> Result<(), Problem> {
+        let chosen: StoredDeploy = self
+            .inner
+            .store
+            .setting(&deploy_key(id))
+            .await
+            .map_err(|e| problem(&e))?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| {
+                Problem::new(
+                    "server_deploy_unknown",
+                    "Clawkeeper no longer knows which size and place you chose for this server.",
+                    Some("Delete it (nothing is left at Hetzner), then create it again."),
+                )
+            })?;
+        let client = self.hetzner().await?;
+        self.start_deploy(
+            client,
+            DeployRequest {
+                instance_id: id.to_owned(),
+                name: name.to_owned(),
+                server_type: chosen.server_type,
+                location: chosen.location,
+            },
+        )
+    }
+
+    fn start_deploy(&self, client: HetznerClient, req: DeployRequest) -> Result<(), Problem> {
+        let cancel = self.claim_job(&req.instance_id, "deploy", DEPLOY_STEPS.len())?;
         let app = self.clone();
         tokio::spawn(async move {
             app.run_deploy(&client, &req, cancel).await;
             app.release_job();
         });
-        Ok(id)
+        Ok(())
     }
 
     /// A cloud server being created keeps its id: deploying again continues it.
@@ -1002,6 +1085,7 @@ impl Clawkeeper {
             );
         }
         let _ = store.set_setting(&checks_key(id), "").await;
+        let _ = store.set_setting(&deploy_key(id), "").await;
         if store
             .setting(super::ASSISTANT_SETTING)
             .await
@@ -1065,7 +1149,8 @@ pub fn server_summary(s: &ServerView) -> String {
             } else {
                 "Setting up server…"
             };
-            format!("{what} {}/{}", j.index, j.total)
+            // The step being worked on, as the status window shows it ("step N of M").
+            format!("{what} {}/{}", (j.index + 1).min(j.total), j.total)
         }
         Some(j) if j.state == "failed" => "Server: needs attention".into(),
         _ if s.checks.iter().any(ServerCheck::failed) => "Server: needs attention".into(),
@@ -1118,9 +1203,40 @@ mod tests {
         let mut job = ServerJob::starting("provision", 13);
         job.index = 6;
         assert_eq!(
-            server_summary(&view(vec![], Some(job))),
-            "Setting up server… 6/13"
+            server_summary(&view(vec![], Some(job.clone()))),
+            "Setting up server… 7/13"
         );
+        job.index = 13;
+        assert_eq!(
+            server_summary(&view(vec![], Some(job))),
+            "Setting up server… 13/13"
+        );
+    }
+
+    #[test]
+    fn provisioning_progress_names_the_step_it_counts() {
+        use crate::provision::steps::STEPS;
+        let at = |i: usize, state: StepState| ProvisionProgress {
+            job_id: "j".into(),
+            index: i,
+            total: STEPS.len(),
+            step_id: STEPS[i - 1].id,
+            name: STEPS[i - 1].name,
+            state,
+            detail: Some("debian 12".into()),
+        };
+        // Step 2 running: "step 2 of N", named step 2 (index = steps finished).
+        let j = provision_job(&at(2, StepState::Running));
+        assert_eq!((j.step.as_str(), j.index), (STEPS[1].name, 1));
+        assert_eq!(j.detail.as_deref(), Some("debian 12"));
+        // Step 2 done: two finished, and the name is the next one's.
+        let j = provision_job(&at(2, StepState::Done));
+        assert_eq!((j.step.as_str(), j.index), (STEPS[2].name, 2));
+        let last = provision_job(&at(STEPS.len(), StepState::Done));
+        assert_eq!((last.step.as_str(), last.index), (FINAL_CHECK, STEPS.len()));
+        let failed = provision_job(&at(3, StepState::Failed));
+        assert_eq!((failed.step.as_str(), failed.index), (STEPS[2].name, 2));
+        assert_eq!(failed.detail, None);
     }
 
     #[test]

@@ -246,6 +246,9 @@ pub async fn forget(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Res
         hosts::forget(store, instance_id).await?;
         removed.push("The server's pinned identity".to_owned());
     }
+    // What is in the keychain now: deleting a missing entry succeeds, so the list says
+    // only what was really there.
+    let present = vault.list().await?;
     let imported = format!("{instance_id}-imported");
     for (kind, key, what) in [
         (SecretKind::SshKey, instance_id, "Clawkeeper's key for it"),
@@ -265,9 +268,14 @@ pub async fn forget(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Res
             "Its model provider key",
         ),
     ] {
-        match vault.delete(&SecretRef::new(kind, key)).await {
-            Ok(()) => removed.push(format!("From your keychain: {what}")),
-            Err(crate::vault::Error::NotFound(_)) => {}
+        let r = SecretRef::new(kind, key);
+        if !present.contains(&r) {
+            continue;
+        }
+        match vault.delete(&r).await {
+            Ok(()) | Err(crate::vault::Error::NotFound(_)) => {
+                removed.push(format!("From your keychain: {what}"))
+            }
             Err(e) => return Err(e.into()),
         }
     }
