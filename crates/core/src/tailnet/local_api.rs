@@ -563,6 +563,53 @@ pub fn response_body(head: &Head, rest: &[u8]) -> Result<Vec<u8>> {
 
 // --------------------------------------------------------------------------------- client
 
+/// Read the rest of a response's body from `conn` (`rest`: what came with the head): up to
+/// `Content-Length`, to the last chunk, or to EOF. It does not wait for EOF when the framing
+/// says where the body ends (tailscaled keeps a connection open after an error answer).
+async fn read_body<C: AsyncRead + Unpin>(
+    head: &Head,
+    mut rest: Vec<u8>,
+    conn: &mut C,
+) -> Result<Vec<u8>> {
+    if head.status == 204 || head.status == 304 {
+        return Ok(Vec::new());
+    }
+    let chunked = head.is_chunked();
+    let length = if chunked {
+        None
+    } else {
+        head.content_length()?
+    };
+    if length.is_some_and(|n| n > MAX_BODY) {
+        return Err(Error::BadAnswer("an answer that is too large".into()));
+    }
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        if let Some(n) = length {
+            if rest.len() >= n {
+                rest.truncate(n);
+                return Ok(rest);
+            }
+        }
+        if chunked && rest.ends_with(b"\r\n\r\n") {
+            if let Ok(body) = decode_chunked(&rest) {
+                return Ok(body);
+            }
+        }
+        let n = conn
+            .read(&mut chunk)
+            .await
+            .map_err(|e| Error::BadAnswer(format!("the connection broke off: {e}")))?;
+        if n == 0 {
+            return response_body(head, &rest);
+        }
+        rest.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        if rest.len() > MAX_BODY + MAX_HEAD {
+            return Err(Error::BadAnswer("an answer that is too large".into()));
+        }
+    }
+}
+
 #[cfg(unix)]
 type Conn = tokio::net::UnixStream;
 #[cfg(not(unix))]
@@ -665,19 +712,10 @@ impl LocalApi {
     /// One complete request → (status, body).
     async fn call(&self, method: &str, path_and_query: &str) -> Result<(u16, Vec<u8>)> {
         let work = async {
-            let (head, mut rest, mut conn) = self
+            let (head, rest, mut conn) = self
                 .start(method, path_and_query, &[("Connection", "close")])
                 .await?;
-            let limit = MAX_BODY as u64 + 1;
-            (&mut conn)
-                .take(limit.saturating_sub(rest.len() as u64))
-                .read_to_end(&mut rest)
-                .await
-                .map_err(|e| Error::BadAnswer(format!("the connection broke off: {e}")))?;
-            if rest.len() > MAX_BODY {
-                return Err(Error::BadAnswer("an answer that is too large".into()));
-            }
-            let body = response_body(&head, &rest)?;
+            let body = read_body(&head, rest, &mut conn).await?;
             Ok((head.status, body))
         };
         tokio::time::timeout(REQUEST_TIMEOUT, work)
@@ -765,9 +803,8 @@ impl LocalApi {
             if head.status == 101 {
                 return Ok(Ok(Box::new(Upgraded::new(rest, conn)) as BoxStream));
             }
-            let mut rest = rest;
-            let _ = (&mut conn).take(64 * 1024).read_to_end(&mut rest).await;
-            let body = response_body(&head, &rest).unwrap_or(rest);
+            // The connection stays open after an error answer: read only its body.
+            let body = read_body(&head, rest, &mut conn).await?;
             Ok(Err((head.status, body)))
         };
         let outcome = tokio::time::timeout(DIAL_TIMEOUT, attempt)
@@ -1088,6 +1125,37 @@ mod tests {
                 && valid_host("server.tail1234.ts.net")
                 && valid_host("fd7a:115c:a1e0::3")
         );
+    }
+
+    /// tailscaled keeps the connection open after an error answer: the body ends where its
+    /// framing says, not at EOF (a dial once waited for its timeout here).
+    #[tokio::test]
+    async fn a_body_ends_at_its_framing_not_at_eof() {
+        for raw in [
+            &b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 12\r\n\r\ndial failure"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc\r\ndial failure\r\n0\r\n\r\n",
+        ] {
+            let (mut client, mut server) = tokio::io::duplex(1024);
+            server.write_all(raw).await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            let (head, used) = loop {
+                let n = client.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+                if let Some(h) = parse_head(&got).unwrap() {
+                    break h;
+                }
+            };
+            let body = tokio::time::timeout(
+                Duration::from_secs(2),
+                read_body(&head, got[used..].to_vec(), &mut client),
+            )
+            .await
+            .expect("waited for EOF")
+            .unwrap();
+            assert_eq!(body, b"dial failure");
+            drop(server);
+        }
     }
 
     #[tokio::test]
