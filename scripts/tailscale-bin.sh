@@ -51,9 +51,7 @@ for tool in curl unzip tar sha256sum; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
 done
 
-mkdir -p "$BASE"
-exec 9>"$BASE/.lock"
-flock 9
+ck_lock_dir "$BASE"
 done_already # fetched by a concurrent run while we waited
 
 TMP="$(mktemp -d "$BASE/.tmp-tailscale.XXXXXX")"

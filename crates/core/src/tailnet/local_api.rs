@@ -332,17 +332,23 @@ fn login_url(v: Option<&Value>) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
-fn status_node(v: &Value) -> Node {
+/// The fields a status peer and a whois node share; the others are named by the caller.
+fn node(v: &Value, hostname: String, dns_name: &str, ips_key: &str, os: String) -> Node {
     Node {
-        hostname: text(v.get("HostName")),
-        dns_name: text(v.get("DNSName")),
-        tailscale_ips: ips(v.get("TailscaleIPs")),
+        hostname,
+        dns_name: text(v.get(dns_name)),
+        tailscale_ips: ips(v.get(ips_key)),
         online: flag(v.get("Online")),
         last_seen: when(v.get("LastSeen")),
         key_expiry: when(v.get("KeyExpiry")),
         tags: texts(v.get("Tags")),
-        os: text(v.get("OS")),
+        os,
     }
+}
+
+fn status_node(v: &Value) -> Node {
+    let (hostname, os) = (text(v.get("HostName")), text(v.get("OS")));
+    node(v, hostname, "DNSName", "TailscaleIPs", os)
 }
 
 /// `GET /localapi/v0/status` (ipnstate.Status). Requires `BackendState`.
@@ -401,20 +407,13 @@ pub fn parse_whois(body: &[u8]) -> Result<WhoIs> {
         .get("Node")
         .filter(|n| n.is_object())
         .ok_or_else(|| Error::BadAnswer("the whois answer has no Node".into()))?;
-    let mut hostname = text(n.get("Hostinfo").and_then(|h| h.get("Hostname")));
+    let hostinfo = n.get("Hostinfo");
+    let mut hostname = text(hostinfo.and_then(|h| h.get("Hostname")));
     if hostname.is_empty() {
         hostname = text(n.get("ComputedName"));
     }
-    let node = Node {
-        hostname,
-        dns_name: text(n.get("Name")),
-        tailscale_ips: ips(n.get("Addresses")),
-        online: flag(n.get("Online")),
-        last_seen: when(n.get("LastSeen")),
-        key_expiry: when(n.get("KeyExpiry")),
-        tags: texts(n.get("Tags")),
-        os: text(n.get("Hostinfo").and_then(|h| h.get("OS"))),
-    };
+    let os = text(hostinfo.and_then(|h| h.get("OS")));
+    let node = node(n, hostname, "Name", "Addresses", os);
     let user = o.get("UserProfile");
     Ok(WhoIs {
         node,
