@@ -91,7 +91,10 @@ async fn a_fresh_daemon_needs_login_and_the_tray_says_so() {
         None
     );
     assert_eq!(api.find_peer("clawkeeper").await.unwrap(), None);
-    assert!(!std::path::Path::new("/var/lib/tailscale").exists());
+    // Its log config went to its own dir (TS_LOGS_DIR), not the system's /var/lib/tailscale.
+    let log = d.log();
+    assert!(!log.contains("/var/lib/tailscale"), "{log}");
+    assert!(log.contains(&d.dir().display().to_string()), "{log}");
 }
 
 #[test]
