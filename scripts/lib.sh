@@ -24,6 +24,14 @@ info() { printf '    %s\n' "$*" >&2; }
 warn() { printf 'WARNING: %s\n' "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
+# Take the cache lock of directory $1 (created if needed) on fd 9 for the rest of the
+# script, so that concurrent runs build a cache entry once.
+ck_lock_dir() {
+  mkdir -p "$1"
+  exec 9>"$1/.lock"
+  flock 9
+}
+
 # cargo-installed tools (cargo, tauri-driver, ...) live in ~/.cargo/bin.
 ck_path_add_cargo() {
   local d="${CARGO_HOME:-$HOME/.cargo}/bin"

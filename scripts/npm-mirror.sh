@@ -46,9 +46,7 @@ NODE="$CK_NODE_BIN/node"
 command -v curl >/dev/null 2>&1 || die "curl not found"
 export PATH="$CK_NODE_BIN:$PATH"
 
-mkdir -p "$BASE"
-exec 9>"$BASE/.lock"
-flock 9
+ck_lock_dir "$BASE"
 done_already # built by a concurrent run while we waited
 
 TMP="$(mktemp -d "$BASE/.tmp-mirror.XXXXXX")"

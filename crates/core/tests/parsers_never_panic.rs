@@ -730,6 +730,53 @@ fn tailscale_checks_catch_wrong_results() {
     );
 }
 
+// ------------------------------------------------------------ Tailscale LocalAPI answers
+
+#[test]
+fn tailscale_local_invariants_hold() -> Result<(), String> {
+    use clawkeeper_core::tailnet::local_api as l;
+    exercise(&Target {
+        name: "tailscale_local",
+        seed: 0x1F83_D9AB_FB41_BD6B,
+        json: true,
+        fuzz_target: checks::tailscale_local,
+        violations: checks::tailscale_local_violations,
+        accepted: |d| {
+            l::parse_status(d).is_ok()
+                || l::parse_whois(d).is_ok()
+                || l::parse_head(d).is_ok_and(|h| h.is_some())
+        },
+    })
+}
+
+#[test]
+fn tailscale_local_checks_catch_wrong_results() {
+    use clawkeeper_core::tailnet::local_api::{parse_status, BackendState};
+    let body = json!({"BackendState": "NeedsLogin", "AuthURL": "https://login.tailscale.com/a/x",
+        "Peer": {"k": {"HostName": "clawkeeper", "TailscaleIPs": ["100.64.0.2"]}}});
+    let good = parse_status(body.to_string().as_bytes()).unwrap();
+    let mut out = Vec::new();
+    checks::check_local_status(&body, &good, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+
+    let mut wrong = good.clone();
+    wrong.backend_state = BackendState::Running;
+    checks::check_local_status(&body, &wrong, &mut out);
+    assert_eq!(broken(&out), ["tslocal.backend_state"]);
+
+    out.clear();
+    let mut wrong = good.clone();
+    wrong.auth_url = Some("javascript:alert(1)".into());
+    checks::check_local_status(&body, &wrong, &mut out);
+    assert!(broken(&out).contains(&"tslocal.auth_url"), "{out:?}");
+
+    out.clear();
+    let mut wrong = good;
+    wrong.peers.clear();
+    checks::check_local_status(&body, &wrong, &mut out);
+    assert_eq!(broken(&out), ["tslocal.peers"]);
+}
+
 // ------------------------------------------------------------- provisioning posture
 // The posture parsers (`clawkeeper_core::provision::posture`), over the seed corpora
 // captured from a provisioned Debian 12 test host plus hand-made bad cases.

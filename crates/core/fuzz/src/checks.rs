@@ -1227,6 +1227,235 @@ pub fn check_tailscale_error(
     }
 }
 
+// ------------------------------------------------------------ Tailscale LocalAPI answers
+
+/// Statuses the LocalAPI client may see, errors only.
+const TAILSCALE_LOCAL_ERROR_STATUSES: &[u16] = &[400, 403, 404, 405, 500, 502, 503];
+
+pub fn tailscale_local(data: &[u8]) -> Result<(), String> {
+    unknown_only(tailscale_local_violations(data))
+}
+
+/// Bytes → every parser of `tailnet::local_api`: the status (and what the tray shows for
+/// it, and the peer found by name), the whois answer, the prefs, an error answer at each
+/// status, a response head, and a chunked body (decoded as is, and after encoding the input
+/// as chunks, which must give it back).
+pub fn tailscale_local_violations(data: &[u8]) -> Vec<Violation> {
+    use clawkeeper_core::tailnet::local_api as l;
+    let mut out = Vec::new();
+    let utf8 = std::str::from_utf8(data).is_ok();
+    let json: Option<Value> = serde_json::from_slice(data).ok().filter(|_| utf8);
+    let object = json.as_ref().filter(|j| j.is_object());
+
+    let status = l::parse_status(data);
+    match (&status, object) {
+        (Ok(s), Some(j)) => check_local_status(j, s, &mut out),
+        (Ok(_), None) => v(&mut out, "tslocal.accepts_non_object", "status".into()),
+        (Err(e), Some(j)) if j.get("BackendState").is_some_and(Value::is_string) => v(
+            &mut out,
+            "tslocal.status_refused",
+            format!("{e} for {}", show_json(j)),
+        ),
+        (Err(_), _) => {}
+    }
+
+    let whois = l::parse_whois(data);
+    match (&whois, object) {
+        (Ok(w), Some(j)) => {
+            let node = j.get("Node");
+            let name = node.and_then(|n| n.get("Name")).and_then(Value::as_str);
+            if w.node.dns_name != name.unwrap_or("") {
+                v(
+                    &mut out,
+                    "tslocal.whois_name",
+                    format!("{:?} from {name:?}", w.node.dns_name),
+                );
+            }
+            let addrs = node
+                .and_then(|n| n.get("Addresses"))
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            if w.node.tailscale_ips.len() > addrs {
+                v(
+                    &mut out,
+                    "tslocal.whois_addresses",
+                    format!("{:?}", w.node.tailscale_ips),
+                );
+            }
+        }
+        (Ok(_), None) => v(&mut out, "tslocal.accepts_non_object", "whois".into()),
+        (Err(e), Some(j)) if j.get("Node").is_some_and(Value::is_object) => v(
+            &mut out,
+            "tslocal.whois_refused",
+            format!("{e} for {}", show_json(j)),
+        ),
+        (Err(_), _) => {}
+    }
+
+    if l::parse_prefs(data).is_ok() != object.is_some() {
+        v(
+            &mut out,
+            "tslocal.prefs",
+            format!("accepted: {}", object.is_some()),
+        );
+    }
+
+    for &code in TAILSCALE_LOCAL_ERROR_STATUSES {
+        let e = l::decode_error(code, data);
+        let p = check_problem(
+            &e,
+            code,
+            500,
+            ["tslocal.problem_empty", "tslocal.message_unsafe"],
+            &mut out,
+        );
+        let want = if code == 403 {
+            "tailscale_access_denied"
+        } else {
+            "tailscale_local_error"
+        };
+        if p.code != want {
+            v(
+                &mut out,
+                "tslocal.code",
+                format!("HTTP {code} gave {}", p.code),
+            );
+        }
+    }
+
+    if let Ok(Some((head, used))) = l::parse_head(data) {
+        let ends = data.get(..used).is_some_and(|h| h.ends_with(b"\r\n\r\n"));
+        if !ends || !(100..=599).contains(&head.status) {
+            v(
+                &mut out,
+                "tslocal.head",
+                format!("{head:?} using {used} of {} bytes", data.len()),
+            );
+        }
+    }
+    if let Ok(body) = l::decode_chunked(data) {
+        if body.len() > data.len() {
+            v(
+                &mut out,
+                "tslocal.chunked_grows",
+                format!("{} from {}", body.len(), data.len()),
+            );
+        }
+    }
+    // Round trip: the input cut into chunks (sizes from its first byte) decodes to itself.
+    let step = 1 + usize::from(data.first().copied().unwrap_or(0) % 13);
+    let mut encoded = Vec::new();
+    for piece in data.chunks(step) {
+        encoded.extend_from_slice(format!("{:x};ext=1\r\n", piece.len()).as_bytes());
+        encoded.extend_from_slice(piece);
+        encoded.extend_from_slice(b"\r\n");
+    }
+    encoded.extend_from_slice(b"0\r\nTrailer: x\r\n\r\n");
+    match l::decode_chunked(&encoded) {
+        Ok(back) if back == data => {}
+        other => v(&mut out, "tslocal.chunked_round_trip", format!("{other:?}")),
+    }
+    out
+}
+
+fn show_json(j: &Value) -> String {
+    let s = j.to_string();
+    s.chars().take(200).collect()
+}
+
+/// The invariants of one accepted status, against the oracle `j` (the same body as a
+/// `Value`). Public so tests can feed it wrong results and see that it notices.
+pub fn check_local_status(
+    j: &Value,
+    s: &clawkeeper_core::tailnet::local_api::Status,
+    out: &mut Vec<Violation>,
+) {
+    use clawkeeper_core::tailnet::local_api::BackendState as B;
+    use clawkeeper_core::tailnet::TailnetState as T;
+    let state = j.get("BackendState").and_then(Value::as_str).unwrap_or("");
+    let name = match &s.backend_state {
+        B::NoState => "NoState",
+        B::NeedsLogin => "NeedsLogin",
+        B::NeedsMachineAuth => "NeedsMachineAuth",
+        B::Stopped => "Stopped",
+        B::Starting => "Starting",
+        B::Running => "Running",
+        B::Other(o) => o.as_str(),
+    };
+    if name != state {
+        v(
+            out,
+            "tslocal.backend_state",
+            format!("{:?} from {state:?}", s.backend_state),
+        );
+    }
+    // The login page: exactly the answer's AuthURL, and only an http(s) URL without spaces.
+    if let Some(url) = &s.auth_url {
+        let raw = j.get("AuthURL").and_then(Value::as_str);
+        let safe = (url.starts_with("https://") || url.starts_with("http://"))
+            && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+        if raw != Some(url.as_str()) || !safe {
+            v(out, "tslocal.auth_url", format!("{url:?} from {raw:?}"));
+        }
+    }
+    let peers = j
+        .get("Peer")
+        .and_then(Value::as_object)
+        .map(|m| m.values().filter(|p| p.is_object()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    if peers.len() != s.peers.len() {
+        v(
+            out,
+            "tslocal.peers",
+            format!("{} of {}", s.peers.len(), peers.len()),
+        );
+    }
+    for (got, want) in s.peers.iter().zip(&peers) {
+        let host = want.get("HostName").and_then(Value::as_str).unwrap_or("");
+        let ips = want
+            .get("TailscaleIPs")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if got.hostname != host || got.tailscale_ips.len() > ips {
+            v(
+                out,
+                "tslocal.peer",
+                format!("{got:?} from {}", show_json(want)),
+            );
+        }
+    }
+    let tray = s.tailnet_state();
+    let tray_ok = match (&s.backend_state, &tray) {
+        (B::Running, T::Connected { node }) => !node.is_empty(),
+        (B::NeedsLogin | B::NeedsMachineAuth, T::NeedsLogin { login_url }) => {
+            *login_url == s.auth_url
+        }
+        (B::Starting | B::NoState, T::Starting) => true,
+        (B::Stopped, T::Stopped) => true,
+        (B::Other(_), T::Unavailable { reason }) => !reason.chars().any(char::is_control),
+        _ => false,
+    };
+    if !tray_ok {
+        v(
+            out,
+            "tslocal.tray_state",
+            format!("{:?} shown as {tray:?}", s.backend_state),
+        );
+    }
+    if let Some(first) = s.peers.first() {
+        if !first.hostname.is_empty() {
+            match s.find_peer(&first.hostname) {
+                Some(p) if p.is_named(&first.hostname) => {}
+                other => v(
+                    out,
+                    "tslocal.find_peer",
+                    format!("{other:?} for {:?}", first.hostname),
+                ),
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------- provisioning posture
 // Parsers of what a provisioned server prints (`clawkeeper_core::provision::posture`).
 

@@ -5,6 +5,8 @@
 //!   the tailnet's devices (find the server, remove it), and a look at the access policy's
 //!   `tagOwners` (the server joins as `tag:clawkeeper`).
 //! * [`dial`]: the [`Tailnet`] trait — one way onto the tailnet, whichever node provides it.
+//! * [`local_api`]: the system's own Tailscale through its LocalAPI (tailscaled's unix
+//!   socket) — status, login, whois, and dialling a peer — as [`SystemTailscale`].
 //! * [`proxy`]: the loopback proxy the chat and the gateway client connect to.
 //!
 //! What is stored where: the API credential (an API access token or an OAuth client secret)
@@ -14,6 +16,7 @@
 
 pub mod api;
 pub mod dial;
+pub mod local_api;
 pub mod proxy;
 
 pub use api::{
@@ -22,6 +25,7 @@ pub use api::{
 };
 
 pub use dial::{Tailnet, TailnetState};
+pub use local_api::{LocalApi, SystemTailscale};
 pub use proxy::TailnetProxy;
 
 use crate::vault::{SecretKind, SecretRef};
