@@ -128,6 +128,46 @@ pub async fn new_session(
     .await
 }
 
+/// Wait for tauri-driver on `driver_port`, then open a session on the app `app_exe` started
+/// with `args`.
+pub async fn app_session(driver_port: u16, app_exe: &Path, args: &[&str]) -> Result<Client> {
+    wait_until(
+        "tauri-driver to listen",
+        Duration::from_secs(20),
+        || async {
+            Ok(std::net::TcpStream::connect(("127.0.0.1", driver_port))
+                .ok()
+                .map(|_| ()))
+        },
+    )
+    .await?;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "tauri:options".into(),
+        serde_json::json!({ "application": app_exe.to_string_lossy(), "args": args }),
+    );
+    new_session(driver_port, caps).await
+}
+
+/// Wait until the chat shows an assistant message containing `want` (an error shown in the
+/// chat fails at once).
+pub async fn wait_reply(c: &Client, want: &str, timeout: Duration) -> Result<()> {
+    wait_until("the assistant's reply", timeout, || async {
+        let v = c
+            .execute(
+                "return [...document.querySelectorAll('.msg.assistant')].map(e => e.innerText).join('\\n')",
+                vec![],
+            )
+            .await?;
+        let replies = v.as_str().unwrap_or_default().to_owned();
+        if replies.contains("couldn't") || replies.contains("Try again") {
+            return Err(anyhow!("the chat shows an error: {replies}"));
+        }
+        Ok(replies.contains(want).then_some(()))
+    })
+    .await
+}
+
 /// Switch to the window that opened since `before` (the handles then), once its title
 /// contains `title`.
 pub async fn switch_to_new_window(c: &Client, before: &[WindowHandle], title: &str) -> Result<()> {

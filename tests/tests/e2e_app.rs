@@ -17,7 +17,8 @@
 use anyhow::{bail, Context, Result};
 use clawkeeper_tests::fake_model::{ContractFakeModel, REPLY_PREFIX};
 use clawkeeper_tests::webdriver::{
-    displayed, kill, new_session, screenshot, switch_to_new_window, tauri_driver, wait_until,
+    app_session, displayed, kill, screenshot, switch_to_new_window, tauri_driver, wait_reply,
+    wait_until,
 };
 use fantoccini::elements::Element;
 use fantoccini::{Client, Locator};
@@ -266,23 +267,7 @@ async fn e2e_first_run_setup_then_chat() -> Result<()> {
         _tmp: tmp,
     };
 
-    wait_until(
-        "tauri-driver to listen",
-        Duration::from_secs(20),
-        || async {
-            Ok(std::net::TcpStream::connect(("127.0.0.1", driver_port))
-                .ok()
-                .map(|_| ()))
-        },
-    )
-    .await?;
-
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "tauri:options".into(),
-        json!({ "application": app_exe.to_string_lossy() }),
-    );
-    let c = new_session(driver_port, caps).await?;
+    let c = app_session(driver_port, &app_exe, &[]).await?;
 
     let result = drive(&c, &fake, &api_key, &home).await;
     if result.is_err() {
@@ -467,18 +452,7 @@ async fn drive(c: &Client, fake: &ContractFakeModel, api_key: &str, home: &Path)
     c.find(Locator::Css("#chat-send")).await?.click().await?;
     let want = format!("{REPLY_PREFIX}{MESSAGE}");
     let sent = Instant::now();
-    wait_until("the assistant's reply", REPLY_TIMEOUT, || async {
-        let replies = text_of(
-            c,
-            "return [...document.querySelectorAll('.msg.assistant')].map(e => e.innerText).join('\\n')",
-        )
-        .await?;
-        if replies.contains("couldn't") || replies.contains("Try again") {
-            bail!("the chat shows an error: {replies}");
-        }
-        Ok(replies.contains(&want).then_some(()))
-    })
-    .await?;
+    wait_reply(c, &want, REPLY_TIMEOUT).await?;
     eprintln!("reply after {:.1} s", sent.elapsed().as_secs_f64());
     tokio::time::sleep(Duration::from_millis(300)).await;
     screenshot(c, "chat.png").await?;

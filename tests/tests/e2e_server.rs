@@ -22,10 +22,10 @@ use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS, REPLY_P
 use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use clawkeeper_tests::webdriver::{
-    displayed, kill, new_session, screenshot, switch_to_new_window, tauri_driver, wait_until,
+    app_session, displayed, kill, screenshot, switch_to_new_window, tauri_driver, wait_reply,
+    wait_until,
 };
 use fantoccini::Client;
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -231,18 +231,7 @@ async fn e2e_server_checklist_and_support_keys() -> Result<()> {
         home: home.clone(),
         monitor,
     };
-    wait_until("tauri-driver", Duration::from_secs(20), || async {
-        Ok(std::net::TcpStream::connect(("127.0.0.1", driver_port))
-            .ok()
-            .map(|_| ()))
-    })
-    .await?;
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "tauri:options".into(),
-        json!({ "application": app_exe.to_string_lossy(), "args": ["--open", "status"] }),
-    );
-    let c = new_session(driver_port, caps).await?;
+    let c = app_session(driver_port, &app_exe, &["--open", "status"]).await?;
 
     let result = drive(&c, &host, &home, &monitor_log).await;
     if result.is_err() {
@@ -527,18 +516,7 @@ async fn chat_through_the_tunnel(c: &Client, host: &TestHost, home: &Path) -> Re
         .context("typing the message")?;
     click(c, "#chat-send").await.context("Send")?;
     let want = format!("{REPLY_PREFIX}{MESSAGE}");
-    wait_until("the server assistant's reply", Duration::from_secs(120), || async {
-        let replies = js(
-            c,
-            "return [...document.querySelectorAll('.msg.assistant')].map(e => e.innerText).join('\\n')",
-        )
-        .await?;
-        if replies.contains("couldn't") || replies.contains("Try again") {
-            bail!("the chat shows an error: {replies}");
-        }
-        Ok(replies.contains(&want).then_some(()))
-    })
-    .await?;
+    wait_reply(c, &want, Duration::from_secs(120)).await?;
     screenshot(c, "chat-server.png").await?;
     // The conversation is on the server (this computer's assistant is running as well in
     // this test, with the same model: it must not have been the one that answered).

@@ -40,11 +40,10 @@ use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS};
 use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use clawkeeper_tests::webdriver::{
-    displayed, kill, new_session, screenshot, tauri_driver, wait_until,
+    app_session, displayed, kill, screenshot, tauri_driver, wait_until,
 };
 use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, Locator};
-use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -360,18 +359,7 @@ async fn e2e_server_add_through_the_forms() -> Result<()> {
         driver: Some(driver_cmd.spawn().context("starting tauri-driver")?),
         home: home.clone(),
     };
-    wait_until("tauri-driver", Duration::from_secs(20), || async {
-        Ok(std::net::TcpStream::connect(("127.0.0.1", driver_port))
-            .ok()
-            .map(|_| ()))
-    })
-    .await?;
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "tauri:options".into(),
-        json!({ "application": app_exe.to_string_lossy() }),
-    );
-    let c = new_session(driver_port, caps).await?;
+    let c = app_session(driver_port, &app_exe, &[]).await?;
 
     let world = World {
         cloud_host: &cloud_host,
