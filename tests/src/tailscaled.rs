@@ -4,7 +4,12 @@
 //!
 //! tailscaled reaches for public log and relay servers when it can, so [`Tailscaled::start`]
 //! refuses to run it unless this process is in a network namespace without a default route
-//! (scripts/test.sh's private one). Drop stops it (SIGTERM, then SIGKILL) and removes its dir.
+//! (scripts/test.sh's private one), and then runs it (and the `tailscale` CLI) in a further
+//! network namespace of its own with nothing in it — not even loopback: its lookups of
+//! `controlplane.tailscale.com` and the like fail at once instead of reaching the suite's
+//! recording DNS stub (which other tests check). The LocalAPI is a unix socket in its dir,
+//! so it is reachable from here all the same. Drop stops it (SIGTERM, then SIGKILL) and
+//! removes its dir.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -76,7 +81,7 @@ impl Tailscaled {
         let dir = tempfile::Builder::new().prefix("tailscaled-").tempdir()?;
         let d = dir.path();
         let log = std::fs::File::create(d.join("tailscaled.log"))?;
-        let child = Command::new(bin.join("tailscaled"))
+        let child = isolated(&bin.join("tailscaled"))
             .arg("--tun=userspace-networking")
             .arg("--no-logs-no-support")
             .arg(format!("--statedir={}", d.display()))
@@ -140,7 +145,7 @@ impl Tailscaled {
 
     /// The official CLI against this daemon: `tailscale --socket=<ours> <args>`.
     pub fn cli(&self) -> Command {
-        let mut c = Command::new(self.bin.join("tailscale"));
+        let mut c = isolated(&self.bin.join("tailscale"));
         c.arg(format!("--socket={}", self.socket().display()));
         c.env("TS_NO_LOGS_NO_SUPPORT", "1")
             .env("TS_LOGS_DIR", self.dir());
@@ -165,6 +170,13 @@ impl Tailscaled {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// `program` in a new, empty network namespace (`unshare --net` execs it: same pid).
+fn isolated(program: &Path) -> Command {
+    let mut c = Command::new("unshare");
+    c.arg("--net").arg("--").arg(program);
+    c
 }
 
 impl Drop for Tailscaled {
