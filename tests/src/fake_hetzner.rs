@@ -368,12 +368,7 @@ impl ContractFakeHetzner {
 pub fn cloud_init_stand_in(root: std::path::PathBuf) -> BootHook {
     use std::os::unix::fs::PermissionsExt;
     fn write(root: &std::path::Path, keys: &[String]) -> std::io::Result<()> {
-        let bin = root.join("usr/local/bin/cloud-init");
-        std::fs::write(
-            &bin,
-            "#!/bin/sh\n# Test stand-in for cloud-init's status command.\n[ \"$1 $2\" = \"status --wait\" ] || exit 2\nsleep 3\ndate +%s > /var/tmp/ck-cloud-init-waited\necho 'status: done'\n",
-        )?;
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
+        install_busy_cloud_init(root, 3)?;
         let dir = root.join("root/.ssh");
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("authorized_keys"), keys.join("\n") + "\n")?;
@@ -387,6 +382,18 @@ pub fn cloud_init_stand_in(root: std::path::PathBuf) -> BootHook {
             panic!("cloud-init stand-in: writing the test host's root: {e}");
         }
     }))
+}
+
+/// A `cloud-init` command in the test host at `root` whose `status --wait` is busy for
+/// `busy_s` seconds, as on a real first boot, then leaves `/var/tmp/ck-cloud-init-waited`.
+pub fn install_busy_cloud_init(root: &std::path::Path, busy_s: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = root.join("usr/local/bin/cloud-init");
+    std::fs::write(
+        &bin,
+        format!("#!/bin/sh\n# Test stand-in for cloud-init's status command.\n[ \"$1 $2\" = \"status --wait\" ] || exit 2\nsleep {busy_s}\ndate +%s > /var/tmp/ck-cloud-init-waited\necho 'status: done'\n"),
+    )?;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
 }
 
 // ------------------------------------------------------------------------------ handling

@@ -35,7 +35,9 @@ use clawkeeper_core::ssh::{hosts, keys};
 use clawkeeper_core::store::Store;
 use clawkeeper_core::vault::{SecretKind, Vault};
 use clawkeeper_tests::env;
-use clawkeeper_tests::fake_hetzner::{BootHook, ContractFakeHetzner, FakeHetznerConfig};
+use clawkeeper_tests::fake_hetzner::{
+    cloud_init_stand_in, install_busy_cloud_init, ContractFakeHetzner, FakeHetznerConfig,
+};
 use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS};
 use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
@@ -44,10 +46,8 @@ use clawkeeper_tests::webdriver::{
 };
 use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, Locator};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The second host's root password, for "log in once with a password".
@@ -78,30 +78,6 @@ impl Drop for Procs {
             let _ = c.wait();
         }
     }
-}
-
-/// A `cloud-init` whose `status --wait` is busy for `busy_s` seconds, as on a real first
-/// boot (provisioning waits for it in its first step).
-fn fake_cloud_init(root: &Path, busy_s: u32) -> std::io::Result<()> {
-    let bin = root.join("usr/local/bin/cloud-init");
-    std::fs::write(
-        &bin,
-        format!("#!/bin/sh\n# Test stand-in for cloud-init's status command.\n[ \"$1 $2\" = \"status --wait\" ] || exit 2\nsleep {busy_s}\necho 'status: done'\n"),
-    )?;
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
-}
-
-/// What cloud-init does on the new server (as in deploy_hetzner.rs): the keys from
-/// `ssh_keys` into root's authorized_keys, and first-boot setup still busy for 3 s.
-fn cloud_init_stand_in(root: PathBuf) -> BootHook {
-    BootHook(Arc::new(move |keys: &[String], user_data: &str| {
-        assert!(user_data.starts_with("#cloud-config"), "{user_data}");
-        fake_cloud_init(&root, 3).unwrap();
-        let dir = root.join("root/.ssh");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("authorized_keys"), keys.join("\n") + "\n").unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }))
 }
 
 async fn js(c: &Client, script: &str) -> Result<String> {
@@ -305,7 +281,7 @@ async fn e2e_server_add_through_the_forms() -> Result<()> {
     )?;
     // Setting up the person's server waits for its first boot in step 1: long enough to
     // press Cancel there (its network has no npm mirror, so it never gets further).
-    fake_cloud_init(own_host.root(), 8)?;
+    install_busy_cloud_init(own_host.root(), 8)?;
     let gw_ip = cloud_host.gateway_addr();
     let mirror = NpmMirror::start_from_env((gw_ip, 0).into()).await?;
     let provider_key = "sk-e2e-server-add-provider-key-9a3f";

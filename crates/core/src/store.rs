@@ -477,23 +477,22 @@ impl Store {
 
     /// The newest job of `kind` for one instance.
     pub async fn latest_job_for(&self, kind: &str, instance_id: &str) -> Result<Option<JobRecord>> {
-        let row = sqlx::query(
-            "SELECT id, kind, state, step, done, total, error_code, error, updated_at FROM jobs
-             WHERE kind = ?1 AND instance_id = ?2 ORDER BY created_at DESC, rowid DESC LIMIT 1",
-        )
-        .bind(kind)
-        .bind(instance_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(job_from_row).transpose()
+        self.newest_job(kind, Some(instance_id)).await
     }
 
     pub async fn latest_job(&self, kind: &str) -> Result<Option<JobRecord>> {
+        self.newest_job(kind, None).await
+    }
+
+    /// The newest job of `kind`, of one instance or of any.
+    async fn newest_job(&self, kind: &str, instance_id: Option<&str>) -> Result<Option<JobRecord>> {
         let row = sqlx::query(
             "SELECT id, kind, state, step, done, total, error_code, error, updated_at FROM jobs
-             WHERE kind = ?1 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+             WHERE kind = ?1 AND (?2 IS NULL OR instance_id = ?2)
+             ORDER BY created_at DESC, rowid DESC LIMIT 1",
         )
         .bind(kind)
+        .bind(instance_id)
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(job_from_row).transpose()
