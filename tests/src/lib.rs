@@ -1,5 +1,6 @@
 //! Test support for Clawkeeper: contract fakes and helpers shared by tests.
 
+pub mod apt_repo;
 pub mod cli;
 pub mod dns;
 pub mod env;

@@ -23,6 +23,7 @@
 pub mod posture;
 pub mod sources;
 pub mod steps;
+pub mod tailnet;
 
 use crate::local::verify::{Check, CheckStatus};
 use crate::problem::UserFacing;
@@ -343,7 +344,7 @@ pub async fn detect_host<R: Remote>(
     Ok(host)
 }
 
-async fn run_script<R: Remote>(
+pub(crate) async fn run_script<R: Remote>(
     remote: &R,
     host: &HostFacts,
     step: &StepDef,

@@ -190,6 +190,9 @@ pub struct FirewallSpec {
     /// `None`: outbound traffic is open. `Some(list)`: only DNS, NTP, DHCP and these
     /// `host:port` pairs (see [`FirewallSpec::recommended_egress`]).
     pub egress_allowlist: Option<Vec<String>>,
+    /// Tailscale's UDP port, let in when the server is on the person's tailnet (see
+    /// [`super::tailnet`]); nothing else is opened for the tailnet.
+    pub tailscale_udp: Option<u16>,
 }
 
 impl Default for FirewallSpec {
@@ -198,6 +201,7 @@ impl Default for FirewallSpec {
             ssh_per_minute: 10,
             ssh_burst: 10,
             egress_allowlist: None,
+            tailscale_udp: None,
         }
     }
 }
@@ -613,6 +617,13 @@ pub fn script(id: &str, spec: &ProvisionSpec, host: &HostFacts) -> Option<String
                 (
                     "CK_EGRESS",
                     egress_entries(spec).unwrap_or_default().join(" "),
+                ),
+                (
+                    "CK_TS_UDP",
+                    spec.firewall
+                        .tailscale_udp
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
                 ),
             ],
         ),

@@ -7,6 +7,13 @@
 # is loaded, loaded atomically, and loaded again at every boot by clawkeeper-firewall.service.
 : "${CK_SSH_RATE:?}" "${CK_SSH_BURST:?}" "${CK_FW_UNIT_B64:?}"
 CK_EGRESS=${CK_EGRESS:-}
+# Tailscale's WireGuard port, when the server is on the person's tailnet (direct
+# connections instead of relays); empty otherwise. Nothing else is opened for it.
+CK_TS_UDP=${CK_TS_UDP:-}
+case "$CK_TS_UDP" in
+'' | [0-9] | [0-9][0-9] | [0-9][0-9][0-9] | [0-9][0-9][0-9][0-9] | [0-9][0-9][0-9][0-9][0-9]) ;;
+*) fail "The Tailscale port $CK_TS_UDP is not a port number." ;;
+esac
 rules=/etc/clawkeeper/nftables.nft
 install -d -m 0755 -o root -g root /etc/clawkeeper
 
@@ -58,6 +65,9 @@ table inet clawkeeper {
 		tcp dport { $ports } ct state new update @ssh_flood_v4 { ip saddr limit rate over $CK_SSH_RATE burst $CK_SSH_BURST packets } counter drop comment "ssh-bruteforce"
 		tcp dport { $ports } ct state new update @ssh_flood_v6 { ip6 saddr limit rate over $CK_SSH_RATE burst $CK_SSH_BURST packets } counter drop comment "ssh-bruteforce"
 		tcp dport { $ports } accept comment "ssh"
+NFT
+	[ -z "$CK_TS_UDP" ] || echo "		udp dport $CK_TS_UDP accept comment \"tailscale\""
+	cat <<NFT
 		counter comment "dropped"
 	}
 NFT
@@ -77,6 +87,11 @@ NFT
 		meta l4proto icmpv6 accept
 		udp dport { 53, 67, 123, 547 } accept
 		tcp dport 53 accept
+NFT
+		# Tailscale: WireGuard to peers and STUN to find a direct path (its relays are
+		# HTTPS, in the allowlist).
+		[ -z "$CK_TS_UDP" ] || echo "		udp dport { $CK_TS_UDP, 3478 } accept comment \"tailscale\""
+		cat <<NFT
 		ip daddr . tcp dport @egress_v4 accept
 		ip6 daddr . tcp dport @egress_v6 accept
 		counter reject with icmpx type admin-prohibited comment "egress-not-allowed"
@@ -119,4 +134,7 @@ live=$(nft list chain inet clawkeeper input 2>&1) || fail "The firewall table is
 grep -q "policy drop" <<<"$live" || fail "The firewall does not drop unsolicited traffic."
 grep -q "ssh-bruteforce" <<<"$live" || fail "The SSH brute-force limit is missing."
 grep -q 'comment "ssh"' <<<"$live" || fail "The SSH rule is missing (this would lock you out)."
+if [ -n "$CK_TS_UDP" ]; then
+	grep -q "udp dport $CK_TS_UDP accept comment \"tailscale\"" <<<"$live" || fail "The rule for Tailscale is missing."
+fi
 echo "ssh_ports=$ports"
