@@ -750,6 +750,19 @@ fn tailscale_local_invariants_hold() -> Result<(), String> {
 }
 
 #[test]
+fn tailscale_serve_invariants_hold() -> Result<(), String> {
+    use clawkeeper_core::provision::tailnet as t;
+    exercise(&Target {
+        name: "tailscale_serve",
+        seed: 0x5E4E_7A11_0B5E_2B01,
+        json: true,
+        fuzz_target: checks::tailscale_serve,
+        violations: checks::tailscale_serve_violations,
+        accepted: |d| t::parse_serve_status(d).is_ok(),
+    })
+}
+
+#[test]
 fn tailscale_local_checks_catch_wrong_results() {
     use clawkeeper_core::tailnet::local_api::{parse_status, BackendState};
     let body = json!({"BackendState": "NeedsLogin", "AuthURL": "https://login.tailscale.com/a/x",

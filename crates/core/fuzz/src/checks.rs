@@ -1358,6 +1358,76 @@ pub fn tailscale_local_violations(data: &[u8]) -> Vec<Violation> {
     out
 }
 
+// ------------------------------------------------------------ `tailscale serve status --json`
+
+pub fn tailscale_serve(data: &[u8]) -> Result<(), String> {
+    unknown_only(tailscale_serve_violations(data))
+}
+
+/// Bytes → `provision::tailnet::parse_serve_status` and the posture lines built on it: only
+/// JSON objects are accepted; "only the gateway is served" holds for a port exactly when the
+/// TCP map has that one port, forwarded to 127.0.0.1 on the same port, and nothing else is
+/// served; Funnel on anywhere fails its posture line; descriptions are never empty.
+pub fn tailscale_serve_violations(data: &[u8]) -> Vec<Violation> {
+    use clawkeeper_core::local::verify::CheckStatus;
+    use clawkeeper_core::provision::tailnet as t;
+    let mut out = Vec::new();
+    let utf8 = std::str::from_utf8(data).is_ok();
+    let json: Option<Value> = serde_json::from_slice(data).ok().filter(|_| utf8);
+    let parsed = t::parse_serve_status(data);
+    let Ok(serve) = parsed else {
+        if let Some(j) = json
+            .as_ref()
+            .filter(|j| j.is_object() && j.get("TCP").is_none_or(|m| !m.is_object()))
+        {
+            v(&mut out, "serve.refused", show_json(j));
+        }
+        return out;
+    };
+    let Some(j) = json.as_ref().filter(|j| j.is_object()) else {
+        v(&mut out, "serve.accepts_non_object", format!("{serve:?}"));
+        return out;
+    };
+    if serve.describe().is_empty() {
+        v(&mut out, "serve.describe_empty", show_json(j));
+    }
+    for &port in serve.tcp.keys().chain([18789u16].iter()) {
+        let only = serve.is_only_forward(port);
+        let want = serve.tcp.len() == 1
+            && serve.web.is_empty()
+            && serve.funnel.is_empty()
+            && serve.services.is_empty()
+            && j["TCP"][port.to_string()]["TCPForward"].as_str()
+                == Some(format!("127.0.0.1:{port}").as_str())
+            && j["TCP"][port.to_string()]["HTTPS"].as_bool() != Some(true)
+            && j["TCP"][port.to_string()]["HTTP"].as_bool() != Some(true)
+            && j["TCP"][port.to_string()]["TerminateTLS"]
+                .as_str()
+                .is_none_or(str::is_empty);
+        if only != want {
+            v(
+                &mut out,
+                "serve.only_forward",
+                format!("port {port}: {only} for {}", show_json(j)),
+            );
+        }
+    }
+    let funnel_on = j
+        .get("AllowFunnel")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.values().any(|x| x.as_bool() == Some(true)));
+    let status =
+        clawkeeper_core::tailnet::local_api::parse_status(br#"{"BackendState":"Running"}"#);
+    if let Ok(status) = status {
+        let checks = t::tailnet_checks(&status, &serve, 18789);
+        let funnel = checks.iter().find(|c| c.id == t::FUNNEL_OFF);
+        if funnel.map(|c| c.status == CheckStatus::Pass) != Some(!funnel_on) {
+            v(&mut out, "serve.funnel_check", show_json(j));
+        }
+    }
+    out
+}
+
 fn show_json(j: &Value) -> String {
     let s = j.to_string();
     s.chars().take(200).collect()

@@ -543,9 +543,11 @@ pub fn parse_serve_status(body: &[u8]) -> std::result::Result<ServeConfig, Strin
     let mut tcp = BTreeMap::new();
     if let Some(m) = o.get("TCP").and_then(Value::as_object) {
         for (k, h) in m {
-            let port: u16 = k
-                .parse()
-                .map_err(|_| format!("Tailscale serves a port that is not a number ({k:.20})"))?;
+            let port = k
+                .parse::<u16>()
+                .ok()
+                .filter(|p| p.to_string() == *k)
+                .ok_or_else(|| format!("Tailscale serves a port that is not a number ({k:.20})"))?;
             let text = |f: &str| h.get(f).and_then(Value::as_str).unwrap_or("").to_owned();
             let flag = |f: &str| h.get(f).and_then(Value::as_bool).unwrap_or(false);
             tcp.insert(
