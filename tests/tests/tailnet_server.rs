@@ -18,13 +18,17 @@
 use clawkeeper_core::provision::{
     self, steps, steps::ProvisionSpec, tailnet, tailnet::TailnetSpec,
 };
-use clawkeeper_core::server::{self, FirstLogin};
+use clawkeeper_core::server::{self, ops, FirstLogin};
 use clawkeeper_core::ssh::{self, keys, Target};
 use clawkeeper_core::store::Store;
-use clawkeeper_core::vault::Vault;
+use clawkeeper_core::store::{ProviderKind, ProviderRecord};
+use clawkeeper_core::tailnet::api::RetryPolicy;
+use clawkeeper_core::tailnet::{Credentials, TailscaleClient};
+use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
 use clawkeeper_core::{Secret, UserFacing};
 use clawkeeper_tests::apt_repo::{self, TailscaleAptRepo};
 use clawkeeper_tests::env;
+use clawkeeper_tests::fake_tailscale::{ContractFakeTailscale, FakeTailscaleConfig};
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_util::sync::CancellationToken;
@@ -248,7 +252,65 @@ async fn tailscale_installs_from_the_pinned_repository_and_the_key_never_stays()
     );
     assert!(removed.is_empty(), "{removed:?}");
 
+    // Through the app's own operation: the key comes from the Tailscale API (contract
+    // fake): single-use, pre-authorized, tagged, short-lived; the failed join leaves it
+    // revoked, not valid for its remaining minutes.
     drop(session);
+    store
+        .save_provider(&ProviderRecord {
+            instance_id: id.clone(),
+            kind: ProviderKind::OpenaiCompatible,
+            base_url: "http://127.0.0.1:9/v1".into(),
+            model: "m".into(),
+            key_ref: SecretRef::new(SecretKind::ProviderKey, &id).to_string(),
+            key_fingerprint: String::new(),
+            key_saved_at: String::new(),
+        })
+        .await
+        .unwrap();
+    let api = ContractFakeTailscale::start(FakeTailscaleConfig::default())
+        .await
+        .unwrap();
+    let client = TailscaleClient::with_base_url(
+        api.base_url(),
+        Credentials::from_pasted(Secret::new(api.api_token())).unwrap(),
+        RetryPolicy::fast(),
+    )
+    .unwrap();
+    // (This test binary runs this one test: nothing else reads the environment meanwhile.)
+    std::env::set_var("CLAWKEEPER_TAILSCALE_REPO", repo.url());
+    std::env::set_var("CLAWKEEPER_TAILSCALE_REPO_FINGERPRINT", repo.fingerprint());
+    std::env::set_var("CLAWKEEPER_TAILSCALE_JOIN_TIMEOUT", "5");
+    let e = ops::join_tailnet(
+        &store,
+        &vault,
+        &id,
+        &client,
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("could not reach Tailscale"), "{e}");
+    let keys = api.minted_keys();
+    assert_eq!(keys.len(), 1);
+    let k = &keys[0];
+    assert!(
+        !k.reusable && !k.ephemeral && k.preauthorized && k.tags == [tailnet::TAG],
+        "{k:?}"
+    );
+    assert!(
+        k.expiry_seconds <= 600 && k.revoked,
+        "the unused key is revoked"
+    );
+    api.check_minted_keys().unwrap();
+    let audit = clawkeeper_core::audit::recent(&store, 20).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "server.tailnet_join" && a.instance_id.as_deref() == Some(&id)),
+        "{audit:?}"
+    );
     store.close().await;
     host.stop().await;
 }

@@ -5,12 +5,13 @@ use crate::audit;
 use crate::local::verify::{Check, CheckStatus};
 use crate::problem::UserFacing;
 use crate::provision::{
-    self, sources::PackageSources, steps::ProvisionSpec, ModelEndpoint, Outcome, Progress,
-    ProvisionSecrets,
+    self, sources::PackageSources, steps::ProvisionSpec, tailnet, tailnet::TailnetSpec,
+    ModelEndpoint, Outcome, Progress, ProvisionSecrets,
 };
 use crate::secret::Secret;
 use crate::ssh;
 use crate::store::Store;
+use crate::tailnet::{KeyRequest, TailscaleClient};
 use crate::vault::{SecretKind, SecretRef, Vault};
 use tokio_util::sync::CancellationToken;
 
@@ -171,4 +172,121 @@ pub async fn posture(
     let checks = provision::posture::check_posture(&session, &host, &spec).await;
     session.close().await;
     Ok(checks)
+}
+
+/// Where the server gets Tailscale: its official repository, unless
+/// `CLAWKEEPER_TAILSCALE_REPO` (with `CLAWKEEPER_TAILSCALE_REPO_FINGERPRINT`, the key that
+/// signs it) points elsewhere (a company mirror; tests: the local stand-in).
+/// `CLAWKEEPER_TAILSCALE_JOIN_TIMEOUT` (seconds) changes how long joining may take.
+pub fn tailnet_spec(instance_name: &str) -> TailnetSpec {
+    let mut ts = TailnetSpec::new(instance_name);
+    if let Some(secs) = std::env::var("CLAWKEEPER_TAILSCALE_JOIN_TIMEOUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|s| (1..=3600).contains(s))
+    {
+        ts.join_timeout_secs = secs;
+    }
+    if let Ok(repo) = std::env::var("CLAWKEEPER_TAILSCALE_REPO") {
+        if !repo.trim().is_empty() {
+            ts.repo = repo.trim().to_owned();
+            ts.repo_fingerprint = std::env::var("CLAWKEEPER_TAILSCALE_REPO_FINGERPRINT")
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+        }
+    }
+    ts
+}
+
+/// Put the provisioned server `instance_id` on the person's tailnet (see
+/// [`provision::tailnet`]): an auth key is minted with `client` only if the server needs to
+/// log in, used once, and revoked when the join did not use it. Run it again after any
+/// failure.
+pub async fn join_tailnet(
+    store: &Store,
+    vault: &Vault,
+    instance_id: &str,
+    client: &TailscaleClient,
+    cancel: CancellationToken,
+    on_progress: impl Fn(Progress),
+) -> Result<tailnet::Joined> {
+    let (mut spec, _) = spec_for(store, instance_id).await?;
+    spec.firewall.tailscale_udp = Some(tailnet::TAILSCALE_UDP_PORT);
+    let name = store
+        .instance(instance_id)
+        .await?
+        .map(|i| i.name)
+        .unwrap_or_else(|| instance_id.to_owned());
+    let ts = tailnet_spec(&name);
+    let session = super::open_session(store, vault, instance_id).await?;
+    let _ = audit::append(
+        store,
+        Some(instance_id),
+        "server.tailnet_join",
+        &format!("Putting the server on your tailnet as {}", ts.hostname),
+    )
+    .await;
+    let minted: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let client = client.with_cancel(cancel.clone());
+    let mint = || async {
+        let key = client
+            .mint_auth_key(&KeyRequest::for_instance(instance_id))
+            .await
+            .map_err(|e| match e.hint() {
+                Some(h) => format!("{e} {h}"),
+                None => e.to_string(),
+            })?;
+        if let Ok(mut m) = minted.lock() {
+            *m = Some(key.info.id.clone());
+        }
+        Ok(key.key)
+    };
+    let result = async {
+        let host = provision::detect_host(&session, &spec, &provision::steps::STEPS[0]).await?;
+        tailnet::join(
+            &session,
+            store,
+            &host,
+            &spec,
+            &ts,
+            mint,
+            cancel,
+            on_progress,
+        )
+        .await
+    }
+    .await;
+    session.close().await;
+    let key_id = minted.lock().ok().and_then(|mut m| m.take());
+    match result {
+        Ok(joined) => {
+            let _ = audit::append(
+                store,
+                Some(instance_id),
+                "server.tailnet_joined",
+                &format!(
+                    "On your tailnet as {} {}",
+                    joined.node.dns_name.trim_end_matches('.'),
+                    joined
+                        .node
+                        .ipv4()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default()
+                ),
+            )
+            .await;
+            Ok(joined)
+        }
+        Err(e) => {
+            // A single-use key the server did not use: revoke it rather than leave it
+            // valid for its remaining minutes.
+            if let Some(id) = key_id {
+                if let Err(re) = client.revoke_key(&id).await {
+                    tracing::warn!(error = %re, "could not revoke the unused auth key");
+                }
+            }
+            Err(e.into())
+        }
+    }
 }
