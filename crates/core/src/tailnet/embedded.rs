@@ -17,7 +17,11 @@
 //!   Clawkeeper cannot wipe.
 //! * The crate's constructor waits forever while the control plane can't be reached, so
 //!   start is bounded by [`EmbeddedOptions::start_timeout`] and then fails with
-//!   [`Error::ControlUnreachable`].
+//!   [`Error::ControlUnreachable`]. Giving up on the constructor is not enough: the actors it
+//!   has spawned (relay, STUN, network monitor, their UDP sockets) would live on, one more
+//!   set with every failed start. So the node runs on a small tokio runtime of its own
+//!   ([`NodeRuntime`], one worker thread), and a failed start — like dropping the node —
+//!   shuts that runtime down, which drops every task and socket the crate made.
 //! * There is no MagicDNS: [`EmbeddedNode::dial`] takes a tailnet address, or finds a name
 //!   (the server's hostname or its full `…ts.net` name) with the crate's `peer_by_name`. The
 //!   server's 100.x address can also come from the API ([`super::api::Device`]).
@@ -289,9 +293,54 @@ pub fn secure_state_file(path: &Path) -> Result<bool> {
 
 // ------------------------------------------------------------------------------------ node
 
+/// The node's own tokio runtime: everything the crate spawns runs here, and goes away with
+/// it (on drop, without waiting: usable from async code).
+pub struct NodeRuntime(Option<tokio::runtime::Runtime>);
+
+impl NodeRuntime {
+    fn new() -> Result<Self> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tailscale-node")
+            .enable_all()
+            .build()
+            .map(|rt| Self(Some(rt)))
+            .map_err(|e| Error::Node(format!("could not start its worker thread: {e}")))
+    }
+
+    fn handle(&self) -> Result<&tokio::runtime::Handle> {
+        self.0
+            .as_ref()
+            .map(tokio::runtime::Runtime::handle)
+            .ok_or_else(|| Error::Node("its worker thread is gone".into()))
+    }
+}
+
+impl Drop for NodeRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The crate builds its TLS configs (control, relays) from rustls' process-wide default
+/// provider. With both of rustls' providers compiled in (the crate enables aws-lc-rs,
+/// reqwest ring) rustls can't pick one by itself and the crate's control client panics
+/// at its first connection. Install ring, which reqwest already uses, unless the process
+/// has chosen one.
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // An error means another thread installed one first: that one serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// Clawkeeper's own Tailscale node (see the module docs).
 pub struct EmbeddedNode {
+    // Dropped in this order: the device, then the runtime it runs on.
     device: tailscale::Device,
+    runtime: NodeRuntime,
     hostname: String,
     state_file: PathBuf,
 }
@@ -312,6 +361,7 @@ impl EmbeddedNode {
     #[tracing::instrument(name = "embedded_node_start", skip_all, fields(hostname = %opts.hostname))]
     pub async fn start(opts: EmbeddedOptions) -> Result<Self> {
         let control = control_url(opts.control_url.as_deref())?;
+        install_crypto_provider();
         secure_state_dir(&opts.state_dir)?;
         let state_file = opts.state_file();
         let empty = secure_state_file(&state_file)?;
@@ -340,32 +390,34 @@ impl EmbeddedNode {
         if let Some(u) = control {
             config.control_server_url = u;
         }
-        let auth_key = opts
-            .auth_key
-            .as_ref()
-            .map(|k| k.expose_secret().to_owned());
+        let auth_key = opts.auth_key.as_ref().map(|k| k.expose_secret().to_owned());
         tracing::info!(
             control = %config.control_server_url,
             with_auth_key = auth_key.is_some(),
             timeout_s = opts.start_timeout.as_secs_f64(),
             "starting the embedded Tailscale node"
         );
-        let started =
-            tokio::time::timeout(opts.start_timeout, tailscale::Device::new(&config, auth_key))
-                .await;
-        let device = match started {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => return Err(Error::Node(e.to_string())),
+        let runtime = NodeRuntime::new()?;
+        let starting = runtime
+            .handle()?
+            .spawn(async move { tailscale::Device::new(&config, auth_key).await });
+        let device = match tokio::time::timeout(opts.start_timeout, starting).await {
+            Ok(Ok(Ok(d))) => d,
+            Ok(Ok(Err(e))) => return Err(Error::Node(e.to_string())),
+            Ok(Err(e)) => return Err(Error::Node(format!("it stopped while starting ({e})"))),
             Err(_) => {
                 tracing::warn!(
-                    control = %config.control_server_url,
-                    "the embedded Tailscale node could not reach the control plane in time"
+                    timeout_s = opts.start_timeout.as_secs_f64(),
+                    "the embedded Tailscale node could not reach the control plane in time; \
+                     stopping it"
                 );
+                // Dropping `runtime` here stops whatever the crate had started.
                 return Err(Error::ControlUnreachable);
             }
         };
         Ok(Self {
             device,
+            runtime,
             hostname: opts.hostname,
             state_file,
         })
@@ -407,10 +459,13 @@ impl EmbeddedNode {
             port,
             message,
         };
-        tokio::time::timeout(DIAL_TIMEOUT, self.device.tcp_connect(SocketAddr::new(ip, port)))
-            .await
-            .map_err(|_| Error::Timeout("connecting over the tailnet"))?
-            .map_err(|e| dial_failed(e.to_string()))
+        tokio::time::timeout(
+            DIAL_TIMEOUT,
+            self.device.tcp_connect(SocketAddr::new(ip, port)),
+        )
+        .await
+        .map_err(|_| Error::Timeout("connecting over the tailnet"))?
+        .map_err(|e| dial_failed(e.to_string()))
     }
 
     /// Where the node stands, for the tray.
@@ -441,9 +496,15 @@ impl EmbeddedNode {
         }
     }
 
-    /// Stop the node, waiting up to `timeout` for it to wind down.
+    /// Stop the node, waiting up to `timeout` for it to wind down; whatever is left then
+    /// goes with its runtime. Returns whether it wound down in time.
     pub async fn shutdown(self, timeout: Duration) -> bool {
-        self.device.shutdown(Some(timeout)).await
+        let Self {
+            device, runtime, ..
+        } = self;
+        let graceful = device.shutdown(Some(timeout)).await;
+        drop(runtime);
+        graceful
     }
 }
 
