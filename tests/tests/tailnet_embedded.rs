@@ -12,6 +12,8 @@
 //! no default route (scripts/test.sh's private network namespace, or `unshare --net`), so
 //! that a future version of the crate that calls out can't reach anything.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test
+
 use clawkeeper_core::tailnet::embedded::{EmbeddedNode, EmbeddedOptions, Error, STATE_FILE};
 use clawkeeper_core::UserFacing;
 use clawkeeper_tests::{env, scan, tailscaled};

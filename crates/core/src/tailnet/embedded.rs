@@ -20,7 +20,7 @@
 //!   [`Error::ControlUnreachable`]. Giving up on the constructor is not enough: the actors it
 //!   has spawned (relay, STUN, network monitor, their UDP sockets) would live on, one more
 //!   set with every failed start. So the node runs on a small tokio runtime of its own
-//!   ([`NodeRuntime`], one worker thread), and a failed start — like dropping the node —
+//!   (`NodeRuntime`, one worker thread), and a failed start — like dropping the node —
 //!   shuts that runtime down, which drops every task and socket the crate made.
 //! * There is no MagicDNS: [`EmbeddedNode::dial`] takes a tailnet address, or finds a name
 //!   (the server's hostname or its full `…ts.net` name) with the crate's `peer_by_name`. The
@@ -101,7 +101,7 @@ impl UserFacing for Error {
         Some(match self {
             Error::ControlUnreachable => "If your internet works, Tailscale may be briefly unavailable: wait a few minutes and try again.",
             Error::StateDir { .. } => "Check that your user can write to Clawkeeper's data folder and that the disk is not full, then try again.",
-            Error::StateFile { .. } => "Remove Clawkeeper's Tailscale node from your tailnet in Settings and join again: this makes a new identity file.",
+            Error::StateFile { .. } => "Move the file named here out of the way (or delete it), then join your tailnet again from Clawkeeper: this gives this computer a new identity there.",
             Error::BadControlUrl(_) => "Leave the control server empty to use Tailscale's own.",
             Error::Node(_) => "Quit Clawkeeper and open it again. If it keeps happening, use the Tailscale app instead (https://tailscale.com/download).",
             Error::NotJoined => "Wait a moment and try again. If it keeps happening, join your tailnet again from Settings.",
@@ -295,7 +295,7 @@ pub fn secure_state_file(path: &Path) -> Result<bool> {
 
 /// The node's own tokio runtime: everything the crate spawns runs here, and goes away with
 /// it (on drop, without waiting: usable from async code).
-pub struct NodeRuntime(Option<tokio::runtime::Runtime>);
+struct NodeRuntime(Option<tokio::runtime::Runtime>);
 
 impl NodeRuntime {
     fn new() -> Result<Self> {
