@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks of BENCHMARKS.md: scripts/bench.sh [chat|app|deploy|all]
+# The benchmarks of BENCHMARKS.md: scripts/bench.sh [chat|app|deploy|embedded-rss|all]
 # Release builds, run in the same isolated environment as the tests (loopback-only
 # network namespace, D-Bus session, unlocked keyring, Xvfb). Prints numbers and ratios.
 set -euo pipefail
@@ -25,7 +25,8 @@ cmds=()
 [[ "$what" == chat || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench chat 20")
 [[ "$what" == app || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench app")
 [[ "$what" == deploy || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench deploy 5 3")
-((${#cmds[@]})) || die "usage: scripts/bench.sh [chat|app|deploy|all]"
+[[ "$what" == embedded-rss || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench embedded-rss 30")
+((${#cmds[@]})) || die "usage: scripts/bench.sh [chat|app|deploy|embedded-rss|all]"
 
 if [[ "$what" == deploy || "$what" == all ]]; then
   # Built (once, cached) outside the sandbox: they need the Debian mirror and the npm registry.

@@ -52,6 +52,12 @@ impl Paths {
         self.data_dir.join("instances").join(id)
     }
 
+    /// The embedded Tailscale node's own folder (its identity file, mode 0600, in a 0700
+    /// folder): see `tailnet::embedded`.
+    pub fn tailnet_node_dir(&self) -> PathBuf {
+        self.data_dir.join("tailnet-node")
+    }
+
     /// Create the data directory, private to this user.
     pub fn ensure(&self) -> std::io::Result<()> {
         create_private_dir(&self.data_dir)

@@ -11,6 +11,11 @@
 //!                               P rounds of provisioning fresh test hosts over russh vs the
 //!                               system's `ssh` (the same step scripts), fresh and re-run,
 //!                               the three transports interleaved
+//!   clawkeeper-bench embedded-rss [S]
+//!                               this process's memory (VmRSS, VmHWM) before and while the
+//!                               embedded Tailscale node runs, trying for S seconds (30) to
+//!                               join through a loopback control plane that never answers,
+//!                               and after it gave up; refuses to run with a default route
 //!
 //! Run through `scripts/bench.sh`, which provides the isolated environment (loopback-only
 //! network namespace, D-Bus session, unlocked keyring, Xvfb) and the release build.
@@ -61,7 +66,10 @@ async fn main() -> Result<()> {
             )
             .await
         }
-        _ => bail!("usage: clawkeeper-bench chat [N] | app | deploy [N] [P]"),
+        Some("embedded-rss") => {
+            embedded_rss(args.next().and_then(|n| n.parse().ok()).unwrap_or(30)).await
+        }
+        _ => bail!("usage: clawkeeper-bench chat [N] | app | deploy [N] [P] | embedded-rss [S]"),
     }
 }
 
@@ -1028,6 +1036,118 @@ async fn provisioning(rounds: usize) -> Result<()> {
         "  `true` round trip on a provisioned host (median of 20, median over rounds): \
          russh {:.1} ms, openssh mux {:.1} ms, ssh per command {:.1} ms",
         rtt[0].0, rtt[1].0, rtt[2].0
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------------- embedded-rss
+
+/// This process's memory from `/proc/self/status`, in KiB: `VmRSS` (= `RssAnon`, heap and
+/// stacks, + `RssFile`, mapped code and files) and `VmHWM` (the peak of `VmRSS`).
+#[derive(Clone, Copy)]
+struct OwnMemory {
+    rss: u64,
+    anon: u64,
+    file: u64,
+    hwm: u64,
+}
+
+fn own_memory() -> OwnMemory {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    OwnMemory {
+        rss: field("VmRSS:"),
+        anon: field("RssAnon:"),
+        file: field("RssFile:"),
+        hwm: field("VmHWM:"),
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn print_memory(what: &str, m: OwnMemory, base: Option<OwnMemory>) {
+    let diff = base
+        .map(|b| {
+            format!(
+                "  (+{:.1} MiB: anon +{:.1}, file +{:.1})",
+                mib(m.rss.saturating_sub(b.rss)),
+                mib(m.anon.saturating_sub(b.anon)),
+                mib(m.file.saturating_sub(b.file))
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "embedded-rss: {what:<22} VmRSS {:6.1} MiB (anon {:6.1}, file {:5.1})  VmHWM {:6.1} MiB{diff}",
+        mib(m.rss),
+        mib(m.anon),
+        mib(m.file),
+        mib(m.hwm)
+    );
+}
+
+/// Memory added by the embedded Tailscale node. It can't join a tailnet here (no internet,
+/// by rule), so what is measured is the node started and idling while it tries to join: a
+/// loopback "control plane" accepts its connection and never answers. A joined node (netmap,
+/// peers, relay connections, WireGuard sessions) will need more; that can't be measured here.
+async fn embedded_rss(seconds: u64) -> Result<()> {
+    use clawkeeper_core::tailnet::embedded::{EmbeddedNode, EmbeddedOptions};
+    ensure!(
+        clawkeeper_tests::tailscaled::no_default_route(),
+        "this network namespace has a default route: run through scripts/bench.sh or \
+         `unshare --net` (the node must not reach the internet)"
+    );
+    let seconds = seconds.max(10);
+    let control = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let port = control.local_addr()?.port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = control.accept().await {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    // Settle: the runtime, the listener and the allocator's first arenas.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = own_memory();
+    print_memory("before the node", before, None);
+
+    let opts = EmbeddedOptions::new(dir.path().join("tailnet-node"), "clawkeeper-bench")
+        .with_control_url(format!("http://127.0.0.1:{port}/"))
+        .with_start_timeout(Duration::from_secs(seconds));
+    let started = Instant::now();
+    let node = tokio::spawn(EmbeddedNode::start(opts));
+    let mut last = before;
+    let mut t = 5;
+    while t < seconds {
+        tokio::time::sleep_until((started + Duration::from_secs(t)).into()).await;
+        last = own_memory();
+        print_memory(&format!("node up, +{t} s"), last, Some(before));
+        t += 5;
+    }
+    let outcome = node.await?;
+    ensure!(
+        outcome.is_err(),
+        "the node joined something: it must not be able to"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = own_memory();
+    print_memory("after it gave up", after, Some(before));
+    println!(
+        "embedded-rss: added by the idling node: {:.1} MiB VmRSS (anon {:.1}, file {:.1}) at the last \
+         sample; peak VmHWM {:.1} MiB above the RSS before",
+        mib(last.rss.saturating_sub(before.rss)),
+        mib(last.anon.saturating_sub(before.anon)),
+        mib(last.file.saturating_sub(before.file)),
+        mib(after.hwm.saturating_sub(before.rss)),
     );
     Ok(())
 }

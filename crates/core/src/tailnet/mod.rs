@@ -7,6 +7,8 @@
 //! * [`dial`]: the [`Tailnet`] trait — one way onto the tailnet, whichever node provides it.
 //! * [`local_api`]: the system's own Tailscale through its LocalAPI (tailscaled's unix
 //!   socket) — status, login, whois, and dialling a peer — as [`SystemTailscale`].
+//! * [`embedded`] (feature `embedded-node`): Clawkeeper's own Tailscale node (tailscale-rs)
+//!   for a computer without Tailscale, as [`EmbeddedNode`] — experimental.
 //! * [`proxy`]: the loopback proxy the chat and the gateway client connect to.
 //!
 //! What is stored where: the API credential (an API access token or an OAuth client secret)
@@ -16,6 +18,8 @@
 
 pub mod api;
 pub mod dial;
+#[cfg(all(feature = "embedded-node", unix))]
+pub mod embedded;
 pub mod local_api;
 pub mod proxy;
 
@@ -25,6 +29,8 @@ pub use api::{
 };
 
 pub use dial::{Tailnet, TailnetState};
+#[cfg(all(feature = "embedded-node", unix))]
+pub use embedded::{EmbeddedNode, EmbeddedOptions};
 pub use local_api::{LocalApi, SystemTailscale};
 pub use proxy::TailnetProxy;
 
