@@ -218,7 +218,7 @@ function renderChatPlace(s: ServerInfo): HTMLElement | null {
     return h(
       "p",
       { class: "muted small", id: "server-chat-place", "data-testid": "server-chat-place", "data-path": chatWay?.path ?? "ssh" },
-      `Chat goes to the assistant on this server. ${chatWay?.pathNote ?? "Chat goes through a private SSH connection to your server."}`,
+      `Chat goes to the assistant on this server. ${chatWay?.pathNote ?? "Chat goes through a private SSH tunnel to your server."}`,
     );
   const setUp = s.checks.length > 0 && (!s.job || s.job.state === "succeeded");
   if (!setUp) return null;
@@ -433,7 +433,7 @@ function renderTagCheck(s: ServerInfo, t: TailnetInfo, slot: HTMLElement): HTMLE
     id: "tailnet-snippet",
     class: "input key-once",
     readonly: true,
-    rows: "3",
+    rows: "2",
     spellcheck: "false",
     "aria-label": "The line to add to your tailnet's access rules",
     "data-testid": "tailnet-snippet",
@@ -458,14 +458,8 @@ function renderTagCheck(s: ServerInfo, t: TailnetInfo, slot: HTMLElement): HTMLE
       "div",
       { class: "item-main" },
       h("p", { class: "small", text: t.explanation }),
-      h(
-        "p",
-        { class: "small" },
-        "Open the ",
-        h("strong", { text: "Access controls" }),
-        " page of the Tailscale admin console (login.tailscale.com/admin/acls), paste this inside the outer braces { … }, save, then press Check again:",
-      ),
       snippet,
+      h("p", { class: "muted small", text: "Once you've saved it on the Access controls page, press Check again." }),
       h("div", { class: "row" }, copy, again, copied),
     ),
   );

@@ -896,8 +896,16 @@ impl Clawkeeper {
             .map_or_else(|| "Your server".to_owned(), |i| i.name);
         let (mut path, _) = self.planned_path(&id).await;
         // A tailnet that is up but could not reach the server: chat is on SSH meanwhile.
+        // (Not waiting for a connection being made: that one says its way when it's done.)
         if path == Path::Tailnet {
-            if let Some(c) = self.inner.chat.lock().await.as_ref() {
+            if let Some(c) = self
+                .inner
+                .chat
+                .try_lock()
+                .ok()
+                .as_ref()
+                .and_then(|g| g.as_ref())
+            {
                 if c.server.as_deref() == Some(id.as_str())
                     && c.path == Path::Ssh(SshBecause::Unreachable)
                 {

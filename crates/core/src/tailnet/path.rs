@@ -51,7 +51,7 @@ impl Path {
             Path::Local => "Chat stays on this computer.",
             Path::Tailnet => "Chat goes over your private tailnet.",
             Path::Ssh(SshBecause::NoTailnet) => {
-                "Chat goes through a private SSH connection to your server."
+                "Chat goes through a private SSH tunnel to your server."
             }
             Path::Ssh(SshBecause::TailnetOff) => {
                 "Your tailnet is off on this computer, so chat goes through a private SSH connection instead."
