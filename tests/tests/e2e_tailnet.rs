@@ -154,6 +154,11 @@ async fn e2e_tailnet_key_policy_check_and_device() -> Result<()> {
         .env("CLAWKEEPER_HOME", &home)
         .env("CLAWKEEPER_KEYCHAIN_NAMESPACE", &namespace)
         .env("CLAWKEEPER_TAILSCALE_API", fake.base_url())
+        // Never the machine's own Tailscale, if it has one.
+        .env(
+            "CLAWKEEPER_TAILSCALE_SOCKET",
+            "/nonexistent/tailscaled.sock",
+        )
         .env("CLAWKEEPER_PORT", env::free_port().to_string())
         .env("CLAWKEEPER_LOG", "info")
         .stdin(Stdio::null())
@@ -326,6 +331,11 @@ async fn e2e_tailnet_key_expiry_is_notified() -> Result<()> {
         .env("CLAWKEEPER_HOME", &home)
         .env("CLAWKEEPER_KEYCHAIN_NAMESPACE", &namespace)
         .env("CLAWKEEPER_TAILSCALE_API", fake.base_url())
+        // Never the machine's own Tailscale, if it has one.
+        .env(
+            "CLAWKEEPER_TAILSCALE_SOCKET",
+            "/nonexistent/tailscaled.sock",
+        )
         .env("CLAWKEEPER_PORT", env::free_port().to_string())
         .env("CLAWKEEPER_LOG", "info")
         .stdin(Stdio::null())

@@ -140,6 +140,11 @@ async fn tailnet_path_key_and_policy_check_through_the_facade() {
     .await
     .unwrap();
     std::env::set_var("CLAWKEEPER_TAILSCALE_API", fake.base_url());
+    // Never the machine's own Tailscale, if it has one.
+    std::env::set_var(
+        "CLAWKEEPER_TAILSCALE_SOCKET",
+        "/nonexistent/tailscaled.sock",
+    );
     let data = tempfile::tempdir().unwrap();
     let paths = Paths {
         data_dir: data.path().join("data"),
@@ -150,10 +155,7 @@ async fn tailnet_path_key_and_policy_check_through_the_facade() {
     step("nothing saved yet");
     let v = app.tailnet_view(Some(SERVER)).await;
     assert!(!v.key_saved && v.device.is_none() && v.tag_owners_ok.is_none());
-    assert!(
-        v.this_computer.is_none(),
-        "no system Tailscale in the test namespace"
-    );
+    assert!(v.this_computer.is_none(), "no tailnet on this computer");
 
     step("an auth key is refused with a hint, and not saved");
     let e = app
@@ -255,6 +257,11 @@ async fn gateway_tailnet_path_then_ssh_fallback_then_tailnet_again() {
     std::env::set_var("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"));
     // The gateway plays the server's: it listens where a server's gateway does.
     std::env::set_var("CLAWKEEPER_PORT", GATEWAY_PORT.to_string());
+    // Never the machine's own Tailscale, if it has one: the tailnet here is the double.
+    std::env::set_var(
+        "CLAWKEEPER_TAILSCALE_SOCKET",
+        "/nonexistent/tailscaled.sock",
+    );
 
     let data = tempfile::tempdir().unwrap();
     let paths = Paths {

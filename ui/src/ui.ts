@@ -108,7 +108,7 @@ export function renderServerLine(el: HTMLElement, a: AssistantInfo): void {
   renderLine(el, "server", {
     tone: fallback ? "warn" : "ok",
     label: "On your server",
-    detail: `${a.name} — ${a.pathNote} Nothing of it is public.`,
+    detail: `${a.name}. ${a.pathNote} Nothing of it is public.`,
   });
   el.dataset.path = a.path;
 }

@@ -976,9 +976,12 @@ impl Clawkeeper {
         };
         let mut guard = self.inner.chat.lock().await;
         if let Some(c) = guard.as_ref() {
+            // Over the tailnet, a client whose last attempt failed is rebuilt: the first dial
+            // is tried again, and chat falls back to SSH when it fails.
+            let failing = matches!(*c.gw.state().borrow(), LinkState::Retrying { .. });
             let same_way = match (&planned, c.path) {
                 (None, _) => true,
-                (Some((Path::Tailnet, a)), Path::Tailnet) => *a == c.address,
+                (Some((Path::Tailnet, a)), Path::Tailnet) => *a == c.address && !failing,
                 // The tailnet could not reach the server: stay on SSH for a while.
                 (Some((Path::Tailnet, _)), Path::Ssh(SshBecause::Unreachable)) => {
                     c.since.elapsed() < TAILNET_RETRY_AFTER
