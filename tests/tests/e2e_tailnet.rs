@@ -12,8 +12,9 @@
 //!
 //! Screenshot: docs/screenshots/server-tailnet.png.
 //!
-//! And the tray daemon's notification (watched with `dbus-monitor`, as e2e_server.rs does)
-//! when the server chat goes to has a tailnet node key that expires within 14 days.
+//! And the tray daemon's notifications (watched with `dbus-monitor`, as e2e_server.rs does)
+//! when the server chat goes to has a tailnet node key that expires within 14 days, and
+//! when it drops off the tailnet (the daemon told to look every second).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use anyhow::{bail, Context, Result};
@@ -284,94 +285,132 @@ async fn drive(c: &Client, fake: &ContractFakeTailscale) -> Result<()> {
     Ok(())
 }
 
+/// The tray daemon alone (no window: the setup window it opens is `/bin/true`) on a data
+/// dir where chat goes to the server, with the Tailscale key in the keychain, and
+/// `dbus-monitor` watching notifications. Stopped on drop.
+struct Daemon {
+    child: Child,
+    monitor: Child,
+    monitor_log: PathBuf,
+    log: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Daemon {
+    async fn start(fake: &ContractFakeTailscale, every_secs: Option<u64>) -> Result<Self> {
+        let daemon = env::bin("clawkeeper");
+        if !daemon.is_file() {
+            bail!(
+                "build the app first: cargo build -p clawkeeper-window -p clawkeeper-tray-daemon"
+            );
+        }
+        let namespace = format!("clawkeeper-test-e2e-tndaemon-{}", std::process::id());
+        let tmp = tempfile::tempdir()?;
+        let home = tmp.path().join("clawkeeper-home");
+        std::fs::create_dir_all(&home)?;
+        seed_store(&home, true).await?;
+        let vault = Vault::new(&namespace);
+        vault
+            .store(
+                &credentials_ref(),
+                &clawkeeper_core::Secret::new(fake.api_token()),
+            )
+            .await?;
+        let monitor_log = tmp.path().join("notifications.log");
+        let monitor = Command::new("dbus-monitor")
+            .args(["--session", "interface='org.freedesktop.Notifications'"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&monitor_log)?)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting dbus-monitor")?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let log = tmp.path().join("daemon.log");
+        let log_file = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(&daemon);
+        // Only the daemon is under test: the setup window it opens (no provider yet) is
+        // `true`, which exits at once, so no window process outlives the test.
+        cmd.env("CLAWKEEPER_WINDOW_BIN", "/bin/true")
+            .env("CLAWKEEPER_HOME", &home)
+            .env("CLAWKEEPER_KEYCHAIN_NAMESPACE", &namespace)
+            .env("CLAWKEEPER_TAILSCALE_API", fake.base_url())
+            // Never the machine's own Tailscale, if it has one.
+            .env(
+                "CLAWKEEPER_TAILSCALE_SOCKET",
+                "/nonexistent/tailscaled.sock",
+            )
+            .env("CLAWKEEPER_PORT", env::free_port().to_string())
+            .env("CLAWKEEPER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        if let Some(s) = every_secs {
+            cmd.env("CLAWKEEPER_TAILNET_EVERY_SECS", s.to_string());
+        }
+        let child = cmd.spawn().context("starting the tray daemon")?;
+        Ok(Self {
+            child,
+            monitor,
+            monitor_log,
+            log,
+            _tmp: tmp,
+        })
+    }
+
+    fn notifications(&self) -> String {
+        std::fs::read_to_string(&self.monitor_log).unwrap_or_default()
+    }
+
+    /// Wait for a notification containing `text`; on failure print the daemon's log.
+    async fn wait_for(&self, text: &str) -> Result<String> {
+        let seen = wait_until(
+            &format!("a notification saying {text:?}"),
+            Duration::from_secs(60),
+            || async {
+                Ok(self
+                    .notifications()
+                    .contains(text)
+                    .then(|| self.notifications()))
+            },
+        )
+        .await;
+        if seen.is_err() {
+            eprintln!("{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
+        seen
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // Our own child: TERM, then reap it (it quits cleanly within seconds).
+        kill(self.child.id(), "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        kill(self.monitor.id(), "-TERM");
+        let _ = self.monitor.wait();
+        // (The key stays in this run's throwaway keyring, under a namespace of its own.)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_tailnet_key_expiry_is_notified() -> Result<()> {
     if !env::isolated() || std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
         eprintln!("SKIPPED: needs scripts/test.sh (keychain, session bus, display)");
         return Ok(());
     }
-    let daemon = env::bin("clawkeeper");
-    if !daemon.is_file() {
-        bail!("build the app first: cargo build -p clawkeeper-window -p clawkeeper-tray-daemon");
-    }
-    let namespace = format!("clawkeeper-test-e2e-tnexp-{}", std::process::id());
     let fake = ContractFakeTailscale::start(FakeTailscaleConfig::default()).await?;
     // An untagged device: its key expires (here in 5 days), unlike a tagged server's.
     let expires =
         time::OffsetDateTime::now_utc() + time::Duration::days(5) - time::Duration::hours(1);
     let expires = expires.format(&time::format_description::well_known::Rfc3339)?;
     fake.add_device(HOSTNAME, &[ADDR], &[], None, Some(&expires));
-    let tmp = tempfile::tempdir()?;
-    let home = tmp.path().join("clawkeeper-home");
-    std::fs::create_dir_all(&home)?;
-    seed_store(&home, true).await?;
-    let vault = Vault::new(&namespace);
-    vault
-        .store(
-            &credentials_ref(),
-            &clawkeeper_core::Secret::new(fake.api_token()),
-        )
-        .await?;
-
-    let monitor_log = tmp.path().join("notifications.log");
-    let monitor = Command::new("dbus-monitor")
-        .args(["--session", "interface='org.freedesktop.Notifications'"])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&monitor_log)?)
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting dbus-monitor")?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let log = tmp.path().join("daemon.log");
-    let log_file = std::fs::File::create(&log)?;
-    let child = Command::new(&daemon)
-        // Only the daemon is under test: the setup window it opens (no provider yet) is
-        // `true`, which exits at once, so no window process outlives the test.
-        .env("CLAWKEEPER_WINDOW_BIN", "/bin/true")
-        .env("CLAWKEEPER_HOME", &home)
-        .env("CLAWKEEPER_KEYCHAIN_NAMESPACE", &namespace)
-        .env("CLAWKEEPER_TAILSCALE_API", fake.base_url())
-        // Never the machine's own Tailscale, if it has one.
-        .env(
-            "CLAWKEEPER_TAILSCALE_SOCKET",
-            "/nonexistent/tailscaled.sock",
-        )
-        .env("CLAWKEEPER_PORT", env::free_port().to_string())
-        .env("CLAWKEEPER_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .spawn()
-        .context("starting the tray daemon")?;
-    let mut child = child;
-    let mut monitor = monitor;
-    let seen = wait_until(
-        "the key-expiry notification",
-        Duration::from_secs(60),
-        || async {
-            let text = std::fs::read_to_string(&monitor_log).unwrap_or_default();
-            Ok((text.contains("tailnet key expires soon")).then_some(text))
-        },
-    )
-    .await;
-    // Our own child: TERM, then reap it (it quits cleanly within seconds).
-    kill(child.id(), "-TERM");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline && child.try_wait()?.is_none() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    kill(monitor.id(), "-TERM");
-    let _ = monitor.wait();
-    let _ = vault.delete(&credentials_ref()).await;
-    let text = match seen {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
-            return Err(e);
-        }
-    };
+    let daemon = Daemon::start(&fake, None).await?;
+    let text = daemon.wait_for("tailnet key expires soon").await?;
     assert!(text.contains(HOSTNAME), "{text}");
     assert!(text.contains("in 5 days"), "{text}");
     assert!(text.contains("Disable key expiry"), "{text}");
@@ -380,6 +419,53 @@ async fn e2e_tailnet_key_expiry_is_notified() -> Result<()> {
         text.matches("tailnet key expires soon").count(),
         1,
         "{text}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_tailnet_server_leaving_is_notified() -> Result<()> {
+    if !env::isolated() || std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
+        eprintln!("SKIPPED: needs scripts/test.sh (keychain, session bus, display)");
+        return Ok(());
+    }
+    let fake = ContractFakeTailscale::start(FakeTailscaleConfig::default()).await?;
+    // Tagged, connected now, key never expires.
+    let node_id = fake.add_device(HOSTNAME, &[ADDR], &[TAG], None, None);
+    // The daemon looks every second (instead of every 5 minutes).
+    let daemon = Daemon::start(&fake, Some(1)).await?;
+    // It has seen the server online: the device was asked for at least twice.
+    wait_until(
+        "two looks at the devices",
+        Duration::from_secs(30),
+        || async { Ok((fake.count("GET", "/tailnet/-/devices") >= 2).then_some(())) },
+    )
+    .await?;
+    assert!(!daemon.notifications().contains("left your tailnet"));
+
+    // The server drops off the tailnet (here: removed from it).
+    let api = clawkeeper_core::tailnet::TailscaleClient::with_base_url(
+        fake.base_url(),
+        clawkeeper_core::tailnet::Credentials::from_pasted(clawkeeper_core::Secret::new(
+            fake.api_token(),
+        ))?,
+        clawkeeper_core::tailnet::api::RetryPolicy::fast(),
+    )?;
+    api.delete_device(&node_id).await?;
+    let text = daemon.wait_for("Your server left your tailnet").await?;
+    assert!(text.contains("private SSH connection meanwhile"), "{text}");
+    // Told once, not at every look.
+    let looks = fake.count("GET", "/tailnet/-/devices");
+    wait_until("two more looks", Duration::from_secs(30), || async {
+        Ok((fake.count("GET", "/tailnet/-/devices") >= looks + 2).then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        daemon
+            .notifications()
+            .matches("Your server left your tailnet")
+            .count(),
+        1
     );
     Ok(())
 }

@@ -363,6 +363,21 @@ const TAILNET_LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(3
 /// How often it asks the Tailscale API about the server's device (online, key expiry).
 const TAILNET_API_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// `CLAWKEEPER_TAILNET_EVERY_SECS` (for tests: both looks that often), else the defaults.
+fn tailnet_intervals() -> (std::time::Duration, std::time::Duration) {
+    match std::env::var("CLAWKEEPER_TAILNET_EVERY_SECS")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+    {
+        Some(s) => (
+            std::time::Duration::from_secs(s),
+            std::time::Duration::from_secs(s),
+        ),
+        None => (TAILNET_LOOK_EVERY, TAILNET_API_EVERY),
+    }
+}
+
 /// The tailnet lines of the tray follow this computer's tailnet and the server's device;
 /// notifications when the server drops off the tailnet and when its node key is near
 /// expiry (decided by `clawkeeper_core::tailnet::watch`; here they are only shown).
@@ -370,12 +385,13 @@ fn watch_tailnet(core: &Clawkeeper, tray: TrayHandle) {
     use clawkeeper_core::tailnet::watch;
     let core = core.clone();
     let mut rx = core.events();
+    let (look_every, api_every) = tailnet_intervals();
     tokio::spawn(async move {
         let mut shown = None;
         let mut seen = watch::Watch::default();
         let mut last_api: Option<std::time::Instant> = None;
         loop {
-            if last_api.is_none_or(|t| t.elapsed() >= TAILNET_API_EVERY) {
+            if last_api.is_none_or(|t| t.elapsed() >= api_every) {
                 last_api = Some(std::time::Instant::now());
                 let node = core.tailnet_refresh_assistant().await;
                 let (notices, next) =
@@ -400,7 +416,7 @@ fn watch_tailnet(core: &Clawkeeper, tray: TrayHandle) {
                 shown = lines;
             }
             // Look again after a while, or at once when the assistant or its path changed.
-            let wait = tokio::time::sleep(TAILNET_LOOK_EVERY);
+            let wait = tokio::time::sleep(look_every);
             tokio::pin!(wait);
             loop {
                 tokio::select! {
