@@ -23,6 +23,10 @@ const COMMANDS: &[&str] = &[
     "cloud_options",
     "cloud_deploy",
     "assistant_use",
+    "tailnet_view",
+    "tailnet_check",
+    "tailnet_key_save",
+    "tailnet_key_forget",
     "open_window",
 ];
 

@@ -90,6 +90,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::server::cloud_options,
             commands::server::cloud_deploy,
             commands::server::assistant_use,
+            commands::tailnet::tailnet_view,
+            commands::tailnet::tailnet_check,
+            commands::tailnet::tailnet_key_save,
+            commands::tailnet::tailnet_key_forget,
             commands::window::open_window,
         ])
         .setup(|app| {

@@ -80,8 +80,47 @@ export interface AssistantInfo {
   serverId?: string;
   /** "This computer" or the server's name. */
   name: string;
-  /** loopback: on this computer; ssh_tunnel: a private SSH tunnel to the server. */
-  path: "loopback" | "ssh_tunnel";
+  /** local: on this computer; ssh: a private SSH tunnel to the server; tailnet: over the person's own tailnet. */
+  path: "local" | "ssh" | "tailnet";
+  /** The same in one sentence ("Chat goes over your private tailnet."), and why SSH when the tailnet should be used. */
+  pathNote: string;
+}
+
+/** This computer on the tailnet. */
+export type TailnetState =
+  | { state: "connected"; node: string }
+  | { state: "needs_login"; login_url?: string }
+  | { state: "starting" }
+  | { state: "stopped" }
+  | { state: "unavailable"; reason: string };
+
+/** The server's device on the tailnet, as Tailscale last said. */
+export interface TailnetDevice {
+  name: string;
+  hostname: string;
+  address?: string;
+  dnsName?: string;
+  /** RFC 3339 */
+  lastSeen?: string;
+  /** RFC 3339; absent: never expires. */
+  keyExpiry?: string;
+  online?: boolean;
+  found: boolean;
+  checkedAt?: string;
+}
+
+/** The "Private network (Tailscale)" section. Never carries the key itself. */
+export interface TailnetInfo {
+  keySaved: boolean;
+  keyKind?: "api_token" | "oauth_client";
+  keyFingerprint?: string;
+  /** Whether the tailnet's policy lets the server carry tag:clawkeeper (absent: not checked). */
+  tagOwnersOk?: boolean;
+  snippet: string;
+  explanation: string;
+  error?: ApiError;
+  thisComputer?: TailnetState;
+  device?: TailnetDevice;
 }
 
 export interface Overview {
@@ -321,6 +360,12 @@ export const serverPosture = (id: string, fix: boolean) => call<Check[]>("server
 export const serverDelete = (id: string) => call<{ removed: string[] }>("server_delete", { id });
 /** Chat with the assistant on this server (`null`: on this computer). */
 export const assistantUse = (serverId: string | null) => call<AssistantInfo>("assistant_use", { serverId });
+export const tailnetView = (serverId: string | null) => call<TailnetInfo>("tailnet_view", { serverId });
+export const tailnetCheck = (serverId: string | null) => call<TailnetInfo>("tailnet_check", { serverId });
+/** An API access token, or an OAuth client secret with its client id. */
+export const tailnetKeySave = (secret: string, clientId: string | null, serverId: string | null) =>
+  call<TailnetInfo>("tailnet_key_save", { secret, clientId, serverId });
+export const tailnetKeyForget = () => call<void>("tailnet_key_forget");
 export const supportIssue = (id: string, hours: number, note: string) =>
   call<IssuedSupportKey>("support_issue", { id, hours, note });
 export const supportList = (id: string) => call<SupportGrant[]>("support_list", { id });

@@ -70,7 +70,7 @@ function renderState() {
   if (onServer()) renderServerLine(el.statusLine, ov.assistant);
   else renderStatusLine(el.statusLine, ov.instance);
   byId("chat-empty-text").textContent = onServer()
-    ? `Ask anything. Your messages go through a private SSH tunnel to your server (${ov.assistant.name}), and from there to your model provider — no one else.`
+    ? `Ask anything. Your messages go ${ov.assistant.path === "tailnet" ? "over your private tailnet" : "through a private SSH tunnel"} to your server (${ov.assistant.name}), and from there to your model provider — no one else.`
     : "Ask anything. Your messages go from this computer straight to your model provider — no one else.";
   const s = ov.instance.state;
   el.offline.hidden = canChat();
@@ -326,10 +326,12 @@ function onBackendEvent(e: BackendEvent) {
     case "assistant": {
       if (!ov) return;
       const { type: _t, ...where } = e;
+      // Only the way changed (tailnet ⇄ SSH): same assistant, same conversation.
+      const same = ov.assistant.place === where.place && ov.assistant.serverId === where.serverId;
       ov.assistant = where;
-      historyLoaded = false;
+      if (!same) historyLoaded = false;
       renderState();
-      void loadHistory(); // another assistant, another conversation
+      if (!same) void loadHistory(); // another assistant, another conversation
       break;
     }
     case "checks":

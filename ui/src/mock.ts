@@ -50,7 +50,7 @@ function scenario(name: string): MockState {
     provider,
     keychain: { status: "ok" },
     checks: checksWith("pass"),
-    assistant: { place: "local", name: "This computer", path: "loopback" },
+    assistant: { place: "local", name: "This computer", path: "local", pathNote: "Chat stays on this computer." },
     activity: [
       { at: minutesAgo(42), action: "Started your assistant", detail: "On this computer" },
       { at: minutesAgo(60 * 26), action: "Saved your API key", detail: "OpenRouter, in your keychain" },
@@ -77,7 +77,7 @@ function scenario(name: string): MockState {
           keychain: { status: "ok" },
           checks: checksWith("pending"),
           activity: [],
-          assistant: { place: "local", name: "This computer", path: "loopback" },
+          assistant: { place: "local", name: "This computer", path: "local", pathNote: "Chat stays on this computer." },
         },
         history: [],
       };

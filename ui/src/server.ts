@@ -14,6 +14,7 @@ import {
   type ServerInfo,
   type ServerJob,
   type SupportGrant,
+  type TailnetInfo,
   assistantUse,
   cancelServerJob,
   cloudDeploy,
@@ -28,9 +29,13 @@ import {
   supportIssue,
   supportList,
   supportRevoke,
+  tailnetCheck,
+  tailnetKeyForget,
+  tailnetKeySave,
+  tailnetView,
   toApiError,
 } from "./api";
-import { type Action, byId, errorPanel, formatTime, h, icon, type IconName, timeAgo } from "./ui";
+import { type Action, byId, errorPanel, formatDate, formatTime, h, icon, type IconName, timeAgo } from "./ui";
 
 const root = byId("server-body");
 const summaryEl = byId("server-summary");
@@ -186,6 +191,7 @@ function renderServer(s: ServerInfo): HTMLElement {
     s.job ? renderJob(s, s.job) : null,
     renderChatPlace(s),
     renderChecks(s),
+    renderTailnet(s),
     renderSupport(s),
     renderDetails(s),
   );
@@ -195,11 +201,14 @@ function renderServer(s: ServerInfo): HTMLElement {
 
 /** The server chat goes to (undefined: this computer), as the status page last heard. */
 let chatServer: string | undefined;
+/** How chat reaches it (tailnet / SSH) and why, as the status page last heard. */
+let chatWay: AssistantInfo | undefined;
 
 export function setChatPlace(a: AssistantInfo) {
   const next = a.place === "server" ? a.serverId : undefined;
-  if (next === chatServer) return;
+  if (next === chatServer && a.path === chatWay?.path && a.pathNote === chatWay?.pathNote) return;
   chatServer = next;
+  chatWay = a;
   if (mode === "view") render();
 }
 
@@ -208,8 +217,8 @@ function renderChatPlace(s: ServerInfo): HTMLElement | null {
   if (chatServer === s.id)
     return h(
       "p",
-      { class: "muted small", id: "server-chat-place", "data-testid": "server-chat-place" },
-      "Chat goes to the assistant on this server, through a private SSH tunnel.",
+      { class: "muted small", id: "server-chat-place", "data-testid": "server-chat-place", "data-path": chatWay?.path ?? "ssh" },
+      `Chat goes to the assistant on this server. ${chatWay?.pathNote ?? "Chat goes through a private SSH tunnel to your server."}`,
     );
   const setUp = s.checks.length > 0 && (!s.job || s.job.state === "succeeded");
   if (!setUp) return null;
@@ -340,6 +349,218 @@ function renderChecks(s: ServerInfo): HTMLElement {
     h("div", { class: "row server-actions" }, again, fix),
     slot,
   );
+}
+
+// ---------- private network (Tailscale) ----------
+
+/** What the status page knows of each server's tailnet section (never the key itself). */
+const tailnetInfo = new Map<string, TailnetInfo>();
+/** Which servers' "Private network" is unfolded (kept across re-renders). */
+const tailnetOpen = new Set<string>();
+const tailnetLoading = new Set<string>();
+/** Why the last "Save and check" failed: shown once, with fresh empty fields. */
+const tailnetErrors = new Map<string, ApiError>();
+
+async function loadTailnet(id: string, check = false) {
+  tailnetLoading.add(id);
+  try {
+    tailnetInfo.set(id, check ? await tailnetCheck(id) : await tailnetView(id));
+  } finally {
+    tailnetLoading.delete(id);
+  }
+  if (mode === "view") render();
+}
+
+function tailnetComputerLine(t: TailnetInfo): string {
+  const c = t.thisComputer;
+  if (!c) return "Tailscale isn't running on this computer, so chat uses a private SSH connection to your server.";
+  switch (c.state) {
+    case "connected":
+      return `This computer is on your tailnet as ${c.node}.`;
+    case "needs_login":
+      return "Tailscale on this computer needs you to log in (open the Tailscale app). Until then chat uses a private SSH connection.";
+    case "starting":
+      return "Tailscale on this computer is starting.";
+    case "stopped":
+      return "Tailscale is switched off on this computer, so chat uses a private SSH connection. Switch it on in the Tailscale app.";
+    default:
+      return "Tailscale isn't running on this computer, so chat uses a private SSH connection to your server.";
+  }
+}
+
+function renderTailnetDevice(t: TailnetInfo): HTMLElement {
+  const d = t.device;
+  if (!d)
+    return h("p", { class: "muted small", id: "tailnet-device", "data-testid": "tailnet-device" }, "Your server isn't on your tailnet yet.");
+  if (!d.found)
+    return h(
+      "p",
+      { class: "muted small", id: "tailnet-device", "data-testid": "tailnet-device" },
+      `Your server joined as ${d.hostname}, but Tailscale doesn't list it right now. If it was removed in the admin console, set the server up again.`,
+    );
+  const expiry = d.keyExpiry ? `key expires ${formatDate(d.keyExpiry)}` : "key never expires";
+  const seen = d.online ? "online now" : d.lastSeen ? `last seen ${timeAgo(d.lastSeen)}` : "not seen yet";
+  return h(
+    "div",
+    { id: "tailnet-device", "data-testid": "tailnet-device" },
+    h(
+      "p",
+      { class: "small" },
+      h("strong", { text: d.name }),
+      " ",
+      h("span", { class: "muted", text: [d.address, seen, expiry].filter(Boolean).join(" · ") }),
+    ),
+    d.dnsName ? h("p", { class: "muted small", text: `Its private name: ${d.dnsName}` }) : null,
+  );
+}
+
+/** The policy check: passed, or the snippet to paste and where, with "Check again". */
+function renderTagCheck(s: ServerInfo, t: TailnetInfo, slot: HTMLElement): HTMLElement | null {
+  if (t.tagOwnersOk === true)
+    return h(
+      "p",
+      { class: "small", id: "tailnet-tag-ok", "data-testid": "tailnet-tag-ok" },
+      icon("ok", "icon"),
+      " Your tailnet's access rules let your server join as Clawkeeper's tagged device.",
+    );
+  const again = button(t.tagOwnersOk === false ? "Check again" : "Check now", "btn-secondary btn-small", {
+    id: "tailnet-check",
+    "data-testid": "tailnet-check",
+  });
+  again.addEventListener("click", () => run(again, "Checking…", slot, () => loadTailnet(s.id, true)));
+  if (t.tagOwnersOk === undefined) return h("div", { class: "row" }, again);
+  const snippet = h("textarea", {
+    id: "tailnet-snippet",
+    class: "input key-once",
+    readonly: true,
+    rows: "2",
+    spellcheck: "false",
+    "aria-label": "The line to add to your tailnet's access rules",
+    "data-testid": "tailnet-snippet",
+  });
+  snippet.value = t.snippet;
+  const copied = h("span", { class: "muted small", role: "status" });
+  const copy = button("Copy", "btn-primary btn-small", { id: "tailnet-snippet-copy" });
+  copy.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(snippet.value);
+      copied.textContent = "Copied.";
+    } catch {
+      snippet.select();
+      copied.textContent = "Select the text and copy it (Ctrl+C).";
+    }
+  });
+  return h(
+    "div",
+    { class: "key-once-panel", id: "tailnet-tag-missing", "data-testid": "tailnet-tag-missing", role: "alert" },
+    icon("warn", "icon"),
+    h(
+      "div",
+      { class: "item-main" },
+      h("p", { class: "small", text: t.explanation }),
+      snippet,
+      h("p", { class: "muted small", text: "Once you've saved it on the Access controls page, press Check again." }),
+      h("div", { class: "row" }, copy, again, copied),
+    ),
+  );
+}
+
+function renderTailnet(s: ServerInfo): HTMLElement {
+  const slot = h("div", { class: "error-slot", id: "tailnet-error" });
+  const t = tailnetInfo.get(s.id);
+  const body: (HTMLElement | null)[] = [
+    h(
+      "p",
+      { class: "muted small" },
+      "Tailscale can link this computer and your server in a private network that only your own devices can join. When it's on, chat goes over it; otherwise through a private SSH connection.",
+    ),
+  ];
+  if (!t) {
+    body.push(h("p", { class: "muted small", text: "Loading…" }));
+    if (!tailnetLoading.has(s.id)) void loadTailnet(s.id).catch((e) => slot.replaceChildren(errorPanel(toApiError(e), [], { compact: true })));
+  } else if (!t.keySaved) {
+    const secret = h("input", {
+      id: "tailnet-secret",
+      class: "input",
+      type: "password",
+      autocomplete: "off",
+      "data-testid": "tailnet-secret",
+    });
+    const clientId = h("input", {
+      id: "tailnet-client-id",
+      class: "input",
+      type: "password",
+      autocomplete: "off",
+      "data-testid": "tailnet-client-id",
+    });
+    const save = button("Save and check", "btn-primary btn-small", { id: "tailnet-save", "data-testid": "tailnet-save" });
+    save.addEventListener("click", async () => {
+      const v = secret.value;
+      const c = clientId.value.trim();
+      // Out of the page at once: the key only lives on in the keychain.
+      secret.value = "";
+      clientId.value = "";
+      secret.remove();
+      clientId.remove();
+      save.disabled = true;
+      save.setAttribute("aria-busy", "true");
+      save.textContent = "Checking with Tailscale…";
+      try {
+        tailnetInfo.set(s.id, await tailnetKeySave(v, c || null, s.id));
+      } catch (e) {
+        tailnetErrors.set(s.id, toApiError(e));
+      }
+      tailnetOpen.add(s.id);
+      if (mode === "view") render();
+    });
+    body.push(
+      field(
+        "API access token or OAuth client secret",
+        secret,
+        "In the Tailscale admin console: Settings → Keys → Generate access token (starts with tskey-api-), or Settings → OAuth clients (tskey-client-). It is kept in your keychain and never shown again.",
+      ),
+      field("OAuth client ID (only for an OAuth client)", clientId),
+      h("div", { class: "row" }, save),
+    );
+  } else {
+    const forget = button("Remove the key", "btn-quiet btn-small", { id: "tailnet-forget", "data-testid": "tailnet-forget" });
+    forget.addEventListener("click", () =>
+      run(forget, "Removing…", slot, async () => {
+        await tailnetKeyForget();
+        await loadTailnet(s.id);
+      }),
+    );
+    body.push(
+      h(
+        "div",
+        { class: "row" },
+        h(
+          "p",
+          { class: "small", id: "tailnet-key-saved", "data-testid": "tailnet-key-saved" },
+          icon("key", "icon"),
+          ` Tailscale ${t.keyKind === "oauth_client" ? "OAuth client" : "access token"} saved in your keychain ✓`,
+        ),
+        forget,
+      ),
+      renderTagCheck(s, t, slot),
+      renderTailnetDevice(t),
+    );
+  }
+  if (t) body.push(h("p", { class: "muted small", id: "tailnet-computer", text: tailnetComputerLine(t) }));
+  if (t && chatServer === s.id && chatWay)
+    body.push(h("p", { class: "small", id: "tailnet-path", "data-testid": "tailnet-path", "data-path": chatWay.path, text: chatWay.pathNote }));
+  const failed = tailnetErrors.get(s.id) ?? t?.error;
+  tailnetErrors.delete(s.id);
+  if (failed) slot.replaceChildren(errorPanel(failed, [], { compact: true }));
+  const details = h(
+    "details",
+    { class: "disclosure server-block", id: "tailnet", open: tailnetOpen.has(s.id) || undefined },
+    h("summary", { text: "Private network (Tailscale)" }),
+    ...body,
+    slot,
+  );
+  details.addEventListener("toggle", () => (details.open ? tailnetOpen.add(s.id) : tailnetOpen.delete(s.id)));
+  return details;
 }
 
 // ---------- support access ----------
@@ -873,6 +1094,7 @@ export function onServerEvent(e: BackendEvent) {
     }
     case "server_removed":
       grants.delete(e.id);
+      tailnetInfo.delete(e.id);
       detailsOpen.delete(e.id);
       confirmingDelete.delete(e.id);
       void refreshServers();

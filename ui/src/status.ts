@@ -110,7 +110,7 @@ function heroFor(o: Overview): { text: string; primary: Btn; secondary: Btn | nu
   const chat: Btn = { label: "Open chat", busy: "Opening…", run: goChat };
   if (o.assistant.place === "server")
     return {
-      text: `Chat goes to your server (${o.assistant.name}), through a private SSH tunnel. The assistant on this computer is ${
+      text: `Chat goes to your server (${o.assistant.name}). ${o.assistant.pathNote} The assistant on this computer is ${
         i.state === "healthy" || i.state === "degraded" ? "also running" : "not in use"
       }.`,
       primary: chat,

@@ -103,11 +103,14 @@ export function renderStatusLine(el: HTMLElement, i: Pick<InstanceInfo, "state" 
 
 /** The status line when chat goes to the person's server rather than this computer. */
 export function renderServerLine(el: HTMLElement, a: AssistantInfo): void {
+  // Falling back from the tailnet to SSH is worth a look, not an alarm: chat still works.
+  const fallback = a.path === "ssh" && a.pathNote.includes("instead");
   renderLine(el, "server", {
-    tone: "ok",
+    tone: fallback ? "warn" : "ok",
     label: "On your server",
-    detail: `${a.name} — reached through a private SSH tunnel; nothing of it is public.`,
+    detail: `${a.name}. ${a.pathNote} Nothing of it is public.`,
   });
+  el.dataset.path = a.path;
 }
 
 function renderLine(el: HTMLElement, state: string, v: StatusView): void {

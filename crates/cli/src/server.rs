@@ -328,9 +328,10 @@ pub async fn delete_cmd(app: &Clawkeeper, a: DeleteArgs, json: bool) -> Result<(
         bail!("This deletes the server at Hetzner with everything on it.\n→ Run again with --yes to confirm.");
     }
     let client = hetzner(app).await?;
-    let deleted = deploy::delete(app.store(), app.vault(), &client, &a.id)
+    let mut deleted = deploy::delete(app.store(), app.vault(), &client, &a.id)
         .await
         .map_err(|e| fail(e.problem()))?;
+    deleted.here.extend(app.tailnet_remove_server(&a.id).await);
     let removed = &deleted.at_provider;
     if json {
         let list: Vec<String> = removed.iter().map(ToString::to_string).collect();

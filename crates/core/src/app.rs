@@ -3,11 +3,13 @@
 //! The person's own servers are in [`server`].
 
 mod server;
+mod tailnet;
 
 pub use server::{
     server_summary, CloudOptions, Deleted, GrantView, IssuedView, Login, ScannedHost, ServerCheck,
     ServerJob, ServerView,
 };
+pub use tailnet::{system_tailnet, DeviceView, TailnetView};
 
 use crate::audit;
 use crate::gateway::chat::{self, ChatUpdate, HistoryMessage, RunState, MAIN_SESSION};
@@ -20,6 +22,7 @@ use crate::paths::Paths;
 use crate::problem::{Problem, UserFacing};
 use crate::secret::Secret;
 use crate::store::{DesiredState, InstanceRecord, ProviderKind, ProviderRecord, Store};
+use crate::tailnet::path::{Path, SshBecause};
 use crate::time::now_rfc3339;
 use crate::vault::{KeychainStatus, Vault};
 use serde::Serialize;
@@ -89,9 +92,12 @@ pub struct AssistantView {
     pub server_id: Option<String>,
     /// What to call it: "This computer" or the server's name.
     pub name: String,
-    /// How the app reaches its gateway: `loopback` (this computer) | `ssh_tunnel` (a
-    /// private SSH tunnel to the server's loopback; nothing listens publicly).
+    /// How the app reaches its gateway: `local` (this computer, over loopback) | `ssh` (a
+    /// private SSH tunnel to the server's loopback; nothing listens publicly) | `tailnet`
+    /// (over the person's own tailnet).
     pub path: &'static str,
+    /// The same in one sentence for people (and why SSH, when the tailnet should be used).
+    pub path_note: &'static str,
 }
 
 impl AssistantView {
@@ -100,7 +106,8 @@ impl AssistantView {
             place: "local",
             server_id: None,
             name: "This computer".into(),
-            path: "loopback",
+            path: Path::Local.name(),
+            path_note: Path::Local.note(),
         }
     }
 }
@@ -108,12 +115,26 @@ impl AssistantView {
 /// The setting that holds the id of the server chat goes to (absent or empty: this computer).
 const ASSISTANT_SETTING: &str = "assistant.server";
 
-/// The chat's connection: to which assistant, and (for a server) the tunnel it runs through.
+/// The chat's connection: to which assistant, the way it goes, and (for a server) the
+/// tunnel or tailnet proxy it runs through.
 struct ChatLink {
     server: Option<String>,
+    path: Path,
+    /// The server's tailnet address the proxy dials (tailnet path only).
+    address: Option<String>,
+    since: std::time::Instant,
     gw: Gateway,
     _tunnel: Option<crate::ssh::Tunnel>,
+    _proxy: Option<crate::tailnet::TailnetProxy>,
 }
+
+/// After a failed dial over the tailnet, chat stays on SSH this long before the tailnet is
+/// tried again.
+const TAILNET_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// How often the app looks whether the way chat goes changed (the tailnet went down or
+/// came back), to tell the UI.
+const PATH_WATCH_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -208,6 +229,10 @@ struct Inner {
     chat: Mutex<Option<ChatLink>>,
     notice: Option<String>,
     servers: server::Servers,
+    /// The way onto the tailnet from this computer, if any.
+    tailnet: StdMutex<Option<Arc<dyn crate::tailnet::Tailnet>>>,
+    /// The last [`Event::Assistant`] sent (to send only changes).
+    last_view: StdMutex<Option<AssistantView>>,
 }
 
 /// The application core. Cheap to clone.
@@ -287,9 +312,12 @@ impl Clawkeeper {
                 chat: Mutex::new(None),
                 notice,
                 servers: server::Servers::default(),
+                tailnet: StdMutex::new(tailnet::system_tailnet()),
+                last_view: StdMutex::new(None),
             }),
         };
         app.forward_status();
+        app.watch_path(PATH_WATCH_EVERY);
         Ok(app)
     }
 
@@ -866,11 +894,31 @@ impl Clawkeeper {
             .ok()
             .flatten()
             .map_or_else(|| "Your server".to_owned(), |i| i.name);
+        let (mut path, _) = self.planned_path(&id).await;
+        // A tailnet that is up but could not reach the server: chat is on SSH meanwhile.
+        // (Not waiting for a connection being made: that one says its way when it's done.)
+        if path == Path::Tailnet {
+            if let Some(c) = self
+                .inner
+                .chat
+                .try_lock()
+                .ok()
+                .as_ref()
+                .and_then(|g| g.as_ref())
+            {
+                if c.server.as_deref() == Some(id.as_str())
+                    && c.path == Path::Ssh(SshBecause::Unreachable)
+                {
+                    path = c.path;
+                }
+            }
+        }
         AssistantView {
             place: "server",
             server_id: Some(id),
             name,
-            path: "ssh_tunnel",
+            path: path.name(),
+            path_note: path.note(),
         }
     }
 
@@ -909,23 +957,51 @@ impl Clawkeeper {
             &format!("Chat goes to: {} ({})", view.name, view.path),
         )
         .await;
+        if let Ok(mut last) = self.inner.last_view.lock() {
+            *last = Some(view.clone());
+        }
         self.emit(Event::Assistant(view.clone()));
         Ok(view)
     }
 
     /// The chat's gateway client: to this computer's gateway over loopback, or to the
-    /// server's through a private SSH tunnel (the same client and protocol either way).
+    /// server's over the person's tailnet when it is up and the server is on it, else
+    /// through a private SSH tunnel (the same client and protocol either way). When the way
+    /// changes, [`Event::Assistant`] says so.
     async fn gateway(&self) -> Result<Gateway, Problem> {
         let server = self.assistant_server().await;
+        let planned = match &server {
+            Some(id) => Some(self.planned_path(id).await),
+            None => None,
+        };
         let mut guard = self.inner.chat.lock().await;
         if let Some(c) = guard.as_ref() {
-            if c.server == server && !matches!(*c.gw.state().borrow(), LinkState::Closed) {
+            // Over the tailnet, a client whose last attempt failed is rebuilt: the first dial
+            // is tried again, and chat falls back to SSH when it fails.
+            let failing = matches!(*c.gw.state().borrow(), LinkState::Retrying { .. });
+            let same_way = match (&planned, c.path) {
+                (None, _) => true,
+                (Some((Path::Tailnet, a)), Path::Tailnet) => *a == c.address && !failing,
+                // The tailnet could not reach the server: stay on SSH for a while.
+                (Some((Path::Tailnet, _)), Path::Ssh(SshBecause::Unreachable)) => {
+                    c.since.elapsed() < TAILNET_RETRY_AFTER
+                }
+                (Some((Path::Ssh(_), _)), Path::Ssh(_)) => true,
+                _ => false,
+            };
+            if c.server == server
+                && same_way
+                && !matches!(*c.gw.state().borrow(), LinkState::Closed)
+            {
                 return Ok(c.gw.clone());
             }
         }
         if let Some(old) = guard.take() {
             old.gw.shutdown();
         }
+        let mut proxy = None;
+        let mut path = Path::Local;
+        let mut via_address = None;
         let (gw, tunnel) = match &server {
             None => {
                 let vault = self.inner.vault.clone();
@@ -939,13 +1015,37 @@ impl Clawkeeper {
                 (gw, None)
             }
             Some(id) => {
-                let link = crate::server::ServerLink::new(
-                    self.inner.store.clone(),
-                    self.inner.vault.clone(),
-                    id,
-                );
-                let tunnel = link.gateway_tunnel().await.map_err(|e| problem(&e))?;
-                (link.gateway(&tunnel), Some(tunnel))
+                let (planned_path, address) =
+                    planned.unwrap_or((Path::Ssh(SshBecause::NoTailnet), None));
+                path = planned_path;
+                let mut over_tailnet = None;
+                if let (Path::Tailnet, Some(address)) = (planned_path, address) {
+                    match self.tailnet_gateway(id, &address).await {
+                        Ok(ok) => {
+                            over_tailnet = Some(ok);
+                            via_address = Some(address);
+                        }
+                        Err(reason) => {
+                            tracing::warn!(%reason, "the server is not reachable over the tailnet; using SSH");
+                            path = Path::Ssh(SshBecause::Unreachable);
+                        }
+                    }
+                }
+                match over_tailnet {
+                    Some((gw, p)) => {
+                        proxy = Some(p);
+                        (gw, None)
+                    }
+                    None => {
+                        let link = crate::server::ServerLink::new(
+                            self.inner.store.clone(),
+                            self.inner.vault.clone(),
+                            id,
+                        );
+                        let tunnel = link.gateway_tunnel().await.map_err(|e| problem(&e))?;
+                        (link.gateway(&tunnel), Some(tunnel))
+                    }
+                }
             }
         };
         let mut rx = gw.events();
@@ -975,11 +1075,34 @@ impl Clawkeeper {
                 }
             }
         });
+        let view = server.as_ref().map(|id| (id.clone(), path));
         *guard = Some(ChatLink {
             server,
+            path,
+            address: via_address,
+            since: std::time::Instant::now(),
             gw: gw.clone(),
             _tunnel: tunnel,
+            _proxy: proxy,
         });
+        drop(guard);
+        if let Some((id, path)) = view {
+            let name = self
+                .inner
+                .store
+                .instance(&id)
+                .await
+                .ok()
+                .flatten()
+                .map_or_else(|| "Your server".to_owned(), |i| i.name);
+            self.note_path(AssistantView {
+                place: "server",
+                server_id: Some(id),
+                name,
+                path: path.name(),
+                path_note: path.note(),
+            });
+        }
         Ok(gw)
     }
 

@@ -458,6 +458,43 @@ async fn dispatch_server(core: &Clawkeeper, method: &str, p: Value) -> Result<Va
             to_value(core.cloud_token_save(token).await?)
         }
         "cloud_options" => to_value(core.cloud_options().await?),
+        "tailnet_view" | "tailnet_check" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct P {
+                #[serde(default)]
+                server_id: Option<String>,
+            }
+            let P { server_id } = params(p)?;
+            let id = server_id.as_deref();
+            to_value(if method == "tailnet_check" {
+                core.tailnet_check(id).await
+            } else {
+                core.tailnet_view(id).await
+            })
+        }
+        "tailnet_key_save" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct P {
+                #[serde(deserialize_with = "secret_from_str")]
+                secret: Secret,
+                #[serde(default)]
+                client_id: Option<String>,
+                #[serde(default)]
+                server_id: Option<String>,
+            }
+            let P {
+                secret,
+                client_id,
+                server_id,
+            } = params(p)?;
+            to_value(
+                core.tailnet_key_save(secret, client_id, server_id.as_deref())
+                    .await?,
+            )
+        }
+        "tailnet_key_forget" => to_value(core.tailnet_key_forget().await?),
         "cloud_deploy" => {
             #[derive(Deserialize)]
             #[serde(rename_all = "camelCase")]

@@ -354,6 +354,16 @@ impl Store {
         Ok(())
     }
 
+    /// Remove a setting (absent is fine).
+    pub async fn delete_setting(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM settings WHERE key = ?1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
     // ---- jobs ----
 
     pub async fn create_job(

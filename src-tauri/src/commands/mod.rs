@@ -7,4 +7,5 @@ pub mod chat;
 pub mod instance;
 pub mod provider;
 pub mod server;
+pub mod tailnet;
 pub mod window;

@@ -130,6 +130,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         daemon.open_window(name);
     }
     watch_servers(&core, tray.clone());
+    watch_tailnet(&core, tray.clone());
     watch_status(&core, tray);
     handle_signals(actions.clone());
     first_run_or_start(&daemon);
@@ -141,6 +142,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             Action::Start => start_from_tray(&daemon),
             Action::Stop => stop_from_tray(&core),
             Action::CheckServer => check_servers_from_tray(&core),
+            Action::OpenPrivateChat => daemon.open_window("chat"),
+            Action::OpenTailscale => open_tailscale(&daemon),
             Action::Quit => break,
         }
     }
@@ -250,6 +253,7 @@ async fn tray_spawn(
     let t = tray::Tray {
         view: TrayView::of(state),
         server: None,
+        tailnet: None,
         actions,
     };
     // No StatusNotifier host yet (a desktop still starting, Xvfb): keep the item
@@ -350,6 +354,107 @@ fn watch_servers(core: &Clawkeeper, tray: TrayHandle) {
                 Err(RecvError::Lagged(_)) => true,
                 Err(RecvError::Closed) => break,
             };
+        }
+    });
+}
+
+/// How often the tray looks at this computer's tailnet state (LocalAPI, cheap).
+const TAILNET_LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often it asks the Tailscale API about the server's device (online, key expiry).
+const TAILNET_API_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `CLAWKEEPER_TAILNET_EVERY_SECS` (for tests: both looks that often), else the defaults.
+fn tailnet_intervals() -> (std::time::Duration, std::time::Duration) {
+    match std::env::var("CLAWKEEPER_TAILNET_EVERY_SECS")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+    {
+        Some(s) => (
+            std::time::Duration::from_secs(s),
+            std::time::Duration::from_secs(s),
+        ),
+        None => (TAILNET_LOOK_EVERY, TAILNET_API_EVERY),
+    }
+}
+
+/// The tailnet lines of the tray follow this computer's tailnet and the server's device;
+/// notifications when the server drops off the tailnet and when its node key is near
+/// expiry (decided by `clawkeeper_core::tailnet::watch`; here they are only shown).
+fn watch_tailnet(core: &Clawkeeper, tray: TrayHandle) {
+    use clawkeeper_core::tailnet::watch;
+    let core = core.clone();
+    let mut rx = core.events();
+    let (look_every, api_every) = tailnet_intervals();
+    tokio::spawn(async move {
+        let mut shown = None;
+        let mut seen = watch::Watch::default();
+        let mut last_api: Option<std::time::Instant> = None;
+        loop {
+            if last_api.is_none_or(|t| t.elapsed() >= api_every) {
+                last_api = Some(std::time::Instant::now());
+                let node = core.tailnet_refresh_assistant().await;
+                let (notices, next) =
+                    watch::notices(&seen, node.as_ref(), time::OffsetDateTime::now_utc());
+                seen = next;
+                for n in notices {
+                    notify::show(notify::Notice {
+                        summary: n.summary,
+                        body: n.body,
+                    });
+                }
+            }
+            let lines = core.tailnet_tray().await;
+            if lines != shown {
+                #[cfg(target_os = "linux")]
+                if let Some(t) = &tray {
+                    let l = lines.clone();
+                    t.update(|tray| tray.tailnet = l).await;
+                }
+                #[cfg(not(target_os = "linux"))]
+                let _ = &tray;
+                shown = lines;
+            }
+            // Look again after a while, or at once when the assistant or its path changed.
+            let wait = tokio::time::sleep(look_every);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    ev = rx.recv() => match ev {
+                        Ok(clawkeeper_core::app::Event::Assistant(_))
+                        | Ok(clawkeeper_core::app::Event::ServerRemoved { .. })
+                        | Err(RecvError::Lagged(_)) => break,
+                        Ok(_) => {}
+                        Err(RecvError::Closed) => return,
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// "Open Tailscale": the login page tailscaled named, in the browser; without one, the
+/// status window (which says what to do).
+fn open_tailscale(daemon: &Arc<Daemon>) {
+    let daemon = daemon.clone();
+    tokio::spawn(async move {
+        let url = match daemon.core.tailnet_state().await {
+            Some(clawkeeper_core::tailnet::TailnetState::NeedsLogin { login_url: Some(u) })
+                if u.starts_with("https://") =>
+            {
+                Some(u)
+            }
+            _ => None,
+        };
+        match url {
+            Some(u) => {
+                if let Err(e) = std::process::Command::new("xdg-open").arg(&u).spawn() {
+                    tracing::warn!(error = %e, "could not open the Tailscale login page");
+                    daemon.open_window("status");
+                }
+            }
+            None => daemon.open_window("status"),
         }
     });
 }

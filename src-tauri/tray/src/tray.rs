@@ -3,6 +3,7 @@
 //! StatusNotifierItem over D-Bus (`ksni`, no GTK): icons are sent as ARGB32 pixmaps.
 
 use clawkeeper_core::local::supervisor::InstanceState;
+use clawkeeper_core::tailnet::watch::TrayTailnet;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// What a tray menu item asks the daemon to do.
@@ -14,6 +15,10 @@ pub enum Action {
     Stop,
     /// Read the server's safety checklist now.
     CheckServer,
+    /// The chat window, with chat going over the tailnet to the server.
+    OpenPrivateChat,
+    /// Tailscale on this computer needs the person to log in: open its login page.
+    OpenTailscale,
     Quit,
 }
 /// Which icon the tray shows.
@@ -118,6 +123,8 @@ pub struct Tray {
     pub view: TrayView,
     /// The person's server in words ("Server: safe", "Setting up server… 6/13"), if any.
     pub server: Option<String>,
+    /// The tailnet lines (see `clawkeeper_core::tailnet::watch::tray`), if any.
+    pub tailnet: Option<TrayTailnet>,
     pub actions: UnboundedSender<Action>,
 }
 
@@ -194,6 +201,22 @@ impl ksni::Tray for Tray {
                 ),
             ]);
         }
+        if let Some(t) = &self.tailnet {
+            items.extend([Separator, self.item(t.line.clone(), false, None)]);
+            if let Some(name) = &t.server_name {
+                items.push(self.item(format!("Server on your tailnet: {name}"), false, None));
+            }
+            if t.open_tailscale {
+                items.push(self.item("Open Tailscale".into(), true, Some(Action::OpenTailscale)));
+            }
+            if t.server_name.is_some() {
+                items.push(self.item(
+                    "Open private chat".into(),
+                    t.private_chat,
+                    Some(Action::OpenPrivateChat),
+                ));
+            }
+        }
         items.extend([
             Separator,
             self.item("Quit Clawkeeper".into(), true, Some(Action::Quit)),
@@ -248,6 +271,7 @@ mod tests {
         let mut tray = Tray {
             view: TrayView::of(&InstanceState::Stopped),
             server: None,
+            tailnet: None,
             actions: tx,
         };
         let labels_and_clicks: Vec<(String, bool)> = tray
@@ -298,6 +322,7 @@ mod tests {
         let mut tray = Tray {
             view: TrayView::of(&InstanceState::Stopped),
             server: Some("Server: needs attention".into()),
+            tailnet: None,
             actions: tx,
         };
         let items: Vec<(String, bool)> = tray
@@ -322,6 +347,72 @@ mod tests {
         tray.server = Some("Setting up server… 6/13".into());
         assert!(tray.menu().into_iter().any(|m| matches!(m,
             ksni::MenuItem::Standard(i) if i.label == "Check server safety" && !i.enabled)));
+    }
+
+    #[test]
+    fn tailnet_lines_and_items() {
+        use clawkeeper_core::tailnet::server::ServerNode;
+        use clawkeeper_core::tailnet::{watch, TailnetState};
+        use ksni::Tray as _;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut node = ServerNode::new("clawkeeper-s1");
+        node.address = "100.64.0.7".parse().ok();
+        node.online = Some(true);
+        let now = time::OffsetDateTime::now_utc();
+        let connected = TailnetState::Connected {
+            node: "laptop".into(),
+        };
+        let mut tray = Tray {
+            view: TrayView::of(&InstanceState::Stopped),
+            server: Some("Server: safe".into()),
+            tailnet: watch::tray(Some(&connected), Some(&node), now),
+            actions: tx,
+        };
+        let labels = |t: &Tray| -> Vec<(String, bool)> {
+            t.menu()
+                .into_iter()
+                .filter_map(|m| match m {
+                    ksni::MenuItem::Standard(i) => Some((i.label, i.enabled)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let items = labels(&tray);
+        assert!(items.contains(&("Tailnet: connected as laptop".to_owned(), false)));
+        assert!(items.contains(&("Server on your tailnet: clawkeeper-s1".to_owned(), false)));
+        assert!(items.contains(&("Open private chat".to_owned(), true)));
+        assert!(!items.iter().any(|(l, _)| l == "Open Tailscale"));
+        for item in tray.menu() {
+            if let ksni::MenuItem::Standard(i) = item {
+                if i.label == "Open private chat" {
+                    (i.activate)(&mut tray);
+                }
+            }
+        }
+        assert_eq!(rx.try_recv().ok(), Some(Action::OpenPrivateChat));
+
+        // Needs login: "Open Tailscale", and no private chat.
+        let login = TailnetState::NeedsLogin { login_url: None };
+        tray.tailnet = watch::tray(Some(&login), Some(&node), now);
+        let items = labels(&tray);
+        assert!(items.contains(&("Tailnet: needs login".to_owned(), false)));
+        assert!(items.contains(&("Open Tailscale".to_owned(), true)));
+        assert!(items.contains(&("Open private chat".to_owned(), false)));
+
+        // Server offline; key expiring.
+        node.online = Some(false);
+        tray.tailnet = watch::tray(Some(&connected), Some(&node), now);
+        assert!(labels(&tray).contains(&("Server offline on your tailnet".to_owned(), false)));
+        node.online = Some(true);
+        node.key_expiry = Some(now + time::Duration::days(3));
+        tray.tailnet = watch::tray(Some(&connected), Some(&node), now);
+        assert!(
+            labels(&tray).contains(&("Server's tailnet key expires in 3 days".to_owned(), false))
+        );
+
+        // No tailnet anywhere: no tailnet lines.
+        tray.tailnet = watch::tray(None, None, now);
+        assert!(!labels(&tray).iter().any(|(l, _)| l.contains("ailnet")));
     }
 
     #[test]

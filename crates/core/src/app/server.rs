@@ -1028,7 +1028,8 @@ impl Clawkeeper {
     /// Delete a server. Created at Hetzner: everything Clawkeeper made there is deleted
     /// (the server with all its data, its firewall and key). A server the person had:
     /// Clawkeeper forgets it (its pinned identity, its key in the keychain) and takes
-    /// back any support keys still active; the server itself is left as it is.
+    /// back any support keys still active; the server itself is left as it is. Either way,
+    /// its device is removed from the person's tailnet when a Tailscale key is saved.
     pub async fn server_delete(&self, id: &str) -> Result<Deleted, Problem> {
         let inst = self.require_server(id).await?;
         if self
@@ -1084,6 +1085,8 @@ impl Clawkeeper {
                     .map_err(|e| problem(&e))?,
             );
         }
+        // Its device on the tailnet (best effort: a failure is said, never blocks).
+        removed.extend(self.tailnet_remove_server(id).await);
         let _ = store.set_setting(&checks_key(id), "").await;
         let _ = store.set_setting(&deploy_key(id), "").await;
         if store

@@ -10,6 +10,10 @@
 //! * [`embedded`] (feature `embedded-node`): Clawkeeper's own Tailscale node (tailscale-rs)
 //!   for a computer without Tailscale, as [`EmbeddedNode`] — experimental.
 //! * [`proxy`]: the loopback proxy the chat and the gateway client connect to.
+//! * [`path`]: which way chat reaches a server (tailnet or SSH), and why, in plain words.
+//! * [`watch`]: the tray's tailnet lines and when to notify (pure functions).
+//! * [`server`]: what Clawkeeper knows of a server's node on the tailnet (hostname, device,
+//!   address, last seen, key expiry), kept in the store.
 //!
 //! What is stored where: the API credential (an API access token or an OAuth client secret)
 //! lives only in the keychain, at [`credentials_ref`]. OAuth access tokens live in memory
@@ -21,7 +25,10 @@ pub mod dial;
 #[cfg(all(feature = "embedded-node", unix))]
 pub mod embedded;
 pub mod local_api;
+pub mod path;
 pub mod proxy;
+pub mod server;
+pub mod watch;
 
 pub use api::{
     AccessToken, AuthKey, Credentials, Device, Error, KeyCapabilities, KeyInfo, KeyRequest, Result,

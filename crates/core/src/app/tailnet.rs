@@ -1,0 +1,436 @@
+//! The person's tailnet, as the windows and the tray see it: the Tailscale API key (kept in
+//! the keychain; the webview only ever sees "saved ✓"), the policy check for
+//! `tag:clawkeeper`, the server's device, and which way chat goes (tailnet or SSH).
+//!
+//! The way onto the tailnet from this computer is an `Option<Arc<dyn Tailnet>>`: the
+//! system's Tailscale when its LocalAPI socket is there (see [`system_tailnet`]), or
+//! whatever [`Clawkeeper::set_tailnet`] was given (a test double in tests).
+
+use super::{problem, AssistantView, Clawkeeper, Event};
+use crate::audit;
+use crate::problem::Problem;
+use crate::secret::Secret;
+use crate::tailnet::api::{RetryPolicy, TAG_OWNERS_EXPLANATION, TAG_OWNERS_SNIPPET};
+use crate::tailnet::path::{self as tpath, Path, SshBecause, TAILNET_GATEWAY_PORT};
+use crate::tailnet::server::{self as tserver, ServerNode};
+use crate::tailnet::watch::{self, TrayTailnet};
+use crate::tailnet::{
+    credentials_ref, local_api, Credentials, SystemTailscale, Tailnet, TailnetProxy, TailnetState,
+    TailscaleClient,
+};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the first dial over the tailnet may take before chat uses SSH instead.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The environment variable that points the app at another Tailscale API (the contract
+/// fake in tests).
+pub const API_ENV: &str = "CLAWKEEPER_TAILSCALE_API";
+/// The environment variable naming tailscaled's LocalAPI socket (default
+/// [`local_api::DEFAULT_SOCKET`]).
+pub const SOCKET_ENV: &str = "CLAWKEEPER_TAILSCALE_SOCKET";
+
+/// The system's Tailscale, when its LocalAPI socket is present.
+pub fn system_tailnet() -> Option<Arc<dyn Tailnet>> {
+    let socket = std::env::var(SOCKET_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| local_api::DEFAULT_SOCKET.to_owned());
+    let path = std::path::Path::new(&socket);
+    path.exists()
+        .then(|| Arc::new(SystemTailscale::new(local_api::LocalApi::new(path))) as Arc<dyn Tailnet>)
+}
+
+/// The server's device on the tailnet, as the status window shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceView {
+    pub name: String,
+    pub hostname: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
+    /// RFC 3339
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    /// RFC 3339; absent: never expires (or unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_expiry: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    /// Whether Tailscale lists the device at all (at the last check).
+    pub found: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<String>,
+}
+
+impl From<&ServerNode> for DeviceView {
+    fn from(n: &ServerNode) -> Self {
+        let fmt = |t: Option<time::OffsetDateTime>| {
+            t.and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+        };
+        Self {
+            name: n.display_name().to_owned(),
+            hostname: n.hostname.clone(),
+            address: n.address.map(|a| a.to_string()),
+            dns_name: n.dns_name.clone(),
+            last_seen: fmt(n.last_seen),
+            key_expiry: fmt(n.key_expiry),
+            online: n.online,
+            found: n.found,
+            checked_at: n.refreshed_at.clone(),
+        }
+    }
+}
+
+/// The "Private network (Tailscale)" section of a server.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TailnetView {
+    /// A Tailscale API key is saved in the keychain.
+    pub key_saved: bool,
+    /// `api_token` | `oauth_client`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
+    /// Whether the tailnet's policy lets servers carry `tag:clawkeeper` (`None`: not
+    /// checked, e.g. no key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_owners_ok: Option<bool>,
+    /// What to paste into the policy when the check fails, and why.
+    pub snippet: &'static str,
+    pub explanation: &'static str,
+    /// Why the check could not be made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+    /// This computer on the tailnet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub this_computer: Option<TailnetState>,
+    /// The server's device, once it has joined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceView>,
+}
+
+fn key_missing() -> Problem {
+    Problem::new(
+        "tailscale_key_missing",
+        "No Tailscale API key saved yet.",
+        Some("Create an API access token at https://login.tailscale.com/admin/settings/keys (or an OAuth client) and paste it here."),
+    )
+}
+
+impl Clawkeeper {
+    /// The way onto the tailnet from this computer, if any.
+    pub fn tailnet(&self) -> Option<Arc<dyn Tailnet>> {
+        self.inner.tailnet.lock().ok().and_then(|t| t.clone())
+    }
+
+    /// Use `tailnet` as the way onto the tailnet (`None`: no tailnet on this computer).
+    pub fn set_tailnet(&self, tailnet: Option<Arc<dyn Tailnet>>) {
+        if let Ok(mut t) = self.inner.tailnet.lock() {
+            *t = tailnet;
+        }
+    }
+
+    /// Where this computer stands on the tailnet (`None`: no tailnet here at all).
+    pub async fn tailnet_state(&self) -> Option<TailnetState> {
+        let t = self.tailnet()?;
+        Some(t.state().await)
+    }
+
+    /// A client of the Tailscale API with the key from the keychain.
+    pub(super) async fn tailscale_client(&self) -> Result<TailscaleClient, Problem> {
+        let secret = self
+            .inner
+            .vault
+            .read(&credentials_ref())
+            .await
+            .map_err(|e| match e {
+                crate::vault::Error::NotFound(_) => key_missing(),
+                e => problem(&e),
+            })?;
+        let creds = Credentials::from_pasted(secret).map_err(|e| problem(&e))?;
+        client_for(creds)
+    }
+
+    /// Check and save the person's Tailscale API access token or OAuth client (`client_id`,
+    /// when given, must be the one the secret names). The key is tried first (the policy
+    /// check), and saved in the keychain only if Tailscale accepts it.
+    pub async fn tailnet_key_save(
+        &self,
+        secret: Secret,
+        client_id: Option<String>,
+        server: Option<&str>,
+    ) -> Result<TailnetView, Problem> {
+        let creds = Credentials::from_pasted(secret).map_err(|e| problem(&e))?;
+        if let (Some(want), Credentials::OAuthClient { client_id: got, .. }) = (
+            client_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty()),
+            &creds,
+        ) {
+            if want != got {
+                return Err(Problem::new(
+                    "tailscale_client_mismatch",
+                    "The client ID and the client secret are from different OAuth clients.",
+                    Some("Copy both from the same OAuth client on the Tailscale admin console's OAuth clients page."),
+                ));
+            }
+        }
+        let client = client_for(creds.clone())?;
+        let ok = client.tag_owners_ok().await.map_err(|e| problem(&e))?;
+        self.inner
+            .vault
+            .store(&credentials_ref(), creds.secret())
+            .await
+            .map_err(|e| problem(&e))?;
+        let kind = if creds.is_oauth() {
+            "OAuth client"
+        } else {
+            "API access token"
+        };
+        let _ = audit::append(
+            &self.inner.store,
+            None,
+            "tailnet.key_saved",
+            &format!("Tailscale {kind} {}", creds.secret().fingerprint()),
+        )
+        .await;
+        let mut view = self.tailnet_view_local(server).await;
+        view.tag_owners_ok = Some(ok);
+        if let Some(id) = server {
+            self.refresh_node(&client, id, &mut view).await;
+        }
+        Ok(view)
+    }
+
+    /// Forget the Tailscale API key (the tailnet itself is left alone).
+    pub async fn tailnet_key_forget(&self) -> Result<(), Problem> {
+        match self.inner.vault.delete(&credentials_ref()).await {
+            Ok(()) | Err(crate::vault::Error::NotFound(_)) => {}
+            Err(e) => return Err(problem(&e)),
+        }
+        let _ = audit::append(
+            &self.inner.store,
+            None,
+            "tailnet.key_forgotten",
+            "Tailscale API key removed from the keychain",
+        )
+        .await;
+        Ok(())
+    }
+
+    /// What is known without asking Tailscale: the key (saved or not), this computer's
+    /// state, and the server's device as last seen.
+    async fn tailnet_view_local(&self, server: Option<&str>) -> TailnetView {
+        let saved = self.inner.vault.read(&credentials_ref()).await.ok();
+        let kind = saved
+            .as_ref()
+            .and_then(|s| Credentials::from_pasted(s.clone()).ok())
+            .map(|c| {
+                if c.is_oauth() {
+                    "oauth_client"
+                } else {
+                    "api_token"
+                }
+            });
+        let device = match server {
+            Some(id) => tserver::get(&self.inner.store, id)
+                .await
+                .ok()
+                .flatten()
+                .map(|n| DeviceView::from(&n)),
+            None => None,
+        };
+        TailnetView {
+            key_saved: saved.is_some(),
+            key_kind: kind,
+            key_fingerprint: saved.as_ref().map(Secret::fingerprint),
+            tag_owners_ok: None,
+            snippet: TAG_OWNERS_SNIPPET,
+            explanation: TAG_OWNERS_EXPLANATION,
+            error: None,
+            this_computer: self.tailnet_state().await,
+            device,
+        }
+    }
+
+    async fn refresh_node(&self, client: &TailscaleClient, id: &str, view: &mut TailnetView) {
+        match tserver::refresh(&self.inner.store, client, id).await {
+            Ok(node) => view.device = node.as_ref().map(DeviceView::from),
+            Err(e) => view.error = view.error.take().or(Some(problem(&e))),
+        }
+    }
+
+    /// The section as it stands, without asking Tailscale (opening the window).
+    pub async fn tailnet_view(&self, server: Option<&str>) -> TailnetView {
+        self.tailnet_view_local(server).await
+    }
+
+    /// Ask Tailscale now: the policy check, and the server's device ("Check again").
+    pub async fn tailnet_check(&self, server: Option<&str>) -> TailnetView {
+        let mut view = self.tailnet_view_local(server).await;
+        if !view.key_saved {
+            return view;
+        }
+        let client = match self.tailscale_client().await {
+            Ok(c) => c,
+            Err(p) => {
+                view.error = Some(p);
+                return view;
+            }
+        };
+        match client.tag_owners_ok().await {
+            Ok(ok) => view.tag_owners_ok = Some(ok),
+            Err(e) => view.error = Some(problem(&e)),
+        }
+        if let Some(id) = server {
+            self.refresh_node(&client, id, &mut view).await;
+            // What was learnt may change the way chat goes.
+            self.note_path(self.assistant().await);
+        }
+        view
+    }
+
+    /// The tray's tailnet lines for the server chat goes to (`None`: nothing to show).
+    pub async fn tailnet_tray(&self) -> Option<TrayTailnet> {
+        let state = self.tailnet_state().await;
+        let node = self.assistant_node().await;
+        watch::tray(
+            state.as_ref(),
+            node.as_ref(),
+            time::OffsetDateTime::now_utc(),
+        )
+    }
+
+    /// The node record of the server chat goes to, if any.
+    pub async fn assistant_node(&self) -> Option<ServerNode> {
+        let id = self.assistant_server().await?;
+        tserver::get(&self.inner.store, &id).await.ok().flatten()
+    }
+
+    /// Ask Tailscale about the server chat goes to (when a key is saved): its device's
+    /// last seen, online state and key expiry. For the tray's periodic look.
+    pub async fn tailnet_refresh_assistant(&self) -> Option<ServerNode> {
+        let id = self.assistant_server().await?;
+        tserver::get(&self.inner.store, &id).await.ok().flatten()?;
+        let client = self.tailscale_client().await.ok()?;
+        match tserver::refresh(&self.inner.store, &client, &id).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "tailnet device not refreshed");
+                tserver::get(&self.inner.store, &id).await.ok().flatten()
+            }
+        }
+    }
+
+    /// Server `id` is being deleted: remove its device from the tailnet (when a Tailscale
+    /// key is saved) and forget its node. The lines for the "what was removed" list; a
+    /// failure is one of them and never stops the delete.
+    pub async fn tailnet_remove_server(&self, id: &str) -> Vec<String> {
+        let store = &self.inner.store;
+        // Nothing recorded: nothing to say (an unreadable record: remove_device says so).
+        if matches!(tserver::get(store, id).await, Ok(None)) {
+            return Vec::new();
+        }
+        let client = self.tailscale_client().await.ok();
+        tserver::remove_device(store, client.as_ref(), id).await
+    }
+
+    /// The way chat would take to server `id` now, before any dial.
+    pub(super) async fn planned_path(&self, id: &str) -> (Path, Option<String>) {
+        let node = tserver::get(&self.inner.store, id).await.ok().flatten();
+        if node.as_ref().and_then(|n| n.address).is_none() {
+            return (Path::Ssh(SshBecause::NoTailnet), None);
+        }
+        let state = self.tailnet_state().await;
+        tpath::choose(state.as_ref(), node.as_ref())
+    }
+
+    /// A gateway client for server `id` over the tailnet, through a loopback proxy. The
+    /// first dial is tried before anything else, so a tailnet that can't reach the server
+    /// falls back to SSH at once.
+    pub(super) async fn tailnet_gateway(
+        &self,
+        id: &str,
+        address: &str,
+    ) -> Result<(crate::gateway::Gateway, TailnetProxy), String> {
+        let tailnet = self
+            .tailnet()
+            .ok_or_else(|| "no tailnet on this computer".to_owned())?;
+        match tokio::time::timeout(PROBE_TIMEOUT, tailnet.dial(address, TAILNET_GATEWAY_PORT)).await
+        {
+            Ok(Ok(stream)) => drop(stream),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("the dial over the tailnet timed out".into()),
+        }
+        let proxy = TailnetProxy::start(tailnet, address, TAILNET_GATEWAY_PORT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let link =
+            crate::server::ServerLink::new(self.inner.store.clone(), self.inner.vault.clone(), id);
+        let vault = self.inner.vault.clone();
+        let token_ref = link.token_ref();
+        let token: crate::gateway::TokenSource = Arc::new(move || {
+            vault
+                .read_blocking(&token_ref)
+                .map_err(|e| crate::gateway::Error::Auth(e.to_string()))
+        });
+        let gw = crate::gateway::Gateway::spawn(
+            format!("ws://{}", proxy.local_addr()),
+            token,
+            crate::gateway::ClientInfo::default(),
+        );
+        Ok((gw, proxy))
+    }
+
+    /// Tell the UI when the way chat goes changed (or the assistant did).
+    pub(super) fn note_path(&self, view: AssistantView) {
+        let changed = match self.inner.last_view.lock() {
+            Ok(mut last) => {
+                let changed = last.as_ref() != Some(&view);
+                *last = Some(view.clone());
+                changed
+            }
+            Err(_) => false,
+        };
+        if changed {
+            self.emit(Event::Assistant(view));
+        }
+    }
+
+    /// Look at the tailnet every `every` and tell the UI when the way chat goes changes
+    /// (the tailnet went down or came back). Ends with the app.
+    pub(super) fn watch_path(&self, every: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let app = Clawkeeper { inner };
+                if app.tailnet().is_some() {
+                    let view = app.assistant().await;
+                    app.note_path(view);
+                }
+            }
+        });
+    }
+}
+
+fn client_for(creds: Credentials) -> Result<TailscaleClient, Problem> {
+    let client = match std::env::var(API_ENV) {
+        Ok(base) if !base.trim().is_empty() => {
+            TailscaleClient::with_base_url(base.trim(), creds, RetryPolicy::default())
+        }
+        _ => TailscaleClient::new(creds),
+    };
+    client.map_err(|e| problem(&e))
+}
