@@ -27,6 +27,7 @@ const COMMANDS: &[&str] = &[
     "tailnet_check",
     "tailnet_key_save",
     "tailnet_key_forget",
+    "server_tailnet_join",
     "open_window",
 ];
 

@@ -94,6 +94,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::tailnet::tailnet_check,
             commands::tailnet::tailnet_key_save,
             commands::tailnet::tailnet_key_forget,
+            commands::tailnet::server_tailnet_join,
             commands::window::open_window,
         ])
         .setup(|app| {

@@ -27,6 +27,7 @@ use clawkeeper_core::tailnet::{Credentials, TailscaleClient};
 use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
 use clawkeeper_core::{Secret, UserFacing};
 use clawkeeper_tests::apt_repo::{self, TailscaleAptRepo};
+use clawkeeper_tests::cli::Cli;
 use clawkeeper_tests::env;
 use clawkeeper_tests::fake_tailscale::{ContractFakeTailscale, FakeTailscaleConfig};
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
@@ -312,6 +313,69 @@ async fn tailscale_installs_from_the_pinned_repository_and_the_key_never_stays()
         "{audit:?}"
     );
     store.close().await;
+
+    // The same through the command line, as a script would: connect, the Tailscale key
+    // (checked with the API, kept in the keychain), the policy check, the join.
+    std::env::set_var("CLAWKEEPER_TAILSCALE_API", api.base_url());
+    let home = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        home: home.path().to_owned(),
+        registry: "http://127.0.0.1:9/".into(),
+    };
+    let key_file = home.path().join("id_person");
+    std::fs::write(&key_file, keys::to_openssh(&person).unwrap().expose()).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let cli_id = "cli-tailnet";
+    let addr = host.addr().to_string();
+    let fp = host.host_key_fingerprint_sha256().unwrap();
+    cli.ok(
+        &[
+            "connect",
+            "--host",
+            &addr,
+            "--id",
+            cli_id,
+            "--key-file",
+            key_file.to_str().unwrap(),
+            "--fingerprint",
+            &fp,
+        ],
+        None,
+    )
+    .unwrap();
+    cli.ok(
+        &[
+            "provider",
+            "--kind",
+            "openai-compatible",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+        ],
+        Some("sk-planted-tailnet-cli-provider"),
+    )
+    .unwrap();
+    let saved = cli.ok(&["tailnet", "key"], Some(&api.api_token())).unwrap();
+    assert!(saved.contains("✓ Your tailnet lets"), "{saved}");
+    let out = cli.run(&["tailnet", "join", "--id", cli_id], None).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("could not reach Tailscale"), "{err}");
+    let keys = api.minted_keys();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| k.revoked && k.used_by.is_empty()));
+    // Neither the API token nor a minted key is in the data folder.
+    let needles: Vec<String> = std::iter::once(api.api_token())
+        .chain(keys.iter().map(|k| k.key.clone()))
+        .collect();
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    let hits = clawkeeper_tests::scan::files_containing(home.path(), &needles);
+    assert!(hits.is_empty(), "{hits:?}");
     host.stop().await;
 }
 

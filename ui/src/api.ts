@@ -155,7 +155,7 @@ export type ServerJobState = "running" | "succeeded" | "failed" | "cancelled";
 
 /** Long work on a server: what the progress bar shows. */
 export interface ServerJob {
-  kind: "deploy" | "provision";
+  kind: "deploy" | "provision" | "tailnet";
   state: ServerJobState;
   /** The current step's name. */
   step: string;
@@ -355,6 +355,7 @@ export const serverConnect = (args: ConnectArgs) =>
     ...args,
   } as Record<string, unknown>);
 export const serverProvision = (id: string) => call<void>("server_provision", { id });
+export const serverTailnetJoin = (id: string) => call<void>("server_tailnet_join", { id });
 export const cancelServerJob = () => call<void>("cancel_server_job");
 export const serverPosture = (id: string, fix: boolean) => call<Check[]>("server_posture", { id, fix });
 export const serverDelete = (id: string) => call<{ removed: string[] }>("server_delete", { id });

@@ -24,6 +24,7 @@ import {
   serverDelete,
   serverPosture,
   serverProvision,
+  serverTailnetJoin,
   serverScan,
   servers as listServers,
   supportIssue,
@@ -113,11 +114,25 @@ const money = (amount: string) => {
   return new Intl.NumberFormat(undefined, { style: "currency", currency: "EUR" }).format(n);
 };
 
+/** What a running job is doing, in a few words (the server's status line). */
+const JOB_BUSY: Record<ServerJob["kind"], string> = {
+  deploy: "Creating the server",
+  provision: "Setting up",
+  tailnet: "Joining your tailnet",
+};
+
+/** The progress box's title for a job. */
+const JOB_TITLE: Record<ServerJob["kind"], string> = {
+  deploy: "Creating your server at Hetzner",
+  provision: "Setting up your server",
+  tailnet: "Putting your server on your tailnet",
+};
+
 export function serverTone(s: ServerInfo): { tone: "ok" | "busy" | "warn" | "bad" | "idle"; label: string } {
   const j = s.job;
   if (j?.state === "running")
     // The step being worked on, as the progress box says it ("Step N of M").
-    return { tone: "busy", label: `${j.kind === "deploy" ? "Creating the server" : "Setting up"}… ${Math.min(j.index + 1, j.total)}/${j.total}` };
+    return { tone: "busy", label: `${JOB_BUSY[j.kind]}… ${Math.min(j.index + 1, j.total)}/${j.total}` };
   if (j?.state === "failed") return { tone: "bad", label: "Needs attention" };
   if (j?.state === "cancelled") return { tone: "warn", label: "Setup paused" };
   if (s.checks.some((c) => c.status === "fail")) return { tone: "warn", label: "Needs attention" };
@@ -234,7 +249,7 @@ function renderChatPlace(s: ServerInfo): HTMLElement | null {
 function renderJob(s: ServerInfo, j: ServerJob): HTMLElement | null {
   if (j.state === "succeeded") return null;
   const pct = j.total ? Math.round((j.index / j.total) * 100) : 0;
-  const what = j.kind === "deploy" ? "Creating your server at Hetzner" : "Setting up your server";
+  const what = JOB_TITLE[j.kind];
   const title = j.state === "running" ? what : j.state === "cancelled" ? `${what}: paused` : `${what}: stopped`;
   const box = h("div", { class: "server-job", id: "server-job", "data-testid": "server-job", "data-state": j.state });
   const bar = h("progress", { id: "server-progress", max: "100", value: String(pct), "aria-label": title });
@@ -288,10 +303,11 @@ function renderJob(s: ServerInfo, j: ServerJob): HTMLElement | null {
     );
   } else {
     const slot = h("div", { class: "error-slot" });
-    // The backend picks up where it stopped: creating the server, or setting it up.
+    // The backend picks up where it stopped: creating the server, or setting it up, or
+    // joining the tailnet (each run checks what is done already).
     const retry = () => {
       stopping.delete(s.id);
-      return serverProvision(s.id);
+      return j.kind === "tailnet" ? serverTailnetJoin(s.id) : serverProvision(s.id);
     };
     const again = button(j.state === "cancelled" ? "Continue" : "Try again", "btn-primary btn-small", { id: "server-retry" });
     again.addEventListener("click", () => run(again, "Starting…", slot, retry));
@@ -388,10 +404,28 @@ function tailnetComputerLine(t: TailnetInfo): string {
   }
 }
 
-function renderTailnetDevice(t: TailnetInfo): HTMLElement {
+function renderTailnetDevice(s: ServerInfo, t: TailnetInfo): HTMLElement {
   const d = t.device;
-  if (!d)
-    return h("p", { class: "muted small", id: "tailnet-device", "data-testid": "tailnet-device" }, "Your server isn't on your tailnet yet.");
+  if (!d) {
+    const line = h("p", { class: "muted small", id: "tailnet-device", "data-testid": "tailnet-device" }, "Your server isn't on your tailnet yet.");
+    if (t.tagOwnersOk !== true) return line;
+    const slot = h("div", { class: "error-slot" });
+    const join = button("Put my server on my tailnet", "btn-primary btn-small", { id: "tailnet-join", "data-testid": "tailnet-join" });
+    join.disabled = s.job?.state === "running";
+    join.addEventListener("click", () => run(join, "Starting…", slot, () => serverTailnetJoin(s.id)));
+    return h(
+      "div",
+      { id: "tailnet-join-box" },
+      line,
+      h(
+        "p",
+        { class: "muted small" },
+        "Clawkeeper installs Tailscale on the server from Tailscale's own signed packages, joins it with a key that works once, and offers the assistant on your tailnet only. It stays off the public internet.",
+      ),
+      h("div", { class: "row" }, join),
+      slot,
+    );
+  }
   if (!d.found)
     return h(
       "p",
@@ -543,7 +577,7 @@ function renderTailnet(s: ServerInfo): HTMLElement {
         forget,
       ),
       renderTagCheck(s, t, slot),
-      renderTailnetDevice(t),
+      renderTailnetDevice(s, t),
     );
   }
   if (t) body.push(h("p", { class: "muted small", id: "tailnet-computer", text: tailnetComputerLine(t) }));
@@ -1076,6 +1110,11 @@ export function onServerEvent(e: BackendEvent) {
       s.job = e.job;
       if (e.job.state !== "running") {
         stopping.delete(e.id);
+        // After joining the tailnet: the device, as Tailscale lists it now.
+        if (e.job.kind === "tailnet" && e.job.state === "succeeded") {
+          tailnetOpen.add(e.id);
+          void loadTailnet(e.id, true).catch(() => undefined);
+        }
         void refreshServers();
       } else if (!s.address && e.job.kind === "provision") {
         // A new cloud server was logged in to: its address and identity are known now.

@@ -12,6 +12,7 @@ use std::io::Read;
 use std::time::Duration;
 
 mod server;
+mod tailnet;
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +73,9 @@ enum Command {
     /// Time-limited SSH access for someone helping you.
     #[command(subcommand)]
     Support(server::SupportCmd),
+    /// Your own tailnet (Tailscale): the API key, the policy check, putting a server on it.
+    #[command(subcommand)]
+    Tailnet(tailnet::TailnetCmd),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,6 +169,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Provision(args) => server::provision_cmd(&app, args, cli.json).await,
         Command::Posture(args) => server::posture_cmd(&app, args, cli.json).await,
         Command::Support(cmd) => server::support_cmd(&app, cmd, cli.json).await,
+        Command::Tailnet(cmd) => tailnet::run(&app, cmd, cli.json).await,
         Command::Provider {
             kind,
             base_url,

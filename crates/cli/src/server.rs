@@ -394,7 +394,7 @@ pub async fn provision_cmd(app: &Clawkeeper, a: ProvisionArgs, json: bool) -> Re
     Ok(())
 }
 
-fn print_provision_progress(p: &ProvisionProgress, json: bool) {
+pub(crate) fn print_provision_progress(p: &ProvisionProgress, json: bool) {
     if json {
         if let Ok(line) = serde_json::to_string(p) {
             eprintln!("{line}");

@@ -406,6 +406,10 @@ async fn dispatch_server(core: &Clawkeeper, method: &str, p: Value) -> Result<Va
             let ServerIdParams { id } = params(p)?;
             to_value(core.server_provision(&id).await?)
         }
+        "server_tailnet_join" => {
+            let ServerIdParams { id } = params(p)?;
+            to_value(core.server_tailnet_join(&id).await?)
+        }
         "cancel_server_job" => {
             core.cancel_server_job();
             Ok(Value::Null)

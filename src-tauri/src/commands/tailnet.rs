@@ -62,3 +62,14 @@ pub async fn tailnet_key_forget(daemon: State<'_, Daemon>) -> Result<(), Problem
         .await
         .map(drop)
 }
+
+/// Put the server on the person's tailnet (a background job; progress as server events).
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn server_tailnet_join(daemon: State<'_, Daemon>, id: String) -> Result<(), Problem> {
+    daemon
+        .0
+        .call("server_tailnet_join", json!({ "id": id }))
+        .await
+        .map(drop)
+}

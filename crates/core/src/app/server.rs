@@ -61,7 +61,8 @@ impl From<&Check> for ServerCheck {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerJob {
-    /// `deploy` (creating the server at the provider) | `provision` (setting it up)
+    /// `deploy` (creating the server at the provider) | `provision` (setting it up) |
+    /// `tailnet` (putting it on the person's tailnet)
     pub kind: &'static str,
     /// `running` | `succeeded` | `failed` | `cancelled`
     pub state: &'static str,
@@ -251,11 +252,18 @@ fn deploy_step(p: &DeployProgress) -> Option<(usize, Option<String>)> {
 /// What the progress bar shows for a provisioning step's progress. A finished step counts
 /// as done and names what comes next, so the step shown and "step N of M" always agree.
 fn provision_job(p: &ProvisionProgress) -> ServerJob {
+    step_job("provision", crate::provision::steps::STEPS, p)
+}
+
+/// The job line for progress `p` of a job of `kind` whose steps are `steps`.
+pub(super) fn step_job(
+    kind: &'static str,
+    steps: &[crate::provision::steps::StepDef],
+    p: &ProvisionProgress,
+) -> ServerJob {
     let (step, index, detail) = match p.state {
         StepState::Done => (
-            crate::provision::steps::STEPS
-                .get(p.index)
-                .map_or(FINAL_CHECK, |s| s.name),
+            steps.get(p.index).map_or(FINAL_CHECK, |s| s.name),
             p.index,
             None,
         ),
@@ -263,7 +271,7 @@ fn provision_job(p: &ProvisionProgress) -> ServerJob {
         _ => (p.name, p.index.saturating_sub(1), p.detail.clone()),
     };
     ServerJob {
-        kind: "provision",
+        kind,
         state: "running",
         step: step.to_owned(),
         index,
@@ -543,7 +551,10 @@ impl Clawkeeper {
             .ok_or_else(|| unknown_server(id))
     }
 
-    async fn require_server(&self, id: &str) -> Result<crate::store::InstanceRecord, Problem> {
+    pub(super) async fn require_server(
+        &self,
+        id: &str,
+    ) -> Result<crate::store::InstanceRecord, Problem> {
         match self
             .inner
             .store
@@ -557,7 +568,7 @@ impl Clawkeeper {
     }
 
     /// Claim the one job slot for `id`, or say what runs.
-    fn claim_job(
+    pub(super) fn claim_job(
         &self,
         id: &str,
         kind: &'static str,
@@ -586,13 +597,13 @@ impl Clawkeeper {
         Ok(cancel)
     }
 
-    fn release_job(&self) {
+    pub(super) fn release_job(&self) {
         if let Ok(mut r) = self.servers_state().running.lock() {
             *r = None;
         }
     }
 
-    fn set_job(&self, id: &str, job: ServerJob) {
+    pub(super) fn set_job(&self, id: &str, job: ServerJob) {
         if let Ok(mut j) = self.servers_state().jobs.lock() {
             j.insert(id.to_owned(), job.clone());
         }

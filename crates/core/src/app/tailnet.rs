@@ -146,7 +146,7 @@ impl Clawkeeper {
     }
 
     /// A client of the Tailscale API with the key from the keychain.
-    pub(super) async fn tailscale_client(&self) -> Result<TailscaleClient, Problem> {
+    pub async fn tailscale_client(&self) -> Result<TailscaleClient, Problem> {
         let secret = self
             .inner
             .vault
@@ -433,4 +433,109 @@ fn client_for(creds: Credentials) -> Result<TailscaleClient, Problem> {
         _ => TailscaleClient::new(creds),
     };
     client.map_err(|e| problem(&e))
+}
+
+impl Clawkeeper {
+    /// Put server `id` on the person's tailnet, in the background: Tailscale installed from
+    /// its signed repository, the server logged in with a single-use key minted with the
+    /// saved Tailscale API key, the assistant offered on the tailnet only, Tailscale's port
+    /// in the firewall (see [`crate::provision::tailnet`]). Progress arrives as
+    /// [`Event::Server`] (kind `tailnet`), the fresh checklist as [`Event::ServerChecks`].
+    pub async fn server_tailnet_join(&self, id: &str) -> Result<(), Problem> {
+        self.require_server(id).await?;
+        let client = self.tailscale_client().await?;
+        let total = crate::provision::tailnet::STEPS.len();
+        let cancel = self.claim_job(id, "tailnet", total)?;
+        let app = self.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            app.run_tailnet_join(&id, &client, cancel).await;
+            app.release_job();
+        });
+        Ok(())
+    }
+
+    async fn run_tailnet_join(
+        &self,
+        id: &str,
+        client: &TailscaleClient,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        use super::server::{step_job, ServerJob};
+        use crate::provision::tailnet::STEPS;
+        let last = std::sync::Arc::new(std::sync::Mutex::new(None::<ServerJob>));
+        let (app, job_id, seen) = (self.clone(), id.to_owned(), Arc::clone(&last));
+        let on_progress = move |p: crate::provision::Progress| {
+            let job = step_job("tailnet", STEPS, &p);
+            if let Ok(mut l) = seen.lock() {
+                *l = Some(job.clone());
+            }
+            app.set_job(&job_id, job);
+        };
+        let result = crate::server::ops::join_tailnet(
+            &self.inner.store,
+            &self.inner.vault,
+            id,
+            client,
+            cancel,
+            on_progress,
+        )
+        .await;
+        let last = last
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .unwrap_or_else(|| step_job("tailnet", STEPS, &start_progress()));
+        let total = STEPS.len();
+        match result {
+            Ok(_) => {
+                // The whole checklist again, now with the tailnet lines.
+                if let Err(p) = self.server_posture(id, false).await {
+                    tracing::warn!(code = %p.code, "couldn't read the checklist after joining");
+                }
+                let view = self.assistant().await;
+                self.note_path(view);
+                self.set_job(
+                    id,
+                    ServerJob {
+                        state: "succeeded",
+                        step: "Done".into(),
+                        index: total,
+                        total,
+                        detail: None,
+                        error: None,
+                        ..last
+                    },
+                );
+            }
+            Err(e) => {
+                let p = problem(&e);
+                let state = if p.code == "cancelled" {
+                    "cancelled"
+                } else {
+                    "failed"
+                };
+                self.set_job(
+                    id,
+                    ServerJob {
+                        state,
+                        error: Some(p),
+                        ..last
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn start_progress() -> crate::provision::Progress {
+    crate::provision::Progress {
+        job_id: String::new(),
+        index: 1,
+        total: crate::provision::tailnet::STEPS.len(),
+        step_id: crate::provision::tailnet::STEPS[0].id,
+        name: crate::provision::tailnet::STEPS[0].name,
+        state: crate::provision::StepState::Running,
+        detail: None,
+    }
 }

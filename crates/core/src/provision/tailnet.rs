@@ -462,6 +462,16 @@ async fn serve_status<R: Remote>(
     })
 }
 
+/// Tailscale's state and serve settings on the server, as the posture lines need them.
+pub async fn read_state<R: Remote>(
+    remote: &R,
+    host: &HostFacts,
+) -> Result<(local_api::Status, ServeConfig)> {
+    let status = node_status(remote, host, &STEPS[1]).await?;
+    let serve = serve_status(remote, host, &STEPS[2]).await?;
+    Ok((status, serve))
+}
+
 /// One TCP port of the serve settings (`ipn.TCPPortHandler`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TcpHandler {

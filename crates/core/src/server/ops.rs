@@ -25,6 +25,8 @@ pub enum Error {
     Vault(#[from] crate::vault::Error),
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Tailnet(#[from] crate::tailnet::server::Error),
     #[error("No model provider is set up yet, so the assistant on the server would have nothing to answer with.")]
     NoProvider,
 }
@@ -36,6 +38,7 @@ impl UserFacing for Error {
             Error::Provision(e) => e.code(),
             Error::Vault(e) => e.code(),
             Error::Store(e) => e.code(),
+            Error::Tailnet(e) => e.code(),
             Error::NoProvider => "no_provider",
         }
     }
@@ -46,6 +49,7 @@ impl UserFacing for Error {
             Error::Provision(e) => e.hint(),
             Error::Vault(e) => e.hint(),
             Error::Store(e) => e.hint(),
+            Error::Tailnet(e) => e.hint(),
             Error::NoProvider => Some("Set up your model provider first (Settings → Provider, or `clawkeeper-cli provider`), then try again."),
         }
     }
@@ -81,6 +85,15 @@ async fn spec_for(store: &Store, instance_id: &str) -> Result<(ProvisionSpec, Se
         model: provider.model,
     });
     spec.sources = package_sources();
+    // A server on the tailnet keeps Tailscale's port open when it is provisioned again.
+    if crate::tailnet::server::get(store, instance_id)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        spec.firewall.tailscale_udp = Some(tailnet::TAILSCALE_UDP_PORT);
+    }
     Ok((spec, key_ref))
 }
 
@@ -169,9 +182,30 @@ pub async fn posture(
         )
         .await;
     }
-    let checks = provision::posture::check_posture(&session, &host, &spec).await;
+    let mut checks = provision::posture::check_posture(&session, &host, &spec).await;
+    if spec.firewall.tailscale_udp.is_some() {
+        checks.extend(tailnet_posture(&session, &host, spec.port).await);
+    }
     session.close().await;
     Ok(checks)
+}
+
+/// The tailnet lines of the checklist, read on the server; when they can't be read, one
+/// failed line that says why.
+async fn tailnet_posture(
+    session: &ssh::Session,
+    host: &provision::steps::HostFacts,
+    port: u16,
+) -> Vec<Check> {
+    match tailnet::read_state(session, host).await {
+        Ok((status, serve)) => tailnet::tailnet_checks(&status, &serve, port),
+        Err(e) => vec![Check {
+            id: tailnet::ON_TAILNET,
+            label: "On your tailnet",
+            status: CheckStatus::Fail,
+            detail: Some(e.to_string()),
+        }],
+    }
 }
 
 /// Where the server gets Tailscale: its official repository, unless
@@ -261,6 +295,12 @@ pub async fn join_tailnet(
     let key_id = minted.lock().ok().and_then(|mut m| m.take());
     match result {
         Ok(joined) => {
+            crate::tailnet::server::remember(store, instance_id, &ts.hostname).await?;
+            // Device id, address and key expiry from the API (the record is useful without
+            // them: the tray refreshes it later).
+            if let Err(e) = crate::tailnet::server::refresh(store, &client, instance_id).await {
+                tracing::warn!(error = %e, "could not look the server up on the tailnet yet");
+            }
             let _ = audit::append(
                 store,
                 Some(instance_id),
