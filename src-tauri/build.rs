@@ -28,6 +28,7 @@ const COMMANDS: &[&str] = &[
     "tailnet_key_save",
     "tailnet_key_forget",
     "server_tailnet_join",
+    "tailnet_use_embedded",
     "open_window",
 ];
 

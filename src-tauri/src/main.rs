@@ -95,6 +95,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::tailnet::tailnet_key_save,
             commands::tailnet::tailnet_key_forget,
             commands::tailnet::server_tailnet_join,
+            commands::tailnet::tailnet_use_embedded,
             commands::window::open_window,
         ])
         .setup(|app| {

@@ -356,6 +356,7 @@ export const serverConnect = (args: ConnectArgs) =>
   } as Record<string, unknown>);
 export const serverProvision = (id: string) => call<void>("server_provision", { id });
 export const serverTailnetJoin = (id: string) => call<void>("server_tailnet_join", { id });
+export const tailnetUseEmbedded = () => call<TailnetInfo>("tailnet_use_embedded", {});
 export const cancelServerJob = () => call<void>("cancel_server_job");
 export const serverPosture = (id: string, fix: boolean) => call<Check[]>("server_posture", { id, fix });
 export const serverDelete = (id: string) => call<{ removed: string[] }>("server_delete", { id });

@@ -25,6 +25,7 @@ import {
   serverPosture,
   serverProvision,
   serverTailnetJoin,
+  tailnetUseEmbedded,
   serverScan,
   servers as listServers,
   supportIssue,
@@ -581,6 +582,31 @@ function renderTailnet(s: ServerInfo): HTMLElement {
     );
   }
   if (t) body.push(h("p", { class: "muted small", id: "tailnet-computer", text: tailnetComputerLine(t) }));
+  if (t?.keySaved && (!t.thisComputer || t.thisComputer.state === "unavailable")) {
+    // No Tailscale on this computer: Clawkeeper's own node, labelled as what it is.
+    const own = button("Use Clawkeeper's own Tailscale node", "btn-secondary btn-small", {
+      id: "tailnet-embedded",
+      "data-testid": "tailnet-embedded",
+    });
+    own.addEventListener("click", () =>
+      run(own, "Joining your tailnet…", slot, async () => {
+        tailnetInfo.set(s.id, await tailnetUseEmbedded());
+        if (mode === "view") render();
+      }),
+    );
+    body.push(
+      h(
+        "div",
+        { class: "row" },
+        own,
+        h("span", { class: "badge", text: "experimental" }),
+        h("span", {
+          class: "muted small",
+          text: "Without the Tailscale app, Clawkeeper can join this computer to your tailnet itself. It is new and marked experimental by its makers; the Tailscale app is the safer choice.",
+        }),
+      ),
+    );
+  }
   if (t && chatServer === s.id && chatWay)
     body.push(h("p", { class: "small", id: "tailnet-path", "data-testid": "tailnet-path", "data-path": chatWay.path, text: chatWay.pathNote }));
   const failed = tailnetErrors.get(s.id) ?? t?.error;

@@ -9,7 +9,7 @@ pub use server::{
     server_summary, CloudOptions, Deleted, GrantView, IssuedView, Login, ScannedHost, ServerCheck,
     ServerJob, ServerView,
 };
-pub use tailnet::{system_tailnet, DeviceView, TailnetView};
+pub use tailnet::{system_tailnet, DeviceView, TailnetView, EMBEDDED_SETTING};
 
 use crate::audit;
 use crate::gateway::chat::{self, ChatUpdate, HistoryMessage, RunState, MAIN_SESSION};
@@ -220,6 +220,7 @@ struct InstallJob {
 }
 
 struct Inner {
+    paths: Paths,
     store: Store,
     vault: Vault,
     instance: LocalInstance,
@@ -296,6 +297,7 @@ impl Clawkeeper {
         };
         let app = Self {
             inner: Arc::new(Inner {
+                paths: paths.clone(),
                 store,
                 vault,
                 instance,

@@ -499,6 +499,8 @@ async fn dispatch_server(core: &Clawkeeper, method: &str, p: Value) -> Result<Va
             )
         }
         "tailnet_key_forget" => to_value(core.tailnet_key_forget().await?),
+        #[cfg(all(feature = "embedded-node", unix))]
+        "tailnet_use_embedded" => to_value(core.tailnet_use_embedded().await?),
         "cloud_deploy" => {
             #[derive(Deserialize)]
             #[serde(rename_all = "camelCase")]

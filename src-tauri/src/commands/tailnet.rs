@@ -73,3 +73,10 @@ pub async fn server_tailnet_join(daemon: State<'_, Daemon>, id: String) -> Resul
         .await
         .map(drop)
 }
+
+/// For a computer without Tailscale: Clawkeeper's own node (experimental).
+#[tauri::command]
+#[tracing::instrument(skip_all)]
+pub async fn tailnet_use_embedded(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
+    daemon.0.call("tailnet_use_embedded", json!({})).await
+}

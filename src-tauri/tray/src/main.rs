@@ -118,6 +118,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     });
     tokio::spawn(ipc::serve(listener, sock.clone(), daemon.clone()));
     forward_events(&daemon);
+    // Clawkeeper's own Tailscale node, when the person chose it (in the background: it may
+    // take a while to reach Tailscale, and chat uses SSH meanwhile).
+    {
+        let core = core.clone();
+        tokio::spawn(async move { core.start_embedded_if_chosen().await });
+    }
 
     let initial = core.status().borrow().state.clone();
     let tray = tray_spawn(&initial, actions.clone()).await;

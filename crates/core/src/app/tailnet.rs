@@ -539,3 +539,111 @@ fn start_progress() -> crate::provision::Progress {
         detail: None,
     }
 }
+
+/// The setting that says the person chose Clawkeeper's own Tailscale node on this computer.
+pub const EMBEDDED_SETTING: &str = "tailnet.embedded";
+/// Another control server for the embedded node (tests: a loopback stand-in).
+pub const CONTROL_ENV: &str = "CLAWKEEPER_TAILSCALE_CONTROL";
+/// How long the embedded node may take to reach control, in seconds (default 30).
+pub const START_TIMEOUT_ENV: &str = "CLAWKEEPER_TAILSCALE_START_TIMEOUT";
+/// The embedded node's name on the tailnet.
+pub const EMBEDDED_HOSTNAME: &str = "clawkeeper-desktop";
+
+#[cfg(all(feature = "embedded-node", unix))]
+impl Clawkeeper {
+    fn embedded_options(&self) -> crate::tailnet::EmbeddedOptions {
+        let mut opts = crate::tailnet::EmbeddedOptions::new(
+            self.inner.paths.tailnet_node_dir(),
+            EMBEDDED_HOSTNAME,
+        );
+        if let Ok(url) = std::env::var(CONTROL_ENV) {
+            if !url.trim().is_empty() {
+                opts = opts.with_control_url(url.trim());
+            }
+        }
+        if let Some(secs) = std::env::var(START_TIMEOUT_ENV)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .filter(|s| (1..=600).contains(s))
+        {
+            opts = opts.with_start_timeout(Duration::from_secs(secs));
+        }
+        opts
+    }
+
+    /// For a computer without Tailscale: start Clawkeeper's own node (experimental) and use
+    /// it for chat to the server. The first time, it joins with a single-use key minted with
+    /// the saved Tailscale API key (tagged like the server, so the tailnet's policy treats
+    /// them alike); afterwards its identity file (0600) is enough. Remembered: the app
+    /// starts it again when it starts ([`Self::start_embedded_if_chosen`]).
+    pub async fn tailnet_use_embedded(&self) -> Result<TailnetView, Problem> {
+        if system_tailnet().is_some() {
+            return Err(Problem::new(
+                "tailscale_on_this_computer",
+                "Tailscale is already running on this computer, so Clawkeeper uses it.",
+                None,
+            ));
+        }
+        let mut opts = self.embedded_options();
+        let has_identity = std::fs::metadata(opts.state_file()).is_ok_and(|m| m.len() > 0);
+        let mut minted = None;
+        if !has_identity {
+            let client = self.tailscale_client().await?;
+            let mut request = crate::tailnet::KeyRequest::for_instance(EMBEDDED_HOSTNAME);
+            request.description = "clawkeeper this computer".into();
+            let key = client
+                .mint_auth_key(&request)
+                .await
+                .map_err(|e| problem(&e))?;
+            opts = opts.with_auth_key(secrecy::SecretString::from(key.key.expose().to_owned()));
+            minted = Some((client, key.info.id));
+        }
+        let node = match crate::tailnet::EmbeddedNode::start(opts).await {
+            Ok(node) => node,
+            Err(e) => {
+                // The key was not used: revoke it rather than leave it valid for minutes.
+                if let Some((client, id)) = minted {
+                    if let Err(re) = client.revoke_key(&id).await {
+                        tracing::warn!(error = %re, "could not revoke the unused auth key");
+                    }
+                }
+                return Err(problem(&e));
+            }
+        };
+        self.set_tailnet(Some(Arc::new(node)));
+        self.inner
+            .store
+            .set_setting(EMBEDDED_SETTING, "on")
+            .await
+            .map_err(|e| problem(&e))?;
+        let _ = audit::append(
+            &self.inner.store,
+            None,
+            "tailnet.embedded_on",
+            "Clawkeeper's own Tailscale node joined your tailnet",
+        )
+        .await;
+        let view = self.assistant().await;
+        self.note_path(view);
+        Ok(self.tailnet_view(None).await)
+    }
+
+    /// At start-up: when the person chose the embedded node and this computer still has no
+    /// Tailscale of its own, start it again from its identity file (no key needed). A
+    /// failure is logged and leaves chat on SSH; it never stops the app.
+    pub async fn start_embedded_if_chosen(&self) {
+        let chosen = matches!(
+            self.inner.store.setting(EMBEDDED_SETTING).await,
+            Ok(Some(v)) if v == "on"
+        );
+        if !chosen || self.tailnet().is_some() {
+            return;
+        }
+        match crate::tailnet::EmbeddedNode::start(self.embedded_options()).await {
+            Ok(node) => self.set_tailnet(Some(Arc::new(node))),
+            Err(e) => {
+                tracing::warn!(error = %e, "Clawkeeper's own Tailscale node did not start");
+            }
+        }
+    }
+}
