@@ -75,13 +75,22 @@ async fn js(c: &Client, script: &str) -> Result<String> {
     })
 }
 
+/// Click `css` once it is displayed. The page re-renders when the app tells it something
+/// (status, server events): an element found just before that is gone by the click, so a
+/// click on a replaced node is tried again on the new one.
 async fn click(c: &Client, css: &str) -> Result<()> {
-    let el = wait_until(&format!("`{css}`"), Duration::from_secs(20), || {
-        displayed(c, css)
-    })
-    .await?;
-    el.click().await?;
-    Ok(())
+    let mut attempts = 0;
+    loop {
+        let el = wait_until(&format!("`{css}`"), Duration::from_secs(20), || {
+            displayed(c, css)
+        })
+        .await?;
+        match el.click().await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempts < 3 && e.to_string().contains("was not found") => attempts += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The store as the server-side steps leave it: a connected server that joined the
