@@ -315,7 +315,8 @@ async fn tailscale_installs_from_the_pinned_repository_and_the_key_never_stays()
     store.close().await;
 
     // The same through the command line, as a script would: connect, the Tailscale key
-    // (checked with the API, kept in the keychain), the policy check, the join.
+    // (checked with the API, kept in the keychain), the policy check, the join — which runs
+    // the app's own job, as the status window's "Put my server on my tailnet" does.
     std::env::set_var("CLAWKEEPER_TAILSCALE_API", api.base_url());
     let home = tempfile::tempdir().unwrap();
     let cli = Cli {
@@ -366,6 +367,12 @@ async fn tailscale_installs_from_the_pinned_repository_and_the_key_never_stays()
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("could not reach Tailscale"), "{err}");
+    // The app's own job (the status window's button) ran it, step by step.
+    assert!(
+        err.contains("[1/4] Installing Tailscale on the server")
+            && err.contains("[2/4] Joining your tailnet"),
+        "{err}"
+    );
     let keys = api.minted_keys();
     assert_eq!(keys.len(), 2);
     assert!(keys.iter().all(|k| k.revoked && k.used_by.is_empty()));

@@ -1,15 +1,13 @@
 //! `clawkeeper-cli tailnet …`: the person's Tailscale API key, the policy check, and putting
 //! a server on the tailnet — the same core calls as the status window's "Private network".
 
-use crate::server::{print_checks, print_provision_progress};
 use crate::{fail, zeroize_string};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use clawkeeper_core::app::Clawkeeper;
-use clawkeeper_core::server::ops;
-use clawkeeper_core::{Secret, UserFacing};
+use clawkeeper_core::app::{Event, ServerJob};
+use clawkeeper_core::Secret;
 use std::io::Read;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Subcommand)]
 pub enum TailnetCmd {
@@ -55,29 +53,85 @@ pub async fn run(app: &Clawkeeper, cmd: TailnetCmd, json: bool) -> Result<()> {
             print_view(&view, json)
         }
         TailnetCmd::Join(a) => {
-            let client = app.tailscale_client().await.map_err(fail)?;
-            let cancel = CancellationToken::new();
-            let on_ctrl_c = cancel.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("Stopping after the current step… (run it again to continue)");
-                    on_ctrl_c.cancel();
+            // The app's own job (as the status window's button starts it), followed here
+            // through its events.
+            let mut events = app.events();
+            app.server_tailnet_join(&a.id).await.map_err(fail)?;
+            tokio::spawn({
+                let app = app.clone();
+                async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        eprintln!("Stopping after the current step… (run it again to continue)");
+                        app.cancel_server_job();
+                    }
                 }
             });
-            let joined = ops::join_tailnet(app.store(), app.vault(), &a.id, &client, cancel, |p| {
-                print_provision_progress(&p, json)
-            })
-            .await
-            .map_err(|e| fail(e.problem()))?;
-            print_checks(&joined.checks, json)?;
+            let mut checks = None;
+            loop {
+                let event = match events.recv().await {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(e) => bail!("The app stopped before the job ended ({e})."),
+                };
+                match event {
+                    Event::ServerChecks { id, checks: c, .. } if id == a.id => checks = Some(c),
+                    Event::Server { id, job } if id == a.id && job.kind == "tailnet" => {
+                        print_job(&job, json);
+                        match job.state {
+                            "running" => {}
+                            "succeeded" => break,
+                            _ => {
+                                return Err(fail(job.error.unwrap_or_else(|| {
+                                    clawkeeper_core::Problem::new(
+                                        "tailnet_join_stopped",
+                                        "Joining the tailnet stopped.",
+                                        Some("Run it again: it continues where it stopped."),
+                                    )
+                                })))
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(c) = checks {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&c)?);
+                } else {
+                    for c in &c {
+                        println!(
+                            "  {} {}",
+                            if c.status == "pass" { "✓" } else { "✗" },
+                            c.label
+                        );
+                    }
+                }
+            }
             if !json {
-                println!(
-                    "Your server is on your tailnet as {}.",
-                    joined.node.dns_name.trim_end_matches('.')
-                );
+                let view = app.tailnet_check(Some(&a.id)).await;
+                if let Some(d) = view.device {
+                    println!("Your server is on your tailnet as {}.", d.name);
+                } else {
+                    println!("Your server joined your tailnet.");
+                }
             }
             Ok(())
         }
+    }
+}
+
+fn print_job(job: &ServerJob, json: bool) {
+    if json {
+        if let Ok(line) = serde_json::to_string(job) {
+            eprintln!("{line}");
+        }
+    } else if job.state == "running" {
+        eprintln!(
+            "[{}/{}] {}",
+            (job.index + 1).min(job.total),
+            job.total,
+            job.step
+        );
     }
 }
 

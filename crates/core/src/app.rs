@@ -220,6 +220,8 @@ struct InstallJob {
 }
 
 struct Inner {
+    /// The embedded Tailscale node keeps its identity under the data folder.
+    #[cfg_attr(not(all(feature = "embedded-node", unix)), allow(dead_code))]
     paths: Paths,
     store: Store,
     vault: Vault,

@@ -543,10 +543,13 @@ fn start_progress() -> crate::provision::Progress {
 /// The setting that says the person chose Clawkeeper's own Tailscale node on this computer.
 pub const EMBEDDED_SETTING: &str = "tailnet.embedded";
 /// Another control server for the embedded node (tests: a loopback stand-in).
+#[cfg(all(feature = "embedded-node", unix))]
 pub const CONTROL_ENV: &str = "CLAWKEEPER_TAILSCALE_CONTROL";
 /// How long the embedded node may take to reach control, in seconds (default 30).
+#[cfg(all(feature = "embedded-node", unix))]
 pub const START_TIMEOUT_ENV: &str = "CLAWKEEPER_TAILSCALE_START_TIMEOUT";
 /// The embedded node's name on the tailnet.
+#[cfg(all(feature = "embedded-node", unix))]
 pub const EMBEDDED_HOSTNAME: &str = "clawkeeper-desktop";
 
 #[cfg(all(feature = "embedded-node", unix))]
