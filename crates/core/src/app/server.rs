@@ -692,38 +692,39 @@ impl Clawkeeper {
                 if let Err(p) = self.use_assistant(Some(id)).await {
                     tracing::warn!(code = %p.code, "couldn't switch chat to the server");
                 }
-                self.set_job(
-                    id,
-                    ServerJob {
-                        state: "succeeded",
-                        step: "Done".into(),
-                        index: total,
-                        total,
-                        detail: None,
-                        error: None,
-                        ..last
-                    },
-                );
+                self.end_job(id, last, Ok(()));
                 true
             }
             Err(e) => {
-                let p = problem(&e);
-                let state = if p.code == "cancelled" {
-                    "cancelled"
-                } else {
-                    "failed"
-                };
-                self.set_job(
-                    id,
-                    ServerJob {
-                        state,
-                        error: Some(p),
-                        ..last
-                    },
-                );
+                self.end_job(id, last, Err(problem(&e)));
                 false
             }
         }
+    }
+
+    /// The last word of a server job: done (all `last.total` steps), or stopped with its
+    /// problem (`cancelled` when the person cancelled it).
+    pub(super) fn end_job(&self, id: &str, last: ServerJob, result: Result<(), Problem>) {
+        let job = match result {
+            Ok(()) => ServerJob {
+                state: "succeeded",
+                step: "Done".into(),
+                index: last.total,
+                detail: None,
+                error: None,
+                ..last
+            },
+            Err(p) => ServerJob {
+                state: if p.code == "cancelled" {
+                    "cancelled"
+                } else {
+                    "failed"
+                },
+                error: Some(p),
+                ..last
+            },
+        };
+        self.set_job(id, job);
     }
 
     /// Read the server's safety checklist now (with `fix`, let OpenClaw's own audit repair

@@ -462,6 +462,7 @@ impl Clawkeeper {
         cancel: tokio_util::sync::CancellationToken,
     ) {
         use super::server::{step_job, ServerJob};
+
         use crate::provision::tailnet::STEPS;
         let last = std::sync::Arc::new(std::sync::Mutex::new(None::<ServerJob>));
         let (app, job_id, seen) = (self.clone(), id.to_owned(), Arc::clone(&last));
@@ -486,7 +487,6 @@ impl Clawkeeper {
             .ok()
             .and_then(|l| l.clone())
             .unwrap_or_else(|| step_job("tailnet", STEPS, &start_progress()));
-        let total = STEPS.len();
         match result {
             Ok(_) => {
                 // The whole checklist again, now with the tailnet lines.
@@ -495,35 +495,9 @@ impl Clawkeeper {
                 }
                 let view = self.assistant().await;
                 self.note_path(view);
-                self.set_job(
-                    id,
-                    ServerJob {
-                        state: "succeeded",
-                        step: "Done".into(),
-                        index: total,
-                        total,
-                        detail: None,
-                        error: None,
-                        ..last
-                    },
-                );
+                self.end_job(id, last, Ok(()));
             }
-            Err(e) => {
-                let p = problem(&e);
-                let state = if p.code == "cancelled" {
-                    "cancelled"
-                } else {
-                    "failed"
-                };
-                self.set_job(
-                    id,
-                    ServerJob {
-                        state,
-                        error: Some(p),
-                        ..last
-                    },
-                );
-            }
+            Err(e) => self.end_job(id, last, Err(problem(&e))),
         }
     }
 }

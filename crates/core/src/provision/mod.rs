@@ -151,12 +151,40 @@ pub async fn provision<R: Remote>(
     cancel: CancellationToken,
     on_progress: impl Fn(Progress),
 ) -> Result<Outcome> {
-    let total = STEPS.len();
+    let on_progress = &on_progress;
+    run_job(
+        store,
+        JOB_KIND,
+        &spec.instance_id,
+        STEPS,
+        on_progress,
+        |job_id| async move {
+            run_steps(remote, store, spec, secrets, &cancel, on_progress, &job_id).await
+        },
+    )
+    .await
+}
+
+/// A job of `kind` on `instance_id` made of `steps`: its row in the store, `run` with the
+/// job's id, and the row finished as the run ended — `succeeded`, or `failed`/`cancelled`
+/// with the error, which is also reported as the failed step's progress.
+pub(crate) async fn run_job<T, F, Fut>(
+    store: &Store,
+    kind: &str,
+    instance_id: &str,
+    steps: &'static [StepDef],
+    on_progress: &impl Fn(Progress),
+    run: F,
+) -> Result<T>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = StepResult<T>>,
+{
+    let total = steps.len();
     let job_id = store
-        .create_job(JOB_KIND, Some(&spec.instance_id), total as i64)
+        .create_job(kind, Some(instance_id), total as i64)
         .await?;
-    let result = run_steps(remote, store, spec, secrets, &cancel, &on_progress, &job_id).await;
-    match result {
+    match run(job_id.clone()).await {
         Ok(outcome) => {
             store.finish_job(&job_id, "succeeded", None).await?;
             Ok(outcome)
@@ -168,7 +196,7 @@ pub async fn provision<R: Remote>(
                 "failed"
             };
             let message = e.to_string();
-            if let Some(step) = index.and_then(|i| STEPS.get(i)) {
+            if let Some(step) = index.and_then(|i| steps.get(i)) {
                 on_progress(Progress {
                     job_id: job_id.clone(),
                     index: index.unwrap_or(0) + 1,
@@ -184,14 +212,14 @@ pub async fn provision<R: Remote>(
                 .finish_job(&job_id, state, Some((e.code(), &message)))
                 .await
             {
-                tracing::warn!(error = %se, "could not record the provisioning failure");
+                tracing::warn!(error = %se, kind, "could not record the job's failure");
             }
             Err(e)
         }
     }
 }
 
-type StepResult<T> = std::result::Result<T, (Option<usize>, Error)>;
+pub(crate) type StepResult<T> = std::result::Result<T, (Option<usize>, Error)>;
 
 async fn run_steps<R: Remote>(
     remote: &R,

@@ -164,55 +164,30 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = std::result::Result<Secret, String>>,
 {
-    let total = STEPS.len();
-    let job_id = store
-        .create_job(JOB_KIND, Some(&spec.instance_id), total as i64)
-        .await?;
-    let result = run(
-        remote,
+    let on_progress = &on_progress;
+    super::run_job(
         store,
-        host,
-        spec,
-        ts,
-        mint_key,
-        &cancel,
-        &on_progress,
-        &job_id,
+        JOB_KIND,
+        &spec.instance_id,
+        STEPS,
+        on_progress,
+        |job_id| async move {
+            run(
+                remote,
+                store,
+                host,
+                spec,
+                ts,
+                mint_key,
+                &cancel,
+                on_progress,
+                &job_id,
+            )
+            .await
+            .map_err(|(i, e)| (Some(i), e))
+        },
     )
-    .await;
-    match result {
-        Ok(j) => {
-            store.finish_job(&job_id, "succeeded", None).await?;
-            Ok(j)
-        }
-        Err((i, e)) => {
-            use crate::problem::UserFacing;
-            let state = if matches!(e, Error::Cancelled) {
-                "cancelled"
-            } else {
-                "failed"
-            };
-            let message = e.to_string();
-            if let Some(step) = STEPS.get(i) {
-                on_progress(Progress {
-                    job_id: job_id.clone(),
-                    index: i + 1,
-                    total,
-                    step_id: step.id,
-                    name: step.name,
-                    state: StepState::Failed,
-                    detail: Some(message.clone()),
-                });
-            }
-            if let Err(se) = store
-                .finish_job(&job_id, state, Some((e.code(), &message)))
-                .await
-            {
-                tracing::warn!(error = %se, "could not record the tailnet job's failure");
-            }
-            Err(e)
-        }
-    }
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
