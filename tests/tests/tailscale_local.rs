@@ -175,6 +175,54 @@ fn tailscale_up_with_an_auth_key_fails_clearly_and_the_key_stays_secret() {
 }
 
 #[tokio::test]
+async fn the_ipn_bus_gives_the_state_at_once_then_each_change() {
+    let Some(d) = daemon() else { return };
+    let api = LocalApi::new(d.socket());
+    settled_status(&api).await;
+    let mut bus = api.watch().await.unwrap();
+    // The current state comes first (NotifyInitialState).
+    let first = tokio::time::timeout(Duration::from_secs(10), bus.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.state, Some(BackendState::NeedsLogin), "{first:?}");
+    // A setting changed with the official CLI: the bus says so as it happens, without
+    // being asked.
+    let st = d
+        .cli()
+        .args(["set", "--hostname=ck-bus-test"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let changed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let n = bus.next().await.unwrap().unwrap();
+            if n.prefs_changed {
+                return n;
+            }
+        }
+    })
+    .await
+    .expect("no bus message after `tailscale set`");
+    assert!(changed.browse_to_url.is_none());
+    // tailscaled going away ends the stream cleanly (or with a broken connection), never a
+    // hang.
+    drop(d);
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match bus.next().await {
+                Ok(Some(_)) => {}
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the bus did not end when tailscaled stopped");
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+}
+
+#[tokio::test]
 async fn an_interactive_login_without_a_control_server_gives_no_page() {
     let Some(d) = daemon() else { return };
     let api = LocalApi::new(d.socket());

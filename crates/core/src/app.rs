@@ -322,6 +322,7 @@ impl Clawkeeper {
         };
         app.forward_status();
         app.watch_path(PATH_WATCH_EVERY);
+        app.watch_system_tailnet();
         Ok(app)
     }
 

@@ -1292,6 +1292,34 @@ pub fn tailscale_local_violations(data: &[u8]) -> Vec<Violation> {
         (Err(_), _) => {}
     }
 
+    match (l::parse_notify(data), object) {
+        (Ok(n), Some(_)) => {
+            if n.error
+                .as_deref()
+                .is_some_and(|m| m.chars().any(char::is_control))
+            {
+                v(
+                    &mut out,
+                    "tslocal.notify_message_unsafe",
+                    format!("{:?}", n.error),
+                );
+            }
+            if n.browse_to_url
+                .as_deref()
+                .is_some_and(|u| !u.starts_with("http"))
+            {
+                v(
+                    &mut out,
+                    "tslocal.notify_url",
+                    format!("{:?}", n.browse_to_url),
+                );
+            }
+        }
+        (Ok(_), None) => v(&mut out, "tslocal.accepts_non_object", "notify".into()),
+        (Err(e), Some(_)) => v(&mut out, "tslocal.notify_refused", e.to_string()),
+        (Err(_), None) => {}
+    }
+
     if l::parse_prefs(data).is_ok() != object.is_some() {
         v(
             &mut out,

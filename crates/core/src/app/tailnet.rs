@@ -32,12 +32,17 @@ pub const API_ENV: &str = "CLAWKEEPER_TAILSCALE_API";
 /// [`local_api::DEFAULT_SOCKET`]).
 pub const SOCKET_ENV: &str = "CLAWKEEPER_TAILSCALE_SOCKET";
 
-/// The system's Tailscale, when its LocalAPI socket is present.
-pub fn system_tailnet() -> Option<Arc<dyn Tailnet>> {
-    let socket = std::env::var(SOCKET_ENV)
+/// Where the system's Tailscale has its LocalAPI socket.
+fn system_socket() -> String {
+    std::env::var(SOCKET_ENV)
         .ok()
         .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| local_api::DEFAULT_SOCKET.to_owned());
+        .unwrap_or_else(|| local_api::DEFAULT_SOCKET.to_owned())
+}
+
+/// The system's Tailscale, when its LocalAPI socket is present.
+pub fn system_tailnet() -> Option<Arc<dyn Tailnet>> {
+    let socket = system_socket();
     let path = std::path::Path::new(&socket);
     path.exists()
         .then(|| Arc::new(SystemTailscale::new(local_api::LocalApi::new(path))) as Arc<dyn Tailnet>)
@@ -420,6 +425,46 @@ impl Clawkeeper {
                     let view = app.assistant().await;
                     app.note_path(view);
                 }
+            }
+        });
+    }
+
+    /// Follow the system Tailscale's IPN bus (when it runs here): a change of its state
+    /// (logged in or out, switched on or off) is passed on at once, instead of at the next
+    /// look of [`Self::watch_path`]. Reconnects when tailscaled restarts; ends with the app.
+    pub(super) fn watch_system_tailnet(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let socket = system_socket();
+                if std::path::Path::new(&socket).exists() {
+                    match local_api::LocalApi::new(&socket).watch().await {
+                        Ok(mut bus) => loop {
+                            match bus.next().await {
+                                Ok(Some(n)) if n.state.is_some() || n.prefs_changed => {
+                                    let Some(inner) = weak.upgrade() else { return };
+                                    let app = Clawkeeper { inner };
+                                    if app.tailnet().is_none() {
+                                        app.set_tailnet(system_tailnet());
+                                    }
+                                    let view = app.assistant().await;
+                                    app.note_path(view);
+                                }
+                                Ok(Some(_)) => {}
+                                Ok(None) => break,
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "Tailscale's bus ended");
+                                    break;
+                                }
+                            }
+                        },
+                        Err(e) => tracing::debug!(error = %e, "Tailscale's bus is not there"),
+                    }
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         });
     }

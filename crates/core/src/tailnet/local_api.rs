@@ -560,6 +560,153 @@ pub fn response_body(head: &Head, rest: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
+// --------------------------------------------------------------------------------- IPN bus
+
+/// Ask for the current state first (`ipn.NotifyInitialState`) and never for private keys
+/// (`ipn.NotifyNoPrivateKeys`).
+pub const WATCH_MASK: u32 = (1 << 1) | (1 << 4);
+
+/// One message of tailscaled's IPN bus (`ipn.Notify`), reduced to what the app reacts to.
+/// Nothing else of it is kept (its prefs and net map are never logged or stored).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Notify {
+    /// A new backend state (the bus writes `ipn.State` as a number).
+    pub state: Option<BackendState>,
+    /// A login page to open.
+    pub browse_to_url: Option<String>,
+    /// tailscaled's own error message.
+    pub error: Option<String>,
+    /// The prefs changed (switched on/off, logged out, …).
+    pub prefs_changed: bool,
+    /// Tailscale's health warnings changed.
+    pub health_changed: bool,
+}
+
+/// `ipn.State` as the bus numbers it.
+fn state_number(n: u64) -> BackendState {
+    match n {
+        0 => BackendState::NoState,
+        1 => BackendState::Other("InUseOtherUser".into()),
+        2 => BackendState::NeedsLogin,
+        3 => BackendState::NeedsMachineAuth,
+        4 => BackendState::Stopped,
+        5 => BackendState::Starting,
+        6 => BackendState::Running,
+        other => BackendState::Other(format!("state {other}")),
+    }
+}
+
+/// One line of `watch-ipn-bus`. `null` and missing fields are absent; a `State` that is a
+/// name instead of a number is read as a name.
+pub fn parse_notify(line: &[u8]) -> Result<Notify> {
+    let o = json_object(line, "bus message")?;
+    let state = match o.get("State") {
+        Some(Value::Number(n)) => n.as_u64().map(state_number),
+        Some(Value::String(s)) => Some(BackendState::parse(s)),
+        _ => None,
+    };
+    let present = |k: &str| o.get(k).is_some_and(|v| !v.is_null());
+    Ok(Notify {
+        state,
+        browse_to_url: login_url(o.get("BrowseToURL")),
+        error: o
+            .get("ErrMessage")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .map(clean_message),
+        prefs_changed: present("Prefs"),
+        health_changed: present("Health"),
+    })
+}
+
+/// The stream of [`Notify`] messages of one `watch-ipn-bus` request.
+pub struct IpnWatch {
+    conn: Conn,
+    chunked: bool,
+    /// Bytes read and not yet decoded (chunk framing).
+    raw: Vec<u8>,
+    /// Decoded body bytes not yet split into lines.
+    body: Vec<u8>,
+    done: bool,
+}
+
+impl IpnWatch {
+    /// The next message; `Ok(None)` when tailscaled ends the stream (it stopped).
+    pub async fn next(&mut self) -> Result<Option<Notify>> {
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            if let Some(i) = self.body.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.body.drain(..=i).collect();
+                let line = line.trim_ascii();
+                if line.is_empty() {
+                    continue;
+                }
+                return parse_notify(line).map(Some);
+            }
+            if self.body.len() > MAX_BODY {
+                return Err(Error::BadAnswer("a bus message that is too large".into()));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            if !self.take_chunks()? {
+                let n = self
+                    .conn
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|e| Error::BadAnswer(format!("the connection broke off: {e}")))?;
+                if n == 0 {
+                    self.done = true;
+                    if !self.chunked {
+                        self.body.append(&mut self.raw);
+                    }
+                    continue;
+                }
+                self.raw
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                if !self.chunked {
+                    self.body.append(&mut self.raw);
+                }
+            }
+        }
+    }
+
+    /// Move every complete chunk from `raw` to `body`; false when none was complete.
+    fn take_chunks(&mut self) -> Result<bool> {
+        if !self.chunked {
+            return Ok(false);
+        }
+        let mut took = false;
+        loop {
+            let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return Ok(took);
+            };
+            let size_text = std::str::from_utf8(self.raw.get(..eol).unwrap_or_default())
+                .map_err(|_| Error::BadAnswer("a chunk size that is not text".into()))?;
+            let size_text = size_text.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|_| Error::BadAnswer("a chunk size that is not a number".into()))?;
+            if size > MAX_BODY {
+                return Err(Error::BadAnswer("a chunk that is too large".into()));
+            }
+            let start = eol + 2;
+            if size == 0 {
+                self.done = true;
+                self.raw.clear();
+                return Ok(true);
+            }
+            let end = start + size;
+            if self.raw.len() < end + 2 {
+                return Ok(took);
+            }
+            self.body
+                .extend_from_slice(self.raw.get(start..end).unwrap_or_default());
+            self.raw.drain(..end + 2);
+            took = true;
+        }
+    }
+}
+
 // --------------------------------------------------------------------------------- client
 
 /// Read the rest of a response's body from `conn` (`rest`: what came with the head): up to
@@ -729,6 +876,35 @@ impl LocalApi {
         } else {
             Err(decode_error(status, &body))
         }
+    }
+
+    /// Follow tailscaled's IPN bus: the current state first, then every change as it
+    /// happens (see [`IpnWatch::next`]). The request stays open until either side ends it.
+    pub async fn watch(&self) -> Result<IpnWatch> {
+        let path = format!("/localapi/v0/watch-ipn-bus?mask={WATCH_MASK}");
+        let (head, rest, mut conn) =
+            tokio::time::timeout(REQUEST_TIMEOUT, self.start("GET", &path, &[]))
+                .await
+                .map_err(|_| Error::Timeout("a request to its LocalAPI"))??;
+        if !(200..300).contains(&head.status) {
+            let body = tokio::time::timeout(REQUEST_TIMEOUT, read_body(&head, rest, &mut conn))
+                .await
+                .map_err(|_| Error::Timeout("a request to its LocalAPI"))??;
+            return Err(decode_error(head.status, &body));
+        }
+        let chunked = head.is_chunked();
+        let (raw, body) = if chunked {
+            (rest, Vec::new())
+        } else {
+            (Vec::new(), rest)
+        };
+        Ok(IpnWatch {
+            conn,
+            chunked,
+            raw,
+            body,
+            done: false,
+        })
     }
 
     /// Where this computer stands on the tailnet, with every peer.
@@ -950,6 +1126,36 @@ impl Tailnet for SystemTailscale {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn bus_messages_as_tailscaled_1_96_4_writes_them() {
+        let first = br#"{"Version":"1.96.4-t8cf541dfd-g62bc84ce7","SessionID":"a2449ce43db50084","ErrMessage":null,"LoginFinished":null,"State":2,"Prefs":null,"NetMap":null,"Engine":null,"BrowseToURL":null,"DriveShares":null}"#;
+        let n = parse_notify(first).unwrap();
+        assert_eq!(n.state, Some(BackendState::NeedsLogin));
+        assert!(!n.prefs_changed && !n.health_changed && n.error.is_none());
+        let prefs = br#"{"Version":"1.96.4","State":null,"Prefs":{"WantRunning":false},"BrowseToURL":null}"#;
+        let n = parse_notify(prefs).unwrap();
+        assert_eq!(n.state, None);
+        assert!(n.prefs_changed);
+        let login = br#"{"State":6,"BrowseToURL":"https://login.tailscale.com/a/abc","ErrMessage":"boom\u001b[31m"}"#;
+        let n = parse_notify(login).unwrap();
+        assert_eq!(n.state, Some(BackendState::Running));
+        assert_eq!(
+            n.browse_to_url.as_deref(),
+            Some("https://login.tailscale.com/a/abc")
+        );
+        assert!(n.error.is_some_and(|e| !e.contains('\u{1b}')));
+        assert_eq!(
+            parse_notify(br#"{"State":"Stopped"}"#).unwrap().state,
+            Some(BackendState::Stopped)
+        );
+        assert!(matches!(
+            parse_notify(br#"{"State":99}"#).unwrap().state,
+            Some(BackendState::Other(_))
+        ));
+        assert!(parse_notify(b"[]").is_err());
+        assert!(parse_notify(b"not json").is_err());
+    }
 
     /// What tailscaled 1.96.4 answered in a private network namespace, never logged in
     /// (trimmed).
