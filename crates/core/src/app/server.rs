@@ -677,13 +677,7 @@ impl Clawkeeper {
             on_progress,
         )
         .await;
-        let last = self
-            .servers_state()
-            .jobs
-            .lock()
-            .ok()
-            .and_then(|j| j.get(id).cloned())
-            .unwrap_or_else(|| ServerJob::starting("provision", total));
+        let last = self.job_now(id, "provision", total);
         match result {
             Ok(outcome) => {
                 self.record_checks(id, &outcome.checks).await;
@@ -700,6 +694,17 @@ impl Clawkeeper {
                 false
             }
         }
+    }
+
+    /// Server `id`'s job as it was last reported (a `kind` job of `total` steps that is
+    /// only starting, if nothing was reported yet).
+    pub(super) fn job_now(&self, id: &str, kind: &'static str, total: usize) -> ServerJob {
+        self.servers_state()
+            .jobs
+            .lock()
+            .ok()
+            .and_then(|j| j.get(id).cloned())
+            .unwrap_or_else(|| ServerJob::starting(kind, total))
     }
 
     /// The last word of a server job: done (all `last.total` steps), or stopped with its
@@ -1013,26 +1018,8 @@ impl Clawkeeper {
                 self.run_provision(&id, cancel).await;
             }
             Err(e) => {
-                let p = problem(&e);
-                let last = self
-                    .servers_state()
-                    .jobs
-                    .lock()
-                    .ok()
-                    .and_then(|j| j.get(&id).cloned())
-                    .unwrap_or_else(|| ServerJob::starting("deploy", total));
-                self.set_job(
-                    &id,
-                    ServerJob {
-                        state: if p.code == "cancelled" {
-                            "cancelled"
-                        } else {
-                            "failed"
-                        },
-                        error: Some(p),
-                        ..last
-                    },
-                );
+                let last = self.job_now(&id, "deploy", total);
+                self.end_job(&id, last, Err(problem(&e)));
             }
         }
     }

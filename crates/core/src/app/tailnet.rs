@@ -506,17 +506,11 @@ impl Clawkeeper {
         client: &TailscaleClient,
         cancel: tokio_util::sync::CancellationToken,
     ) {
-        use super::server::{step_job, ServerJob};
-
+        use super::server::step_job;
         use crate::provision::tailnet::STEPS;
-        let last = std::sync::Arc::new(std::sync::Mutex::new(None::<ServerJob>));
-        let (app, job_id, seen) = (self.clone(), id.to_owned(), Arc::clone(&last));
+        let (app, job_id) = (self.clone(), id.to_owned());
         let on_progress = move |p: crate::provision::Progress| {
-            let job = step_job("tailnet", STEPS, &p);
-            if let Ok(mut l) = seen.lock() {
-                *l = Some(job.clone());
-            }
-            app.set_job(&job_id, job);
+            app.set_job(&job_id, step_job("tailnet", STEPS, &p));
         };
         let result = crate::server::ops::join_tailnet(
             &self.inner.store,
@@ -527,11 +521,7 @@ impl Clawkeeper {
             on_progress,
         )
         .await;
-        let last = last
-            .lock()
-            .ok()
-            .and_then(|l| l.clone())
-            .unwrap_or_else(|| step_job("tailnet", STEPS, &start_progress()));
+        let last = self.job_now(id, "tailnet", STEPS.len());
         match result {
             Ok(_) => {
                 // The whole checklist again, now with the tailnet lines.
@@ -544,18 +534,6 @@ impl Clawkeeper {
             }
             Err(e) => self.end_job(id, last, Err(problem(&e))),
         }
-    }
-}
-
-fn start_progress() -> crate::provision::Progress {
-    crate::provision::Progress {
-        job_id: String::new(),
-        index: 1,
-        total: crate::provision::tailnet::STEPS.len(),
-        step_id: crate::provision::tailnet::STEPS[0].id,
-        name: crate::provision::tailnet::STEPS[0].name,
-        state: crate::provision::StepState::Running,
-        detail: None,
     }
 }
 
