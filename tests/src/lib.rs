@@ -16,4 +16,5 @@ pub mod sshd;
 pub mod tailnet_double;
 pub mod tailscaled;
 pub mod testhost;
+pub mod trace_capture;
 pub mod webdriver;

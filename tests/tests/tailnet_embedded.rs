@@ -16,13 +16,13 @@
 
 use clawkeeper_core::tailnet::embedded::{EmbeddedNode, EmbeddedOptions, Error, STATE_FILE};
 use clawkeeper_core::UserFacing;
+use clawkeeper_tests::trace_capture::{capture_logs, logs};
 use clawkeeper_tests::{env, scan, tailscaled};
 use secrecy::SecretString;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -42,46 +42,6 @@ fn may_run() -> bool {
          (or unshare --net) so that the embedded node can't reach the internet"
     );
     false
-}
-
-// ------------------------------------------------------------------------ log capture
-
-/// Every log line of this process at TRACE, written here (one subscriber per process:
-/// nextest runs each test in its own process).
-#[derive(Clone)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() -> Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Captured(Arc::new(Mutex::new(Vec::new())));
-        let writer = buf.clone();
-        let installed = tracing_subscriber::fmt()
-            .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .try_init();
-        assert!(installed.is_ok(), "another subscriber was installed first");
-        buf
-    })
-    .clone()
-}
-
-fn logs() -> String {
-    let bytes = capture_logs().0.lock().unwrap().clone();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 // ------------------------------------------------------------------------ helpers
@@ -248,7 +208,7 @@ async fn tailnet_embedded_world_readable_identity_file_is_made_0600_and_kept() {
     if !may_run() {
         return;
     }
-    let logs_before = capture_logs();
+    capture_logs();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tailnet-node");
     let file = dir.join(STATE_FILE);
@@ -272,7 +232,6 @@ async fn tailnet_embedded_world_readable_identity_file_is_made_0600_and_kept() {
     );
 
     // Warned, naming the old mode and not the content.
-    drop(logs_before);
     let log = logs();
     assert!(
         log.contains("identity file had mode 644; set to 600"),
@@ -295,7 +254,7 @@ async fn tailnet_embedded_auth_key_is_in_no_log_debug_file_or_process() {
     if !may_run() {
         return;
     }
-    let _ = capture_logs();
+    capture_logs();
     let control = silent_control().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tailnet-node");

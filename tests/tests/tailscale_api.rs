@@ -16,56 +16,13 @@ use clawkeeper_tests::fake_tailscale::{
     policy_with_tag, policy_without_tag, Caller, ContractFakeTailscale, FakeTailscaleConfig, Fault,
     RecordedRequest,
 };
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use clawkeeper_tests::trace_capture::{capture_logs, logs};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const INSTANCE: &str = "5f0c1d2e-aaaa-bbbb-cccc-0123456789ab";
 const KEYS: &str = "/tailnet/-/keys";
 const DEVICES: &str = "/tailnet/-/devices";
-
-// ------------------------------------------------------------------------ log capture
-
-/// Every log line of this process at TRACE (the `log` records of reqwest included),
-/// written here. One subscriber per process: under nextest each test is its own process;
-/// under `cargo test` tests share it, and each scans for its own fake's secrets only.
-#[derive(Clone)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() -> Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Captured(Arc::new(Mutex::new(Vec::new())));
-        let writer = buf.clone();
-        let installed = tracing_subscriber::fmt()
-            .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .try_init();
-        assert!(installed.is_ok(), "another subscriber was installed first");
-        buf
-    })
-    .clone()
-}
-
-fn logs() -> String {
-    let buf = capture_logs();
-    let bytes = buf.0.lock().unwrap().clone();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
 
 // ------------------------------------------------------------------------ helpers
 
