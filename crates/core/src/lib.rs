@@ -19,6 +19,7 @@ pub mod ssh;
 pub mod store;
 pub mod tailnet;
 pub mod time;
+pub mod usage;
 pub mod vault;
 
 pub use problem::{Problem, UserFacing};

@@ -47,7 +47,7 @@ impl UserFacing for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-fn classify(e: sqlx::Error) -> Error {
+pub(crate) fn classify(e: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &e {
         // SQLITE_FULL = 13
         if db.code().as_deref() == Some("13") {

@@ -1,0 +1,479 @@
+//! The usage ledger in Clawkeeper's own SQLite: per instance, UTC day and session (tokens
+//! and cost), and per model within that. A sync replaces whole days in one transaction,
+//! so a total is either the old count or the new one, never half of each.
+
+use super::gateway::SessionUsage;
+use super::period::Day;
+use super::{Dollars, Result, Tokens};
+use crate::store::{classify, Store};
+use serde::Serialize;
+use sqlx::Row as _;
+
+/// What to group totals by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    Day,
+    Model,
+    /// The messaging channel (`app` for chat in the app or the gateway's own UI).
+    Channel,
+    Session,
+    /// Day and model (the stacked spend chart).
+    DayModel,
+}
+
+impl By {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "day" => By::Day,
+            "model" => By::Model,
+            "channel" => By::Channel,
+            "session" => By::Session,
+            "day-model" | "day_model" => By::DayModel,
+            _ => return None,
+        })
+    }
+}
+
+/// Channel name for chat that came through no messaging channel.
+pub const APP_CHANNEL: &str = "app";
+
+/// One line of a breakdown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    /// The day (by day, by day and model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<Day>,
+    /// The model, channel or session (empty by day).
+    pub key: String,
+    /// A session's name, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// By model, only `total` is known per model (the gateway counts input and output per
+    /// session and day, not per model).
+    pub tokens: Tokens,
+    pub cost: Dollars,
+    /// Model calls (by model only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
+}
+
+/// The sum over a range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Totals {
+    pub tokens: Tokens,
+    pub cost: Dollars,
+}
+
+/// Where an instance's sync stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncState {
+    pub synced_from: Day,
+    pub synced_to: Day,
+    pub synced_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempted_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Which rows: days `from..=to`, one instance or all.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub from: Day,
+    pub to: Day,
+    pub instance: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    store: Store,
+}
+
+fn u64_of(r: &sqlx::sqlite::SqliteRow, col: &str) -> std::result::Result<u64, sqlx::Error> {
+    let v: i64 = r.try_get(col)?;
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn tokens_of(r: &sqlx::sqlite::SqliteRow) -> std::result::Result<Tokens, sqlx::Error> {
+    Ok(Tokens {
+        input: u64_of(r, "input")?,
+        output: u64_of(r, "output")?,
+        cache_read: u64_of(r, "cache_read")?,
+        cache_write: u64_of(r, "cache_write")?,
+        total: u64_of(r, "total_tokens")?,
+    })
+}
+
+impl Ledger {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Replace everything recorded for `instance` on days `from..=to` with `sessions`
+    /// (rows outside the range are ignored), and note the sync. One transaction.
+    pub async fn replace(
+        &self,
+        instance: &str,
+        from: Day,
+        to: Day,
+        sessions: &[SessionUsage],
+        at: &str,
+    ) -> Result<usize> {
+        let (from_s, to_s) = (from.to_string(), to.to_string());
+        let mut tx = self.store.pool().begin().await.map_err(classify)?;
+        for table in ["usage_session_days", "usage_model_days"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE instance_id = ?1 AND day BETWEEN ?2 AND ?3"
+            ))
+            .bind(instance)
+            .bind(&from_s)
+            .bind(&to_s)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        let mut rows = 0;
+        for s in sessions {
+            for d in s.days.iter().filter(|d| d.day >= from && d.day <= to) {
+                sqlx::query(
+                    "INSERT INTO usage_session_days (instance_id, day, session_key, label, channel, input, output, cache_read, cache_write, total_tokens, cost)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .bind(instance)
+                .bind(d.day.to_string())
+                .bind(&s.key)
+                .bind(&s.label)
+                .bind(&s.channel)
+                .bind(i64_of(d.tokens.input))
+                .bind(i64_of(d.tokens.output))
+                .bind(i64_of(d.tokens.cache_read))
+                .bind(i64_of(d.tokens.cache_write))
+                .bind(i64_of(d.tokens.total))
+                .bind(d.cost)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+                rows += 1;
+            }
+            for m in s.models.iter().filter(|m| m.day >= from && m.day <= to) {
+                // The same model can appear under two spellings that normalise the same:
+                // add them up rather than fail.
+                sqlx::query(
+                    "INSERT INTO usage_model_days (instance_id, day, session_key, provider, model, tokens, cost, calls)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT DO UPDATE SET tokens = tokens + excluded.tokens, cost = cost + excluded.cost, calls = calls + excluded.calls",
+                )
+                .bind(instance)
+                .bind(m.day.to_string())
+                .bind(&s.key)
+                .bind(&m.provider)
+                .bind(&m.model)
+                .bind(i64_of(m.tokens))
+                .bind(m.cost)
+                .bind(i64_of(m.calls))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+                rows += 1;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO usage_syncs (instance_id, synced_from, synced_to, synced_at, attempted_at, error)
+             VALUES (?1, ?2, ?3, ?4, ?4, NULL)
+             ON CONFLICT(instance_id) DO UPDATE SET synced_from = ?2, synced_to = ?3, synced_at = ?4, attempted_at = ?4, error = NULL",
+        )
+        .bind(instance)
+        .bind(&from_s)
+        .bind(&to_s)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(rows)
+    }
+
+    /// Note a failed sync (the rows stay as they were).
+    pub async fn note_failure(&self, instance: &str, at: &str, error: &str) -> Result<()> {
+        sqlx::query("UPDATE usage_syncs SET attempted_at = ?2, error = ?3 WHERE instance_id = ?1")
+            .bind(instance)
+            .bind(at)
+            .bind(error)
+            .execute(self.store.pool())
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    pub async fn sync_state(&self, instance: &str) -> Result<Option<SyncState>> {
+        let row = sqlx::query(
+            "SELECT synced_from, synced_to, synced_at, attempted_at, error FROM usage_syncs WHERE instance_id = ?1",
+        )
+        .bind(instance)
+        .fetch_optional(self.store.pool())
+        .await
+        .map_err(classify)?;
+        let Some(r) = row else { return Ok(None) };
+        let day = |col: &str| -> Result<Day> {
+            let s: String = r.try_get(col).map_err(classify)?;
+            Day::parse(&s).ok_or_else(|| {
+                super::Error::Store(crate::store::Error::BadValue(format!("{col} {s:?}")))
+            })
+        };
+        Ok(Some(SyncState {
+            synced_from: day("synced_from")?,
+            synced_to: day("synced_to")?,
+            synced_at: r.try_get("synced_at").map_err(classify)?,
+            attempted_at: r.try_get("attempted_at").map_err(classify)?,
+            error: r.try_get("error").map_err(classify)?,
+        }))
+    }
+
+    /// Forget an instance's usage (its server was deleted).
+    pub async fn forget(&self, instance: &str) -> Result<()> {
+        for table in ["usage_session_days", "usage_model_days", "usage_syncs"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE instance_id = ?1"))
+                .bind(instance)
+                .execute(self.store.pool())
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    /// Tokens and cost over a range.
+    pub async fn totals(&self, f: &Filter) -> Result<Totals> {
+        let r = sqlx::query(
+            "SELECT COALESCE(SUM(input),0) AS input, COALESCE(SUM(output),0) AS output,
+                    COALESCE(SUM(cache_read),0) AS cache_read, COALESCE(SUM(cache_write),0) AS cache_write,
+                    COALESCE(SUM(total_tokens),0) AS total_tokens, COALESCE(SUM(cost),0.0) AS cost
+             FROM usage_session_days WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR instance_id = ?3)",
+        )
+        .bind(f.from.to_string())
+        .bind(f.to.to_string())
+        .bind(&f.instance)
+        .fetch_one(self.store.pool())
+        .await
+        .map_err(classify)?;
+        Ok(Totals {
+            tokens: tokens_of(&r).map_err(classify)?,
+            cost: r.try_get("cost").map_err(classify)?,
+        })
+    }
+
+    /// A breakdown over a range, biggest spend first (by day: oldest first).
+    pub async fn breakdown(&self, f: &Filter, by: By) -> Result<Vec<Row>> {
+        const SUMS: &str = "SUM(input) AS input, SUM(output) AS output, SUM(cache_read) AS cache_read,
+                            SUM(cache_write) AS cache_write, SUM(total_tokens) AS total_tokens, SUM(cost) AS cost";
+        const WHERE: &str = "WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR instance_id = ?3)";
+        let sql = match by {
+            By::Day => format!("SELECT day, '' AS k, NULL AS label, {SUMS} FROM usage_session_days {WHERE} GROUP BY day ORDER BY day"),
+            By::Channel => format!("SELECT NULL AS day, COALESCE(channel, '{APP_CHANNEL}') AS k, NULL AS label, {SUMS} FROM usage_session_days {WHERE} GROUP BY k ORDER BY SUM(cost) DESC, k"),
+            By::Session => format!("SELECT NULL AS day, session_key AS k, MAX(label) AS label, {SUMS} FROM usage_session_days {WHERE} GROUP BY k ORDER BY SUM(cost) DESC, k"),
+            By::Model | By::DayModel => {
+                let (day, group, order) = if by == By::Model {
+                    ("NULL", "k", "SUM(cost) DESC, k")
+                } else {
+                    ("day", "day, k", "day, SUM(cost) DESC, k")
+                };
+                format!(
+                    "SELECT {day} AS day, CASE model WHEN '' THEN 'unknown' ELSE model END AS k, NULL AS label,
+                            0 AS input, 0 AS output, 0 AS cache_read, 0 AS cache_write, SUM(tokens) AS total_tokens,
+                            SUM(cost) AS cost, SUM(calls) AS calls
+                     FROM usage_model_days {WHERE} GROUP BY {group} ORDER BY {order}"
+                )
+            }
+        };
+        let rows = sqlx::query(&sql)
+            .bind(f.from.to_string())
+            .bind(f.to.to_string())
+            .bind(&f.instance)
+            .fetch_all(self.store.pool())
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                let day: Option<String> = r.try_get("day")?;
+                let calls = if matches!(by, By::Model | By::DayModel) {
+                    Some(u64_of(r, "calls")?)
+                } else {
+                    None
+                };
+                Ok(Row {
+                    day: day.as_deref().and_then(Day::parse),
+                    key: r.try_get("k")?,
+                    label: r.try_get("label")?,
+                    tokens: tokens_of(r)?,
+                    cost: r.try_get("cost")?,
+                    calls,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .map_err(|e| classify(e).into())
+    }
+
+    /// Spend per day over a range, one entry per day with use (for alerts and spikes).
+    pub async fn daily_spend(&self, f: &Filter) -> Result<Vec<(Day, Dollars)>> {
+        Ok(self
+            .breakdown(f, By::Day)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.day.map(|d| (d, r.cost)))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::gateway::{ModelDay, SessionDay};
+
+    fn d(s: &str) -> Day {
+        Day::parse(s).unwrap()
+    }
+
+    fn session(key: &str, channel: Option<&str>, days: &[(&str, u64, f64)]) -> SessionUsage {
+        SessionUsage {
+            key: key.into(),
+            label: Some(format!("{key} label")),
+            channel: channel.map(str::to_owned),
+            days: days
+                .iter()
+                .map(|(day, t, c)| SessionDay {
+                    day: d(day),
+                    tokens: Tokens {
+                        input: t / 2,
+                        output: t - t / 2,
+                        cache_read: 0,
+                        cache_write: 0,
+                        total: *t,
+                    },
+                    cost: *c,
+                })
+                .collect(),
+            models: days
+                .iter()
+                .map(|(day, t, c)| ModelDay {
+                    day: d(day),
+                    provider: "p".into(),
+                    model: format!("m-{key}"),
+                    tokens: *t,
+                    cost: *c,
+                    calls: 1,
+                })
+                .collect(),
+        }
+    }
+
+    fn all(from: &str, to: &str) -> Filter {
+        Filter {
+            from: d(from),
+            to: d(to),
+            instance: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn replacing_days_changes_only_those_days() {
+        let store = Store::open_memory().await.unwrap();
+        let ledger = Ledger::new(store);
+        let first = vec![
+            session(
+                "a",
+                None,
+                &[("2026-11-20", 100, 0.1), ("2026-11-25", 10, 0.01)],
+            ),
+            session("b", Some("telegram"), &[("2026-11-25", 20, 0.02)]),
+        ];
+        ledger
+            .replace("local", d("2020-01-01"), d("2026-11-25"), &first, "t1")
+            .await
+            .unwrap();
+        let t = ledger
+            .totals(&all("2026-11-01", "2026-11-30"))
+            .await
+            .unwrap();
+        assert_eq!(t.tokens.total, 130);
+        assert!((t.cost - 0.13).abs() < 1e-12);
+
+        // The next sync asks again for the 25th and 26th only: the 20th stays.
+        let second = vec![
+            session(
+                "a",
+                None,
+                &[("2026-11-25", 15, 0.015), ("2026-11-26", 5, 0.005)],
+            ),
+            session("b", Some("telegram"), &[("2026-11-25", 20, 0.02)]),
+        ];
+        ledger
+            .replace("local", d("2026-11-25"), d("2026-11-26"), &second, "t2")
+            .await
+            .unwrap();
+        let by_day = ledger
+            .breakdown(&all("2026-11-01", "2026-11-30"), By::Day)
+            .await
+            .unwrap();
+        let days: Vec<_> = by_day
+            .iter()
+            .map(|r| (r.day.unwrap().to_string(), r.tokens.total))
+            .collect();
+        assert_eq!(
+            days,
+            vec![
+                ("2026-11-20".into(), 100),
+                ("2026-11-25".into(), 35),
+                ("2026-11-26".into(), 5)
+            ]
+        );
+        let channels = ledger
+            .breakdown(&all("2026-11-01", "2026-11-30"), By::Channel)
+            .await
+            .unwrap();
+        assert_eq!(channels[0].key, "app");
+        assert_eq!(channels[0].tokens.total, 120);
+        assert_eq!(channels[1].key, "telegram");
+        let models = ledger
+            .breakdown(&all("2026-11-25", "2026-11-25"), By::Model)
+            .await
+            .unwrap();
+        assert_eq!(models.len(), 2);
+        assert_eq!(models[0].key, "m-b", "biggest spend first");
+        assert_eq!(models[0].calls, Some(1));
+        let state = ledger.sync_state("local").await.unwrap().unwrap();
+        assert_eq!(state.synced_from, d("2026-11-25"));
+        assert_eq!(state.synced_at, "t2");
+
+        ledger.note_failure("local", "t3", "boom").await.unwrap();
+        let state = ledger.sync_state("local").await.unwrap().unwrap();
+        assert_eq!(state.error.as_deref(), Some("boom"));
+        assert_eq!(state.synced_at, "t2");
+
+        // Other instances are separate; forgetting one leaves the other.
+        ledger
+            .replace("srv", d("2026-11-25"), d("2026-11-25"), &first, "t4")
+            .await
+            .unwrap();
+        let only_srv = Filter {
+            instance: Some("srv".into()),
+            ..all("2026-11-01", "2026-11-30")
+        };
+        assert_eq!(ledger.totals(&only_srv).await.unwrap().tokens.total, 30);
+        ledger.forget("srv").await.unwrap();
+        assert_eq!(ledger.totals(&only_srv).await.unwrap().tokens.total, 0);
+        assert_eq!(
+            ledger
+                .totals(&all("2026-11-01", "2026-11-30"))
+                .await
+                .unwrap()
+                .tokens
+                .total,
+            140
+        );
+    }
+}
