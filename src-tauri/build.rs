@@ -29,6 +29,11 @@ const COMMANDS: &[&str] = &[
     "tailnet_key_forget",
     "server_tailnet_join",
     "tailnet_use_embedded",
+    "usage_view",
+    "usage_sync",
+    "usage_export",
+    "spend_cap_set",
+    "spend_resume",
     "open_window",
 ];
 

@@ -96,6 +96,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::tailnet::tailnet_key_forget,
             commands::tailnet::server_tailnet_join,
             commands::tailnet::tailnet_use_embedded,
+            commands::usage::usage_view,
+            commands::usage::usage_sync,
+            commands::usage::usage_export,
+            commands::usage::spend_cap_set,
+            commands::usage::spend_resume,
             commands::window::open_window,
         ])
         .setup(|app| {

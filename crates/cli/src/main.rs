@@ -13,6 +13,7 @@ use std::time::Duration;
 
 mod server;
 mod tailnet;
+mod usage;
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +77,8 @@ enum Command {
     /// Your own tailnet (Tailscale): the API key, the policy check, putting a server on it.
     #[command(subcommand)]
     Tailnet(tailnet::TailnetCmd),
+    /// What the assistant used: tokens and cost by day, model, channel or conversation.
+    Usage(usage::UsageArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -170,6 +173,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Posture(args) => server::posture_cmd(&app, args, cli.json).await,
         Command::Support(cmd) => server::support_cmd(&app, cmd, cli.json).await,
         Command::Tailnet(cmd) => tailnet::run(&app, cmd, cli.json).await,
+        Command::Usage(args) => usage::run(&app, args, cli.json).await,
         Command::Provider {
             kind,
             base_url,

@@ -4,12 +4,14 @@
 
 mod server;
 mod tailnet;
+mod usage;
 
 pub use server::{
     server_summary, CloudOptions, Deleted, GrantView, IssuedView, Login, ScannedHost, ServerCheck,
     ServerJob, ServerView,
 };
 pub use tailnet::{system_tailnet, DeviceView, TailnetView, EMBEDDED_SETTING};
+pub use usage::{to_csv, CapView, Format, UsageSummary, UsageView, PAUSED_SETTING, SYNC_EVERY};
 
 use crate::audit;
 use crate::gateway::chat::{self, ChatUpdate, HistoryMessage, RunState, MAIN_SESSION};
@@ -80,6 +82,15 @@ pub enum Event {
     },
     /// Chat now goes to another assistant (this computer's, or the server's).
     Assistant(AssistantView),
+    /// Usage was brought up to date (or an attempt failed): the tray's spend line.
+    Usage(UsageSummary),
+    /// Something to tell the person about spend (a level of the cap reached, an unusual
+    /// day): the tray daemon shows it as a notification.
+    SpendAlert {
+        summary: String,
+        body: String,
+        alert: crate::usage::alerts::Alert,
+    },
 }
 
 /// Which assistant the chat window and the tray talk to, and how the app reaches it.

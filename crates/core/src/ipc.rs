@@ -356,6 +356,97 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
             let P { server_id } = params(p)?;
             to_value(core.use_assistant(server_id.as_deref()).await?)
         }
+        _ => dispatch_usage(core, method, p).await,
+    }
+}
+
+/// Usage and spend (`crate::app::usage`).
+async fn dispatch_usage(core: &Clawkeeper, method: &str, p: Value) -> Result<Value, Problem> {
+    use crate::usage::{alerts::Cap, By, Day, Period};
+    let bad = |what: &str| {
+        Problem::new(
+            "usage_input",
+            format!("That {what} isn't one Clawkeeper knows."),
+            Some("Pick one of the choices."),
+        )
+    };
+    match method {
+        "usage_view" => {
+            #[derive(Deserialize)]
+            struct P {
+                #[serde(default)]
+                days: Option<u32>,
+            }
+            let P { days } = params(p)?;
+            to_value(core.usage_view(days.unwrap_or(30)).await?)
+        }
+        "usage_sync" => {
+            core.usage_sync().await?;
+            to_value(core.usage_view(30).await?)
+        }
+        "usage_export" => {
+            #[derive(Deserialize)]
+            struct P {
+                format: String,
+                by: String,
+                from: String,
+                to: String,
+            }
+            let P {
+                format,
+                by,
+                from,
+                to,
+            } = params(p)?;
+            let format = crate::app::Format::parse(&format).ok_or_else(|| bad("format"))?;
+            let by = By::parse(&by).ok_or_else(|| bad("grouping"))?;
+            let (Some(from), Some(to)) = (Day::parse(&from), Day::parse(&to)) else {
+                return Err(bad("date"));
+            };
+            let text = core.usage_export(format, from, to, by).await?;
+            Ok(json!({ "text": text }))
+        }
+        "spend_cap_set" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct P {
+                /// None: remove the cap.
+                amount: Option<f64>,
+                #[serde(default)]
+                period: Option<String>,
+                #[serde(default)]
+                levels: Option<Vec<u8>>,
+                #[serde(default)]
+                pause_at_cap: bool,
+            }
+            let P {
+                amount,
+                period,
+                levels,
+                pause_at_cap,
+            } = params(p)?;
+            let cap = match amount {
+                None => None,
+                Some(a) => {
+                    let period = period
+                        .as_deref()
+                        .and_then(Period::parse)
+                        .unwrap_or(Period::Monthly);
+                    Some(Cap::new(a, period, levels, pause_at_cap).map_err(|m| {
+                        Problem::new(
+                            "spend_cap_invalid",
+                            m,
+                            Some("Enter an amount in US dollars, such as 20."),
+                        )
+                    })?)
+                }
+            };
+            to_value(core.spend_cap_set(cap).await?)
+        }
+        "spend_resume" => {
+            core.spend_resume().await?;
+            to_value(core.usage_view(30).await?)
+        }
         _ => dispatch_server(core, method, p).await,
     }
 }

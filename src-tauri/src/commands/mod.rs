@@ -8,4 +8,5 @@ pub mod instance;
 pub mod provider;
 pub mod server;
 pub mod tailnet;
+pub mod usage;
 pub mod window;

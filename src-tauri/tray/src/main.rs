@@ -137,6 +137,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     watch_servers(&core, tray.clone());
     watch_tailnet(&core, tray.clone());
+    watch_usage(&core, tray.clone());
     watch_status(&core, tray);
     handle_signals(actions.clone());
     first_run_or_start(&daemon);
@@ -150,6 +151,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             Action::CheckServer => check_servers_from_tray(&core),
             Action::OpenPrivateChat => daemon.open_window("chat"),
             Action::OpenTailscale => open_tailscale(&daemon),
+            Action::Usage => daemon.open_window("status"),
+            Action::Resume => resume_from_tray(&daemon),
             Action::Quit => break,
         }
     }
@@ -260,6 +263,7 @@ async fn tray_spawn(
         view: TrayView::of(state),
         server: None,
         tailnet: None,
+        usage: None,
         actions,
     };
     // No StatusNotifier host yet (a desktop still starting, Xvfb): keep the item
@@ -490,6 +494,9 @@ fn first_run_or_start(daemon: &Arc<Daemon>) {
     tokio::spawn(async move {
         match daemon.core.overview().await {
             Ok(ov) if !ov.provider.configured => daemon.open_window("setup"),
+            Ok(_) if daemon.core.spend_paused().await => {
+                tracing::info!("paused at the spend cap: not starting the assistant");
+            }
             Ok(_) => {
                 tracing::info!("provider configured: starting the assistant");
                 if let Err(p) = daemon.core.start().await {
@@ -514,6 +521,78 @@ fn start_from_tray(daemon: &Arc<Daemon>) {
                 daemon.open_window("setup");
             } else {
                 notify::show_problem("Your assistant didn't start", &p);
+            }
+        }
+    });
+}
+
+fn resume_from_tray(daemon: &Arc<Daemon>) {
+    let daemon = daemon.clone();
+    tokio::spawn(async move {
+        if let Err(p) = daemon.core.spend_resume().await {
+            tracing::warn!(code = %p.code, "resume from the tray failed");
+            notify::show_problem("Your assistant didn't resume", &p);
+        }
+    });
+}
+
+/// How often the tray's "Usage updated N min ago" line is rewritten.
+const USAGE_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `CLAWKEEPER_USAGE_EVERY_SECS` (tests), else every 5 minutes.
+fn usage_interval() -> std::time::Duration {
+    std::env::var("CLAWKEEPER_USAGE_EVERY_SECS")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(
+            clawkeeper_core::app::SYNC_EVERY,
+            std::time::Duration::from_secs,
+        )
+}
+
+/// Usage: synced in the background (the core decides when); the tray's spend lines follow
+/// each sync, and spend alerts become notifications.
+fn watch_usage(core: &Clawkeeper, tray: TrayHandle) {
+    use clawkeeper_core::app::Event;
+    let core = core.clone();
+    let mut rx = core.events();
+    core.watch_usage(usage_interval());
+    tokio::spawn(async move {
+        let mut summary = core.usage_summary().await.ok();
+        let mut shown = None;
+        loop {
+            let lines = summary
+                .as_ref()
+                .filter(|s| s.synced_at.is_some() || s.paused)
+                .map(|s| tray::TrayUsage::of(s, time::OffsetDateTime::now_utc()));
+            if lines != shown {
+                #[cfg(target_os = "linux")]
+                if let Some(t) = &tray {
+                    let l = lines.clone();
+                    t.update(|tray| tray.usage = l).await;
+                }
+                #[cfg(not(target_os = "linux"))]
+                let _ = &tray;
+                shown = lines;
+            }
+            let wait = tokio::time::sleep(USAGE_LINE_EVERY);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    ev = rx.recv() => match ev {
+                        Ok(Event::Usage(s)) => {
+                            summary = Some(s);
+                            break;
+                        }
+                        Ok(Event::SpendAlert { summary: title, body, .. }) => {
+                            notify::show(notify::Notice { summary: title, body });
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return,
+                    }
+                }
             }
         }
     });

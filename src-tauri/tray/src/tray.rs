@@ -19,6 +19,10 @@ pub enum Action {
     OpenPrivateChat,
     /// Tailscale on this computer needs the person to log in: open its login page.
     OpenTailscale,
+    /// Start the assistant again after it was paused at the spend cap.
+    Resume,
+    /// The status window's Usage section.
+    Usage,
     Quit,
 }
 /// Which icon the tray shows.
@@ -83,6 +87,50 @@ impl TrayView {
     }
 }
 
+/// The spend lines of the tray (see `clawkeeper_core::app::UsageSummary`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrayUsage {
+    /// "$0.42 today · $6.10 this month".
+    pub line: String,
+    /// "Updated 3 min ago", or why it couldn't be.
+    pub freshness: String,
+    /// Paused at the spend cap: offer Resume.
+    pub paused: bool,
+}
+
+impl TrayUsage {
+    /// The lines from a summary, `now` being the current time.
+    pub fn of(s: &clawkeeper_core::app::UsageSummary, now: time::OffsetDateTime) -> Self {
+        let age = s
+            .synced_at
+            .as_deref()
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|t| (now - t).whole_minutes().max(0));
+        let freshness = match (age, &s.error) {
+            (None, _) => "Usage not counted yet".to_owned(),
+            (Some(m), Some(_)) => format!("Usage from {} — can't update now", ago(m)),
+            (Some(m), None) => format!("Usage updated {}", ago(m)),
+        };
+        Self {
+            line: s.line(),
+            freshness,
+            paused: s.paused,
+        }
+    }
+}
+
+fn ago(minutes: i64) -> String {
+    match minutes {
+        0 => "just now".into(),
+        1 => "1 min ago".into(),
+        m if m < 120 => format!("{m} min ago"),
+        m if m < 48 * 60 => format!("{} h ago", m / 60),
+        m => format!("{} days ago", m / (24 * 60)),
+    }
+}
+
 /// A decoded icon: width, height, ARGB32 bytes in network byte order.
 pub fn argb32(png_bytes: &[u8]) -> Result<(i32, i32, Vec<u8>), png::DecodingError> {
     let mut decoder = png::Decoder::new(png_bytes);
@@ -125,6 +173,8 @@ pub struct Tray {
     pub server: Option<String>,
     /// The tailnet lines (see `clawkeeper_core::tailnet::watch::tray`), if any.
     pub tailnet: Option<TrayTailnet>,
+    /// Spend today and this month, and how fresh it is, once counted.
+    pub usage: Option<TrayUsage>,
     pub actions: UnboundedSender<Action>,
 }
 
@@ -168,8 +218,13 @@ impl ksni::Tray for Tray {
     }
 
     fn tool_tip(&self) -> ksni::ToolTip {
+        let title = match &self.usage {
+            Some(u) if u.paused => format!("Clawkeeper — Paused at your spend cap · {}", u.line),
+            Some(u) => format!("{} · {}", self.view.tooltip(), u.line),
+            None => self.view.tooltip(),
+        };
         ksni::ToolTip {
-            title: self.view.tooltip(),
+            title,
             ..Default::default()
         }
     }
@@ -189,6 +244,20 @@ impl ksni::Tray for Tray {
             Separator,
             toggle,
         ];
+        if let Some(u) = &self.usage {
+            items.extend([
+                Separator,
+                self.item(u.line.clone(), true, Some(Action::Usage)),
+                self.item(u.freshness.clone(), false, None),
+            ]);
+            if u.paused {
+                items.push(self.item(
+                    "Paused at your spend cap — Resume".into(),
+                    true,
+                    Some(Action::Resume),
+                ));
+            }
+        }
         if let Some(server) = &self.server {
             let busy = server.contains('…');
             items.extend([
@@ -272,6 +341,7 @@ mod tests {
             view: TrayView::of(&InstanceState::Stopped),
             server: None,
             tailnet: None,
+            usage: None,
             actions: tx,
         };
         let labels_and_clicks: Vec<(String, bool)> = tray
@@ -323,6 +393,7 @@ mod tests {
             view: TrayView::of(&InstanceState::Stopped),
             server: Some("Server: needs attention".into()),
             tailnet: None,
+            usage: None,
             actions: tx,
         };
         let items: Vec<(String, bool)> = tray
@@ -366,6 +437,7 @@ mod tests {
             view: TrayView::of(&InstanceState::Stopped),
             server: Some("Server: safe".into()),
             tailnet: watch::tray(Some(&connected), Some(&node), now),
+            usage: None,
             actions: tx,
         };
         let labels = |t: &Tray| -> Vec<(String, bool)> {
@@ -427,5 +499,74 @@ mod tests {
             let (w, h, data) = argb32(look.png()).unwrap();
             assert_eq!((w, h, data.len()), (32, 32, 32 * 32 * 4));
         }
+    }
+
+    #[test]
+    fn spend_lines_tooltip_and_resume() {
+        use clawkeeper_core::app::UsageSummary;
+        use ksni::Tray as _;
+        let now = time::OffsetDateTime::parse(
+            "2026-11-26T12:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let summary = UsageSummary {
+            today: 0.42,
+            month: 6.1,
+            cap_percent: None,
+            synced_at: Some("2026-11-26T11:57:00Z".into()),
+            error: None,
+            paused: false,
+        };
+        let u = TrayUsage::of(&summary, now);
+        assert_eq!(u.line, "$0.42 today · $6.10 this month");
+        assert_eq!(u.freshness, "Usage updated 3 min ago");
+        let failing = UsageSummary {
+            error: Some("Your assistant isn't answering".into()),
+            synced_at: Some("2026-11-26T09:00:00Z".into()),
+            ..summary.clone()
+        };
+        assert_eq!(
+            TrayUsage::of(&failing, now).freshness,
+            "Usage from 3 h ago — can't update now"
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tray = Tray {
+            view: TrayView::of(&InstanceState::Healthy {
+                version: None,
+                since: String::new(),
+            }),
+            server: None,
+            tailnet: None,
+            usage: Some(u),
+            actions: tx,
+        };
+        assert_eq!(
+            tray.tool_tip().title,
+            "Clawkeeper — Working · $0.42 today · $6.10 this month"
+        );
+        tray.usage = Some(TrayUsage::of(
+            &UsageSummary {
+                paused: true,
+                ..summary
+            },
+            now,
+        ));
+        assert!(tray
+            .tool_tip()
+            .title
+            .starts_with("Clawkeeper — Paused at your spend cap"));
+        let mut resumed = false;
+        for item in tray.menu() {
+            if let ksni::MenuItem::Standard(i) = item {
+                if i.label.contains("Resume") {
+                    assert!(i.enabled);
+                    (i.activate)(&mut tray);
+                    resumed = true;
+                }
+            }
+        }
+        assert!(resumed);
+        assert_eq!(rx.try_recv().unwrap(), Action::Resume);
     }
 }

@@ -9,6 +9,7 @@
 //! - [`period`] says which days a day, week or month of spend covers (UTC, as the
 //!   providers count).
 
+pub mod alerts;
 pub mod gateway;
 pub mod ledger;
 pub mod period;

@@ -1,0 +1,554 @@
+//! Usage and spend in the facade: syncing the assistant's usage into the ledger (every
+//! few minutes in the tray daemon, or on demand), the view the status window and the
+//! tray show, exports, the spend cap and its alerts, and pausing at the cap.
+
+use super::{problem, Clawkeeper, Event};
+use crate::audit;
+use crate::local::supervisor::InstanceState;
+use crate::local::LOCAL_ID;
+use crate::problem::Problem;
+use crate::usage::alerts::{self, Alert, Cap};
+use crate::usage::ledger::{Filter, Ledger, Row, Totals};
+use crate::usage::{format_dollars, By, Day, Period, SyncReport, Syncer};
+use serde::Serialize;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// The setting that says the assistant was paused at the cap (value: the day it was).
+pub const PAUSED_SETTING: &str = "spend.paused";
+
+/// How often the tray daemon syncs usage when nothing is wrong.
+pub const SYNC_EVERY: Duration = Duration::from_secs(300);
+/// The longest wait between attempts while the assistant can't be reached.
+const SYNC_BACKOFF_MAX: Duration = Duration::from_secs(1800);
+
+/// The compressed summary for the tray (tooltip and menu line).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageSummary {
+    pub today: f64,
+    pub month: f64,
+    /// Percent of the cap used in its current period, if there is a cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap_percent: Option<f64>,
+    /// When the numbers were last brought up to date (RFC 3339), if ever.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synced_at: Option<String>,
+    /// Why the last attempt failed, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub paused: bool,
+}
+
+impl UsageSummary {
+    /// "$0.42 today · $6.10 this month" (and "· 85 % of cap").
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "{} today · {} this month",
+            format_dollars(self.today),
+            format_dollars(self.month)
+        );
+        if let Some(p) = self.cap_percent {
+            s.push_str(&format!(" · {p:.0}% of cap"));
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapView {
+    #[serde(flatten)]
+    pub cap: Cap,
+    pub period_start: Day,
+    pub period_end: Day,
+    pub spent: f64,
+    pub percent: f64,
+}
+
+/// Everything the status window's Usage section shows, from the ledger only (fast: no
+/// call to the assistant).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageView {
+    /// Days are UTC days (what OpenRouter and the caps count in): the UI says so.
+    pub days_are: &'static str,
+    pub today: Day,
+    pub from: Day,
+    pub to: Day,
+    pub summary: UsageSummary,
+    pub today_totals: Totals,
+    pub month_totals: Totals,
+    pub range_totals: Totals,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap: Option<CapView>,
+    pub daily: Vec<Row>,
+    pub model_daily: Vec<Row>,
+    pub models: Vec<Row>,
+    pub channels: Vec<Row>,
+    pub sessions: Vec<Row>,
+}
+
+/// A usage export's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+fn usage_problem(e: &crate::usage::Error) -> Problem {
+    problem(e)
+}
+
+/// A CSV field: quoted when needed, and text that a spreadsheet would run as a formula
+/// (`=`, `+`, `-`, `@` first) made plain with a leading `'`.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// Rows as CSV with a header line. Costs in US dollars with full precision.
+pub fn to_csv(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "day,key,label,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,total_tokens,cost_usd,calls\n",
+    );
+    for r in rows {
+        let line = [
+            r.day.map(|d| d.to_string()).unwrap_or_default(),
+            csv_field(&r.key),
+            csv_field(r.label.as_deref().unwrap_or("")),
+            r.tokens.input.to_string(),
+            r.tokens.output.to_string(),
+            r.tokens.cache_read.to_string(),
+            r.tokens.cache_write.to_string(),
+            r.tokens.total.to_string(),
+            format!("{}", r.cost),
+            r.calls.map(|c| c.to_string()).unwrap_or_default(),
+        ]
+        .join(",");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+impl Clawkeeper {
+    pub fn usage_ledger(&self) -> Ledger {
+        Ledger::new(self.inner.store.clone())
+    }
+
+    /// The instance whose gateway chat (and so usage sync) goes to.
+    async fn usage_instance(&self) -> String {
+        self.assistant_server()
+            .await
+            .unwrap_or_else(|| LOCAL_ID.to_owned())
+    }
+
+    /// Bring the assistant's usage up to date now (only the last days are asked for), then
+    /// give any spend alert that is due. The assistant on this computer must be running.
+    pub async fn usage_sync(&self) -> Result<SyncReport, Problem> {
+        let instance = self.usage_instance().await;
+        if instance == LOCAL_ID {
+            let state = self.inner.supervisor.status().borrow().state.clone();
+            if !matches!(
+                state,
+                InstanceState::Healthy { .. } | InstanceState::Degraded { .. }
+            ) {
+                return Err(Problem::new(
+                    "assistant_not_running",
+                    "Your assistant isn't running, so its usage can't be brought up to date.",
+                    Some("Start it; the numbers shown are from when it last ran."),
+                ));
+            }
+        }
+        let gw = self.gateway().await?;
+        let syncer = Syncer::new(self.usage_ledger());
+        let result = syncer.sync(&gw, &instance, Day::today()).await;
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.emit_usage().await;
+                return Err(usage_problem(&e));
+            }
+        };
+        tracing::debug!(?report, "usage synced");
+        self.check_spend().await?;
+        self.emit_usage().await;
+        Ok(report)
+    }
+
+    /// Give the spend alerts that are due (each once per period), and pause the assistant
+    /// at the cap if the person asked for that.
+    async fn check_spend(&self) -> Result<(), Problem> {
+        let store = &self.inner.store;
+        let today = Day::today();
+        let cap = Cap::load(store).await.map_err(|e| usage_problem(&e))?;
+        let ledger = self.usage_ledger();
+        let spent = match &cap {
+            Some(c) => {
+                let (from, to) = c.period.bounds(today);
+                ledger
+                    .totals(&Filter {
+                        from,
+                        to,
+                        instance: None,
+                    })
+                    .await
+                    .map_err(|e| usage_problem(&e))?
+                    .cost
+            }
+            None => 0.0,
+        };
+        let daily = ledger
+            .daily_spend(&Filter {
+                from: today.plus(-alerts::SPIKE_WINDOW - 1),
+                to: today,
+                instance: None,
+            })
+            .await
+            .map_err(|e| usage_problem(&e))?;
+        let due = alerts::due(store, cap.as_ref(), spent, &daily, today)
+            .await
+            .map_err(|e| usage_problem(&e))?;
+        for alert in due {
+            let (summary, body) = alert.words();
+            let _ = audit::append(store, None, "spend.alert", &summary).await;
+            self.emit(Event::SpendAlert {
+                summary,
+                body,
+                alert: alert.clone(),
+            });
+            if let (Alert::Threshold { level, .. }, Some(c)) = (&alert, &cap) {
+                if *level >= 100 && c.pause_at_cap {
+                    self.pause_at_cap(today).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop the assistant on this computer because the cap was reached (a server's
+    /// assistant is held back by the provider's own limit on the key).
+    async fn pause_at_cap(&self, today: Day) -> Result<(), Problem> {
+        let store = &self.inner.store;
+        store
+            .set_setting(PAUSED_SETTING, &today.to_string())
+            .await
+            .map_err(|e| problem(&e))?;
+        let _ = audit::append(
+            store,
+            Some(LOCAL_ID),
+            "spend.paused",
+            "the spend cap was reached",
+        )
+        .await;
+        if self.usage_instance().await == LOCAL_ID {
+            self.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the assistant was paused at the cap.
+    pub async fn spend_paused(&self) -> bool {
+        matches!(self.inner.store.setting(PAUSED_SETTING).await, Ok(Some(_)))
+    }
+
+    /// Resume after a pause at the cap: one click.
+    pub async fn spend_resume(&self) -> Result<(), Problem> {
+        let store = &self.inner.store;
+        store
+            .delete_setting(PAUSED_SETTING)
+            .await
+            .map_err(|e| problem(&e))?;
+        let _ = audit::append(store, Some(LOCAL_ID), "spend.resumed", "").await;
+        if self.usage_instance().await == LOCAL_ID {
+            self.start().await?;
+        }
+        self.emit_usage().await;
+        Ok(())
+    }
+
+    /// Set (or with `None`, remove) the spend cap.
+    pub async fn spend_cap_set(&self, cap: Option<Cap>) -> Result<UsageView, Problem> {
+        let store = &self.inner.store;
+        match &cap {
+            Some(c) => {
+                c.save(store).await.map_err(|e| usage_problem(&e))?;
+                let _ = audit::append(
+                    store,
+                    None,
+                    "spend.cap_set",
+                    &format!("{} {}", format_dollars(c.amount), c.period.name()),
+                )
+                .await;
+            }
+            None => {
+                Cap::clear(store).await.map_err(|e| usage_problem(&e))?;
+                let _ = audit::append(store, None, "spend.cap_removed", "").await;
+            }
+        }
+        // A cap below what is already spent is news at once.
+        self.check_spend().await?;
+        self.emit_usage().await;
+        self.usage_view(30).await
+    }
+
+    pub async fn usage_summary(&self) -> Result<UsageSummary, Problem> {
+        let today = Day::today();
+        let ledger = self.usage_ledger();
+        let all = |from, to| Filter {
+            from,
+            to,
+            instance: None,
+        };
+        let (month_from, month_to) = Period::Monthly.bounds(today);
+        let t = ledger
+            .totals(&all(today, today))
+            .await
+            .map_err(|e| usage_problem(&e))?;
+        let m = ledger
+            .totals(&all(month_from, month_to))
+            .await
+            .map_err(|e| usage_problem(&e))?;
+        let cap = Cap::load(&self.inner.store)
+            .await
+            .map_err(|e| usage_problem(&e))?;
+        let cap_percent = match &cap {
+            Some(c) => {
+                let (f, t) = c.period.bounds(today);
+                let spent = ledger
+                    .totals(&all(f, t))
+                    .await
+                    .map_err(|e| usage_problem(&e))?
+                    .cost;
+                Some(100.0 * spent / c.amount)
+            }
+            None => None,
+        };
+        let state = ledger
+            .sync_state(&self.usage_instance().await)
+            .await
+            .map_err(|e| usage_problem(&e))?;
+        Ok(UsageSummary {
+            today: t.cost,
+            month: m.cost,
+            cap_percent,
+            synced_at: state.as_ref().map(|s| s.synced_at.clone()),
+            error: state.and_then(|s| s.error),
+            paused: self.spend_paused().await,
+        })
+    }
+
+    async fn emit_usage(&self) {
+        if let Ok(s) = self.usage_summary().await {
+            self.emit(Event::Usage(s));
+        }
+    }
+
+    /// The Usage section: the last `days` days (UTC) and the current month.
+    pub async fn usage_view(&self, days: u32) -> Result<UsageView, Problem> {
+        let today = Day::today();
+        let from = today.plus(-i64::from(days.clamp(1, 3660)) + 1);
+        let f = Filter {
+            from,
+            to: today,
+            instance: None,
+        };
+        let ledger = self.usage_ledger();
+        let err = |e: crate::usage::Error| usage_problem(&e);
+        let summary = self.usage_summary().await?;
+        let (month_from, month_to) = Period::Monthly.bounds(today);
+        let month_totals = ledger
+            .totals(&Filter {
+                from: month_from,
+                to: month_to,
+                instance: None,
+            })
+            .await
+            .map_err(err)?;
+        let cap = match Cap::load(&self.inner.store).await.map_err(err)? {
+            Some(c) => {
+                let (period_start, period_end) = c.period.bounds(today);
+                let spent = ledger
+                    .totals(&Filter {
+                        from: period_start,
+                        to: period_end,
+                        instance: None,
+                    })
+                    .await
+                    .map_err(err)?
+                    .cost;
+                Some(CapView {
+                    percent: 100.0 * spent / c.amount,
+                    cap: c,
+                    period_start,
+                    period_end,
+                    spent,
+                })
+            }
+            None => None,
+        };
+        let mut sessions = ledger.breakdown(&f, By::Session).await.map_err(err)?;
+        sessions.truncate(20);
+        Ok(UsageView {
+            days_are: "utc",
+            today,
+            from,
+            to: today,
+            today_totals: ledger
+                .totals(&Filter {
+                    from: today,
+                    to: today,
+                    instance: None,
+                })
+                .await
+                .map_err(err)?,
+            month_totals,
+            range_totals: ledger.totals(&f).await.map_err(err)?,
+            summary,
+            cap,
+            daily: ledger.breakdown(&f, By::Day).await.map_err(err)?,
+            model_daily: ledger.breakdown(&f, By::DayModel).await.map_err(err)?,
+            models: ledger.breakdown(&f, By::Model).await.map_err(err)?,
+            channels: ledger.breakdown(&f, By::Channel).await.map_err(err)?,
+            sessions,
+        })
+    }
+
+    /// Usage over `from..=to` grouped `by`, as CSV or JSON text.
+    pub async fn usage_export(
+        &self,
+        format: Format,
+        from: Day,
+        to: Day,
+        by: By,
+    ) -> Result<String, Problem> {
+        let rows = self
+            .usage_ledger()
+            .breakdown(
+                &Filter {
+                    from,
+                    to,
+                    instance: None,
+                },
+                by,
+            )
+            .await
+            .map_err(|e| usage_problem(&e))?;
+        Ok(match format {
+            Format::Csv => to_csv(&rows),
+            Format::Json => serde_json::to_string_pretty(&serde_json::json!({
+                "daysAre": "utc",
+                "currency": "USD",
+                "from": from,
+                "to": to,
+                "rows": rows,
+            }))
+            .unwrap_or_default(),
+        })
+    }
+
+    /// Keep usage up to date in the background (the tray daemon calls this once): every
+    /// `every`, sooner when chat moves to another assistant, backing off (to 30 min) while
+    /// the assistant can't be reached.
+    pub fn watch_usage(&self, every: Duration) {
+        let app = self.clone();
+        let mut rx = self.events();
+        tokio::spawn(async move {
+            let mut wait = every;
+            loop {
+                match app.usage_sync().await {
+                    Ok(_) => wait = every,
+                    Err(p) => {
+                        tracing::info!(code = %p.code, "usage not synced");
+                        wait = if p.code == "assistant_not_running" {
+                            every
+                        } else {
+                            (wait * 2).clamp(Duration::from_secs(30), SYNC_BACKOFF_MAX.max(every))
+                        };
+                    }
+                }
+                let sleep = tokio::time::sleep(wait);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        _ = &mut sleep => break,
+                        ev = rx.recv() => match ev {
+                            Ok(Event::Assistant(_)) => break,
+                            Ok(Event::Instance { state: "healthy", .. }) => break,
+                            Ok(_) | Err(RecvError::Lagged(_)) => {}
+                            Err(RecvError::Closed) => return,
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::Tokens;
+
+    #[test]
+    fn csv_is_safe_for_spreadsheets() {
+        let rows = vec![Row {
+            day: Day::parse("2026-11-26"),
+            key: "=HYPERLINK(\"x\")".into(),
+            label: Some("Team, \"ops\"\nchat".into()),
+            tokens: Tokens {
+                input: 1,
+                output: 2,
+                cache_read: 0,
+                cache_write: 0,
+                total: 3,
+            },
+            cost: 0.0042,
+            calls: None,
+        }];
+        let csv = to_csv(&rows);
+        let line = csv.lines().nth(1).unwrap();
+        assert!(
+            line.starts_with("2026-11-26,\"'=HYPERLINK(\"\"x\"\")\",\"Team, \"\"ops\"\""),
+            "{csv}"
+        );
+        assert!(csv.contains(",3,0.0042,\n"), "{csv}");
+    }
+
+    #[test]
+    fn the_tray_line_reads_like_the_issue() {
+        let s = UsageSummary {
+            today: 0.42,
+            month: 6.1,
+            cap_percent: None,
+            synced_at: None,
+            error: None,
+            paused: false,
+        };
+        assert_eq!(s.line(), "$0.42 today · $6.10 this month");
+        let s = UsageSummary {
+            cap_percent: Some(84.6),
+            ..s
+        };
+        assert_eq!(s.line(), "$0.42 today · $6.10 this month · 85% of cap");
+    }
+}

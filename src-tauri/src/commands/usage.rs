@@ -1,0 +1,66 @@
+//! Usage and spend (forwarded to the daemon): the Usage section, "Update now", exports,
+//! the spend cap and resuming after a pause at the cap.
+
+use crate::Daemon;
+use clawkeeper_core::Problem;
+use serde_json::{json, Value};
+use tauri::State;
+
+/// The Usage section from what is already counted (fast: no call to the assistant).
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn usage_view(daemon: State<'_, Daemon>, days: Option<u32>) -> Result<Value, Problem> {
+    daemon.0.call("usage_view", json!({ "days": days })).await
+}
+
+/// "Update now": ask the assistant for what's new, then the section again.
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn usage_sync(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
+    daemon.0.call("usage_sync", json!({})).await
+}
+
+/// CSV or JSON text of a breakdown (the window saves it where the person chooses).
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn usage_export(
+    daemon: State<'_, Daemon>,
+    format: String,
+    by: String,
+    from: String,
+    to: String,
+) -> Result<Value, Problem> {
+    daemon
+        .0
+        .call(
+            "usage_export",
+            json!({ "format": format, "by": by, "from": from, "to": to }),
+        )
+        .await
+}
+
+/// Set the spend cap (`amount: null` removes it).
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn spend_cap_set(
+    daemon: State<'_, Daemon>,
+    amount: Option<f64>,
+    period: Option<String>,
+    levels: Option<Vec<u8>>,
+    pause_at_cap: bool,
+) -> Result<Value, Problem> {
+    daemon
+        .0
+        .call(
+            "spend_cap_set",
+            json!({ "amount": amount, "period": period, "levels": levels, "pauseAtCap": pause_at_cap }),
+        )
+        .await
+}
+
+/// Resume after a pause at the spend cap.
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn spend_resume(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
+    daemon.0.call("spend_resume", json!({})).await
+}
