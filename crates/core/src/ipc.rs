@@ -391,18 +391,26 @@ async fn dispatch_usage(core: &Clawkeeper, method: &str, p: Value) -> Result<Val
                 by: String,
                 from: String,
                 to: String,
+                /// Save it as a file (Downloads) rather than return the text.
+                #[serde(default)]
+                save: bool,
             }
             let P {
                 format,
                 by,
                 from,
                 to,
+                save,
             } = params(p)?;
             let format = crate::app::Format::parse(&format).ok_or_else(|| bad("format"))?;
             let by = By::parse(&by).ok_or_else(|| bad("grouping"))?;
             let (Some(from), Some(to)) = (Day::parse(&from), Day::parse(&to)) else {
                 return Err(bad("date"));
             };
+            if save {
+                let path = core.usage_save(format, from, to, by).await?;
+                return Ok(json!({ "path": path.display().to_string() }));
+            }
             let text = core.usage_export(format, from, to, by).await?;
             Ok(json!({ "text": text }))
         }

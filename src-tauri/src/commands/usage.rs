@@ -20,7 +20,7 @@ pub async fn usage_sync(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
     daemon.0.call("usage_sync", json!({})).await
 }
 
-/// CSV or JSON text of a breakdown (the window saves it where the person chooses).
+/// A breakdown as CSV or JSON: the text, or with `save`, a file in Downloads (its path).
 #[tauri::command]
 #[tracing::instrument(skip(daemon))]
 pub async fn usage_export(
@@ -29,12 +29,13 @@ pub async fn usage_export(
     by: String,
     from: String,
     to: String,
+    save: Option<bool>,
 ) -> Result<Value, Problem> {
     daemon
         .0
         .call(
             "usage_export",
-            json!({ "format": format, "by": by, "from": from, "to": to }),
+            json!({ "format": format, "by": by, "from": from, "to": to, "save": save.unwrap_or(false) }),
         )
         .await
 }

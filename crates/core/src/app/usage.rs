@@ -66,6 +66,47 @@ pub struct CapView {
     pub percent: f64,
 }
 
+/// Where the app's count (from the assistant) and the provider's disagree by more than a
+/// cent and 5 %: shown side by side, never silently picked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Difference {
+    /// `today` | `month`
+    pub period: &'static str,
+    pub app: f64,
+    pub provider: f64,
+}
+
+/// What the model provider itself says (OpenRouter's key and, with a management key, its
+/// activity and credits), when it can be asked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderUsageView {
+    pub name: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub today: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub week: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub month: Option<f64>,
+    /// The key's limit, and what is left of it (`None`: no limit on the key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_remaining: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_reset: Option<String>,
+    /// The cap is set on the key at the provider (so it holds even if this app is closed).
+    pub cap_enforced: bool,
+    /// Credits left on the account (management key only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits_left: Option<f64>,
+    pub checked_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub differs: Vec<Difference>,
+}
+
 /// Everything the status window's Usage section shows, from the ledger only (fast: no
 /// call to the assistant).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -87,6 +128,9 @@ pub struct UsageView {
     pub models: Vec<Row>,
     pub channels: Vec<Row>,
     pub sessions: Vec<Row>,
+    /// The provider's own view, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderUsageView>,
 }
 
 /// A usage export's format.
@@ -104,6 +148,20 @@ impl Format {
             _ => None,
         }
     }
+}
+
+/// Where exports go: `CLAWKEEPER_EXPORT_DIR`, else Downloads, else the home folder.
+fn export_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("CLAWKEEPER_EXPORT_DIR").filter(|d| !d.is_empty()) {
+        return d.into();
+    }
+    directories::UserDirs::new()
+        .and_then(|u| {
+            u.download_dir()
+                .map(std::path::Path::to_owned)
+                .or_else(|| Some(u.home_dir().to_owned()))
+        })
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 fn usage_problem(e: &crate::usage::Error) -> Problem {
@@ -430,6 +488,7 @@ impl Clawkeeper {
             models: ledger.breakdown(&f, By::Model).await.map_err(err)?,
             channels: ledger.breakdown(&f, By::Channel).await.map_err(err)?,
             sessions,
+            provider: None,
         })
     }
 
@@ -464,6 +523,74 @@ impl Clawkeeper {
             }))
             .unwrap_or_default(),
         })
+    }
+
+    /// Save an export as a file in the person's Downloads folder (or
+    /// `CLAWKEEPER_EXPORT_DIR`), never over an existing file. Returns where it went.
+    pub async fn usage_save(
+        &self,
+        format: Format,
+        from: Day,
+        to: Day,
+        by: By,
+    ) -> Result<std::path::PathBuf, Problem> {
+        let text = self.usage_export(format, from, to, by).await?;
+        let dir = export_dir();
+        let ext = match format {
+            Format::Csv => "csv",
+            Format::Json => "json",
+        };
+        let by_name = match by {
+            By::Day => "by-day",
+            By::Model => "by-model",
+            By::Channel => "by-channel",
+            By::Session => "by-conversation",
+            By::DayModel => "by-day-and-model",
+        };
+        let cant = |e: std::io::Error| {
+            let disk_full = e.raw_os_error() == Some(libc::ENOSPC);
+            Problem::new(
+                if disk_full {
+                    "disk_full"
+                } else {
+                    "export_failed"
+                },
+                format!(
+                    "The usage export couldn't be saved in {}: {e}",
+                    dir.display()
+                ),
+                Some(if disk_full {
+                    "Free some disk space, then export again."
+                } else {
+                    "Check that the folder exists and is writable, then export again."
+                }),
+            )
+        };
+        tokio::fs::create_dir_all(&dir).await.map_err(cant)?;
+        let stem = format!("clawkeeper-usage-{by_name}-{from}-to-{to}");
+        let mut path = dir.join(format!("{stem}.{ext}"));
+        let mut n = 2;
+        while tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            path = dir.join(format!("{stem}-{n}.{ext}"));
+            n += 1;
+        }
+        let tmp = path.with_extension(format!("{ext}.part"));
+        let write = async {
+            tokio::fs::write(&tmp, text.as_bytes()).await?;
+            tokio::fs::rename(&tmp, &path).await
+        };
+        if let Err(e) = write.await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(cant(e));
+        }
+        let _ = audit::append(
+            &self.inner.store,
+            None,
+            "usage.exported",
+            &path.display().to_string(),
+        )
+        .await;
+        Ok(path)
     }
 
     /// Keep usage up to date in the background (the tray daemon calls this once): every
