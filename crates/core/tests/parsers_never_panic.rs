@@ -763,6 +763,23 @@ fn tailscale_serve_invariants_hold() -> Result<(), String> {
 }
 
 #[test]
+fn usage_sessions_invariants_hold() -> Result<(), String> {
+    use clawkeeper_core::usage::gateway::parse_sessions_usage;
+    exercise(&Target {
+        name: "usage_sessions",
+        seed: 0x0A5E_5510_4C05_7D11,
+        json: true,
+        fuzz_target: checks::usage_sessions,
+        violations: checks::usage_sessions_violations,
+        accepted: |d| {
+            serde_json::from_slice::<Value>(d)
+                .ok()
+                .is_some_and(|j| parse_sessions_usage(&j).is_ok())
+        },
+    })
+}
+
+#[test]
 fn tailscale_local_checks_catch_wrong_results() {
     use clawkeeper_core::tailnet::local_api::{parse_status, BackendState};
     let body = json!({"BackendState": "NeedsLogin", "AuthURL": "https://login.tailscale.com/a/x",

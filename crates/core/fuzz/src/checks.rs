@@ -1853,3 +1853,119 @@ pub fn posture_report_violations(data: &[u8]) -> Vec<Violation> {
     }
     out
 }
+
+// ------------------------------------------------------------ the gateway's `sessions.usage`
+
+pub fn usage_sessions(data: &[u8]) -> Result<(), String> {
+    unknown_only(usage_sessions_violations(data))
+}
+
+/// Bytes → `usage::gateway::parse_sessions_usage`: only a JSON object with a `sessions`
+/// list is accepted; an accepted answer holds only finite, non-negative costs and real
+/// days; each session's tokens and cost are exactly what its JSON rows say (so a total
+/// built on them is the gateway's); sessions without usage are left out, and no session
+/// or day appears twice.
+pub fn usage_sessions_violations(data: &[u8]) -> Vec<Violation> {
+    use clawkeeper_core::usage::gateway::parse_sessions_usage;
+    let mut out = Vec::new();
+    let Some(j) = std::str::from_utf8(data)
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+    else {
+        return out;
+    };
+    let Ok(u) = parse_sessions_usage(&j) else {
+        return out;
+    };
+    let Some(list) = j.get("sessions").and_then(Value::as_array) else {
+        v(&mut out, "usage.accepts_without_sessions", show_json(&j));
+        return out;
+    };
+    let with_usage: Vec<&Value> = list
+        .iter()
+        .filter(|s| s.get("usage").is_some_and(Value::is_object))
+        .collect();
+    if with_usage.len() != u.sessions.len() {
+        v(
+            &mut out,
+            "usage.session_count",
+            format!(
+                "{} with usage, {} read: {}",
+                with_usage.len(),
+                u.sessions.len(),
+                show_json(&j)
+            ),
+        );
+        return out;
+    }
+    let mut keys = std::collections::HashSet::new();
+    for (s, js) in u.sessions.iter().zip(with_usage) {
+        if !keys.insert(s.key.clone()) {
+            v(&mut out, "usage.session_twice", s.key.clone());
+        }
+        let rows = js["usage"]["dailyBreakdown"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if rows.len() != s.days.len() {
+            v(&mut out, "usage.day_count", show_json(js));
+            continue;
+        }
+        let mut days = std::collections::HashSet::new();
+        for (d, row) in s.days.iter().zip(&rows) {
+            if !days.insert(d.day) {
+                v(&mut out, "usage.day_twice", format!("{} {}", s.key, d.day));
+            }
+            if row["date"].as_str() != Some(d.day.to_string().as_str()) {
+                v(
+                    &mut out,
+                    "usage.day",
+                    format!("{} vs {}", d.day, show_json(row)),
+                );
+            }
+            if !d.cost.is_finite() || d.cost < 0.0 {
+                v(&mut out, "usage.cost_not_money", format!("{}", d.cost));
+            }
+            let want_cost = row
+                .get("totalCost")
+                .map_or_else(|| row.get("cost"), Some)
+                .and_then(Value::as_f64);
+            if want_cost != Some(d.cost) {
+                v(
+                    &mut out,
+                    "usage.cost",
+                    format!("{} vs {}", d.cost, show_json(row)),
+                );
+            }
+            let want_total = row
+                .get("totalTokens")
+                .map_or_else(|| row.get("tokens"), Some)
+                .and_then(Value::as_f64);
+            if want_total != Some(d.tokens.total as f64) {
+                v(
+                    &mut out,
+                    "usage.tokens",
+                    format!("{} vs {}", d.tokens.total, show_json(row)),
+                );
+            }
+            let input = row.get("input").and_then(Value::as_f64).unwrap_or(0.0);
+            if input != d.tokens.input as f64 {
+                v(
+                    &mut out,
+                    "usage.input",
+                    format!("{} vs {}", d.tokens.input, show_json(row)),
+                );
+            }
+        }
+        for m in &s.models {
+            if !m.cost.is_finite() || m.cost < 0.0 {
+                v(
+                    &mut out,
+                    "usage.model_cost_not_money",
+                    format!("{}", m.cost),
+                );
+            }
+        }
+    }
+    out
+}
