@@ -64,6 +64,9 @@ pub enum SecretKind {
     /// client secret (`tskey-client-…`); the prefix says which. Auth keys minted with it
     /// are never stored.
     TailscaleApi,
+    /// The model provider's management key (OpenRouter: reads activity and credits, sets
+    /// the spending cap on the assistant's key). Never given to the assistant.
+    ProviderManagement,
 }
 
 impl SecretKind {
@@ -75,6 +78,7 @@ impl SecretKind {
             SecretKind::SshPassword => "ssh-password",
             SecretKind::CloudToken => "cloud-token",
             SecretKind::TailscaleApi => "tailscale-api",
+            SecretKind::ProviderManagement => "provider-management",
         }
     }
 
@@ -86,6 +90,7 @@ impl SecretKind {
             "ssh-password" => Some(SecretKind::SshPassword),
             "cloud-token" => Some(SecretKind::CloudToken),
             "tailscale-api" => Some(SecretKind::TailscaleApi),
+            "provider-management" => Some(SecretKind::ProviderManagement),
             _ => None,
         }
     }
