@@ -588,7 +588,9 @@ async fn server_errors_garbage_and_timeouts() {
 async fn the_signed_in_key_is_a_key_of_the_account() {
     // The key a person gets by "Sign in with OpenRouter" is a key of the fake's account:
     // it has usage, and the management key finds and caps it.
-    let (fake, api) = setup().await;
+    let (fake, _) = setup().await;
+    let api = OpenRouterApi::for_site(fake.origin(), RetryPolicy::fast()).unwrap();
+    assert_eq!(api.base_url(), fake.api_base());
     let mgmt = Secret::new(fake.add_management_key());
     let signin = clawkeeper_core::openrouter::SignIn::begin(fake.origin())
         .await

@@ -791,6 +791,12 @@ impl OpenRouterApi {
         })
     }
 
+    /// The API of the OpenRouter site `site` (its origin, as [`super::SignIn::begin`]
+    /// takes it: `https://openrouter.ai` or a contract fake's).
+    pub fn for_site(site: &str, policy: RetryPolicy) -> Result<Self> {
+        Self::with_base_url(&format!("{}/api/v1", site.trim_end_matches('/')), policy)
+    }
+
     pub fn base_url(&self) -> &str {
         &self.base
     }
