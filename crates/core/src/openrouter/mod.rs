@@ -2,6 +2,16 @@
 //! person an API key in one click, with no copy and paste (OpenRouter's documented flow:
 //! `/auth?callback_url&code_challenge&code_challenge_method=S256`, then
 //! `POST /api/v1/auth/keys {code, code_verifier, code_challenge_method}` → `{key}`).
+//!
+//! [`api`]: what a key has spent and the cap on it, from OpenRouter's own usage and
+//! key-management endpoints.
+
+pub mod api;
+
+pub use api::{
+    ActivityRow, ApiKey, CreatedKey, Credits, Error as ApiError, KeyInfo, KeyRole, LimitReset,
+    OpenRouterApi, RetryPolicy,
+};
 
 use crate::problem::UserFacing;
 use crate::secret::Secret;
