@@ -34,6 +34,8 @@ const COMMANDS: &[&str] = &[
     "usage_export",
     "spend_cap_set",
     "spend_resume",
+    "provider_management_save",
+    "provider_management_forget",
     "open_window",
 ];
 

@@ -101,6 +101,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::usage::usage_export,
             commands::usage::spend_cap_set,
             commands::usage::spend_resume,
+            commands::usage::provider_management_save,
+            commands::usage::provider_management_forget,
             commands::window::open_window,
         ])
         .setup(|app| {

@@ -11,7 +11,10 @@ pub use server::{
     ServerJob, ServerView,
 };
 pub use tailnet::{system_tailnet, DeviceView, TailnetView, EMBEDDED_SETTING};
-pub use usage::{to_csv, CapView, Format, UsageSummary, UsageView, PAUSED_SETTING, SYNC_EVERY};
+pub use usage::{
+    to_csv, CapView, Difference, Format, ProviderUsageView, UsageSummary, UsageView,
+    PAUSED_SETTING, SYNC_EVERY,
+};
 
 use crate::audit;
 use crate::gateway::chat::{self, ChatUpdate, HistoryMessage, RunState, MAIN_SESSION};
@@ -247,6 +250,8 @@ struct Inner {
     tailnet: StdMutex<Option<Arc<dyn crate::tailnet::Tailnet>>>,
     /// The last [`Event::Assistant`] sent (to send only changes).
     last_view: StdMutex<Option<AssistantView>>,
+    /// What the model provider said about spend when last asked.
+    provider_usage: StdMutex<Option<ProviderUsageView>>,
 }
 
 /// The application core. Cheap to clone.
@@ -329,6 +334,7 @@ impl Clawkeeper {
                 servers: server::Servers::default(),
                 tailnet: StdMutex::new(tailnet::system_tailnet()),
                 last_view: StdMutex::new(None),
+                provider_usage: StdMutex::new(None),
             }),
         };
         app.forward_status();
@@ -805,6 +811,17 @@ impl Clawkeeper {
             .set_desired_state(LOCAL_ID, DesiredState::Running)
             .await
             .map_err(|e| problem(&e))?;
+        // Starting it is the person's choice: a pause at the spend cap ends here.
+        if let Ok(Some(_)) = self.inner.store.setting(PAUSED_SETTING).await {
+            let _ = self.inner.store.delete_setting(PAUSED_SETTING).await;
+            let _ = audit::append(
+                &self.inner.store,
+                Some(LOCAL_ID),
+                "spend.resumed",
+                "started",
+            )
+            .await;
+        }
         let _ = audit::append(
             &self.inner.store,
             Some(LOCAL_ID),

@@ -360,6 +360,14 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
     }
 }
 
+/// `days` of a request's params (the range the Usage section shows), 30 if absent.
+fn days_of(p: &Value) -> u32 {
+    p.get("days")
+        .and_then(Value::as_u64)
+        .and_then(|d| u32::try_from(d).ok())
+        .unwrap_or(30)
+}
+
 /// Usage and spend (`crate::app::usage`).
 async fn dispatch_usage(core: &Clawkeeper, method: &str, p: Value) -> Result<Value, Problem> {
     use crate::usage::{alerts::Cap, By, Day, Period};
@@ -382,7 +390,7 @@ async fn dispatch_usage(core: &Clawkeeper, method: &str, p: Value) -> Result<Val
         }
         "usage_sync" => {
             core.usage_sync().await?;
-            to_value(core.usage_view(30).await?)
+            to_value(core.usage_view(days_of(&p)).await?)
         }
         "usage_export" => {
             #[derive(Deserialize)]
@@ -426,13 +434,17 @@ async fn dispatch_usage(core: &Clawkeeper, method: &str, p: Value) -> Result<Val
                 levels: Option<Vec<u8>>,
                 #[serde(default)]
                 pause_at_cap: bool,
+                #[serde(default)]
+                days: Option<u32>,
             }
             let P {
                 amount,
                 period,
                 levels,
                 pause_at_cap,
+                days,
             } = params(p)?;
+            let days = days.unwrap_or(30);
             let cap = match amount {
                 None => None,
                 Some(a) => {
@@ -441,19 +453,35 @@ async fn dispatch_usage(core: &Clawkeeper, method: &str, p: Value) -> Result<Val
                         .and_then(Period::parse)
                         .unwrap_or(Period::Monthly);
                     Some(Cap::new(a, period, levels, pause_at_cap).map_err(|m| {
-                        Problem::new(
-                            "spend_cap_invalid",
-                            m,
-                            Some("Enter an amount in US dollars, such as 20."),
-                        )
+                        let hint = if m.contains("levels") {
+                            "Use whole percentages from 1 to 100, such as 50, 80 and 100."
+                        } else {
+                            "Enter an amount in US dollars, such as 20."
+                        };
+                        Problem::new("spend_cap_invalid", m, Some(hint))
                     })?)
                 }
             };
-            to_value(core.spend_cap_set(cap).await?)
+            to_value(core.spend_cap_set(cap, days).await?)
         }
         "spend_resume" => {
             core.spend_resume().await?;
-            to_value(core.usage_view(30).await?)
+            to_value(core.usage_view(days_of(&p)).await?)
+        }
+        "provider_management_save" => {
+            #[derive(Deserialize)]
+            struct P {
+                #[serde(deserialize_with = "secret_from_str")]
+                secret: Secret,
+            }
+            let days = days_of(&p);
+            let P { secret } = params(p)?;
+            core.provider_management_save(secret).await?;
+            to_value(core.usage_view(days).await?)
+        }
+        "provider_management_forget" => {
+            core.provider_management_forget().await?;
+            to_value(core.usage_view(days_of(&p)).await?)
         }
         _ => dispatch_server(core, method, p).await,
     }

@@ -2,7 +2,7 @@
 //! the spend cap and resuming after a pause at the cap.
 
 use crate::Daemon;
-use clawkeeper_core::Problem;
+use clawkeeper_core::{Problem, Secret};
 use serde_json::{json, Value};
 use tauri::State;
 
@@ -16,8 +16,8 @@ pub async fn usage_view(daemon: State<'_, Daemon>, days: Option<u32>) -> Result<
 /// "Update now": ask the assistant for what's new, then the section again.
 #[tauri::command]
 #[tracing::instrument(skip(daemon))]
-pub async fn usage_sync(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
-    daemon.0.call("usage_sync", json!({})).await
+pub async fn usage_sync(daemon: State<'_, Daemon>, days: Option<u32>) -> Result<Value, Problem> {
+    daemon.0.call("usage_sync", json!({ "days": days })).await
 }
 
 /// A breakdown as CSV or JSON: the text, or with `save`, a file in Downloads (its path).
@@ -49,12 +49,13 @@ pub async fn spend_cap_set(
     period: Option<String>,
     levels: Option<Vec<u8>>,
     pause_at_cap: bool,
+    days: Option<u32>,
 ) -> Result<Value, Problem> {
     daemon
         .0
         .call(
             "spend_cap_set",
-            json!({ "amount": amount, "period": period, "levels": levels, "pauseAtCap": pause_at_cap }),
+            json!({ "amount": amount, "period": period, "levels": levels, "pauseAtCap": pause_at_cap, "days": days }),
         )
         .await
 }
@@ -62,6 +63,38 @@ pub async fn spend_cap_set(
 /// Resume after a pause at the spend cap.
 #[tauri::command]
 #[tracing::instrument(skip(daemon))]
-pub async fn spend_resume(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
-    daemon.0.call("spend_resume", json!({})).await
+pub async fn spend_resume(daemon: State<'_, Daemon>, days: Option<u32>) -> Result<Value, Problem> {
+    daemon.0.call("spend_resume", json!({ "days": days })).await
+}
+
+/// An OpenRouter management key (so the cap is set on the assistant's key at OpenRouter):
+/// a [`Secret`] at once, across only the daemon's 0600 socket; the answer has no secret.
+#[tauri::command]
+#[tracing::instrument(skip(daemon, secret))]
+pub async fn provider_management_save(
+    daemon: State<'_, Daemon>,
+    secret: String,
+    days: Option<u32>,
+) -> Result<Value, Problem> {
+    let secret = Secret::new(secret);
+    daemon
+        .0
+        .call_with_secrets(
+            "provider_management_save",
+            json!({ "days": days }),
+            &[("secret", &secret)],
+        )
+        .await
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn provider_management_forget(
+    daemon: State<'_, Daemon>,
+    days: Option<u32>,
+) -> Result<Value, Problem> {
+    daemon
+        .0
+        .call("provider_management_forget", json!({ "days": days }))
+        .await
 }

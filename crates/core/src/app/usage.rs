@@ -6,16 +6,50 @@ use super::{problem, Clawkeeper, Event};
 use crate::audit;
 use crate::local::supervisor::InstanceState;
 use crate::local::LOCAL_ID;
-use crate::problem::Problem;
-use crate::usage::alerts::{self, Alert, Cap};
+use crate::openrouter::{LimitReset, OpenRouterApi, RetryPolicy};
+use crate::problem::{Problem, UserFacing};
+use crate::secret::Secret;
+use crate::store::ProviderKind;
+use crate::usage::alerts::{self, Cap};
 use crate::usage::ledger::{Filter, Ledger, Row, Totals};
 use crate::usage::{format_dollars, By, Day, Period, SyncReport, Syncer};
+use crate::vault::{SecretKind, SecretRef};
 use serde::Serialize;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 /// The setting that says the assistant was paused at the cap (value: the day it was).
 pub const PAUSED_SETTING: &str = "spend.paused";
+
+/// The setting that remembers the OpenRouter hash of the assistant's key (to set its cap).
+const KEY_HASH_SETTING: &str = "openrouter.key_hash";
+
+/// The management key's place in the keychain.
+fn management_ref() -> SecretRef {
+    SecretRef::new(SecretKind::ProviderManagement, "openrouter")
+}
+
+/// OpenRouter's API: `CLAWKEEPER_OPENROUTER_SITE` (tests: the contract fake), else the
+/// real site.
+fn openrouter_api() -> Result<OpenRouterApi, Problem> {
+    let site = std::env::var("CLAWKEEPER_OPENROUTER_SITE")
+        .unwrap_or_else(|_| crate::openrouter::SITE.to_owned());
+    OpenRouterApi::for_site(&site, RetryPolicy::default()).map_err(|e| e.problem())
+}
+
+fn limit_reset(p: Period) -> LimitReset {
+    match p {
+        Period::Daily => LimitReset::Daily,
+        Period::Weekly => LimitReset::Weekly,
+        Period::Monthly => LimitReset::Monthly,
+    }
+}
+
+/// The two counts disagree enough to show: more than a cent and more than 5 %.
+fn disagree(app: f64, provider: f64) -> bool {
+    let diff = (app - provider).abs();
+    diff > 0.01 && diff > 0.05 * app.max(provider)
+}
 
 /// How often the tray daemon syncs usage when nothing is wrong.
 pub const SYNC_EVERY: Duration = Duration::from_secs(300);
@@ -98,6 +132,8 @@ pub struct ProviderUsageView {
     pub limit_reset: Option<String>,
     /// The cap is set on the key at the provider (so it holds even if this app is closed).
     pub cap_enforced: bool,
+    /// A management key is saved (so the cap can be set at the provider).
+    pub management_key: bool,
     /// Credits left on the account (management key only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credits_left: Option<f64>,
@@ -224,12 +260,16 @@ impl Clawkeeper {
     /// give any spend alert that is due. The assistant on this computer must be running.
     pub async fn usage_sync(&self) -> Result<SyncReport, Problem> {
         let instance = self.usage_instance().await;
+        // The provider's count is independent of the assistant: asked either way.
+        self.refresh_provider().await;
         if instance == LOCAL_ID {
             let state = self.inner.supervisor.status().borrow().state.clone();
             if !matches!(
                 state,
                 InstanceState::Healthy { .. } | InstanceState::Degraded { .. }
             ) {
+                let _ = self.check_spend().await;
+                self.emit_usage().await;
                 return Err(Problem::new(
                     "assistant_not_running",
                     "Your assistant isn't running, so its usage can't be brought up to date.",
@@ -237,12 +277,19 @@ impl Clawkeeper {
                 ));
             }
         }
-        let gw = self.gateway().await?;
+        let gw = match self.gateway().await {
+            Ok(gw) => gw,
+            Err(p) => {
+                let _ = self.check_spend().await;
+                return Err(p);
+            }
+        };
         let syncer = Syncer::new(self.usage_ledger());
         let result = syncer.sync(&gw, &instance, Day::today()).await;
         let report = match result {
             Ok(r) => r,
             Err(e) => {
+                let _ = self.check_spend().await;
                 self.emit_usage().await;
                 return Err(usage_problem(&e));
             }
@@ -254,16 +301,18 @@ impl Clawkeeper {
     }
 
     /// Give the spend alerts that are due (each once per period), and pause the assistant
-    /// at the cap if the person asked for that.
+    /// at the cap if the person asked for that. Spend is the higher of the app's count and
+    /// the provider's (OpenRouter also counts use of the key elsewhere).
     async fn check_spend(&self) -> Result<(), Problem> {
         let store = &self.inner.store;
         let today = Day::today();
         let cap = Cap::load(store).await.map_err(|e| usage_problem(&e))?;
         let ledger = self.usage_ledger();
+        let provider = self.provider_view();
         let spent = match &cap {
             Some(c) => {
                 let (from, to) = c.period.bounds(today);
-                ledger
+                let ours = ledger
                     .totals(&Filter {
                         from,
                         to,
@@ -271,7 +320,16 @@ impl Clawkeeper {
                     })
                     .await
                     .map_err(|e| usage_problem(&e))?
-                    .cost
+                    .cost;
+                let theirs = provider
+                    .as_ref()
+                    .filter(|p| p.error.is_none())
+                    .and_then(|p| match c.period {
+                        Period::Daily => p.today,
+                        Period::Weekly => p.week,
+                        Period::Monthly => p.month,
+                    });
+                ours.max(theirs.unwrap_or(0.0))
             }
             None => 0.0,
         };
@@ -294,10 +352,17 @@ impl Clawkeeper {
                 body,
                 alert: alert.clone(),
             });
-            if let (Alert::Threshold { level, .. }, Some(c)) = (&alert, &cap) {
-                if *level >= 100 && c.pause_at_cap {
-                    self.pause_at_cap(today).await?;
-                }
+        }
+        if let Some(c) = cap
+            .as_ref()
+            .filter(|c| c.pause_at_cap && spent + 1e-9 >= c.amount)
+        {
+            let (period_start, _) = c.period.bounds(today);
+            if alerts::once(store, "pause", period_start, 100)
+                .await
+                .map_err(|e| usage_problem(&e))?
+            {
+                self.pause_at_cap(today).await?;
             }
         }
         Ok(())
@@ -331,6 +396,8 @@ impl Clawkeeper {
 
     /// Resume after a pause at the cap: one click.
     pub async fn spend_resume(&self) -> Result<(), Problem> {
+        // Resuming within the same period must not pause again at once: the pause of this
+        // period is already recorded (see check_spend), so it stays resumed until the next.
         let store = &self.inner.store;
         store
             .delete_setting(PAUSED_SETTING)
@@ -345,7 +412,7 @@ impl Clawkeeper {
     }
 
     /// Set (or with `None`, remove) the spend cap.
-    pub async fn spend_cap_set(&self, cap: Option<Cap>) -> Result<UsageView, Problem> {
+    pub async fn spend_cap_set(&self, cap: Option<Cap>, days: u32) -> Result<UsageView, Problem> {
         let store = &self.inner.store;
         match &cap {
             Some(c) => {
@@ -363,10 +430,25 @@ impl Clawkeeper {
                 let _ = audit::append(store, None, "spend.cap_removed", "").await;
             }
         }
+        // At the provider too, so it holds when this app is closed. A failure there keeps
+        // the cap here and says why in the provider's part of the view.
+        let enforced = self.enforce_cap(cap.as_ref()).await;
+        self.refresh_provider().await;
+        if let Err(p) = enforced {
+            tracing::warn!(code = %p.code, "the cap could not be set at the provider");
+            if let Ok(mut v) = self.inner.provider_usage.lock() {
+                if let Some(v) = v.as_mut() {
+                    v.error = Some(format!(
+                        "The cap couldn't be set at OpenRouter: {}",
+                        p.message
+                    ));
+                }
+            }
+        }
         // A cap below what is already spent is news at once.
         self.check_spend().await?;
         self.emit_usage().await;
-        self.usage_view(30).await
+        self.usage_view(days).await
     }
 
     pub async fn usage_summary(&self) -> Result<UsageSummary, Problem> {
@@ -488,7 +570,7 @@ impl Clawkeeper {
             models: ledger.breakdown(&f, By::Model).await.map_err(err)?,
             channels: ledger.breakdown(&f, By::Channel).await.map_err(err)?,
             sessions,
-            provider: None,
+            provider: self.provider_view(),
         })
     }
 
@@ -591,6 +673,258 @@ impl Clawkeeper {
         )
         .await;
         Ok(path)
+    }
+
+    /// The assistant's OpenRouter key, when the provider is OpenRouter.
+    async fn openrouter_key(&self) -> Option<Secret> {
+        let rec = self.inner.store.provider(LOCAL_ID).await.ok().flatten()?;
+        if rec.kind != ProviderKind::Openrouter {
+            return None;
+        }
+        self.inner
+            .vault
+            .read(&self.inner.instance.provider_key_ref())
+            .await
+            .ok()
+    }
+
+    async fn management_key(&self) -> Option<Secret> {
+        self.inner.vault.read(&management_ref()).await.ok()
+    }
+
+    /// Save an OpenRouter management key (checked first: OpenRouter must accept it as one),
+    /// then set the spend cap on the assistant's key at OpenRouter, if there is a cap.
+    pub async fn provider_management_save(&self, key: Secret) -> Result<UsageView, Problem> {
+        let api = openrouter_api()?;
+        api.credits(&key).await.map_err(|e| e.problem())?;
+        self.inner
+            .vault
+            .store(&management_ref(), &key)
+            .await
+            .map_err(|e| problem(&e))?;
+        drop(key);
+        let _ = audit::append(
+            &self.inner.store,
+            None,
+            "provider.management_key_saved",
+            "OpenRouter",
+        )
+        .await;
+        let cap = Cap::load(&self.inner.store)
+            .await
+            .map_err(|e| usage_problem(&e))?;
+        if let Some(c) = &cap {
+            self.enforce_cap(Some(c)).await?;
+        }
+        let _ = self.refresh_provider().await;
+        self.usage_view(30).await
+    }
+
+    /// Forget the management key (the cap at OpenRouter stays as it was set).
+    pub async fn provider_management_forget(&self) -> Result<UsageView, Problem> {
+        self.inner
+            .vault
+            .delete(&management_ref())
+            .await
+            .map_err(|e| problem(&e))?;
+        let _ = self.inner.store.delete_setting(KEY_HASH_SETTING).await;
+        let _ = audit::append(
+            &self.inner.store,
+            None,
+            "provider.management_key_forgotten",
+            "OpenRouter",
+        )
+        .await;
+        let _ = self.refresh_provider().await;
+        self.usage_view(30).await
+    }
+
+    /// Set the cap (or with `None`, remove it) on the assistant's key at OpenRouter, so it
+    /// holds even when this app is closed. Needs the management key; returns false when
+    /// there is none or the provider isn't OpenRouter.
+    async fn enforce_cap(&self, cap: Option<&Cap>) -> Result<bool, Problem> {
+        let (Some(key), Some(mgmt)) = (self.openrouter_key().await, self.management_key().await)
+        else {
+            return Ok(false);
+        };
+        let api = openrouter_api()?;
+        let hash = match self
+            .inner
+            .store
+            .setting(KEY_HASH_SETTING)
+            .await
+            .ok()
+            .flatten()
+        {
+            Some(h) => h,
+            None => {
+                let h = api
+                    .find_key_hash(&mgmt, &key)
+                    .await
+                    .map_err(|e| e.problem())?;
+                let _ = self.inner.store.set_setting(KEY_HASH_SETTING, &h).await;
+                h
+            }
+        };
+        let set = api
+            .set_limit(
+                &mgmt,
+                &hash,
+                cap.map(|c| c.amount),
+                cap.map(|c| limit_reset(c.period)),
+            )
+            .await;
+        let set = match set {
+            // The key was replaced since: find it again once.
+            Err(crate::openrouter::ApiError::NotFound { .. }) => {
+                let _ = self.inner.store.delete_setting(KEY_HASH_SETTING).await;
+                let h = api
+                    .find_key_hash(&mgmt, &key)
+                    .await
+                    .map_err(|e| e.problem())?;
+                let _ = self.inner.store.set_setting(KEY_HASH_SETTING, &h).await;
+                api.set_limit(
+                    &mgmt,
+                    &h,
+                    cap.map(|c| c.amount),
+                    cap.map(|c| limit_reset(c.period)),
+                )
+                .await
+            }
+            other => other,
+        };
+        set.map_err(|e| e.problem())?;
+        let _ = audit::append(
+            &self.inner.store,
+            None,
+            "spend.cap_enforced",
+            &match cap {
+                Some(c) => format!(
+                    "OpenRouter key limit {} {}",
+                    format_dollars(c.amount),
+                    c.period.name()
+                ),
+                None => "OpenRouter key limit removed".into(),
+            },
+        )
+        .await;
+        Ok(true)
+    }
+
+    /// Ask OpenRouter what the assistant's key has spent (and, with the management key,
+    /// the account's credits), compare with the app's own count, and keep the answer for
+    /// the Usage section. `None` when the provider isn't OpenRouter.
+    pub async fn refresh_provider(&self) -> Option<ProviderUsageView> {
+        let Some(key) = self.openrouter_key().await else {
+            if let Ok(mut v) = self.inner.provider_usage.lock() {
+                *v = None;
+            }
+            return None;
+        };
+        let now = crate::time::now_rfc3339();
+        let view = match openrouter_api() {
+            Err(p) => self.provider_failed(p.message, now),
+            Ok(api) => match api.key_info(&key).await {
+                Err(e) => self.provider_failed(e.to_string(), now),
+                Ok(info) => {
+                    let mgmt = self.management_key().await;
+                    let credits = match &mgmt {
+                        Some(m) => api.credits(m).await.ok().map(|c| c.remaining()),
+                        None => None,
+                    };
+                    let cap = Cap::load(&self.inner.store).await.ok().flatten();
+                    let cap_enforced = cap.as_ref().is_some_and(|c| {
+                        info.limit.is_some_and(|l| (l - c.amount).abs() < 0.005)
+                            && info.limit_reset == Some(limit_reset(c.period))
+                    });
+                    let today = Day::today();
+                    let ledger = self.usage_ledger();
+                    let mut differs = Vec::new();
+                    let (mf, mt) = Period::Monthly.bounds(today);
+                    for (period, from, to, theirs) in [
+                        ("today", today, today, info.usage_daily),
+                        ("month", mf, mt, info.usage_monthly),
+                    ] {
+                        let Some(theirs) = theirs else { continue };
+                        if let Ok(ours) = ledger
+                            .totals(&Filter {
+                                from,
+                                to,
+                                instance: None,
+                            })
+                            .await
+                        {
+                            if disagree(ours.cost, theirs) {
+                                differs.push(Difference {
+                                    period,
+                                    app: ours.cost,
+                                    provider: theirs,
+                                });
+                            }
+                        }
+                    }
+                    ProviderUsageView {
+                        name: "OpenRouter",
+                        today: info.usage_daily,
+                        week: info.usage_weekly,
+                        month: info.usage_monthly,
+                        limit: info.limit,
+                        limit_remaining: info.limit_remaining,
+                        limit_reset: info.limit_reset.map(|r| r.as_str().to_owned()),
+                        cap_enforced,
+                        management_key: mgmt.is_some(),
+                        credits_left: credits,
+                        checked_at: now,
+                        error: None,
+                        differs,
+                    }
+                }
+            },
+        };
+        if let Ok(mut v) = self.inner.provider_usage.lock() {
+            *v = Some(view.clone());
+        }
+        Some(view)
+    }
+
+    /// The last answer, kept with the error of this attempt.
+    fn provider_failed(&self, error: String, now: String) -> ProviderUsageView {
+        let last = self
+            .inner
+            .provider_usage
+            .lock()
+            .ok()
+            .and_then(|v| v.clone());
+        match last {
+            Some(mut v) => {
+                v.error = Some(error);
+                v
+            }
+            None => ProviderUsageView {
+                name: "OpenRouter",
+                today: None,
+                week: None,
+                month: None,
+                limit: None,
+                limit_remaining: None,
+                limit_reset: None,
+                cap_enforced: false,
+                management_key: false,
+                credits_left: None,
+                checked_at: now,
+                error: Some(error),
+                differs: Vec::new(),
+            },
+        }
+    }
+
+    /// What the provider said when last asked.
+    fn provider_view(&self) -> Option<ProviderUsageView> {
+        self.inner
+            .provider_usage
+            .lock()
+            .ok()
+            .and_then(|v| v.clone())
     }
 
     /// Keep usage up to date in the background (the tray daemon calls this once): every

@@ -89,7 +89,11 @@ impl Cap {
 
 /// Something to tell the person about spend.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum Alert {
     /// `level` percent of the cap is used in the period that started `period_start`.
     Threshold {
@@ -253,6 +257,12 @@ pub async fn due(
 /// Note an alert as given; false when it had been given already.
 async fn record(store: &Store, a: &Alert) -> Result<bool> {
     let (kind, day, level) = a.key();
+    once(store, kind, day, level).await
+}
+
+/// Note that `kind` happened for the period (or day) starting `day` at `level`; false
+/// when it had already. What makes each alert (and each pause at the cap) once per period.
+pub async fn once(store: &Store, kind: &str, day: Day, level: u8) -> Result<bool> {
     let done = sqlx::query(
         "INSERT OR IGNORE INTO spend_alerts (kind, period_start, level, fired_at) VALUES (?1, ?2, ?3, ?4)",
     )
