@@ -186,7 +186,7 @@ function draw(spec: ChartSpec, p: Palette): Drawn {
     axes: axes(p, spec),
     series,
     hooks: {
-      setCursor: [(u) => (spec.readout.textContent = readoutText(spec, u.cursor.idx))],
+      setCursor: [(u) => (spec.readout.textContent = readoutText(spec, u.cursor.idx) || (spec.readout.dataset.hint ?? ""))],
     },
   };
   spec.host.replaceChildren();

@@ -22,7 +22,7 @@ import {
   usageSync,
   usageView,
 } from "./api";
-import { type Action, byId, errorPanel, fixFor, h, icon, timeAgo } from "./ui";
+import { type Action, byId, errorPanel, fixFor, focusFirst, h, icon, timeAgo } from "./ui";
 import type { ChartSpec } from "./usage-charts";
 
 // ---------- words for money, tokens, days ----------
@@ -59,10 +59,10 @@ const DAY_LONG = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "nu
 export const dayWords = (day: string) => DAY_WORDS.format(new Date(dayMs(day)));
 const dayLong = (day: string) => DAY_LONG.format(new Date(dayMs(day)));
 
-const PERIOD: Record<CapPeriod, { now: string; per: string; name: string }> = {
-  daily: { now: "today", per: "per day", name: "daily" },
-  weekly: { now: "this week", per: "per week", name: "weekly" },
-  monthly: { now: "this month", per: "per month", name: "monthly" },
+const PERIOD: Record<CapPeriod, { now: string; label: string; name: string }> = {
+  daily: { now: "today", label: "Daily", name: "daily" },
+  weekly: { now: "this week", label: "Weekly (Monday to Sunday)", name: "weekly" },
+  monthly: { now: "this month", label: "Monthly", name: "monthly" },
 };
 
 /** "anthropic/claude-sonnet-4.5" reads as "claude-sonnet-4.5". */
@@ -79,7 +79,8 @@ const CHANNELS: Record<string, string> = {
   email: "Email",
   webchat: "Web chat",
 };
-export const channelName = (key: string) => CHANNELS[key] ?? (key ? key[0]!.toUpperCase() + key.slice(1) : "Other");
+export const channelName = (key: string) =>
+  Object.hasOwn(CHANNELS, key) ? CHANNELS[key]! : key ? key[0]!.toUpperCase() + key.slice(1) : "Other";
 
 // ---------- state ----------
 
@@ -114,11 +115,24 @@ const parts = {
   export: part("usage-block usage-export"),
 };
 
+/**
+ * Replace `el`'s content only when what it shows changed (`key`), so a background update
+ * doesn't take keyboard focus from a button or close an open "Show the numbers".
+ */
+function renderIf(el: HTMLElement, key: string, build: () => Node[]) {
+  if (el.dataset.key === key) return;
+  el.dataset.key = key;
+  el.replaceChildren(...build());
+}
+
 // ---------- actions ----------
 
 /** Run a command from a button: busy words while it runs, errors in `slot` with the likely fix. */
 async function act(btn: HTMLButtonElement, busy: string, slot: HTMLElement, fn: () => Promise<void>): Promise<void> {
   slot.replaceChildren();
+  // Disabling a focused button drops focus: give it back afterwards (or to the heading if
+  // the button went away, like "Resume").
+  const hadFocus = document.activeElement === btn;
   btn.disabled = true;
   btn.setAttribute("aria-busy", "true");
   const old = btn.textContent;
@@ -132,6 +146,10 @@ async function act(btn: HTMLButtonElement, busy: string, slot: HTMLElement, fn: 
     btn.disabled = false;
     btn.removeAttribute("aria-busy");
     btn.textContent = old;
+    if (hadFocus && (document.activeElement === document.body || !document.activeElement)) {
+      if (btn.isConnected) btn.focus();
+      else focusFirst(byId("usage-section"));
+    }
   }
 }
 
@@ -140,7 +158,15 @@ function usageFix(err: ApiError, retry: () => void | Promise<void>): Action {
   if (err.code === "assistant_not_running")
     return view?.summary.paused
       ? { label: "Resume", run: resume, primary: true }
-      : { label: "Start your assistant", run: () => startInstance(), primary: true };
+      : {
+          label: "Start your assistant",
+          run: () =>
+            startInstance().catch((e) => {
+              const err = toApiError(e);
+              parts.error.replaceChildren(errorPanel(err, [fixFor(err, startInstance)], { compact: true }));
+            }),
+          primary: true,
+        };
   return fixFor(err, retry);
 }
 
@@ -244,33 +270,35 @@ function freshness(v: UsageView): HTMLElement {
   );
 }
 
+const headText = h("div", { class: "usage-head-text" });
+
 function renderHead(v: UsageView) {
-  parts.head.replaceChildren(
+  // The button stays put (re-inserting it would drop keyboard focus).
+  if (!parts.head.contains(updateBtn)) parts.head.replaceChildren(headText, updateBtn);
+  headText.replaceChildren(
     h(
-      "div",
-      { class: "usage-head-text" },
-      h(
-        "p",
-        { class: "usage-headline", "data-testid": "usage-headline" },
-        h("strong", { text: money(v.summary.today) }),
-        " today · ",
-        h("strong", { text: money(v.summary.month) }),
-        " this month",
-      ),
-      freshness(v),
-      h("p", { class: "muted small", text: "Days are counted in UTC (as your provider counts them)." }),
+      "p",
+      { class: "usage-headline", "data-testid": "usage-headline" },
+      h("strong", { text: money(v.summary.today) }),
+      " today · ",
+      h("strong", { text: money(v.summary.month) }),
+      " this month",
     ),
-    updateBtn,
+    freshness(v),
+    h("p", { class: "muted small", text: "Days are counted in UTC (as your provider counts them)." }),
   );
 }
 
 // ---------- notices: paused at the cap, spend alerts ----------
 
 function renderPaused(v: UsageView) {
-  if (!v.summary.paused) {
-    parts.paused.replaceChildren();
-    return;
-  }
+  const c = v.cap;
+  renderIf(parts.paused, JSON.stringify([v.summary.paused, c?.spent, c?.amount, c?.period]), () =>
+    v.summary.paused ? pausedNotice(v) : [],
+  );
+}
+
+function pausedNotice(v: UsageView): Node[] {
   const btn = h("button", {
     type: "button",
     class: "btn btn-primary",
@@ -281,7 +309,7 @@ function renderPaused(v: UsageView) {
   const slot = h("div", { class: "usage-slot" });
   btn.addEventListener("click", () => void act(btn, "Resuming…", slot, resume));
   const c = v.cap;
-  parts.paused.replaceChildren(
+  return [
     h(
       "div",
       { class: "notice bad usage-paused", role: "alert" },
@@ -299,14 +327,14 @@ function renderPaused(v: UsageView) {
       ),
       btn,
     ),
-  );
+  ];
 }
 
 function renderAlerts() {
   // "Spend cap reached" says no more than the paused notice above it.
   const shown = alerts.filter((a) => !(a.level >= 100 && usagePaused()));
-  parts.alerts.replaceChildren(
-    ...shown.map((a) =>
+  renderIf(parts.alerts, JSON.stringify(shown), () =>
+    shown.map((a) =>
       h(
         "div",
         { class: "notice warn usage-alert", "data-testid": "usage-alert", "data-kind": a.kind },
@@ -345,9 +373,9 @@ const form = {
   period: h(
     "select",
     { class: "input", id: "cap-period", "data-testid": "cap-period" },
-    h("option", { value: "daily", text: "per day" }),
-    h("option", { value: "weekly", text: "per week" }),
-    h("option", { value: "monthly", text: "per month" }),
+    h("option", { value: "daily", text: "Day" }),
+    h("option", { value: "weekly", text: "Week (Monday to Sunday)" }),
+    h("option", { value: "monthly", text: "Month" }),
   ),
   levels: h("input", {
     class: "input",
@@ -386,7 +414,7 @@ const formEl = h(
       h("div", { class: "input-money" }, h("span", { "aria-hidden": "true", text: "$" }), form.amount),
       form.amountError,
     ),
-    h("div", { class: "field" }, h("label", { for: "cap-period", text: "Counted" }), form.period),
+    h("div", { class: "field" }, h("label", { for: "cap-period", text: "Counted per" }), form.period),
     h(
       "div",
       { class: "field" },
@@ -407,6 +435,7 @@ const formEl = h(
 );
 const capSummary = h("summary", { "data-testid": "cap-open", text: "Change the cap" });
 const capDetails = h("details", { class: "disclosure", id: "cap-details" }, capSummary);
+const capStatus = h("div", { class: "cap-status" });
 
 formEl.addEventListener("input", () => {
   formDirty = true;
@@ -500,12 +529,13 @@ function renderCap(v: UsageView) {
   const enforced = v.provider?.capEnforced;
   const title = h("h3", { id: "cap-title", text: "Spend cap" });
   capSummary.textContent = c ? "Change the cap" : "Set a spend cap";
+  // The form stays put while the rest re-renders (it may have focus, or half-typed values).
   if (!capDetails.contains(formEl)) capDetails.append(formEl);
+  if (!parts.cap.contains(capDetails)) parts.cap.replaceChildren(capStatus, capDetails);
   if (!c) {
-    parts.cap.replaceChildren(
+    capStatus.replaceChildren(
       title,
       h("p", { class: "muted", "data-testid": "cap-none", text: "No spend cap yet. Set one so a busy month can't surprise you." }),
-      capDetails,
     );
     return;
   }
@@ -524,8 +554,13 @@ function renderCap(v: UsageView) {
     c.levels.length ? `Warns you at ${c.levels.map((l) => `${l}%`).join(", ")}.` : "No warnings.",
     c.pauseAtCap ? "Pauses your assistant at the cap." : "Doesn't pause your assistant.",
   ].join(" ");
-  parts.cap.replaceChildren(
-    h("div", { class: "section-title usage-subtitle" }, title, h("span", { class: "muted", text: `${PERIOD[c.period].name}, resets ${resetWords(c.periodEnd)}` })),
+  capStatus.replaceChildren(
+    h(
+      "div",
+      { class: "section-title usage-subtitle" },
+      title,
+      h("span", { class: "muted", text: `${PERIOD[c.period].label}, starts again on ${dayWords(dayPlus(c.periodEnd, 1))}` }),
+    ),
     h(
       "p",
       { class: "cap-line", "data-tone": tone, "data-testid": "cap-line" },
@@ -541,12 +576,8 @@ function renderCap(v: UsageView) {
         ? `Enforced by ${v.provider?.name ?? "OpenRouter"}: your key stops at the cap even if Clawkeeper is closed.`
         : "Clawkeeper warns you; to make OpenRouter enforce it, add a management key.",
     ),
-    capDetails,
   );
 }
-
-/** When the cap's period starts again: "after 30 Nov". */
-const resetWords = (periodEnd: string) => `after ${dayWords(periodEnd)}`;
 
 // ---------- charts ----------
 
@@ -626,6 +657,8 @@ function legend(names: string[]): HTMLElement {
   );
 }
 
+const HOVER_HINT = "Point at a day to see its numbers.";
+
 interface Figure {
   el: HTMLElement;
   spec: ChartSpec;
@@ -633,7 +666,7 @@ interface Figure {
 
 function figure(id: string, title: string, summary: string, extra: Node[], spec: Omit<ChartSpec, "host" | "readout">, table: HTMLElement): Figure {
   const host = h("div", { class: "chart", role: "img", "aria-label": `${title}. ${summary}`, "data-testid": `chart-${id}` });
-  const readout = h("p", { class: "chart-readout", "aria-hidden": "true" });
+  const readout = h("p", { class: "chart-readout", "aria-hidden": "true", "data-hint": HOVER_HINT, text: HOVER_HINT });
   const el = h(
     "figure",
     { class: "chart-figure", id: `chart-${id}` },
@@ -725,7 +758,7 @@ function capFigure(v: UsageView): Figure | null {
   }
   const name = c.period === "monthly" ? "This month against your cap" : "This week against your cap";
   const summary = `${money(c.spent)} of ${money(c.amount)} so far (${percent(c.percent)}), ${dayWords(c.periodStart)} to ${dayWords(c.periodEnd)}.`;
-  return figure(
+  const f = figure(
     "cap",
     name,
     summary,
@@ -740,6 +773,8 @@ function capFigure(v: UsageView): Figure | null {
         .reverse(),
     ),
   );
+  f.el.dataset.tone = capTone(c.percent);
+  return f;
 }
 
 /** A view that covers the cap's whole period, when the chosen range (7 days) doesn't. */
@@ -771,10 +806,15 @@ let chartsModule: Promise<typeof import("./usage-charts")> | undefined;
 function renderCharts(v: UsageView) {
   for (const input of rangeGroup.querySelectorAll<HTMLInputElement>("input")) input.checked = Number(input.value) === days;
   const t = v.rangeTotals;
-  rangeTotal.textContent = `${money(t.cost)} and ${tokens(t.tokens.total)} tokens in the last ${rangeName(days)}.`;
+  rangeTotal.textContent = v.daily.length
+    ? `${money(t.cost)} and ${tokens(t.tokens.total)} tokens in the last ${rangeName(days)}.`
+    : "";
+  // Unchanged numbers: leave the charts (and any open table, or focus) alone.
+  const key = JSON.stringify([days, v.from, v.to, v.daily, v.modelDaily, v.cap, capSource(v)?.from ?? null]);
+  if (chartsBody.dataset.key === key) return;
+  chartsBody.dataset.key = key;
   if (!v.daily.length) {
     const never = !v.summary.month && !v.summary.syncedAt;
-    rangeTotal.textContent = "";
     chartsBody.replaceChildren(
       h(
         "div",
@@ -848,7 +888,7 @@ function rowName(r: UsageRow): { name: string; sub?: string; title?: string } {
     case "channel":
       return { name: channelName(r.key) };
     case "session": {
-      const ch = r.key.split(":").find((bit) => bit in CHANNELS);
+      const ch = r.key.split(":").find((bit) => Object.hasOwn(CHANNELS, bit));
       return { name: r.label ?? "A conversation without a name", title: r.key, ...(ch ? { sub: channelName(ch) } : {}) };
     }
   }
@@ -922,10 +962,10 @@ function renderProvider(v: UsageView) {
     rows.push([
       "Limit on your key",
       `${p.limitRemaining !== undefined ? `${money(p.limitRemaining)} left of ` : ""}${money(p.limit)}${
-        p.limitReset ? `, resets ${PERIOD[p.limitReset].name}` : ""
+        p.limitReset ? `, resets ${Object.hasOwn(PERIOD, p.limitReset) ? PERIOD[p.limitReset].name : p.limitReset}` : ""
       }`,
     ]);
-  else rows.push(["Limit on your key", "None"]);
+  else rows.push(["Limit on your key", "No limit"]);
   if (p.creditsLeft !== undefined) rows.push(["Credits left", money(p.creditsLeft)]);
   const differs = p.differs.map(
     (d) =>
