@@ -301,7 +301,8 @@ function renderPaused(v: UsageView) {
 function pausedNotice(v: UsageView): Node[] {
   const btn = h("button", {
     type: "button",
-    class: "btn btn-primary",
+    // The hero's primary button says "Resume" too: one primary action per screen.
+    class: "btn btn-secondary",
     id: "usage-resume",
     "data-testid": "usage-resume",
     text: "Resume",
@@ -666,7 +667,9 @@ interface Figure {
 
 function figure(id: string, title: string, summary: string, extra: Node[], spec: Omit<ChartSpec, "host" | "readout">, table: HTMLElement): Figure {
   const host = h("div", { class: "chart", role: "img", "aria-label": `${title}. ${summary}`, "data-testid": `chart-${id}` });
-  const readout = h("p", { class: "chart-readout", "aria-hidden": "true", "data-hint": HOVER_HINT, text: HOVER_HINT });
+  // The hint once, under the first chart; the others keep the line free for the numbers.
+  const hint = id === "spend" ? HOVER_HINT : "";
+  const readout = h("p", { class: "chart-readout", "aria-hidden": "true", "data-hint": hint, text: hint });
   const el = h(
     "figure",
     { class: "chart-figure", id: `chart-${id}` },
