@@ -382,7 +382,6 @@ const form = {
     class: "input",
     id: "cap-levels",
     "data-testid": "cap-levels",
-    inputmode: "numeric",
     autocomplete: "off",
     placeholder: "50, 80, 100",
     "aria-describedby": "cap-levels-help cap-levels-error",
