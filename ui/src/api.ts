@@ -246,6 +246,116 @@ export interface CloudOptions {
   serverTypes: HetznerServerType[];
 }
 
+// ---------- usage and spend ----------
+
+/** Token counts. `total` may include reasoning tokens the other four don't. */
+export interface Tokens {
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite: number;
+  total: number;
+}
+
+export interface UsageTotals {
+  tokens: Tokens;
+  /** US dollars */
+  cost: number;
+}
+
+/** A line of a breakdown. By model, only `tokens.total` is meaningful. */
+export interface UsageRow {
+  /** UTC day, "YYYY-MM-DD" (by day, by day and model). */
+  day?: string;
+  /** The model, channel ("app": chat in this app) or session. */
+  key: string;
+  /** A conversation's name, when it has one. */
+  label?: string;
+  tokens: Tokens;
+  cost: number;
+  /** Model calls (by model only). */
+  calls?: number;
+}
+
+/** The tray's line: "$0.42 today · $6.10 this month". */
+export interface UsageSummary {
+  today: number;
+  month: number;
+  capPercent?: number;
+  /** RFC 3339: when the numbers were last brought up to date. */
+  syncedAt?: string;
+  /** Why the last attempt to update failed, in words. */
+  error?: string;
+  /** The assistant was paused because the spend cap was reached. */
+  paused: boolean;
+}
+
+export type CapPeriod = "daily" | "weekly" | "monthly";
+
+export interface SpendCap {
+  /** US dollars per period. */
+  amount: number;
+  period: CapPeriod;
+  /** Percent of the cap to warn at, ascending. */
+  levels: number[];
+  pauseAtCap: boolean;
+}
+
+export interface CapView extends SpendCap {
+  periodStart: string;
+  periodEnd: string;
+  spent: number;
+  percent: number;
+}
+
+/** What the model provider itself says about the key and the account. */
+export interface ProviderUsage {
+  name: string;
+  today?: number;
+  week?: number;
+  month?: number;
+  limit?: number;
+  limitRemaining?: number;
+  limitReset?: CapPeriod | null;
+  /** The cap is set on the key at the provider (it holds even if Clawkeeper is closed). */
+  capEnforced: boolean;
+  creditsLeft?: number;
+  /** RFC 3339 */
+  checkedAt: string;
+  error?: string;
+  /** Where Clawkeeper's count and the provider's disagree. */
+  differs: { period: "today" | "month"; app: number; provider: number }[];
+}
+
+/** The status window's "Usage and spend" section. Days are UTC days. */
+export interface UsageView {
+  daysAre: "utc";
+  today: string;
+  from: string;
+  to: string;
+  summary: UsageSummary;
+  todayTotals: UsageTotals;
+  monthTotals: UsageTotals;
+  rangeTotals: UsageTotals;
+  cap?: CapView;
+  /** By day, oldest first (only days with use). */
+  daily: UsageRow[];
+  /** By day and model. */
+  modelDaily: UsageRow[];
+  models: UsageRow[];
+  channels: UsageRow[];
+  /** The top 20 conversations. */
+  sessions: UsageRow[];
+  provider?: ProviderUsage;
+}
+
+export type ExportFormat = "csv" | "json";
+export type ExportBy = "day" | "model" | "channel" | "session" | "day-model";
+
+export type SpendAlert =
+  | { kind: "threshold"; level: number; period: CapPeriod; period_start: string; spent: number; cap: number }
+  | { kind: "spike"; day: string; spent: number; median: number };
+
 /** Payload of the single event channel, tagged on `type`. */
 export type BackendEvent =
   | { type: "instance"; state: InstanceState; detail?: string }
@@ -256,6 +366,10 @@ export type BackendEvent =
   | { type: "server_checks"; id: string; checks: Check[]; checkedAt: string }
   | { type: "server_removed"; id: string }
   | ({ type: "assistant" } & AssistantInfo)
+  /** Usage was brought up to date (or an attempt failed). */
+  | ({ type: "usage" } & UsageSummary)
+  /** A level of the spend cap was reached, or a day cost far more than usual. */
+  | { type: "spend_alert"; summary: string; body: string; alert: SpendAlert }
   | {
       type: "chat";
       runId: string;
@@ -376,6 +490,19 @@ export const cloudTokenSave = (token: string) => call<void>("cloud_token_save", 
 export const cloudOptions = () => call<CloudOptions>("cloud_options");
 export const cloudDeploy = (name: string, serverType: string, location: string) =>
   call<{ id: string }>("cloud_deploy", { name, serverType, location });
+
+/** The Usage section from what is already counted (fast: no call to the assistant). */
+export const usageView = (days?: number) => call<UsageView>("usage_view", { days: days ?? null });
+/** "Update now": ask the assistant what's new. Note: the core answers with the last 30 days. */
+export const usageSync = () => call<UsageView>("usage_sync", {});
+/** Save a breakdown as a file in the person's Downloads folder. */
+export const usageExport = (format: ExportFormat, by: ExportBy, from: string, to: string) =>
+  call<{ path: string }>("usage_export", { format, by, from, to, save: true });
+/** Set the spend cap, or with `amount: null` remove it. */
+export const spendCapSet = (cap: { amount: number | null; period: CapPeriod; levels: number[]; pauseAtCap: boolean }) =>
+  call<UsageView>("spend_cap_set", { ...cap });
+/** Resume after a pause at the spend cap. */
+export const spendResume = () => call<UsageView>("spend_resume", {});
 
 // ---------- events ----------
 

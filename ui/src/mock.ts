@@ -4,9 +4,12 @@
 //
 // Pick a starting point with `?mock=<scenario>` in the URL:
 //   fresh | installing | stopped | healthy (default) | degraded | error | locked
+//   capped (paused at the spend cap) | usage-error (the last usage update failed)
+// Usage: `fresh` has none yet; every other scenario has a seeded 90-day history.
 // The state is kept in sessionStorage so it survives moving between pages.
 
-import type { ApiError, BackendEvent, ChatMessage, Check, Overview, SaveProviderArgs } from "./api";
+import type { ApiError, BackendEvent, ChatMessage, Check, Overview, SaveProviderArgs, SpendCap } from "./api";
+import { capBounds, type MockUsage, summary, todayUtc, usageScenario, view } from "./mock-usage";
 
 const STORE_KEY = "clawkeeper-mock";
 
@@ -28,6 +31,7 @@ const CHECKS: Omit<Check, "status">[] = [
 interface MockState {
   overview: Overview;
   history: ChatMessage[];
+  usage: MockUsage;
 }
 
 const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
@@ -37,6 +41,10 @@ function checksWith(status: Check["status"]): Check[] {
 }
 
 function scenario(name: string): MockState {
+  return { ...overviewScenario(name), usage: usageScenario(name) };
+}
+
+function overviewScenario(name: string): Omit<MockState, "usage"> {
   const provider = {
     configured: true,
     kind: "openrouter" as const,
@@ -84,7 +92,7 @@ function scenario(name: string): MockState {
     case "installing":
       return {
         overview: {
-          ...scenario("fresh").overview,
+          ...overviewScenario("fresh").overview,
           instance: { state: "installing", restarts: 0 },
           install: { state: "installing", step: INSTALL_STEPS[1], done: 1, total: INSTALL_STEPS.length, etaSeconds: 95 },
           provider,
@@ -134,10 +142,31 @@ function scenario(name: string): MockState {
         },
         history,
       };
+    case "capped":
+      return {
+        overview: {
+          ...base,
+          instance: {
+            state: "stopped",
+            detail: "Paused: the spend cap was reached.",
+            version: "2026.1.14",
+            since: minutesAgo(35),
+            restarts: 0,
+          },
+          checks: checksWith("pending"),
+          activity: [
+            { at: minutesAgo(35), action: "Paused your assistant", detail: "The spend cap was reached" },
+            ...base.activity,
+          ],
+        },
+        history,
+      };
+    case "usage-error":
+      return { overview: base, history };
     case "locked":
       return {
         overview: {
-          ...scenario("fresh").overview,
+          ...overviewScenario("fresh").overview,
           keychain: { status: "locked", hint: "Unlock your keychain (log in again or open Keychain Access), then try again." },
         },
         history: [],
@@ -156,7 +185,11 @@ function load(): MockState {
   }
   try {
     const raw = sessionStorage.getItem(STORE_KEY);
-    if (raw) return JSON.parse(raw) as MockState;
+    if (raw) {
+      const s = JSON.parse(raw) as MockState;
+      s.usage ??= usageScenario("healthy");
+      return s;
+    }
   } catch {
     /* fall through to the default */
   }
@@ -303,6 +336,52 @@ function streamReply(runId: string, message: string) {
   run.timer = window.setTimeout(step, 500);
 }
 
+// ---------- usage and spend ----------
+
+const exported = new Map<string, number>();
+const money = (d: number) => (d === 0 ? "$0.00" : Math.abs(d) < 0.01 ? `$${d.toFixed(3)}` : `$${d.toFixed(2)}`);
+const PERIOD_WORDS = {
+  daily: ["today", "daily"],
+  weekly: ["this week", "weekly"],
+  monthly: ["this month", "monthly"],
+} as const;
+
+function emitUsage() {
+  emit({ type: "usage", ...summary(state.usage) });
+}
+
+/** The cap's levels reached this period, each told once; pause at 100 % if asked to. */
+function checkSpend() {
+  const u = state.usage;
+  if (!u.cap) return;
+  const c = u.cap;
+  const [start] = capBounds(c.period, todayUtc());
+  const spent = view(u, 1).cap?.spent ?? 0;
+  for (const level of c.levels) {
+    const key = `${start}:${level}`;
+    if (spent + 1e-9 < (c.amount * level) / 100 || u.told.includes(key)) continue;
+    u.told.push(key);
+    const [when, name] = PERIOD_WORDS[c.period];
+    const top = level >= 100;
+    emit({
+      type: "spend_alert",
+      summary: top ? `Spend cap reached ${when}` : `${level}% of your spend cap used ${when}`,
+      body: `Your assistant has used ${money(spent)} of your ${money(c.amount)} ${name} cap.${
+        top ? " Open Status → Usage to raise the cap or resume." : ""
+      }`,
+      alert: { kind: "threshold", level, period: c.period, period_start: start, spent, cap: c.amount },
+    });
+    if (top && c.pauseAtCap && !u.paused) {
+      u.paused = true;
+      log("Paused your assistant", "The spend cap was reached");
+      if (["healthy", "degraded", "starting"].includes(ov().instance.state)) {
+        clearTimeout(instanceTimer);
+        setInstance("stopped", "Paused: the spend cap was reached.");
+      }
+    }
+  }
+}
+
 // ---------- commands ----------
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -424,6 +503,83 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
   servers: () => [],
   cloud_options: () =>
     fail("cloud_token_missing", "No Hetzner API token saved yet.", "Paste a Read & Write token from your Hetzner project's Security page."),
+
+  usage_view: (a) => view(state.usage, typeof a.days === "number" ? a.days : 30),
+
+  usage_sync: () => {
+    const u = state.usage;
+    if (!["healthy", "degraded"].includes(ov().instance.state))
+      fail(
+        "assistant_not_running",
+        "Your assistant isn't running, so its usage can't be brought up to date.",
+        "Start it; the numbers shown are from when it last ran.",
+      );
+    if (u.error && !u.retried) {
+      // The first "Update now" after a failure fails too, so the error panel can be seen.
+      u.retried = true;
+      emitUsage();
+      fail(
+        "gateway_unreachable",
+        "Your assistant's usage couldn't be read: your assistant didn't answer.",
+        "The numbers shown are from the last time it answered. Clawkeeper tries again on its own.",
+      );
+    }
+    delete u.error;
+    u.syncedAt = new Date().toISOString();
+    checkSpend();
+    emitUsage();
+    return view(u, 30);
+  },
+
+  usage_export: (a) => {
+    const by = String(a.by);
+    const names: Record<string, string> = {
+      day: "by-day",
+      model: "by-model",
+      channel: "by-channel",
+      session: "by-conversation",
+      "day-model": "by-day-and-model",
+    };
+    const day = /^\d{4}-\d{2}-\d{2}$/;
+    if (!["csv", "json"].includes(String(a.format)) || !names[by] || !day.test(String(a.from)) || !day.test(String(a.to)))
+      fail("usage_input", "That choice isn't one Clawkeeper knows.", "Pick one of the choices.");
+    if (!a.save) return { text: "" };
+    const stem = `clawkeeper-usage-${names[by]}-${String(a.from)}-to-${String(a.to)}`;
+    const n = (exported.get(stem) ?? 0) + 1;
+    exported.set(stem, n);
+    return { path: `/home/you/Downloads/${stem}${n > 1 ? `-${n}` : ""}.${String(a.format)}` };
+  },
+
+  spend_cap_set: (a) => {
+    const u = state.usage;
+    if (a.amount === null || a.amount === undefined) {
+      delete u.cap;
+      log("Removed the spend cap", "");
+    } else {
+      const amount = Number(a.amount);
+      if (!Number.isFinite(amount) || amount <= 0)
+        fail("spend_cap_invalid", "The cap must be an amount above zero.", "Enter an amount in US dollars, such as 20.");
+      if (amount > 1_000_000) fail("spend_cap_invalid", "The cap is too large.", "Enter an amount in US dollars, such as 20.");
+      const levels = Array.isArray(a.levels) ? (a.levels as number[]) : [50, 80, 100];
+      if (levels.some((l) => !Number.isInteger(l) || l < 1 || l > 100))
+        fail("spend_cap_invalid", "Alert levels are percentages from 1 to 100.", "Enter an amount in US dollars, such as 20.");
+      const period = (["daily", "weekly", "monthly"].includes(String(a.period)) ? a.period : "monthly") as SpendCap["period"];
+      u.cap = { amount, period, levels: [...new Set(levels)].sort((x, y) => x - y), pauseAtCap: Boolean(a.pauseAtCap) };
+      log("Set a spend cap", `$${amount.toFixed(2)} ${period}`);
+    }
+    checkSpend();
+    emitUsage();
+    return view(u, 30);
+  },
+
+  spend_resume: () => {
+    state.usage.paused = false;
+    log("Resumed your assistant", "After a pause at the spend cap");
+    if (ov().install.state === "ready" && ov().provider.configured && !["healthy", "starting"].includes(ov().instance.state))
+      runStart();
+    emitUsage();
+    return view(state.usage, 30);
+  },
 
   open_window: (a) => {
     location.href = `./${String(a.name)}.html${a.section ? `#${String(a.section)}` : ""}`;

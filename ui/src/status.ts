@@ -1,4 +1,4 @@
-// Status window: is it working, what to do next, safety checks, key, activity.
+// Status window: is it working, what it costs, what to do next, safety checks, key, activity.
 
 import "./styles.css";
 import {
@@ -8,6 +8,7 @@ import {
   type Overview,
   assistantUse,
   getOverview,
+  spendResume,
   onEvent,
   openWindow,
   startInstance,
@@ -27,6 +28,7 @@ import {
   timeAgo,
 } from "./ui";
 import { onServerEvent, openFromHash, refreshServers, setChatPlace } from "./server";
+import { initUsage, onUsageEvent, usagePaused } from "./usage";
 
 const el = {
   statusLine: byId("status-line"),
@@ -131,6 +133,12 @@ function heroFor(o: Overview): { text: string; primary: Btn; secondary: Btn | nu
     return {
       text: "Your assistant isn't set up yet. It takes a few minutes.",
       primary: { label: "Finish setup", busy: "Opening…", run: goSetup },
+      secondary: null,
+    };
+  if (usagePaused() && !["healthy", "degraded", "starting"].includes(i.state))
+    return {
+      text: "Paused because the spend cap was reached. Resume it when you're ready, or raise the cap first (below).",
+      primary: { label: "Resume", busy: "Resuming…", run: () => spendResume().then(() => undefined) },
       secondary: null,
     };
   if (!o.provider.configured)
@@ -360,6 +368,10 @@ function onBackendEvent(e: BackendEvent) {
       void refresh();
       break;
     }
+    case "usage":
+    case "spend_alert":
+      onUsageEvent(e);
+      break;
     case "chat":
       break;
   }
@@ -367,7 +379,7 @@ function onBackendEvent(e: BackendEvent) {
 
 async function init() {
   await onEvent(onBackendEvent);
-  await Promise.all([refresh(), refreshServers()]);
+  await Promise.all([refresh(), refreshServers(), initUsage(() => ov && render(ov))]);
   openFromHash();
 }
 
