@@ -319,6 +319,8 @@ export interface ProviderUsage {
   limitReset?: CapPeriod | null;
   /** The cap is set on the key at the provider (it holds even if Clawkeeper is closed). */
   capEnforced: boolean;
+  /** A management key is saved, so Clawkeeper can set the cap at the provider. */
+  managementKey: boolean;
   creditsLeft?: number;
   /** RFC 3339 */
   checkedAt: string;
@@ -353,7 +355,7 @@ export type ExportFormat = "csv" | "json";
 export type ExportBy = "day" | "model" | "channel" | "session" | "day-model";
 
 export type SpendAlert =
-  | { kind: "threshold"; level: number; period: CapPeriod; period_start: string; spent: number; cap: number }
+  | { kind: "threshold"; level: number; period: CapPeriod; periodStart: string; spent: number; cap: number }
   | { kind: "spike"; day: string; spent: number; median: number };
 
 /** Payload of the single event channel, tagged on `type`. */
@@ -493,16 +495,25 @@ export const cloudDeploy = (name: string, serverType: string, location: string) 
 
 /** The Usage section from what is already counted (fast: no call to the assistant). */
 export const usageView = (days?: number) => call<UsageView>("usage_view", { days: days ?? null });
-/** "Update now": ask the assistant what's new. Note: the core answers with the last 30 days. */
-export const usageSync = () => call<UsageView>("usage_sync", {});
+/** "Update now": ask the assistant what's new; the answer covers the last `days` days. */
+export const usageSync = (days: number) => call<UsageView>("usage_sync", { days });
 /** Save a breakdown as a file in the person's Downloads folder. */
 export const usageExport = (format: ExportFormat, by: ExportBy, from: string, to: string) =>
   call<{ path: string }>("usage_export", { format, by, from, to, save: true });
 /** Set the spend cap, or with `amount: null` remove it. */
-export const spendCapSet = (cap: { amount: number | null; period: CapPeriod; levels: number[]; pauseAtCap: boolean }) =>
-  call<UsageView>("spend_cap_set", { ...cap });
+export const spendCapSet = (
+  cap: { amount: number | null; period: CapPeriod; levels: number[]; pauseAtCap: boolean },
+  days: number,
+) => call<UsageView>("spend_cap_set", { ...cap, days });
 /** Resume after a pause at the spend cap. */
-export const spendResume = () => call<UsageView>("spend_resume", {});
+export const spendResume = (days: number) => call<UsageView>("spend_resume", { days });
+/**
+ * Sends an OpenRouter management key once (checked by the core with OpenRouter, then kept in
+ * the keychain). Callers must clear the input right away.
+ */
+export const providerManagementSave = (secret: string, days: number) =>
+  call<UsageView>("provider_management_save", { secret, days });
+export const providerManagementForget = (days: number) => call<UsageView>("provider_management_forget", { days });
 
 // ---------- events ----------
 

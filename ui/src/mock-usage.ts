@@ -19,6 +19,8 @@ export interface MockUsage {
   retried?: boolean;
   /** Levels already announced this period ("2026-11-01:80"), as the core keeps them. */
   told: string[];
+  /** An OpenRouter management key is saved (the cap is then set at OpenRouter). */
+  managementKey?: boolean;
 }
 
 const DAY_MS = 86_400_000;
@@ -182,12 +184,13 @@ function provider(u: MockUsage, todayCost: number, monthCost: number, cap?: CapV
     today: todayCost * 0.93,
     week: monthCost * 0.3,
     month: monthCost * 1.07 + 0.38,
-    capEnforced: u.scenario === "capped",
+    capEnforced: Boolean(u.managementKey && cap),
+    managementKey: Boolean(u.managementKey),
     creditsLeft: u.scenario === "capped" ? 12.9 : 18.42,
     checkedAt,
     differs: [],
   };
-  if (u.scenario === "capped" && cap) {
+  if (u.managementKey && cap) {
     p.limit = cap.amount;
     p.limitRemaining = Math.max(0, cap.amount - (p.month ?? 0));
     p.limitReset = cap.period;
@@ -266,7 +269,7 @@ export function usageScenario(name: string): MockUsage {
       told: [],
     };
   if (name === "capped") {
-    const u: MockUsage = { scenario: "capped", paused: true, syncedAt, told: [] };
+    const u: MockUsage = { scenario: "capped", paused: true, syncedAt, told: [], managementKey: true };
     // A monthly cap just under what this month has already cost.
     const month = view(u, 1).summary.month;
     const amount = month >= 2 ? Math.floor(month) : Math.max(0.1, Math.floor(month * 10) / 10);

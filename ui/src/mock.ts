@@ -369,7 +369,7 @@ function checkSpend() {
       body: `Your assistant has used ${money(spent)} of your ${money(c.amount)} ${name} cap.${
         top ? " Open Status → Usage to raise the cap or resume." : ""
       }`,
-      alert: { kind: "threshold", level, period: c.period, period_start: start, spent, cap: c.amount },
+      alert: { kind: "threshold", level, period: c.period, periodStart: start, spent, cap: c.amount },
     });
     if (top && c.pauseAtCap && !u.paused) {
       u.paused = true;
@@ -506,7 +506,7 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
 
   usage_view: (a) => view(state.usage, typeof a.days === "number" ? a.days : 30),
 
-  usage_sync: () => {
+  usage_sync: (a) => {
     const u = state.usage;
     if (!["healthy", "degraded"].includes(ov().instance.state))
       fail(
@@ -528,7 +528,7 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
     u.syncedAt = new Date().toISOString();
     checkSpend();
     emitUsage();
-    return view(u, 30);
+    return view(u, typeof a.days === "number" ? a.days : 30);
   },
 
   usage_export: (a) => {
@@ -562,23 +562,44 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
       if (amount > 1_000_000) fail("spend_cap_invalid", "The cap is too large.", "Enter an amount in US dollars, such as 20.");
       const levels = Array.isArray(a.levels) ? (a.levels as number[]) : [50, 80, 100];
       if (levels.some((l) => !Number.isInteger(l) || l < 1 || l > 100))
-        fail("spend_cap_invalid", "Alert levels are percentages from 1 to 100.", "Enter an amount in US dollars, such as 20.");
+        fail("spend_cap_invalid", "Alert levels are percentages from 1 to 100.", "Use whole percentages from 1 to 100, such as 50, 80 and 100.");
       const period = (["daily", "weekly", "monthly"].includes(String(a.period)) ? a.period : "monthly") as SpendCap["period"];
       u.cap = { amount, period, levels: [...new Set(levels)].sort((x, y) => x - y), pauseAtCap: Boolean(a.pauseAtCap) };
       log("Set a spend cap", `$${amount.toFixed(2)} ${period}`);
     }
     checkSpend();
     emitUsage();
-    return view(u, 30);
+    return view(u, typeof a.days === "number" ? a.days : 30);
   },
 
-  spend_resume: () => {
+  provider_management_save: (a) => {
+    const key = String(a.secret ?? "").trim();
+    if (!key.startsWith("sk-or-"))
+      fail(
+        "openrouter_management_needed",
+        "This needs an OpenRouter management key, and the key Clawkeeper has is not one.",
+        "Create a management key on openrouter.ai (Settings → Management keys) and paste it here.",
+      );
+    state.usage.managementKey = true;
+    log("Saved an OpenRouter management key", "In your keychain");
+    emitUsage();
+    return view(state.usage, typeof a.days === "number" ? a.days : 30);
+  },
+
+  provider_management_forget: (a) => {
+    state.usage.managementKey = false;
+    log("Forgot the OpenRouter management key", "");
+    emitUsage();
+    return view(state.usage, typeof a.days === "number" ? a.days : 30);
+  },
+
+  spend_resume: (a) => {
     state.usage.paused = false;
     log("Resumed your assistant", "After a pause at the spend cap");
     if (ov().install.state === "ready" && ov().provider.configured && !["healthy", "starting"].includes(ov().instance.state))
       runStart();
     emitUsage();
-    return view(state.usage, 30);
+    return view(state.usage, typeof a.days === "number" ? a.days : 30);
   },
 
   open_window: (a) => {

@@ -138,7 +138,7 @@ function heroFor(o: Overview): { text: string; primary: Btn; secondary: Btn | nu
   if (usagePaused() && !["healthy", "degraded", "starting"].includes(i.state))
     return {
       text: "Paused because the spend cap was reached. Resume it when you're ready, or raise the cap first (below).",
-      primary: { label: "Resume", busy: "Resuming…", run: () => spendResume().then(() => undefined) },
+      primary: { label: "Resume", busy: "Resuming…", run: () => spendResume(30).then(() => undefined) },
       secondary: null,
     };
   if (!o.provider.configured)

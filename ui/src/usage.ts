@@ -14,6 +14,8 @@ import {
   type ExportFormat,
   type UsageRow,
   type UsageView,
+  providerManagementForget,
+  providerManagementSave,
   spendCapSet,
   spendResume,
   startInstance,
@@ -177,7 +179,7 @@ async function settle(v: UsageView) {
 }
 
 async function resume() {
-  settle(await spendResume());
+  settle(await spendResume(days));
 }
 
 // ---------- loading ----------
@@ -243,7 +245,7 @@ const updateBtn = h("button", {
 });
 updateBtn.addEventListener("click", () =>
   void act(updateBtn, "Updating…", parts.error, async () => {
-    await settle(await usageSync());
+    await settle(await usageSync(days));
   }),
 );
 
@@ -482,15 +484,16 @@ formEl.addEventListener("submit", (e) => {
   fieldError(form.levels, form.levelsError, levelsMsg);
   if (amountMsg) return form.amount.focus();
   if (levelsMsg || !levels) return form.levels.focus();
-  // Pausing happens at the 100 % alert, so it must be one of the levels.
-  if (form.pause.checked && !levels.includes(100)) levels = [...levels, 100];
   void act(form.save, "Saving…", form.slot, async () => {
-    const v = await spendCapSet({
-      amount: amount!,
-      period: form.period.value as CapPeriod,
-      levels: levels!,
-      pauseAtCap: form.pause.checked,
-    });
+    const v = await spendCapSet(
+      {
+        amount: amount!,
+        period: form.period.value as CapPeriod,
+        levels: levels!,
+        pauseAtCap: form.pause.checked,
+      },
+      days,
+    );
     formDirty = false;
     await settle(v);
     form.saved.replaceChildren(icon("ok"), h("span", { text: "Saved" }));
@@ -499,7 +502,7 @@ formEl.addEventListener("submit", (e) => {
 
 form.remove.addEventListener("click", () =>
   void act(form.remove, "Removing…", form.slot, async () => {
-    const v = await spendCapSet({ amount: null, period: "monthly", levels: [50, 80, 100], pauseAtCap: false });
+    const v = await spendCapSet({ amount: null, period: "monthly", levels: [50, 80, 100], pauseAtCap: false }, days);
     formDirty = false;
     await settle(v);
     form.saved.replaceChildren(icon("ok"), h("span", { text: "Cap removed" }));
@@ -526,7 +529,6 @@ function capTone(p: number): "ok" | "warn" | "bad" {
 function renderCap(v: UsageView) {
   fillForm(v);
   const c = v.cap;
-  const enforced = v.provider?.capEnforced;
   const title = h("h3", { id: "cap-title", text: "Spend cap" });
   capSummary.textContent = c ? "Change the cap" : "Set a spend cap";
   // The form stays put while the rest re-renders (it may have focus, or half-typed values).
@@ -569,14 +571,105 @@ function renderCap(v: UsageView) {
     ),
     bar,
     h("p", { class: "muted small mt-quarter", text: words }),
-    h(
-      "p",
-      { class: "small mt-quarter", "data-testid": "cap-enforced" },
-      enforced
-        ? `Enforced by ${v.provider?.name ?? "OpenRouter"}: your key stops at the cap even if Clawkeeper is closed.`
-        : "Clawkeeper warns you; to make OpenRouter enforce it, add a management key.",
-    ),
+    enforcement(v),
   );
+}
+
+// ---------- enforcement at the provider (OpenRouter management key) ----------
+
+const mgmt = {
+  input: h("input", {
+    type: "password",
+    id: "mgmt-key",
+    class: "input",
+    autocomplete: "off",
+    spellcheck: "false",
+    "data-testid": "mgmt-key",
+    "aria-describedby": "mgmt-help",
+  }) as HTMLInputElement,
+  save: h("button", {
+    type: "button",
+    class: "btn btn-secondary btn-small",
+    "data-testid": "mgmt-save",
+    text: "Let OpenRouter enforce it",
+  }) as HTMLButtonElement,
+  forget: h("button", {
+    type: "button",
+    class: "btn btn-link btn-small",
+    "data-testid": "mgmt-forget",
+    text: "Forget the management key",
+  }) as HTMLButtonElement,
+  slot: h("div", { class: "error-slot" }),
+};
+
+mgmt.save.addEventListener("click", () => {
+  const key = mgmt.input.value.trim();
+  if (!key) return mgmt.input.focus();
+  // The key leaves the page once; the field is cleared before the answer comes back.
+  mgmt.input.value = "";
+  void act(mgmt.save, "Checking with OpenRouter…", mgmt.slot, async () => {
+    await settle(await providerManagementSave(key, days));
+  });
+});
+
+mgmt.forget.addEventListener("click", () =>
+  void act(mgmt.forget, "Forgetting…", mgmt.slot, async () => {
+    await settle(await providerManagementForget(days));
+  }),
+);
+
+/** Who holds the cap: OpenRouter (with a management key), or only Clawkeeper. */
+function enforcement(v: UsageView): HTMLElement {
+  const p = v.provider;
+  const box = h("div", { class: "mt-quarter", "data-testid": "cap-enforced" });
+  if (!p) {
+    box.append(
+      h("p", {
+        class: "small",
+        text: "Clawkeeper warns you (and can pause your assistant); your provider can't be told to stop at the cap from here.",
+      }),
+    );
+    return box;
+  }
+  if (p.capEnforced) {
+    box.append(
+      h("p", { class: "small", text: `Enforced by ${p.name}: your key stops at the cap even if Clawkeeper is closed.` }),
+      mgmt.forget,
+      mgmt.slot,
+    );
+    return box;
+  }
+  if (p.managementKey) {
+    box.append(
+      h("p", {
+        class: "small",
+        text: `Clawkeeper couldn't set the cap at ${p.name} yet${p.error ? `: ${p.error}` : "."} It still warns you. Save the cap again to retry.`,
+      }),
+      mgmt.forget,
+      mgmt.slot,
+    );
+    return box;
+  }
+  box.append(
+    h("p", {
+      class: "small",
+      text: `Clawkeeper warns you. To make ${p.name} itself stop your key at the cap, even when Clawkeeper is closed, add a management key.`,
+    }),
+    h(
+      "div",
+      { class: "row mt-quarter" },
+      h("label", { for: "mgmt-key", class: "visually-hidden", text: `${p.name} management key` }),
+      mgmt.input,
+      mgmt.save,
+    ),
+    h("p", {
+      class: "muted small",
+      id: "mgmt-help",
+      text: "Create one on openrouter.ai under Settings → Management keys. It stays in your keychain and is used only to set this cap and read your spend.",
+    }),
+    mgmt.slot,
+  );
+  return box;
 }
 
 // ---------- charts ----------
