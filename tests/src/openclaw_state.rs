@@ -613,12 +613,12 @@ impl Batch {
         }
     }
 
-    async fn push(&mut self, conn: &mut SqliteConnection, row: Vec<Bind>) -> anyhow::Result<()> {
+    fn push(&mut self, row: Vec<Bind>) {
         self.rows.push(row);
-        if self.rows.len() >= BATCH_ROWS {
-            self.flush(conn).await?;
-        }
-        Ok(())
+    }
+
+    fn full(&self) -> bool {
+        self.rows.len() >= BATCH_ROWS
     }
 
     async fn flush(&mut self, conn: &mut SqliteConnection) -> anyhow::Result<()> {
@@ -790,8 +790,8 @@ async fn write_sessions(
             "timestamp": iso_ms(t0), "cwd": "/srv/openclaw/workspace",
         });
         let (e, i) = push_event(header, None, "session", None, t0, seq);
-        events.push(conn, e).await?;
-        identities.push(conn, i).await?;
+        events.push(e);
+        identities.push(i);
         seq += 1;
         let t1 = at(1);
         let mut parent = rng.uuid();
@@ -800,20 +800,15 @@ async fn write_sessions(
             "id": parent, "parentId": null, "timestamp": iso_ms(t1),
         });
         let (e, i) = push_event(change, Some(&parent), "model_change", None, t1, seq);
-        events.push(conn, e).await?;
-        identities.push(conn, i).await?;
-        active
-            .push(
-                conn,
-                vec![
-                    Bind::Text(s.id.clone()),
-                    Bind::Int(0),
-                    Bind::Int(1),
-                    Bind::Null,
-                    Bind::Int(1),
-                ],
-            )
-            .await?;
+        events.push(e);
+        identities.push(i);
+        active.push(vec![
+            Bind::Text(s.id.clone()),
+            Bind::Int(0),
+            Bind::Int(1),
+            Bind::Null,
+            Bind::Int(1),
+        ]);
         seq += 1;
 
         for m in 0..messages {
@@ -909,20 +904,21 @@ async fn write_sessions(
                 "timestamp": iso_ms(ts), "message": message,
             });
             let (e, i) = push_event(ev, Some(&id), "message", Some(&parent), ts, seq);
-            events.push(conn, e).await?;
-            identities.push(conn, i).await?;
-            active
-                .push(
-                    conn,
-                    vec![
-                        Bind::Text(s.id.clone()),
-                        Bind::Int(i64::try_from(seq - 1)?),
-                        Bind::Int(i64::try_from(seq)?),
-                        Bind::Int(i64::try_from(m)?),
-                        Bind::Int(1),
-                    ],
-                )
-                .await?;
+            events.push(e);
+            identities.push(i);
+            active.push(vec![
+                Bind::Text(s.id.clone()),
+                Bind::Int(i64::try_from(seq - 1)?),
+                Bind::Int(i64::try_from(seq)?),
+                Bind::Int(i64::try_from(m)?),
+                Bind::Int(1),
+            ]);
+            if events.full() {
+                // Events first: the other two reference them.
+                events.flush(conn).await?;
+                identities.flush(conn).await?;
+                active.flush(conn).await?;
+            }
             expected.add(&ctx, &facts);
             parent = id;
             seq += 1;
@@ -1282,6 +1278,11 @@ mod tests {
         assert_eq!(f.timestamp_ms, 1_795_663_054_671);
         let u = f.usage.unwrap();
         assert_eq!((u.input, u.output, u.total_tokens), (6369, 9, 6378));
-        assert_eq!(u.cost.unwrap().total, 0.012_827_999_999_999_999);
+        // serde_json's default float parser may be 1 ulp off JavaScript's.
+        assert!(close(
+            u.cost.unwrap().total,
+            0.012_827_999_999_999_999,
+            1e-15
+        ));
     }
 }
