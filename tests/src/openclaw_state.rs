@@ -1285,4 +1285,27 @@ mod tests {
             1e-15
         ));
     }
+    #[test]
+    fn decodes_a_gateway_zstd_row() {
+        // What the gateway's codec (node:zlib zstdCompressSync, level 1, checksum on)
+        // stores in event_zstd for a 1,869-byte assistant event.
+        let hex = [
+            "28b52ffd644d061d070052cf2d214069dc0671ca8382fef62b556b0be99d328a65b366d4bfa2df0a",
+            "e36f5c15458d0bd3a48b921852298a2160d1695247ee9123f5c87e8e39a6aafd6b9c700767b56b6e",
+            "1611ec9bc5038c601673cc542db963eabe25a8b12f563a5e0d871bf71ccf8985f07dc40d53701174",
+            "3c980ee0100c7ff1ade036d877e36e8e39bedbeac7de5bdfb3e3a22f165f9020cb91a85d74551e14",
+            "c45035142491efa167f5e387f5f129d08da3051daf8aef1b763c27acf7f8f99ea185fe220e0009e7",
+            "c30432a6808314629329b498b4bedc7a34b7827fd975d4a17ca3c2057f94272754e15c930c1e4fbf",
+            "bc",
+        ]
+        .concat();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let text = decode_zstd(&bytes).unwrap();
+        assert_eq!(text.len(), 1869);
+        let f = message_facts(&serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(f.usage.unwrap().total_tokens, 310);
+    }
 }
