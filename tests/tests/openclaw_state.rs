@@ -172,6 +172,22 @@ async fn stop(mut child: Child) {
     }
 }
 
+async fn compressed_rows(state: &Path) -> i64 {
+    use sqlx::Connection;
+    let db = clawkeeper_tests::openclaw_state::agent_db_path(state, "main");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db)
+        .read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM transcript_events WHERE event_zstd IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    conn.close().await.unwrap();
+    n
+}
+
 fn write_config(dir: &Path, base_url: &str, port: u16) {
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -317,13 +333,11 @@ async fn generated_usage_state_matches_the_gateway() {
 
     step("real chats through the gateway (they create the agent database)");
     let gw = inst.start_gateway().await;
+    // Over 1 KiB of plain text: the gateway stores such events zstd-compressed.
+    let long = "please keep this long question in the transcript ".repeat(30);
     for (msg, key, channel) in [
         ("hello usage state", "agent:main:state-a", None),
-        (
-            "a second question for the same session",
-            "agent:main:state-a",
-            None,
-        ),
+        (long.as_str(), "agent:main:state-a", None),
         (
             "over telegram",
             "agent:main:telegram:direct:4242",
@@ -338,6 +352,12 @@ async fn generated_usage_state_matches_the_gateway() {
     }
     assert!(fake.chat_requests().len() >= 3);
     stop(gw).await;
+    let compressed = compressed_rows(&inst.state()).await;
+    eprintln!("zstd rows after the real chats: {compressed}");
+    assert!(
+        compressed > 0,
+        "expected the long chat to be stored compressed"
+    );
     let real = read_transcript_sums(&inst.state()).await.unwrap();
     eprintln!("real chats: {:?}", real.totals);
     assert!(real.totals.assistant_messages >= 3);
