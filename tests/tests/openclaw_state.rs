@@ -1,6 +1,6 @@
 //! The seeded usage state against the real OpenClaw gateway (pinned runtime from
 //! scripts/setup.sh --test, `CLAWKEEPER_TEST_RUNTIME`), with the priced contract fake
-//! model: two real chats, then 20,000 generated transcript events; the gateway's
+//! model: three real chats (one over telegram, one stored zstd-compressed), then 20,000 generated transcript events; the gateway's
 //! `sessions.usage` and `usage.cost` over the whole range must equal the transcript's
 //! sums exactly (tokens) and to 1e-9 (cost), per session, channel, model and UTC day.
 //!
