@@ -1,8 +1,9 @@
 //! The seeded usage state against the real OpenClaw gateway (pinned runtime from
 //! scripts/setup.sh --test, `CLAWKEEPER_TEST_RUNTIME`), with the priced contract fake
-//! model: three real chats (one over telegram, one stored zstd-compressed), then 20,000 generated transcript events; the gateway's
-//! `sessions.usage` and `usage.cost` over the whole range must equal the transcript's
-//! sums exactly (tokens) and to 1e-9 (cost), per session, channel, model and UTC day.
+//! model: three real chats (one over telegram, one long enough to be stored
+//! zstd-compressed), then 20,000 generated transcript events; the gateway's
+//! `sessions.usage` and `usage.cost` over the whole range must equal the transcript's sums
+//! exactly (tokens) and to 1e-9 (cost), per session, channel, model and UTC day.
 //!
 //! Runs through scripts/test.sh (private network namespace, loopback only). Outside it the
 //! gateway is configured not to call out, except the one clawhub.ai lookup no setting
