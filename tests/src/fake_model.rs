@@ -17,6 +17,11 @@
 //! * Usage: `prompt_tokens` = number of whitespace-separated words in the
 //!   text of all request messages, `completion_tokens` = words in the reply,
 //!   `total_tokens` = the sum.
+//! * Cost (optional, off by default): started with a [`TokenPrice`] (see
+//!   [`ContractFakeModel::start_priced`]), the usage object also carries an
+//!   OpenRouter-style `cost` in dollars, `prompt_tokens * input +
+//!   completion_tokens * output`. The OpenClaw gateway takes such a
+//!   provider-reported `usage.cost` as the call's billed total.
 //! * Auth: every `/v1/...` route requires `Authorization: Bearer <key>`
 //!   equal to the expected key, else 401 with OpenAI's `invalid_api_key`
 //!   envelope (as the real API does, `/v1/models` included).
@@ -52,6 +57,26 @@ pub const DEFAULT_MODEL_IDS: &[&str] = &["echo-1"];
 
 /// Prefix of every reply.
 pub const REPLY_PREFIX: &str = "Echo: ";
+
+/// Dollars per token the fake bills when started with
+/// [`ContractFakeModel::start_priced`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenPrice {
+    /// Dollars per prompt token.
+    pub input: f64,
+    /// Dollars per completion token.
+    pub output: f64,
+}
+
+impl TokenPrice {
+    /// The `usage.cost` the fake reports for a call of that size.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        // Token counts of a test are far below 2^53: exact as f64.
+        #[allow(clippy::cast_precision_loss)]
+        let (p, c) = (prompt_tokens as f64, completion_tokens as f64);
+        p * self.input + c * self.output
+    }
+}
 
 /// One request as the fake saw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +114,7 @@ struct Shared {
     model_ids: Vec<String>,
     requests: Mutex<Vec<RecordedRequest>>,
     counter: AtomicU64,
+    price: Option<TokenPrice>,
 }
 
 impl Shared {
@@ -130,6 +156,17 @@ impl ContractFakeModel {
         expected_api_key: String,
         model_ids: Vec<String>,
     ) -> io::Result<Self> {
+        Self::start_priced(bind, expected_api_key, model_ids, None).await
+    }
+
+    /// Like [`ContractFakeModel::start_on`]; with `Some(price)` every usage
+    /// object also carries `cost` (dollars) as OpenRouter reports it.
+    pub async fn start_priced(
+        bind: SocketAddr,
+        expected_api_key: String,
+        model_ids: Vec<String>,
+        price: Option<TokenPrice>,
+    ) -> io::Result<Self> {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -137,6 +174,7 @@ impl ContractFakeModel {
             model_ids,
             requests: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
+            price,
         });
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(Self { addr, shared, task })
@@ -305,6 +343,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                         model,
                         text: format!("{REPLY_PREFIX}{prompt}"),
                         prompt_tokens: prompt_words(&request),
+                        price: shared.price,
                     };
                     if stream {
                         reply.streaming(include_usage)
@@ -463,16 +502,24 @@ struct Reply {
     model: String,
     text: String,
     prompt_tokens: u64,
+    price: Option<TokenPrice>,
 }
 
 impl Reply {
     fn usage(&self) -> Value {
         let completion = word_count(&self.text);
-        json!({
+        let mut usage = json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
-        })
+        });
+        if let (Some(price), Some(obj)) = (self.price, usage.as_object_mut()) {
+            obj.insert(
+                "cost".to_owned(),
+                json!(price.cost(self.prompt_tokens, completion)),
+            );
+        }
+        usage
     }
 
     fn complete(&self) -> Response<Body> {
@@ -581,6 +628,49 @@ mod tests {
                 {"role": "user", "content": [{"type": "text", "text": "hello there world"}]},
             ],
         })
+    }
+
+    #[tokio::test]
+    async fn priced_usage_carries_openrouter_style_cost() {
+        let price = TokenPrice {
+            input: 0.25,
+            output: 2.0,
+        };
+        let fake = ContractFakeModel::start_priced(
+            ([127, 0, 0, 1], 0).into(),
+            KEY.into(),
+            vec!["echo-1".into()],
+            Some(price),
+        )
+        .await
+        .expect("start");
+        for stream in [false, true] {
+            let text = client()
+                .post(format!("{}/chat/completions", fake.base_url()))
+                .bearer_auth(KEY)
+                .json(&chat_body(stream))
+                .send()
+                .await
+                .expect("send")
+                .text()
+                .await
+                .expect("body");
+            let usage = if stream {
+                let chunks: Vec<Value> = text
+                    .split("\n\n")
+                    .filter_map(|e| e.strip_prefix("data: "))
+                    .filter(|d| *d != "[DONE]")
+                    .map(|d| serde_json::from_str(d).expect("chunk"))
+                    .collect();
+                chunks.last().expect("usage chunk")["usage"].clone()
+            } else {
+                serde_json::from_str::<Value>(&text).expect("json")["usage"].clone()
+            };
+            // 10 prompt words; the reply "Echo: hello there world" is 4.
+            assert_eq!(usage["prompt_tokens"], 10);
+            assert_eq!(usage["completion_tokens"], 4);
+            assert_eq!(usage["cost"], json!(10.0 * 0.25 + 4.0 * 2.0));
+        }
     }
 
     #[tokio::test]
