@@ -81,7 +81,11 @@ async fn compare(app: &Clawkeeper, transcript: &Expected) {
         e.0 += t.total_tokens;
         e.1 += t.total_cost;
     }
-    assert_eq!(by_day_model.len(), want.len(), "{by_day_model:?} vs {want:?}");
+    assert_eq!(
+        by_day_model.len(),
+        want.len(),
+        "{by_day_model:?} vs {want:?}"
+    );
     for row in &by_day_model {
         let (tokens, cost) = want[&(row.day.unwrap().to_string(), row.key.clone())];
         assert_eq!(row.tokens.total, tokens, "{row:?}");
@@ -176,10 +180,20 @@ async fn usage_from_the_real_gateway_caps_and_alerts() {
     }
     let r = app.usage_sync().await.unwrap();
     eprintln!("sync: {r:?}");
-    assert!(r.from < Day::today(), "the second sync starts from the last range");
-    assert_ne!(r.from.to_string(), "2020-01-01", "not the whole history again");
+    assert!(
+        r.from < Day::today(),
+        "the second sync starts from the last range"
+    );
+    assert_ne!(
+        r.from.to_string(),
+        "2020-01-01",
+        "not the whole history again"
+    );
     let transcript = read_transcript_sums(&state_dir).await.unwrap();
-    assert!(transcript.totals.total_cost > 0.0, "the fake model's costs were counted");
+    assert!(
+        transcript.totals.total_cost > 0.0,
+        "the fake model's costs were counted"
+    );
     compare(&app, &transcript).await;
     assert!(
         fake.chat_requests().len() >= 4,
@@ -188,12 +202,18 @@ async fn usage_from_the_real_gateway_caps_and_alerts() {
 
     step("the CLI prints the same by model, as JSON and CSV");
     let out = std::process::Command::new(env::bin("clawkeeper-cli"))
-        .args(["usage", "--since", "2d", "--by", "model", "--format", "json"])
+        .args([
+            "usage", "--since", "2d", "--by", "model", "--format", "json",
+        ])
         .env("CLAWKEEPER_HOME", &paths.data_dir)
         .env("CLAWKEEPER_RUNTIME_DIR", &paths.runtime_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = json["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{json}");
@@ -216,7 +236,10 @@ async fn usage_from_the_real_gateway_caps_and_alerts() {
         .unwrap();
     let csv = String::from_utf8_lossy(&out.stdout);
     assert!(csv.starts_with("day,key,label,input_tokens"), "{csv}");
-    assert!(csv.contains(&transcript.totals.total_tokens.to_string()), "{csv}");
+    assert!(
+        csv.contains(&transcript.totals.total_tokens.to_string()),
+        "{csv}"
+    );
 
     step("a sync with nothing new changes nothing; one more chat adds exactly its use");
     app.usage_sync().await.unwrap();
@@ -232,7 +255,12 @@ async fn usage_from_the_real_gateway_caps_and_alerts() {
     step("OpenRouter's count beside the app's: a difference is shown, not hidden");
     // OpenRouter bills the key for what the model reported, plus $1 used elsewhere.
     openrouter
-        .record_spend(&provider_key, spent + 1.0, "openrouter/auto", openrouter.today())
+        .record_spend(
+            &provider_key,
+            spent + 1.0,
+            "openrouter/auto",
+            openrouter.today(),
+        )
         .unwrap();
     app.usage_sync().await.unwrap();
     let view = app.usage_view(30).await.unwrap();
@@ -296,7 +324,9 @@ async fn usage_from_the_real_gateway_caps_and_alerts() {
     );
     assert!(app.spend_paused().await);
     let s = app
-        .wait_for_state(Duration::from_secs(60), |s| matches!(s, InstanceState::Stopped))
+        .wait_for_state(Duration::from_secs(60), |s| {
+            matches!(s, InstanceState::Stopped)
+        })
         .await;
     assert!(matches!(s, InstanceState::Stopped), "{s:?}");
     assert!(app.usage_summary().await.unwrap().paused);
@@ -307,7 +337,10 @@ async fn usage_from_the_real_gateway_caps_and_alerts() {
     app.wait_healthy(Duration::from_secs(180)).await.unwrap();
     // Still over the cap this month, but the pause of this period was already had.
     app.usage_sync().await.unwrap();
-    assert!(!app.spend_paused().await, "resumed stays resumed this period");
+    assert!(
+        !app.spend_paused().await,
+        "resumed stays resumed this period"
+    );
 
     step("removing the cap removes it at OpenRouter too");
     app.spend_cap_set(None, 30).await.unwrap();
@@ -327,18 +360,31 @@ async fn usage_from_the_real_gateway_caps_and_alerts() {
     let err = app.usage_sync().await.unwrap_err();
     assert_eq!(err.code, "assistant_not_running");
     let view = app.usage_view(30).await.unwrap();
-    assert!(close(view.month_totals.cost, spent, 1e-9), "the numbers stay");
+    assert!(
+        close(view.month_totals.cost, spent, 1e-9),
+        "the numbers stay"
+    );
 
     step("exports: CSV in the export folder, never over an earlier one");
     let exports = data.path().join("exports");
     std::env::set_var("CLAWKEEPER_EXPORT_DIR", &exports);
     let today = Day::today();
     let a = app
-        .usage_save(clawkeeper_core::app::Format::Csv, today.plus(-29), today, By::Model)
+        .usage_save(
+            clawkeeper_core::app::Format::Csv,
+            today.plus(-29),
+            today,
+            By::Model,
+        )
         .await
         .unwrap();
     let b = app
-        .usage_save(clawkeeper_core::app::Format::Csv, today.plus(-29), today, By::Model)
+        .usage_save(
+            clawkeeper_core::app::Format::Csv,
+            today.plus(-29),
+            today,
+            By::Model,
+        )
         .await
         .unwrap();
     assert_ne!(a, b);

@@ -1860,13 +1860,14 @@ pub fn usage_sessions(data: &[u8]) -> Result<(), String> {
     unknown_only(usage_sessions_violations(data))
 }
 
-/// Bytes → `usage::gateway::parse_sessions_usage`: only a JSON object with a `sessions`
-/// list is accepted; an accepted answer holds only finite, non-negative costs and real
-/// days; each session's tokens and cost are exactly what its JSON rows say (so a total
-/// built on them is the gateway's); sessions without usage are left out, and no session
-/// or day appears twice.
+/// Bytes → `usage::gateway::parse_day` for the day the answer names (`startDate`, else
+/// 2026-11-26): only a JSON object with `aggregates` and a `sessions` list is accepted; in
+/// an accepted answer every amount is finite and non-negative, the day's totals are exactly
+/// the JSON's `costDaily` numbers, the models and the channels each add up to the day
+/// (tokens exactly, cost to rounding), and the listed conversations to no more than it.
 pub fn usage_sessions_violations(data: &[u8]) -> Vec<Violation> {
-    use clawkeeper_core::usage::gateway::parse_sessions_usage;
+    use clawkeeper_core::usage::gateway::parse_day;
+    use clawkeeper_core::usage::Day;
     let mut out = Vec::new();
     let Some(j) = std::str::from_utf8(data)
         .ok()
@@ -1874,97 +1875,101 @@ pub fn usage_sessions_violations(data: &[u8]) -> Vec<Violation> {
     else {
         return out;
     };
-    let Ok(u) = parse_sessions_usage(&j) else {
+    let day = j
+        .get("startDate")
+        .and_then(Value::as_str)
+        .and_then(Day::parse)
+        .or_else(|| Day::parse("2026-11-26"));
+    let Some(day) = day else { return out };
+    let Ok((_, u)) = parse_day(&j, day) else {
         return out;
     };
-    let Some(list) = j.get("sessions").and_then(Value::as_array) else {
-        v(&mut out, "usage.accepts_without_sessions", show_json(&j));
-        return out;
-    };
-    let with_usage: Vec<&Value> = list
-        .iter()
-        .filter(|s| s.get("usage").is_some_and(Value::is_object))
-        .collect();
-    if with_usage.len() != u.sessions.len() {
-        v(
-            &mut out,
-            "usage.session_count",
-            format!(
-                "{} with usage, {} read: {}",
-                with_usage.len(),
-                u.sessions.len(),
-                show_json(&j)
-            ),
-        );
+    if !j.get("aggregates").is_some_and(Value::is_object)
+        || !j.get("sessions").is_some_and(Value::is_array)
+    {
+        v(&mut out, "usage.accepts_without_parts", show_json(&j));
         return out;
     }
+    let money_ok = |c: f64| c.is_finite() && c >= 0.0;
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-9;
+    let row = &j["aggregates"]["costDaily"][0];
+    let (want_total, want_cost, want_input) = if row.is_object() {
+        (
+            row["totalTokens"].as_f64().unwrap_or(-1.0),
+            row["totalCost"].as_f64().unwrap_or(-1.0),
+            row.get("input").and_then(Value::as_f64).unwrap_or(0.0),
+        )
+    } else {
+        (0.0, 0.0, 0.0)
+    };
+    if u.tokens.total as f64 != want_total
+        || u.cost != want_cost
+        || u.tokens.input as f64 != want_input
+    {
+        v(
+            &mut out,
+            "usage.day_totals",
+            format!(
+                "{} tokens ${} vs {}",
+                u.tokens.total,
+                u.cost,
+                show_json(row)
+            ),
+        );
+    }
+    if !money_ok(u.cost) {
+        v(&mut out, "usage.cost_not_money", format!("{}", u.cost));
+    }
+    let models: (u64, f64) = u
+        .models
+        .iter()
+        .fold((0, 0.0), |a, m| (a.0 + m.tokens, a.1 + m.cost));
+    if !u.models.is_empty() && (models.0 != u.tokens.total || !close(models.1, u.cost)) {
+        v(
+            &mut out,
+            "usage.models_add_up",
+            format!("{models:?} vs {} ${}", u.tokens.total, u.cost),
+        );
+    }
+    let channels: (u64, f64) = u
+        .channels
+        .iter()
+        .fold((0, 0.0), |a, c| (a.0 + c.tokens.total, a.1 + c.cost));
+    if (u.tokens.total > 0 || u.cost > 1e-12)
+        && (channels.0 != u.tokens.total || !close(channels.1, u.cost))
+    {
+        v(
+            &mut out,
+            "usage.channels_add_up",
+            format!("{channels:?} vs {} ${}", u.tokens.total, u.cost),
+        );
+    }
+    let sessions: (u64, f64) = u
+        .sessions
+        .iter()
+        .fold((0, 0.0), |a, s| (a.0 + s.tokens.total, a.1 + s.cost));
+    if sessions.0 > u.tokens.total || sessions.1 > u.cost * (1.0 + 1e-9) + 1e-9 {
+        v(
+            &mut out,
+            "usage.sessions_within_day",
+            format!("{sessions:?} vs {} ${}", u.tokens.total, u.cost),
+        );
+    }
     let mut keys = std::collections::HashSet::new();
-    for (s, js) in u.sessions.iter().zip(with_usage) {
+    for s in &u.sessions {
         if !keys.insert(s.key.clone()) {
             v(&mut out, "usage.session_twice", s.key.clone());
         }
-        let rows = js["usage"]["dailyBreakdown"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if rows.len() != s.days.len() {
-            v(&mut out, "usage.day_count", show_json(js));
-            continue;
-        }
-        let mut days = std::collections::HashSet::new();
-        for (d, row) in s.days.iter().zip(&rows) {
-            if !days.insert(d.day) {
-                v(&mut out, "usage.day_twice", format!("{} {}", s.key, d.day));
-            }
-            if row["date"].as_str() != Some(d.day.to_string().as_str()) {
-                v(
-                    &mut out,
-                    "usage.day",
-                    format!("{} vs {}", d.day, show_json(row)),
-                );
-            }
-            if !d.cost.is_finite() || d.cost < 0.0 {
-                v(&mut out, "usage.cost_not_money", format!("{}", d.cost));
-            }
-            let want_cost = row
-                .get("totalCost")
-                .map_or_else(|| row.get("cost"), Some)
-                .and_then(Value::as_f64);
-            if want_cost != Some(d.cost) {
-                v(
-                    &mut out,
-                    "usage.cost",
-                    format!("{} vs {}", d.cost, show_json(row)),
-                );
-            }
-            let want_total = row
-                .get("totalTokens")
-                .map_or_else(|| row.get("tokens"), Some)
-                .and_then(Value::as_f64);
-            if want_total != Some(d.tokens.total as f64) {
-                v(
-                    &mut out,
-                    "usage.tokens",
-                    format!("{} vs {}", d.tokens.total, show_json(row)),
-                );
-            }
-            let input = row.get("input").and_then(Value::as_f64).unwrap_or(0.0);
-            if input != d.tokens.input as f64 {
-                v(
-                    &mut out,
-                    "usage.input",
-                    format!("{} vs {}", d.tokens.input, show_json(row)),
-                );
-            }
-        }
-        for m in &s.models {
-            if !m.cost.is_finite() || m.cost < 0.0 {
-                v(
-                    &mut out,
-                    "usage.model_cost_not_money",
-                    format!("{}", m.cost),
-                );
-            }
+    }
+    for c in u
+        .models
+        .iter()
+        .map(|m| m.cost)
+        .chain(u.channels.iter().map(|c| c.cost))
+        .chain(u.sessions.iter().map(|s| s.cost))
+    {
+        if !money_ok(c) {
+            v(&mut out, "usage.part_not_money", format!("{c}"));
         }
     }
     out

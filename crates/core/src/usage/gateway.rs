@@ -1,18 +1,24 @@
-//! Reading the gateway's `sessions.usage` answer (OpenClaw 2026.9; shapes in
-//! docs/openclaw-usage.md): per session, `usage.dailyBreakdown` (tokens and cost per day)
-//! and `usage.dailyModelUsage` (tokens, cost and calls per day and model), plus
-//! `cacheStatus` while the gateway is still counting.
+//! Reading the gateway's `sessions.usage` answer (OpenClaw 2026.9; shapes and the reasons
+//! behind this use of it in docs/openclaw-usage.md).
+//!
+//! The app asks for **one UTC day at a time** with a small `limit`: the answer's
+//! `aggregates` cover every conversation of that day whatever the limit (day totals in
+//! `costDaily`, per model in `modelDaily`, per channel in `byChannel`), and the `sessions`
+//! list gives the day's most recent conversations. Asking for many days and all sessions at
+//! once gives answers of tens of megabytes on a busy assistant (each session row carries
+//! per-quarter-hour arrays), which no WebSocket frame takes.
 //!
 //! Strict on purpose: a count that isn't a whole non-negative number, a cost that isn't a
-//! finite non-negative amount, or a day that isn't a calendar day rejects the whole
-//! answer. What the app already has stays as it was; a wrong total is never shown as right.
+//! finite non-negative amount, a day other than the one asked for, or parts that add up to
+//! more than the whole reject the answer. What the app already has stays as it was; a
+//! wrong total is never shown as right.
 
 use super::period::Day;
 use super::{Dollars, Error, Result, Tokens};
 use serde_json::{json, Value};
 
-/// The params of a `sessions.usage` call for UTC days `from..=to`, all agents, at most
-/// `limit` sessions.
+/// The params of a `sessions.usage` call for UTC days `from..=to`, all agents, listing at
+/// most `limit` conversations.
 pub fn request(from: Day, to: Day, limit: u32) -> Value {
     json!({
         "startDate": from.to_string(),
@@ -27,25 +33,17 @@ pub fn request(from: Day, to: Day, limit: u32) -> Value {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Counting {
     Done,
-    /// `cacheStatus.status` was `refreshing`, `partial` or `stale`: ask again.
+    /// `cacheStatus.status` was `refreshing`, `partial` or `stale`: the numbers may be
+    /// low; ask again.
     Pending {
         status: String,
         pending_files: u64,
     },
 }
 
-/// One session's usage on one day.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionDay {
-    pub day: Day,
-    pub tokens: Tokens,
-    pub cost: Dollars,
-}
-
-/// One session's use of one model on one day.
+/// One model's use on the day.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelDay {
-    pub day: Day,
     /// Empty when the gateway didn't say.
     pub provider: String,
     pub model: String,
@@ -54,20 +52,36 @@ pub struct ModelDay {
     pub calls: u64,
 }
 
+/// One channel's use on the day ([`super::ledger::APP_CHANNEL`] for the rest).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SessionUsage {
+pub struct ChannelDay {
+    pub channel: String,
+    pub tokens: Tokens,
+    pub cost: Dollars,
+}
+
+/// One conversation's use on the day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionDay {
     pub key: String,
     pub label: Option<String>,
     /// The messaging channel it came from (`telegram`, …); `None` for chat in the app.
     pub channel: Option<String>,
-    pub days: Vec<SessionDay>,
-    pub models: Vec<ModelDay>,
+    pub tokens: Tokens,
+    pub cost: Dollars,
 }
 
+/// Everything about one UTC day.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SessionsUsage {
-    pub counting: Counting,
-    pub sessions: Vec<SessionUsage>,
+pub struct DayUsage {
+    pub day: Day,
+    pub tokens: Tokens,
+    pub cost: Dollars,
+    pub models: Vec<ModelDay>,
+    /// Every channel with use, and `app` for what came through none.
+    pub channels: Vec<ChannelDay>,
+    /// The day's most recent conversations (as many as the call's `limit`).
+    pub sessions: Vec<SessionDay>,
 }
 
 fn bad(what: impl Into<String>) -> Error {
@@ -153,155 +167,287 @@ fn counting(v: &Value) -> Result<Counting> {
     })
 }
 
-fn session_day(row: &Value, at: &str) -> Result<SessionDay> {
-    let day = day(row, at)?;
-    let at = format!("{at} {day}");
-    // `totalTokens`/`totalCost` when present (even as null: a NaN the gateway wrote as
-    // null must not fall back to the other spelling), else `tokens`/`cost`.
-    let total = if row.get("totalTokens").is_some() {
-        required_count(row, "totalTokens", &at)?
-    } else {
-        required_count(row, "tokens", &at)?
-    };
-    let cost = if row.get("totalCost").is_some() {
-        money(row, "totalCost", &at)?
-    } else {
-        money(row, "cost", &at)?
-    };
-    Ok(SessionDay {
-        day,
-        tokens: Tokens {
-            input: count(row, "input", &at)?,
-            output: count(row, "output", &at)?,
-            cache_read: count(row, "cacheRead", &at)?,
-            cache_write: count(row, "cacheWrite", &at)?,
-            total,
+/// The token split of a totals object (`input`, `output`, `cacheRead`, `cacheWrite`,
+/// `totalTokens` required) and its `totalCost`.
+fn totals(obj: &Value, at: &str) -> Result<(Tokens, Dollars)> {
+    Ok((
+        Tokens {
+            input: count(obj, "input", at)?,
+            output: count(obj, "output", at)?,
+            cache_read: count(obj, "cacheRead", at)?,
+            cache_write: count(obj, "cacheWrite", at)?,
+            total: required_count(obj, "totalTokens", at)?,
         },
-        cost,
-    })
+        money(obj, "totalCost", at)?,
+    ))
 }
 
-fn model_day(row: &Value, at: &str) -> Result<ModelDay> {
-    let day = day(row, at)?;
-    let at = format!("{at} {day}");
-    let model = text(row, "model").unwrap_or_default();
-    let provider = text(row, "provider").unwrap_or_default();
-    Ok(ModelDay {
-        day,
-        tokens: required_count(row, "tokens", &at)?,
-        cost: money(row, "cost", &at)?,
-        calls: count(row, "count", &at)?,
-        provider,
-        model,
-    })
+/// Parts may add up to the whole, never to more (cost: allowing for rounding).
+fn within(part: (u64, Dollars), whole: (u64, Dollars)) -> bool {
+    part.0 <= whole.0 && part.1 <= whole.1 * (1.0 + 1e-9) + 1e-12
 }
 
-/// Parse a `sessions.usage` result.
-pub fn parse_sessions_usage(v: &Value) -> Result<SessionsUsage> {
+fn same(a: (u64, Dollars), b: (u64, Dollars)) -> bool {
+    a.0 == b.0 && (a.1 - b.1).abs() <= 1e-9 * a.1.abs().max(b.1.abs()) + 1e-12
+}
+
+fn aggregates(v: &Value) -> Result<&Value> {
+    v.get("aggregates")
+        .filter(|a| a.is_object())
+        .ok_or_else(|| bad("no aggregates"))
+}
+
+/// Parse the answer to [`request`]`(day, day, _)`.
+pub fn parse_day(v: &Value, day: Day) -> Result<(Counting, DayUsage)> {
     if !v.is_object() {
         return Err(bad("the answer is not an object"));
     }
     let counting = counting(v)?;
+    let agg = aggregates(v)?;
+    let at = day.to_string();
+
+    let mut tokens = Tokens::default();
+    let mut cost = 0.0;
+    let daily = array(agg, "costDaily", "aggregates")?;
+    if daily.len() > 1 {
+        return Err(bad(format!("{} days in the answer for one", daily.len())));
+    }
+    if let Some(row) = daily.first() {
+        if self::day(row, "costDaily")? != day {
+            return Err(bad(format!("costDaily is for another day than {day}")));
+        }
+        (tokens, cost) = totals(row, &at)?;
+    }
+
+    let mut models = Vec::new();
+    let (mut m_tokens, mut m_cost) = (0u64, 0.0);
+    for row in array(agg, "modelDaily", "aggregates")? {
+        if self::day(row, "modelDaily")? != day {
+            return Err(bad(format!("modelDaily is for another day than {day}")));
+        }
+        let m = ModelDay {
+            provider: text(row, "provider").unwrap_or_default(),
+            model: text(row, "model").unwrap_or_default(),
+            tokens: required_count(row, "tokens", &at)?,
+            cost: money(row, "cost", &at)?,
+            calls: count(row, "count", &at)?,
+        };
+        m_tokens += m.tokens;
+        m_cost += m.cost;
+        models.push(m);
+    }
+    // Use the gateway couldn't tie to a model (no provider or model on the event) is in
+    // the day but not in `modelDaily`: it shows as an unknown model, so the parts add up.
+    if !within((m_tokens, m_cost), (tokens.total, cost)) {
+        return Err(bad(format!(
+            "{day}: the models add up to {m_tokens} tokens ${m_cost}, more than the day's {} tokens ${cost}",
+            tokens.total
+        )));
+    }
+    if !same((m_tokens, m_cost), (tokens.total, cost)) {
+        models.push(ModelDay {
+            provider: String::new(),
+            model: String::new(),
+            tokens: tokens.total - m_tokens,
+            cost: (cost - m_cost).max(0.0),
+            calls: 0,
+        });
+    }
+
+    let mut channels = Vec::new();
+    let (mut rest_tokens, mut rest_cost) = (tokens, cost);
+    for row in array(agg, "byChannel", "aggregates")? {
+        let channel = text(row, "channel").ok_or_else(|| bad("a channel without a name"))?;
+        let t = row
+            .get("totals")
+            .filter(|t| t.is_object())
+            .ok_or_else(|| bad(format!("channel {channel} without totals")))?;
+        let (ct, cc) = totals(t, &format!("{at} {channel}"))?;
+        if !within((ct.total, cc), (rest_tokens.total, rest_cost)) {
+            return Err(bad(format!(
+                "{day}: the channels add up to more than the day"
+            )));
+        }
+        rest_tokens = Tokens {
+            input: rest_tokens.input.saturating_sub(ct.input),
+            output: rest_tokens.output.saturating_sub(ct.output),
+            cache_read: rest_tokens.cache_read.saturating_sub(ct.cache_read),
+            cache_write: rest_tokens.cache_write.saturating_sub(ct.cache_write),
+            total: rest_tokens.total - ct.total,
+        };
+        rest_cost = (rest_cost - cc).max(0.0);
+        if channels.iter().any(|c: &ChannelDay| c.channel == channel) {
+            return Err(bad(format!("channel {channel} twice")));
+        }
+        channels.push(ChannelDay {
+            channel,
+            tokens: ct,
+            cost: cc,
+        });
+    }
+    if rest_tokens.total > 0 || rest_cost > 1e-12 {
+        channels.push(ChannelDay {
+            channel: super::ledger::APP_CHANNEL.to_owned(),
+            tokens: rest_tokens,
+            cost: rest_cost,
+        });
+    }
+
     let list = match v.get("sessions") {
         Some(Value::Array(a)) => a,
         _ => return Err(bad("no list of sessions")),
     };
-    let mut sessions = Vec::with_capacity(list.len());
+    let mut sessions: Vec<SessionDay> = Vec::new();
+    let (mut s_tokens, mut s_cost) = (0u64, 0.0);
     for s in list {
         let key = text(s, "key").ok_or_else(|| bad("a session without a key"))?;
         let usage = match s.get("usage") {
-            None | Some(Value::Null) => {
-                continue;
-            }
+            None | Some(Value::Null) => continue,
             Some(u) if u.is_object() => u,
             Some(_) => return Err(bad(format!("session {key}: usage is not an object"))),
         };
-        let days = array(usage, "dailyBreakdown", &key)?
-            .iter()
-            .map(|r| session_day(r, &key))
-            .collect::<Result<Vec<_>>>()?;
-        let models = array(usage, "dailyModelUsage", &key)?
-            .iter()
-            .map(|r| model_day(r, &key))
-            .collect::<Result<Vec<_>>>()?;
-        let mut seen = std::collections::HashSet::new();
-        for d in &days {
-            if !seen.insert(d.day) {
-                return Err(bad(format!("session {key}: day {} twice", d.day)));
+        let mut found = None;
+        for row in array(usage, "dailyBreakdown", &key)? {
+            let d = self::day(row, &key)?;
+            if d != day {
+                return Err(bad(format!("session {key}: {d} in the answer for {day}")));
             }
+            if found.is_some() {
+                return Err(bad(format!("session {key}: {day} twice")));
+            }
+            found = Some(totals(row, &format!("{key} {day}"))?);
         }
-        sessions.push(SessionUsage {
+        let Some((t, c)) = found else { continue };
+        if sessions.iter().any(|x| x.key == key) {
+            return Err(bad(format!("session {key} listed twice")));
+        }
+        s_tokens += t.total;
+        s_cost += c;
+        sessions.push(SessionDay {
             label: text(s, "label"),
             channel: text(s, "channel"),
             key,
-            days,
-            models,
+            tokens: t,
+            cost: c,
         });
     }
-    let mut keys = std::collections::HashSet::new();
-    for s in &sessions {
-        if !keys.insert(s.key.as_str()) {
-            return Err(bad(format!("session {} listed twice", s.key)));
-        }
+    if !within((s_tokens, s_cost), (tokens.total, cost)) {
+        return Err(bad(format!(
+            "{day}: the conversations add up to more than the day"
+        )));
     }
-    Ok(SessionsUsage { counting, sessions })
+    Ok((
+        counting,
+        DayUsage {
+            day,
+            tokens,
+            cost,
+            models,
+            channels,
+            sessions,
+        },
+    ))
 }
 
-/// How many sessions the answer listed (including those without usage), to tell whether
-/// the `limit` cut the list short.
-pub fn listed(v: &Value) -> usize {
-    v.get("sessions")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len)
+/// The days with use in the answer to a range [`request`] (from `costDaily`), for a first
+/// sync to ask only for those.
+pub fn parse_active_days(v: &Value) -> Result<(Counting, Vec<Day>)> {
+    if !v.is_object() {
+        return Err(bad("the answer is not an object"));
+    }
+    let counting = counting(v)?;
+    let mut days = Vec::new();
+    for row in array(aggregates(v)?, "costDaily", "aggregates")? {
+        let d = day(row, "costDaily")?;
+        let (t, c) = totals(row, &d.to_string())?;
+        if t.total > 0 || c > 0.0 {
+            days.push(d);
+        }
+    }
+    days.sort();
+    days.dedup();
+    Ok((counting, days))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn d(s: &str) -> Day {
+        Day::parse(s).unwrap()
+    }
+
+    fn totals_json(input: u64, output: u64, cost: f64) -> Value {
+        json!({"input": input, "output": output, "cacheRead": 0, "cacheWrite": 0,
+               "totalTokens": input + output, "totalCost": cost,
+               "inputCost": 0, "outputCost": 0, "missingCostEntries": 0})
+    }
+
+    /// An answer for 2026-11-26 in the gateway's shape: two conversations (one on
+    /// telegram), two models.
     fn sample() -> Value {
+        let mut day = totals_json(300, 30, 0.0033);
+        day["date"] = json!("2026-11-26");
+        let mut app_row = totals_json(200, 20, 0.0022);
+        app_row["date"] = json!("2026-11-26");
+        app_row["tokens"] = json!(220);
+        app_row["cost"] = json!(0.0022);
+        let mut tg_row = totals_json(100, 10, 0.0011);
+        tg_row["date"] = json!("2026-11-26");
         json!({
-            "updatedAt": 1764115200000u64,
-            "startDate": "2026-11-25",
+            "updatedAt": 1795663071980u64,
+            "startDate": "2026-11-26",
             "endDate": "2026-11-26",
             "sessions": [
-                {
-                    "key": "agent:main:main",
-                    "label": "Main",
-                    "channel": null,
-                    "usage": {
-                        "input": 30, "output": 12, "totalTokens": 42, "totalCost": 0.0042,
-                        "dailyBreakdown": [
-                            {"date": "2026-11-25", "tokens": 20, "cost": 0.002, "input": 14, "output": 6,
-                             "cacheRead": 0, "cacheWrite": 0, "totalTokens": 20, "totalCost": 0.002},
-                            {"date": "2026-11-26", "tokens": 22, "cost": 0.0022, "input": 16, "output": 6,
-                             "cacheRead": 0, "cacheWrite": 0, "totalTokens": 22, "totalCost": 0.0022}
-                        ],
-                        "dailyModelUsage": [
-                            {"date": "2026-11-25", "provider": "clawkeeper", "model": "echo-1", "tokens": 20, "cost": 0.002, "count": 1},
-                            {"date": "2026-11-26", "provider": "clawkeeper", "model": "echo-1", "tokens": 22, "cost": 0.0022, "count": 1}
-                        ]
-                    }
-                },
-                {"key": "agent:main:telegram:direct:42", "channel": "telegram", "usage": null}
+                {"key": "agent:main:main", "label": "Main", "usage": {"dailyBreakdown": [app_row],
+                 "utcQuarterHourTokenUsage": [{"date": "2026-11-26", "quarterIndex": 13}]}},
+                {"key": "agent:main:telegram:direct:42", "channel": "telegram", "usage": {"dailyBreakdown": [tg_row]}},
+                {"key": "agent:main:idle", "usage": null}
             ],
-            "cacheStatus": {"status": "fresh", "cachedFiles": 1, "pendingFiles": 0, "staleFiles": 0}
+            "totals": totals_json(300, 30, 0.0033),
+            "aggregates": {
+                "sessionCount": 2,
+                "costDaily": [day],
+                "modelDaily": [
+                    {"date": "2026-11-26", "provider": "clawkeeper", "model": "echo-1", "tokens": 220, "cost": 0.0022, "count": 2},
+                    {"date": "2026-11-26", "provider": "clawkeeper", "model": "echo-2", "tokens": 110, "cost": 0.0011, "count": 1}
+                ],
+                "byChannel": [{"channel": "telegram", "totals": totals_json(100, 10, 0.0011)}]
+            },
+            "cacheStatus": {"status": "fresh", "cachedFiles": 3, "pendingFiles": 0, "staleFiles": 0}
         })
     }
 
     #[test]
-    fn reads_days_and_models() {
-        let u = parse_sessions_usage(&sample()).unwrap();
-        assert_eq!(u.counting, Counting::Done);
-        assert_eq!(u.sessions.len(), 1, "the session without usage is skipped");
-        let s = &u.sessions[0];
-        assert_eq!(s.label.as_deref(), Some("Main"));
-        assert_eq!(s.channel, None);
-        assert_eq!(s.days[1].tokens.input, 16);
-        assert_eq!(s.days[1].tokens.total, 22);
-        assert_eq!(s.models[0].model, "echo-1");
-        assert_eq!(s.models[0].calls, 1);
-        assert_eq!(listed(&sample()), 2);
+    fn reads_a_day() {
+        let (c, u) = parse_day(&sample(), d("2026-11-26")).unwrap();
+        assert_eq!(c, Counting::Done);
+        assert_eq!(u.tokens.total, 330);
+        assert_eq!(u.tokens.input, 300);
+        assert_eq!(u.models.len(), 2);
+        assert_eq!(u.models[1].calls, 1);
+        let names: Vec<_> = u
+            .channels
+            .iter()
+            .map(|c| (c.channel.as_str(), c.tokens.total))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("telegram", 110), ("app", 220)],
+            "the rest is the app's"
+        );
+        assert!((u.channels[1].cost - 0.0022).abs() < 1e-12);
+        assert_eq!(u.sessions.len(), 2, "the session without usage is left out");
+        assert_eq!(u.sessions[0].label.as_deref(), Some("Main"));
+        assert_eq!(u.sessions[1].channel.as_deref(), Some("telegram"));
+    }
+
+    #[test]
+    fn an_empty_day_is_zero() {
+        let v = json!({"sessions": [], "aggregates": {"costDaily": [], "modelDaily": [], "byChannel": []}});
+        let (_, u) = parse_day(&v, d("2026-11-26")).unwrap();
+        assert_eq!((u.tokens.total, u.cost), (0, 0.0));
+        assert!(u.channels.is_empty() && u.models.is_empty() && u.sessions.is_empty());
     }
 
     #[test]
@@ -309,83 +455,89 @@ mod tests {
         let mut v = sample();
         v["cacheStatus"] = json!({"status": "refreshing", "pendingFiles": 3});
         assert_eq!(
-            parse_sessions_usage(&v).unwrap().counting,
+            parse_day(&v, d("2026-11-26")).unwrap().0,
             Counting::Pending {
                 status: "refreshing".into(),
                 pending_files: 3
             }
         );
         v["cacheStatus"] = json!({"status": "weird"});
-        assert!(parse_sessions_usage(&v).is_err());
+        assert!(parse_day(&v, d("2026-11-26")).is_err());
     }
 
     #[test]
-    fn bad_numbers_reject_the_whole_answer() {
+    fn bad_numbers_and_contradictions_reject_the_whole_answer() {
         let cases: Vec<(&str, Value)> = vec![
-            ("/sessions/0/usage/dailyBreakdown/0/totalCost", json!(-0.5)),
-            ("/sessions/0/usage/dailyBreakdown/0/totalCost", json!("NaN")),
-            (
-                "/sessions/0/usage/dailyBreakdown/0/totalCost",
-                json!(f64::INFINITY),
-            ),
-            ("/sessions/0/usage/dailyBreakdown/0/input", json!(-1)),
-            ("/sessions/0/usage/dailyBreakdown/0/input", json!(1.5)),
-            ("/sessions/0/usage/dailyBreakdown/0/input", json!("12")),
+            ("/aggregates/costDaily/0/totalCost", json!(-0.5)),
+            ("/aggregates/costDaily/0/totalCost", json!("NaN")),
+            ("/aggregates/costDaily/0/totalCost", json!(null)),
+            ("/aggregates/costDaily/0/input", json!(-1)),
+            ("/aggregates/costDaily/0/input", json!(1.5)),
+            ("/aggregates/costDaily/0/input", json!("12")),
+            ("/aggregates/costDaily/0/date", json!("2026-11-25")),
+            ("/aggregates/costDaily/0/date", json!("2026-02-30")),
+            ("/aggregates/modelDaily/0/cost", json!(null)),
+            ("/aggregates/modelDaily/0/tokens", json!(true)),
+            // The models add up to more than the day.
+            ("/aggregates/modelDaily/0/tokens", json!(221)),
+            ("/aggregates/modelDaily/1/cost", json!(0.5)),
+            // A channel bigger than the day.
+            ("/aggregates/byChannel/0/totals/totalTokens", json!(331)),
+            ("/aggregates/byChannel/0/totals", json!(null)),
+            ("/aggregates", json!(null)),
+            // A conversation bigger than the day, or on another day.
+            ("/sessions/0/usage/dailyBreakdown/0/totalTokens", json!(400)),
             (
                 "/sessions/0/usage/dailyBreakdown/0/date",
-                json!("2026-02-30"),
+                json!("2026-11-25"),
             ),
-            ("/sessions/0/usage/dailyModelUsage/0/cost", json!(null)),
-            ("/sessions/0/usage/dailyModelUsage/0/tokens", json!(true)),
             ("/sessions/0/usage/dailyBreakdown", json!({"a": 1})),
             ("/sessions/0/usage", json!(7)),
             ("/sessions/0/key", json!(null)),
+            ("/sessions", json!(3)),
         ];
         for (ptr, value) in cases {
             let mut v = sample();
             *v.pointer_mut(ptr).unwrap() = value.clone();
-            let err = parse_sessions_usage(&v).unwrap_err();
+            let err = parse_day(&v, d("2026-11-26")).unwrap_err();
             assert!(matches!(err, Error::BadData(_)), "{ptr} = {value}: {err:?}");
         }
-        // A day twice in one session, or a session twice, would count twice.
-        let mut v = sample();
-        v["sessions"][0]["usage"]["dailyBreakdown"][1]["date"] = json!("2026-11-25");
-        assert!(parse_sessions_usage(&v).is_err());
         let mut v = sample();
         let first = v["sessions"][0].clone();
         v["sessions"].as_array_mut().unwrap().push(first);
-        assert!(parse_sessions_usage(&v).is_err());
-        for garbage in [json!(null), json!([]), json!("ok"), json!({"sessions": 3})] {
-            assert!(parse_sessions_usage(&garbage).is_err(), "{garbage}");
+        assert!(parse_day(&v, d("2026-11-26")).is_err(), "a session twice");
+        for garbage in [json!(null), json!([]), json!("ok"), json!({"sessions": []})] {
+            assert!(parse_day(&garbage, d("2026-11-26")).is_err(), "{garbage}");
         }
     }
 
     #[test]
-    fn missing_optional_counts_are_zero_but_totals_are_required() {
+    fn use_without_a_model_is_an_unknown_model() {
         let mut v = sample();
-        let row = &mut v["sessions"][0]["usage"]["dailyBreakdown"][0];
-        row.as_object_mut().unwrap().remove("cacheRead");
-        assert_eq!(
-            parse_sessions_usage(&v).unwrap().sessions[0].days[0]
-                .tokens
-                .cache_read,
-            0
-        );
-        let row = &mut v["sessions"][0]["usage"]["dailyBreakdown"][0];
-        row.as_object_mut().unwrap().remove("totalTokens");
-        row.as_object_mut().unwrap().remove("tokens");
-        assert!(parse_sessions_usage(&v).is_err());
+        v["aggregates"]["modelDaily"].as_array_mut().unwrap().pop();
+        let (_, u) = parse_day(&v, d("2026-11-26")).unwrap();
+        assert_eq!(u.models.len(), 2);
+        assert_eq!((u.models[1].model.as_str(), u.models[1].tokens), ("", 110));
+        assert!((u.models[1].cost - 0.0011).abs() < 1e-12);
     }
 
     #[test]
     fn whole_floats_are_counts() {
         let mut v = sample();
-        v["sessions"][0]["usage"]["dailyBreakdown"][0]["input"] = json!(14.0);
-        assert_eq!(
-            parse_sessions_usage(&v).unwrap().sessions[0].days[0]
-                .tokens
-                .input,
-            14
-        );
+        v["aggregates"]["costDaily"][0]["input"] = json!(300.0);
+        assert_eq!(parse_day(&v, d("2026-11-26")).unwrap().1.tokens.input, 300);
+    }
+
+    #[test]
+    fn active_days_from_a_range() {
+        let mut a = totals_json(1, 1, 0.1);
+        a["date"] = json!("2026-11-02");
+        let mut idle = totals_json(0, 0, 0.0);
+        idle["date"] = json!("2026-11-03");
+        let mut b = totals_json(5, 0, 0.0);
+        b["date"] = json!("2026-11-01");
+        let v = json!({"sessions": [], "aggregates": {"costDaily": [a, idle, b]}});
+        let (_, days) = parse_active_days(&v).unwrap();
+        assert_eq!(days, vec![d("2026-11-01"), d("2026-11-02")]);
     }
 }

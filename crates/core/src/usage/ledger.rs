@@ -1,8 +1,9 @@
-//! The usage ledger in Clawkeeper's own SQLite: per instance, UTC day and session (tokens
-//! and cost), and per model within that. A sync replaces whole days in one transaction,
-//! so a total is either the old count or the new one, never half of each.
+//! The usage ledger in Clawkeeper's own SQLite: per instance and UTC day, the day's totals
+//! and its use per model, per channel and by its most recent conversations. A sync
+//! replaces whole days in one transaction, so a total is either the old count or the new
+//! one, never half of each.
 
-use super::gateway::SessionUsage;
+use super::gateway::DayUsage;
 use super::period::Day;
 use super::{Dollars, Result, Tokens};
 use crate::store::{classify, Store};
@@ -49,8 +50,8 @@ pub struct Row {
     /// A session's name, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    /// By model, only `total` is known per model (the gateway counts input and output per
-    /// session and day, not per model).
+    /// By model, only `total` is known per model (the gateway splits input and output per
+    /// day, channel and conversation, not per model).
     pub tokens: Tokens,
     pub cost: Dollars,
     /// Model calls (by model only).
@@ -115,19 +116,24 @@ impl Ledger {
         Self { store }
     }
 
-    /// Replace everything recorded for `instance` on days `from..=to` with `sessions`
-    /// (rows outside the range are ignored), and note the sync. One transaction.
+    /// Replace everything recorded for `instance` on days `from..=to` with `days` (days
+    /// outside the range are ignored), and note the sync. One transaction.
     pub async fn replace(
         &self,
         instance: &str,
         from: Day,
         to: Day,
-        sessions: &[SessionUsage],
+        days: &[DayUsage],
         at: &str,
     ) -> Result<usize> {
         let (from_s, to_s) = (from.to_string(), to.to_string());
         let mut tx = self.store.pool().begin().await.map_err(classify)?;
-        for table in ["usage_session_days", "usage_model_days"] {
+        for table in [
+            "usage_days",
+            "usage_model_days",
+            "usage_channel_days",
+            "usage_session_days",
+        ] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE instance_id = ?1 AND day BETWEEN ?2 AND ?3"
             ))
@@ -139,44 +145,82 @@ impl Ledger {
             .map_err(classify)?;
         }
         let mut rows = 0;
-        for s in sessions {
-            for d in s.days.iter().filter(|d| d.day >= from && d.day <= to) {
-                sqlx::query(
-                    "INSERT INTO usage_session_days (instance_id, day, session_key, label, channel, input, output, cache_read, cache_write, total_tokens, cost)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )
-                .bind(instance)
-                .bind(d.day.to_string())
-                .bind(&s.key)
-                .bind(&s.label)
-                .bind(&s.channel)
-                .bind(i64_of(d.tokens.input))
-                .bind(i64_of(d.tokens.output))
-                .bind(i64_of(d.tokens.cache_read))
-                .bind(i64_of(d.tokens.cache_write))
-                .bind(i64_of(d.tokens.total))
-                .bind(d.cost)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-                rows += 1;
+        for d in days.iter().filter(|d| d.day >= from && d.day <= to) {
+            let day = d.day.to_string();
+            if d.tokens.total == 0 && d.cost == 0.0 && d.models.is_empty() {
+                continue;
             }
-            for m in s.models.iter().filter(|m| m.day >= from && m.day <= to) {
-                // The same model can appear under two spellings that normalise the same:
+            sqlx::query(
+                "INSERT INTO usage_days (instance_id, day, input, output, cache_read, cache_write, total_tokens, cost)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .bind(instance)
+            .bind(&day)
+            .bind(i64_of(d.tokens.input))
+            .bind(i64_of(d.tokens.output))
+            .bind(i64_of(d.tokens.cache_read))
+            .bind(i64_of(d.tokens.cache_write))
+            .bind(i64_of(d.tokens.total))
+            .bind(d.cost)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            rows += 1;
+            for m in &d.models {
+                // The same model can come under two spellings that normalise the same:
                 // add them up rather than fail.
                 sqlx::query(
-                    "INSERT INTO usage_model_days (instance_id, day, session_key, provider, model, tokens, cost, calls)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                    "INSERT INTO usage_model_days (instance_id, day, provider, model, tokens, cost, calls)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT DO UPDATE SET tokens = tokens + excluded.tokens, cost = cost + excluded.cost, calls = calls + excluded.calls",
                 )
                 .bind(instance)
-                .bind(m.day.to_string())
-                .bind(&s.key)
+                .bind(&day)
                 .bind(&m.provider)
                 .bind(&m.model)
                 .bind(i64_of(m.tokens))
                 .bind(m.cost)
                 .bind(i64_of(m.calls))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+                rows += 1;
+            }
+            for c in &d.channels {
+                sqlx::query(
+                    "INSERT INTO usage_channel_days (instance_id, day, channel, input, output, cache_read, cache_write, total_tokens, cost)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .bind(instance)
+                .bind(&day)
+                .bind(&c.channel)
+                .bind(i64_of(c.tokens.input))
+                .bind(i64_of(c.tokens.output))
+                .bind(i64_of(c.tokens.cache_read))
+                .bind(i64_of(c.tokens.cache_write))
+                .bind(i64_of(c.tokens.total))
+                .bind(c.cost)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+                rows += 1;
+            }
+            for s in &d.sessions {
+                sqlx::query(
+                    "INSERT INTO usage_session_days (instance_id, day, session_key, label, channel, input, output, cache_read, cache_write, total_tokens, cost)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .bind(instance)
+                .bind(&day)
+                .bind(&s.key)
+                .bind(&s.label)
+                .bind(&s.channel)
+                .bind(i64_of(s.tokens.input))
+                .bind(i64_of(s.tokens.output))
+                .bind(i64_of(s.tokens.cache_read))
+                .bind(i64_of(s.tokens.cache_write))
+                .bind(i64_of(s.tokens.total))
+                .bind(s.cost)
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
@@ -237,7 +281,13 @@ impl Ledger {
 
     /// Forget an instance's usage (its server was deleted).
     pub async fn forget(&self, instance: &str) -> Result<()> {
-        for table in ["usage_session_days", "usage_model_days", "usage_syncs"] {
+        for table in [
+            "usage_days",
+            "usage_model_days",
+            "usage_channel_days",
+            "usage_session_days",
+            "usage_syncs",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE instance_id = ?1"))
                 .bind(instance)
                 .execute(self.store.pool())
@@ -253,7 +303,7 @@ impl Ledger {
             "SELECT COALESCE(SUM(input),0) AS input, COALESCE(SUM(output),0) AS output,
                     COALESCE(SUM(cache_read),0) AS cache_read, COALESCE(SUM(cache_write),0) AS cache_write,
                     COALESCE(SUM(total_tokens),0) AS total_tokens, COALESCE(SUM(cost),0.0) AS cost
-             FROM usage_session_days WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR instance_id = ?3)",
+             FROM usage_days WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR instance_id = ?3)",
         )
         .bind(f.from.to_string())
         .bind(f.to.to_string())
@@ -273,8 +323,8 @@ impl Ledger {
                             SUM(cache_write) AS cache_write, SUM(total_tokens) AS total_tokens, SUM(cost) AS cost";
         const WHERE: &str = "WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR instance_id = ?3)";
         let sql = match by {
-            By::Day => format!("SELECT day, '' AS k, NULL AS label, {SUMS} FROM usage_session_days {WHERE} GROUP BY day ORDER BY day"),
-            By::Channel => format!("SELECT NULL AS day, COALESCE(channel, '{APP_CHANNEL}') AS k, NULL AS label, {SUMS} FROM usage_session_days {WHERE} GROUP BY k ORDER BY SUM(cost) DESC, k"),
+            By::Day => format!("SELECT day, '' AS k, NULL AS label, {SUMS} FROM usage_days {WHERE} GROUP BY day ORDER BY day"),
+            By::Channel => format!("SELECT NULL AS day, channel AS k, NULL AS label, {SUMS} FROM usage_channel_days {WHERE} GROUP BY k ORDER BY SUM(cost) DESC, k"),
             By::Session => format!("SELECT NULL AS day, session_key AS k, MAX(label) AS label, {SUMS} FROM usage_session_days {WHERE} GROUP BY k ORDER BY SUM(cost) DESC, k"),
             By::Model | By::DayModel => {
                 let (day, group, order) = if by == By::Model {
@@ -332,42 +382,47 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::gateway::{ModelDay, SessionDay};
+    use crate::usage::gateway::{ChannelDay, ModelDay, SessionDay};
 
     fn d(s: &str) -> Day {
         Day::parse(s).unwrap()
     }
 
-    fn session(key: &str, channel: Option<&str>, days: &[(&str, u64, f64)]) -> SessionUsage {
-        SessionUsage {
-            key: key.into(),
-            label: Some(format!("{key} label")),
-            channel: channel.map(str::to_owned),
-            days: days
-                .iter()
-                .map(|(day, t, c)| SessionDay {
-                    day: d(day),
-                    tokens: Tokens {
-                        input: t / 2,
-                        output: t - t / 2,
-                        cache_read: 0,
-                        cache_write: 0,
-                        total: *t,
-                    },
-                    cost: *c,
-                })
-                .collect(),
-            models: days
-                .iter()
-                .map(|(day, t, c)| ModelDay {
-                    day: d(day),
-                    provider: "p".into(),
-                    model: format!("m-{key}"),
-                    tokens: *t,
-                    cost: *c,
-                    calls: 1,
-                })
-                .collect(),
+    fn tokens(t: u64) -> Tokens {
+        Tokens {
+            input: t / 2,
+            output: t - t / 2,
+            cache_read: 0,
+            cache_write: 0,
+            total: t,
+        }
+    }
+
+    /// A day with one model `m-<day>`, all of it on `channel`, one conversation.
+    fn day(day: &str, t: u64, c: f64, channel: &str) -> DayUsage {
+        DayUsage {
+            day: d(day),
+            tokens: tokens(t),
+            cost: c,
+            models: vec![ModelDay {
+                provider: "p".into(),
+                model: format!("m-{}", &day[8..]),
+                tokens: t,
+                cost: c,
+                calls: 1,
+            }],
+            channels: vec![ChannelDay {
+                channel: channel.into(),
+                tokens: tokens(t),
+                cost: c,
+            }],
+            sessions: vec![SessionDay {
+                key: format!("s-{day}"),
+                label: Some(format!("Talk of {day}")),
+                channel: None,
+                tokens: tokens(t),
+                cost: c,
+            }],
         }
     }
 
@@ -384,12 +439,8 @@ mod tests {
         let store = Store::open_memory().await.unwrap();
         let ledger = Ledger::new(store);
         let first = vec![
-            session(
-                "a",
-                None,
-                &[("2026-11-20", 100, 0.1), ("2026-11-25", 10, 0.01)],
-            ),
-            session("b", Some("telegram"), &[("2026-11-25", 20, 0.02)]),
+            day("2026-11-20", 100, 0.1, "app"),
+            day("2026-11-25", 10, 0.01, "telegram"),
         ];
         ledger
             .replace("local", d("2020-01-01"), d("2026-11-25"), &first, "t1")
@@ -399,17 +450,13 @@ mod tests {
             .totals(&all("2026-11-01", "2026-11-30"))
             .await
             .unwrap();
-        assert_eq!(t.tokens.total, 130);
-        assert!((t.cost - 0.13).abs() < 1e-12);
+        assert_eq!(t.tokens.total, 110);
+        assert!((t.cost - 0.11).abs() < 1e-12);
 
         // The next sync asks again for the 25th and 26th only: the 20th stays.
         let second = vec![
-            session(
-                "a",
-                None,
-                &[("2026-11-25", 15, 0.015), ("2026-11-26", 5, 0.005)],
-            ),
-            session("b", Some("telegram"), &[("2026-11-25", 20, 0.02)]),
+            day("2026-11-25", 15, 0.015, "telegram"),
+            day("2026-11-26", 5, 0.005, "app"),
         ];
         ledger
             .replace("local", d("2026-11-25"), d("2026-11-26"), &second, "t2")
@@ -427,7 +474,7 @@ mod tests {
             days,
             vec![
                 ("2026-11-20".into(), 100),
-                ("2026-11-25".into(), 35),
+                ("2026-11-25".into(), 15),
                 ("2026-11-26".into(), 5)
             ]
         );
@@ -436,15 +483,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(channels[0].key, "app");
-        assert_eq!(channels[0].tokens.total, 120);
+        assert_eq!(channels[0].tokens.total, 105);
         assert_eq!(channels[1].key, "telegram");
         let models = ledger
-            .breakdown(&all("2026-11-25", "2026-11-25"), By::Model)
+            .breakdown(&all("2026-11-25", "2026-11-26"), By::Model)
             .await
             .unwrap();
         assert_eq!(models.len(), 2);
-        assert_eq!(models[0].key, "m-b", "biggest spend first");
+        assert_eq!(models[0].key, "m-25", "biggest spend first");
         assert_eq!(models[0].calls, Some(1));
+        let sessions = ledger
+            .breakdown(&all("2026-11-01", "2026-11-30"), By::Session)
+            .await
+            .unwrap();
+        assert_eq!(sessions.len(), 3);
+        assert_eq!(sessions[0].label.as_deref(), Some("Talk of 2026-11-20"));
         let state = ledger.sync_state("local").await.unwrap().unwrap();
         assert_eq!(state.synced_from, d("2026-11-25"));
         assert_eq!(state.synced_at, "t2");
@@ -463,7 +516,7 @@ mod tests {
             instance: Some("srv".into()),
             ..all("2026-11-01", "2026-11-30")
         };
-        assert_eq!(ledger.totals(&only_srv).await.unwrap().tokens.total, 30);
+        assert_eq!(ledger.totals(&only_srv).await.unwrap().tokens.total, 10);
         ledger.forget("srv").await.unwrap();
         assert_eq!(ledger.totals(&only_srv).await.unwrap().tokens.total, 0);
         assert_eq!(
@@ -473,7 +526,7 @@ mod tests {
                 .unwrap()
                 .tokens
                 .total,
-            140
+            120
         );
     }
 }

@@ -1,10 +1,11 @@
 //! Incremental sync from a gateway into the [`Ledger`].
 //!
-//! The first sync asks for the whole history; every later one asks only for the days
-//! since the last (from two days before its last day, to tomorrow: a day still being
-//! written, and a gateway whose clock runs a little ahead or behind, are counted once and
-//! completely). Those days are replaced in one transaction. So a refresh costs what is
-//! new, however long the history is.
+//! The first sync asks which days of the whole history had use (one call, the day list
+//! only), then each of those days. Every later sync asks only for the days since the last:
+//! from two days before its last day to tomorrow, so a day still being written, and a
+//! gateway whose clock runs a little ahead or behind, are counted once and completely.
+//! Each day is one call (see [`gateway`] for why); the days are replaced in one
+//! transaction. So a refresh costs what is new, however long the history is.
 
 use super::gateway::{self, Counting};
 use super::ledger::Ledger;
@@ -20,9 +21,9 @@ use std::time::Duration;
 /// Where a first sync starts (any earlier use would be from before OpenClaw existed).
 pub const FIRST_DAY: &str = "2020-01-01";
 
-/// Sessions asked for at first; grows ×4 while the answer fills it.
-const FIRST_LIMIT: u32 = 1_000;
-const MAX_LIMIT: u32 = 256_000;
+/// Conversations listed per day (the day's most recent ones; the day's totals, models and
+/// channels cover all of them whatever this is).
+pub const SESSIONS_PER_DAY: u32 = 20;
 
 /// What can answer `sessions.usage`: the gateway client, or a test's stand-in.
 pub trait Source: Send + Sync {
@@ -48,8 +49,8 @@ impl Source for Gateway {
 pub struct SyncReport {
     pub from: Day,
     pub to: Day,
-    /// Sessions with use in the range.
-    pub sessions: usize,
+    /// Days asked for (one call each).
+    pub days: usize,
     /// Rows written.
     pub rows: usize,
     /// Times the gateway said it was still counting before it answered.
@@ -105,6 +106,26 @@ impl Syncer {
         result
     }
 
+    /// Ask until the gateway has finished counting (or give up: [`Error::StillCounting`]).
+    async fn ask(&self, source: &dyn Source, params: Value, waited: &mut u32) -> Result<Value> {
+        loop {
+            let answer = source.sessions_usage(params.clone()).await?;
+            let pending = match answer.get("cacheStatus").and_then(|c| c.get("status")) {
+                Some(Value::String(s)) if s != "fresh" => Some(s.clone()),
+                _ => None,
+            };
+            let Some(status) = pending else {
+                return Ok(answer);
+            };
+            if *waited >= self.polls {
+                tracing::info!(%status, waited, "the gateway is still counting its usage");
+                return Err(Error::StillCounting);
+            }
+            *waited += 1;
+            tokio::time::sleep(self.poll_every).await;
+        }
+    }
+
     async fn sync_inner(
         &self,
         source: &dyn Source,
@@ -112,50 +133,49 @@ impl Syncer {
         today: Day,
     ) -> Result<SyncReport> {
         let (from, to) = self.next_range(instance, today).await?;
-        let mut limit = FIRST_LIMIT;
         let mut waited = 0;
-        loop {
-            let answer = source
-                .sessions_usage(gateway::request(from, to, limit))
+        let first = self.ledger.sync_state(instance).await?.is_none();
+        let days: Vec<Day> = if first {
+            // Which days had use at all: the day list only (a limit of 1 keeps it small).
+            let answer = self
+                .ask(source, gateway::request(from, to, 1), &mut waited)
                 .await?;
-            let usage = gateway::parse_sessions_usage(&answer)?;
-            if let Counting::Pending { status, .. } = &usage.counting {
-                if waited >= self.polls {
-                    tracing::info!(%status, waited, "the gateway is still counting its usage");
-                    return Err(Error::StillCounting);
-                }
-                waited += 1;
-                tokio::time::sleep(self.poll_every).await;
-                continue;
+            let (counting, days) = gateway::parse_active_days(&answer)?;
+            if counting != Counting::Done {
+                return Err(Error::StillCounting);
             }
-            if gateway::listed(&answer) >= limit as usize {
-                // The list may have been cut at the limit: ask for more.
-                if limit >= MAX_LIMIT {
-                    return Err(Error::BadData(format!(
-                        "more than {MAX_LIMIT} conversations in {from}..{to}"
-                    )));
-                }
-                limit = limit.saturating_mul(4).min(MAX_LIMIT);
-                continue;
-            }
-            let rows = self
-                .ledger
-                .replace(
-                    instance,
-                    from,
-                    to,
-                    &usage.sessions,
-                    &crate::time::now_rfc3339(),
+            days.into_iter()
+                .filter(|d| *d >= from && *d <= to)
+                .collect()
+        } else {
+            (0..=from.days_until(to)).map(|i| from.plus(i)).collect()
+        };
+        let mut got = Vec::with_capacity(days.len());
+        for day in &days {
+            let answer = self
+                .ask(
+                    source,
+                    gateway::request(*day, *day, SESSIONS_PER_DAY),
+                    &mut waited,
                 )
                 .await?;
-            return Ok(SyncReport {
-                from,
-                to,
-                sessions: usage.sessions.len(),
-                rows,
-                waited,
-            });
+            let (counting, usage) = gateway::parse_day(&answer, *day)?;
+            if counting != Counting::Done {
+                return Err(Error::StillCounting);
+            }
+            got.push(usage);
         }
+        let rows = self
+            .ledger
+            .replace(instance, from, to, &got, &crate::time::now_rfc3339())
+            .await?;
+        Ok(SyncReport {
+            from,
+            to,
+            days: days.len(),
+            rows,
+            waited,
+        })
     }
 }
 
@@ -165,55 +185,66 @@ mod tests {
     use crate::store::Store;
     use crate::usage::ledger::Filter;
     use serde_json::json;
+    use std::collections::BTreeMap;
     use std::sync::Mutex;
 
-    /// A stand-in gateway: answers each call with the next of `answers` (the last one
-    /// repeats) and records the params.
-    struct Scripted {
-        answers: Mutex<Vec<std::result::Result<Value, crate::gateway::Error>>>,
+    /// A stand-in gateway over a table of (day → tokens, cost): answers range calls with
+    /// the day list and day calls with that day, like `sessions.usage`. `counting` answers
+    /// "refreshing" that many times first; `garbage` replaces every answer.
+    #[derive(Default)]
+    struct Stand {
+        days: Mutex<BTreeMap<String, (u64, f64)>>,
+        counting: Mutex<u32>,
+        garbage: Mutex<Option<std::result::Result<Value, ()>>>,
         calls: Mutex<Vec<Value>>,
     }
 
-    impl Scripted {
-        fn new(answers: Vec<std::result::Result<Value, crate::gateway::Error>>) -> Self {
-            Self {
-                answers: Mutex::new(answers),
-                calls: Mutex::new(Vec::new()),
+    impl Stand {
+        fn with(days: &[(&str, u64, f64)]) -> Self {
+            let s = Self::default();
+            for (d, t, c) in days {
+                s.days.lock().unwrap().insert((*d).into(), (*t, *c));
             }
+            s
+        }
+
+        fn answer(&self, params: &Value) -> Value {
+            let from = params["startDate"].as_str().unwrap().to_owned();
+            let to = params["endDate"].as_str().unwrap().to_owned();
+            let days = self.days.lock().unwrap();
+            let rows: Vec<Value> = days
+                .range(from.clone()..=to.clone())
+                .map(|(d, (t, c))| json!({"date": d, "input": t, "output": 0, "totalTokens": t, "totalCost": c}))
+                .collect();
+            let models: Vec<Value> = days
+                .range(from.clone()..=to.clone())
+                .map(|(d, (t, c))| json!({"date": d, "provider": "p", "model": "m", "tokens": t, "cost": c, "count": 1}))
+                .collect();
+            let mut v = json!({"sessions": [], "aggregates": {"costDaily": rows, "modelDaily": models, "byChannel": []}});
+            let mut counting = self.counting.lock().unwrap();
+            if *counting > 0 {
+                *counting -= 1;
+                v["cacheStatus"] = json!({"status": "refreshing", "pendingFiles": 1});
+            }
+            v
         }
     }
 
-    impl Source for Scripted {
+    impl Source for Stand {
         fn sessions_usage(
             &self,
             params: Value,
         ) -> Pin<
             Box<dyn Future<Output = std::result::Result<Value, crate::gateway::Error>> + Send + '_>,
         > {
-            self.calls.lock().unwrap().push(params);
-            let mut a = self.answers.lock().unwrap();
-            let next = if a.len() > 1 {
-                a.remove(0)
-            } else {
-                match &a[0] {
-                    Ok(v) => Ok(v.clone()),
-                    Err(_) => Err(crate::gateway::Error::Closed),
-                }
+            self.calls.lock().unwrap().push(params.clone());
+            let out = match self.garbage.lock().unwrap().clone() {
+                Some(Ok(v)) => Ok(v),
+                Some(Err(())) => Err(crate::gateway::Error::Closed),
+                None => Ok(self.answer(&params)),
             };
-            Box::pin(async move { next })
+            Box::pin(async move { out })
         }
-    }
-
-    fn answer(days: &[(&str, u64, f64)]) -> Value {
-        json!({
-            "sessions": [{
-                "key": "agent:main:main",
-                "usage": {
-                    "dailyBreakdown": days.iter().map(|(d, t, c)| json!({"date": d, "totalTokens": t, "totalCost": c, "input": t, "output": 0})).collect::<Vec<_>>(),
-                    "dailyModelUsage": days.iter().map(|(d, t, c)| json!({"date": d, "provider": "p", "model": "m", "tokens": t, "cost": c, "count": 1})).collect::<Vec<_>>(),
-                }
-            }]
-        })
     }
 
     fn d(s: &str) -> Day {
@@ -227,34 +258,46 @@ mod tests {
         s
     }
 
-    #[tokio::test]
-    async fn first_sync_takes_everything_then_only_the_last_days() {
-        let store = Store::open_memory().await.unwrap();
-        let s = syncer(store);
-        let src = Scripted::new(vec![Ok(answer(&[
-            ("2026-10-01", 100, 1.0),
-            ("2026-11-26", 10, 0.1),
-        ]))]);
-        let r = s.sync(&src, "local", d("2026-11-26")).await.unwrap();
-        assert_eq!((r.from, r.to), (d(FIRST_DAY), d("2026-11-27")));
-        assert_eq!(src.calls.lock().unwrap()[0]["mode"], "utc");
+    fn everything() -> Filter {
+        Filter {
+            from: d(FIRST_DAY),
+            to: d("2026-12-31"),
+            instance: None,
+        }
+    }
 
-        // A day later: asks from the 25th (two days before the last range's end) only.
-        let src = Scripted::new(vec![Ok(answer(&[
-            ("2026-11-26", 12, 0.12),
-            ("2026-11-27", 5, 0.05),
-        ]))]);
+    #[tokio::test]
+    async fn first_sync_asks_for_the_days_with_use_then_only_the_last_days() {
+        let s = syncer(Store::open_memory().await.unwrap());
+        let src = Stand::with(&[("2026-10-01", 100, 1.0), ("2026-11-26", 10, 0.1)]);
+        let r = s.sync(&src, "local", d("2026-11-26")).await.unwrap();
+        assert_eq!((r.from, r.to, r.days), (d(FIRST_DAY), d("2026-11-27"), 2));
+        {
+            let calls = src.calls.lock().unwrap();
+            assert_eq!(calls.len(), 3, "the day list, then the two days");
+            assert_eq!(calls[0]["limit"], 1);
+            assert_eq!(calls[1]["startDate"], "2026-10-01");
+            assert_eq!(calls[1]["endDate"], "2026-10-01");
+            assert_eq!(calls[1]["mode"], "utc");
+        }
+
+        // A day later: asks for the 25th to the 28th, one day each.
+        src.days
+            .lock()
+            .unwrap()
+            .insert("2026-11-26".into(), (12, 0.12));
+        src.days
+            .lock()
+            .unwrap()
+            .insert("2026-11-27".into(), (5, 0.05));
+        src.calls.lock().unwrap().clear();
         let r = s.sync(&src, "local", d("2026-11-27")).await.unwrap();
-        assert_eq!((r.from, r.to), (d("2026-11-25"), d("2026-11-28")));
-        let t = s
-            .ledger()
-            .totals(&Filter {
-                from: d(FIRST_DAY),
-                to: d("2026-12-31"),
-                instance: None,
-            })
-            .await
-            .unwrap();
+        assert_eq!(
+            (r.from, r.to, r.days),
+            (d("2026-11-25"), d("2026-11-28"), 4)
+        );
+        assert_eq!(src.calls.lock().unwrap().len(), 4);
+        let t = s.ledger().totals(&everything()).await.unwrap();
         assert_eq!(
             t.tokens.total, 117,
             "Oct 1 kept, Nov 26 replaced, Nov 27 added"
@@ -263,66 +306,62 @@ mod tests {
 
     #[tokio::test]
     async fn still_counting_is_asked_again_then_given_up_without_losing_anything() {
-        let store = Store::open_memory().await.unwrap();
-        let s = syncer(store);
-        let mut counting = answer(&[("2026-11-26", 99, 9.9)]);
-        counting["cacheStatus"] = json!({"status": "refreshing", "pendingFiles": 2});
-        let src = Scripted::new(vec![
-            Ok(counting.clone()),
-            Ok(answer(&[("2026-11-26", 10, 0.1)])),
-        ]);
+        let s = syncer(Store::open_memory().await.unwrap());
+        let src = Stand::with(&[("2026-11-26", 10, 0.1)]);
+        *src.counting.lock().unwrap() = 2;
         let r = s.sync(&src, "local", d("2026-11-26")).await.unwrap();
-        assert_eq!(r.waited, 1);
+        assert_eq!(r.waited, 2);
 
-        let src = Scripted::new(vec![Ok(counting)]);
+        src.days
+            .lock()
+            .unwrap()
+            .insert("2026-11-26".into(), (99, 9.9));
+        *src.counting.lock().unwrap() = 100;
         let err = s.sync(&src, "local", d("2026-11-26")).await.unwrap_err();
         assert!(matches!(err, Error::StillCounting));
-        assert_eq!(src.calls.lock().unwrap().len(), 4, "1 + 3 polls");
-        let all = Filter {
-            from: d(FIRST_DAY),
-            to: d("2026-12-31"),
-            instance: None,
-        };
-        assert_eq!(s.ledger().totals(&all).await.unwrap().tokens.total, 10);
+        assert_eq!(
+            s.ledger().totals(&everything()).await.unwrap().tokens.total,
+            10
+        );
         let state = s.ledger().sync_state("local").await.unwrap().unwrap();
         assert!(state.error.unwrap().contains("still counting"));
     }
 
     #[tokio::test]
     async fn garbage_or_a_dead_gateway_keep_the_old_numbers() {
-        let store = Store::open_memory().await.unwrap();
-        let s = syncer(store);
-        let src = Scripted::new(vec![Ok(answer(&[("2026-11-26", 10, 0.1)]))]);
+        let s = syncer(Store::open_memory().await.unwrap());
+        let src = Stand::with(&[("2026-11-26", 10, 0.1)]);
         s.sync(&src, "local", d("2026-11-26")).await.unwrap();
-        let all = Filter {
-            from: d(FIRST_DAY),
-            to: d("2026-12-31"),
-            instance: None,
-        };
+        let mut bad_cost = src.answer(&json!({"startDate": "2026-11-26", "endDate": "2026-11-26"}));
+        bad_cost["aggregates"]["costDaily"][0]["totalCost"] = json!(-1.0);
         for bad in [
             Ok(json!({"sessions": "nope"})),
-            Ok(answer(&[("2026-11-26", 10, f64::NAN)])),
-            Ok(answer(&[("2026-11-26", 10, -1.0)])),
-            Err(crate::gateway::Error::Closed),
+            Ok(
+                json!({"sessions": [], "aggregates": {"costDaily": [{"date": "2026-11-26", "totalTokens": 5, "totalCost": null}]}}),
+            ),
+            Ok(bad_cost),
+            Err(()),
         ] {
-            let src = Scripted::new(vec![bad]);
+            *src.garbage.lock().unwrap() = Some(bad);
             assert!(s.sync(&src, "local", d("2026-11-26")).await.is_err());
-            let t = s.ledger().totals(&all).await.unwrap();
+            let t = s.ledger().totals(&everything()).await.unwrap();
             assert_eq!(t.tokens.total, 10);
             assert!((t.cost - 0.1).abs() < 1e-12);
         }
     }
 
     #[tokio::test]
-    async fn a_full_list_is_asked_for_again_with_a_bigger_limit() {
-        let store = Store::open_memory().await.unwrap();
-        let s = syncer(store);
-        let many = |n: usize| json!({"sessions": (0..n).map(|i| json!({"key": format!("s{i}"), "usage": {"dailyBreakdown": [{"date": "2026-11-26", "totalTokens": 1, "totalCost": 0.0}]}})).collect::<Vec<_>>()});
-        let src = Scripted::new(vec![Ok(many(1000)), Ok(many(1500))]);
-        let r = s.sync(&src, "local", d("2026-11-26")).await.unwrap();
-        assert_eq!(r.sessions, 1500);
-        let calls = src.calls.lock().unwrap();
-        assert_eq!(calls[0]["limit"], 1000);
-        assert_eq!(calls[1]["limit"], 4000);
+    async fn clock_skew_is_counted_once() {
+        // A gateway whose clock runs ahead wrote tomorrow's date on an event: it is
+        // counted (the range runs to tomorrow), and once, whatever the next syncs see.
+        let s = syncer(Store::open_memory().await.unwrap());
+        let src = Stand::with(&[("2026-11-26", 10, 0.1), ("2026-11-27", 3, 0.03)]);
+        s.sync(&src, "local", d("2026-11-26")).await.unwrap();
+        s.sync(&src, "local", d("2026-11-26")).await.unwrap();
+        s.sync(&src, "local", d("2026-11-27")).await.unwrap();
+        assert_eq!(
+            s.ledger().totals(&everything()).await.unwrap().tokens.total,
+            13
+        );
     }
 }
