@@ -70,7 +70,8 @@ CREATE TABLE usage_syncs (
     synced_to     TEXT NOT NULL,            -- last day of it
     synced_at     TEXT NOT NULL,            -- RFC 3339, when it succeeded
     attempted_at  TEXT,                     -- last attempt, successful or not
-    error         TEXT                      -- why the last attempt failed (NULL: it didn't)
+    error         TEXT,                     -- why the last attempt failed (NULL: it didn't)
+    gateway_at    INTEGER                   -- newest `updatedAt` (gateway clock, ms) of its answers
 );
 
 -- Spend alerts (and pauses at the cap) already given, so each happens once per period,

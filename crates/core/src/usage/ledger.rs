@@ -77,6 +77,10 @@ pub struct SyncState {
     pub attempted_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The newest `updatedAt` of the gateway's answers in that sync (its clock, ms): an
+    /// answer older than this is a cached one from before.
+    #[serde(skip)]
+    pub gateway_at: Option<i64>,
 }
 
 /// Which rows: days `from..=to`, one instance or all.
@@ -125,6 +129,7 @@ impl Ledger {
         to: Day,
         days: &[DayUsage],
         at: &str,
+        gateway_at: Option<i64>,
     ) -> Result<usize> {
         let (from_s, to_s) = (from.to_string(), to.to_string());
         let mut tx = self.store.pool().begin().await.map_err(classify)?;
@@ -228,14 +233,16 @@ impl Ledger {
             }
         }
         sqlx::query(
-            "INSERT INTO usage_syncs (instance_id, synced_from, synced_to, synced_at, attempted_at, error)
-             VALUES (?1, ?2, ?3, ?4, ?4, NULL)
-             ON CONFLICT(instance_id) DO UPDATE SET synced_from = ?2, synced_to = ?3, synced_at = ?4, attempted_at = ?4, error = NULL",
+            "INSERT INTO usage_syncs (instance_id, synced_from, synced_to, synced_at, attempted_at, error, gateway_at)
+             VALUES (?1, ?2, ?3, ?4, ?4, NULL, ?5)
+             ON CONFLICT(instance_id) DO UPDATE SET synced_from = ?2, synced_to = ?3, synced_at = ?4, attempted_at = ?4, error = NULL,
+                 gateway_at = COALESCE(?5, gateway_at)",
         )
         .bind(instance)
         .bind(&from_s)
         .bind(&to_s)
         .bind(at)
+        .bind(gateway_at)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
@@ -257,7 +264,7 @@ impl Ledger {
 
     pub async fn sync_state(&self, instance: &str) -> Result<Option<SyncState>> {
         let row = sqlx::query(
-            "SELECT synced_from, synced_to, synced_at, attempted_at, error FROM usage_syncs WHERE instance_id = ?1",
+            "SELECT synced_from, synced_to, synced_at, attempted_at, error, gateway_at FROM usage_syncs WHERE instance_id = ?1",
         )
         .bind(instance)
         .fetch_optional(self.store.pool())
@@ -276,6 +283,7 @@ impl Ledger {
             synced_at: r.try_get("synced_at").map_err(classify)?,
             attempted_at: r.try_get("attempted_at").map_err(classify)?,
             error: r.try_get("error").map_err(classify)?,
+            gateway_at: r.try_get("gateway_at").map_err(classify)?,
         }))
     }
 
@@ -443,7 +451,14 @@ mod tests {
             day("2026-11-25", 10, 0.01, "telegram"),
         ];
         ledger
-            .replace("local", d("2020-01-01"), d("2026-11-25"), &first, "t1")
+            .replace(
+                "local",
+                d("2020-01-01"),
+                d("2026-11-25"),
+                &first,
+                "t1",
+                None,
+            )
             .await
             .unwrap();
         let t = ledger
@@ -459,7 +474,14 @@ mod tests {
             day("2026-11-26", 5, 0.005, "app"),
         ];
         ledger
-            .replace("local", d("2026-11-25"), d("2026-11-26"), &second, "t2")
+            .replace(
+                "local",
+                d("2026-11-25"),
+                d("2026-11-26"),
+                &second,
+                "t2",
+                None,
+            )
             .await
             .unwrap();
         let by_day = ledger
@@ -509,7 +531,7 @@ mod tests {
 
         // Other instances are separate; forgetting one leaves the other.
         ledger
-            .replace("srv", d("2026-11-25"), d("2026-11-25"), &first, "t4")
+            .replace("srv", d("2026-11-25"), d("2026-11-25"), &first, "t4", None)
             .await
             .unwrap();
         let only_srv = Filter {

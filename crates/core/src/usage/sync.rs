@@ -22,8 +22,15 @@ use std::time::Duration;
 pub const FIRST_DAY: &str = "2020-01-01";
 
 /// Conversations listed per day (the day's most recent ones; the day's totals, models and
-/// channels cover all of them whatever this is).
+/// channels cover all of them whatever this is)…
 pub const SESSIONS_PER_DAY: u32 = 20;
+/// …plus a number that changes with every call, below this. The gateway keeps each answer
+/// for 30 s under a key made of the call's params, and after that hands the old answer out
+/// once more while it computes the new one (stale-while-revalidate,
+/// `loadUsageResultCached`), still marked "fresh". `limit` only sets how many
+/// conversations are listed, so varying it gives a key of its own to every call: the answer
+/// is computed now. An old answer that still comes back is recognised by its `updatedAt`.
+const LIMIT_SPREAD: u32 = 200;
 
 /// What can answer `sessions.usage`: the gateway client, or a test's stand-in.
 pub trait Source: Send + Sync {
@@ -61,6 +68,8 @@ pub struct SyncReport {
 #[derive(Clone)]
 pub struct Syncer {
     ledger: Ledger,
+    /// See [`LIMIT_SPREAD`]; starts anywhere, so a restarted app doesn't repeat its calls.
+    nonce: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// How often, and how long apart, to ask again while the gateway is still counting.
     pub polls: u32,
     pub poll_every: Duration,
@@ -70,6 +79,7 @@ impl Syncer {
     pub fn new(ledger: Ledger) -> Self {
         Self {
             ledger,
+            nonce: std::sync::Arc::new(std::sync::atomic::AtomicU32::new(rand::random())),
             polls: 20,
             poll_every: Duration::from_millis(500),
         }
@@ -106,19 +116,46 @@ impl Syncer {
         result
     }
 
-    /// Ask until the gateway has finished counting (or give up: [`Error::StillCounting`]).
-    async fn ask(&self, source: &dyn Source, params: Value, waited: &mut u32) -> Result<Value> {
+    /// `limit` for the next call (see [`LIMIT_SPREAD`]).
+    fn limit(&self, base: u32) -> u32 {
+        base + self
+            .nonce
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % LIMIT_SPREAD
+    }
+
+    /// Ask until the gateway has finished counting and the answer is newer than `since`
+    /// (gateway clock), or give up: [`Error::StillCounting`]. Returns the answer and its
+    /// `updatedAt`.
+    async fn ask(
+        &self,
+        source: &dyn Source,
+        from: Day,
+        to: Day,
+        base: u32,
+        since: Option<i64>,
+        waited: &mut u32,
+    ) -> Result<(Value, Option<i64>)> {
         loop {
-            let answer = source.sessions_usage(params.clone()).await?;
+            let answer = source
+                .sessions_usage(gateway::request(from, to, self.limit(base)))
+                .await?;
+            let updated = answer.get("updatedAt").and_then(Value::as_i64);
             let pending = match answer.get("cacheStatus").and_then(|c| c.get("status")) {
                 Some(Value::String(s)) if s != "fresh" => Some(s.clone()),
                 _ => None,
             };
-            let Some(status) = pending else {
-                return Ok(answer);
-            };
+            let old = matches!((updated, since), (Some(u), Some(s)) if u < s);
+            if pending.is_none() && !old {
+                return Ok((answer, updated));
+            }
             if *waited >= self.polls {
-                tracing::info!(%status, waited, "the gateway is still counting its usage");
+                tracing::info!(
+                    ?pending,
+                    old,
+                    waited,
+                    "the gateway is still counting its usage"
+                );
                 return Err(Error::StillCounting);
             }
             *waited += 1;
@@ -133,13 +170,14 @@ impl Syncer {
         today: Day,
     ) -> Result<SyncReport> {
         let (from, to) = self.next_range(instance, today).await?;
+        let state = self.ledger.sync_state(instance).await?;
+        let since = state.as_ref().and_then(|s| s.gateway_at);
+        let mut newest = since;
         let mut waited = 0;
-        let first = self.ledger.sync_state(instance).await?.is_none();
-        let days: Vec<Day> = if first {
-            // Which days had use at all: the day list only (a limit of 1 keeps it small).
-            let answer = self
-                .ask(source, gateway::request(from, to, 1), &mut waited)
-                .await?;
+        let days: Vec<Day> = if state.is_none() {
+            // Which days had use at all: the day list only (a small limit keeps it small).
+            let (answer, at) = self.ask(source, from, to, 1, since, &mut waited).await?;
+            newest = newest.max(at);
             let (counting, days) = gateway::parse_active_days(&answer)?;
             if counting != Counting::Done {
                 return Err(Error::StillCounting);
@@ -152,13 +190,10 @@ impl Syncer {
         };
         let mut got = Vec::with_capacity(days.len());
         for day in &days {
-            let answer = self
-                .ask(
-                    source,
-                    gateway::request(*day, *day, SESSIONS_PER_DAY),
-                    &mut waited,
-                )
+            let (answer, at) = self
+                .ask(source, *day, *day, SESSIONS_PER_DAY, since, &mut waited)
                 .await?;
+            newest = newest.max(at);
             let (counting, usage) = gateway::parse_day(&answer, *day)?;
             if counting != Counting::Done {
                 return Err(Error::StillCounting);
@@ -167,7 +202,14 @@ impl Syncer {
         }
         let rows = self
             .ledger
-            .replace(instance, from, to, &got, &crate::time::now_rfc3339())
+            .replace(
+                instance,
+                from,
+                to,
+                &got,
+                &crate::time::now_rfc3339(),
+                newest,
+            )
             .await?;
         Ok(SyncReport {
             from,
@@ -197,6 +239,10 @@ mod tests {
         counting: Mutex<u32>,
         garbage: Mutex<Option<std::result::Result<Value, ()>>>,
         calls: Mutex<Vec<Value>>,
+        /// `updatedAt` of the answers (none when 0).
+        updated_at: Mutex<i64>,
+        /// Answer once with this old (updatedAt, tokens, cost) for every day asked.
+        old_once: Mutex<Option<(i64, u64, f64)>>,
     }
 
     impl Stand {
@@ -221,6 +267,15 @@ mod tests {
                 .map(|(d, (t, c))| json!({"date": d, "provider": "p", "model": "m", "tokens": t, "cost": c, "count": 1}))
                 .collect();
             let mut v = json!({"sessions": [], "aggregates": {"costDaily": rows, "modelDaily": models, "byChannel": []}});
+            let at = *self.updated_at.lock().unwrap();
+            if at > 0 {
+                v["updatedAt"] = json!(at);
+            }
+            if let Some((old_at, t, c)) = self.old_once.lock().unwrap().take() {
+                v = json!({"updatedAt": old_at, "sessions": [], "aggregates": {
+                    "costDaily": [{"date": from, "input": t, "output": 0, "totalTokens": t, "totalCost": c}],
+                    "modelDaily": [], "byChannel": []}});
+            }
             let mut counting = self.counting.lock().unwrap();
             if *counting > 0 {
                 *counting -= 1;
@@ -275,7 +330,16 @@ mod tests {
         {
             let calls = src.calls.lock().unwrap();
             assert_eq!(calls.len(), 3, "the day list, then the two days");
-            assert_eq!(calls[0]["limit"], 1);
+            let l = calls[0]["limit"].as_u64().unwrap();
+            assert!((1..201).contains(&l), "{l}");
+            let (a, b) = (
+                calls[1]["limit"].as_u64().unwrap(),
+                calls[2]["limit"].as_u64().unwrap(),
+            );
+            assert!(
+                a >= 20 && b >= 20 && a != b,
+                "every call a limit of its own: {a} {b}"
+            );
             assert_eq!(calls[1]["startDate"], "2026-10-01");
             assert_eq!(calls[1]["endDate"], "2026-10-01");
             assert_eq!(calls[1]["mode"], "utc");
@@ -348,6 +412,30 @@ mod tests {
             assert_eq!(t.tokens.total, 10);
             assert!((t.cost - 0.1).abs() < 1e-12);
         }
+    }
+
+    #[tokio::test]
+    async fn an_old_cached_answer_is_not_taken_for_a_new_one() {
+        let s = syncer(Store::open_memory().await.unwrap());
+        let src = Stand::with(&[("2026-11-26", 10, 0.1)]);
+        *src.updated_at.lock().unwrap() = 5_000;
+        s.sync(&src, "local", d("2026-11-26")).await.unwrap();
+        // The gateway hands out its earlier answer (older than the last sync saw) once,
+        // then the new one.
+        src.days
+            .lock()
+            .unwrap()
+            .insert("2026-11-26".into(), (15, 0.15));
+        *src.old_once.lock().unwrap() = Some((4_000, 10, 0.1));
+        *src.updated_at.lock().unwrap() = 6_000;
+        let r = s.sync(&src, "local", d("2026-11-26")).await.unwrap();
+        assert_eq!(r.waited, 1);
+        assert_eq!(
+            s.ledger().totals(&everything()).await.unwrap().tokens.total,
+            15
+        );
+        let state = s.ledger().sync_state("local").await.unwrap().unwrap();
+        assert_eq!(state.gateway_at, Some(6_000));
     }
 
     #[tokio::test]
