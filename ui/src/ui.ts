@@ -231,3 +231,18 @@ export function focusFirst(root: HTMLElement): void {
   if (!target.matches("button, input, textarea, select, a[href]")) target.tabIndex = -1;
   target.focus({ preventScroll: false });
 }
+
+/**
+ * The locale for Intl formatters: the system's, unless the engine refuses it (WebKit throws
+ * "invalid language tag: C" for some formatters when the process runs with LANG=C), then
+ * US English rather than no charts at all.
+ */
+export const LOCALE: string | undefined = (() => {
+  try {
+    new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" }).format(0);
+    new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 }).format(1);
+    return undefined;
+  } catch {
+    return "en-US";
+  }
+})();

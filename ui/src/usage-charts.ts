@@ -7,6 +7,7 @@
 
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+import { LOCALE } from "./ui";
 
 export interface ChartSpec {
   /** money: stacked bars of dollars; tokens: stacked bars of tokens; cap: spend so far against the cap. */
@@ -24,10 +25,10 @@ export interface ChartSpec {
 
 const HEIGHT = { money: 190, tokens: 150, cap: 170 } as const;
 
-const DAY = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", timeZone: "UTC" });
-const DAY_LONG = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
+const DAY = new Intl.DateTimeFormat(LOCALE, { day: "numeric", month: "short", timeZone: "UTC" });
+const DAY_LONG = new Intl.DateTimeFormat(LOCALE, { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
 const dayDate = (day: string) => new Date(`${day}T00:00:00Z`);
-const COMPACT = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
+const COMPACT = new Intl.NumberFormat(LOCALE, { notation: "compact", maximumFractionDigits: 1 });
 
 function money(d: number): string {
   if (!d) return "$0.00";

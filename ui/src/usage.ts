@@ -24,7 +24,7 @@ import {
   usageSync,
   usageView,
 } from "./api";
-import { type Action, byId, errorPanel, fixFor, focusFirst, h, icon, timeAgo } from "./ui";
+import { type Action, byId, errorPanel, fixFor, focusFirst, h, icon, LOCALE, timeAgo } from "./ui";
 import type { ChartSpec } from "./usage-charts";
 
 // ---------- words for money, tokens, days ----------
@@ -40,8 +40,8 @@ export function money(d: number): string {
   return Math.abs(d) < 0.01 ? USD3.format(d) : USD2.format(d);
 }
 
-const COMPACT = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
-const WHOLE = new Intl.NumberFormat(undefined);
+const COMPACT = new Intl.NumberFormat(LOCALE, { notation: "compact", maximumFractionDigits: 1 });
+const WHOLE = new Intl.NumberFormat(LOCALE);
 /** "1.2M", "340K". */
 export const tokens = (n: number) => COMPACT.format(n);
 const percent = (p: number) => `${Math.round(p)}%`;
@@ -55,8 +55,8 @@ function daysBetween(from: string, to: string): string[] {
   for (let d = from; d <= to && out.length < 4000; d = dayPlus(d, 1)) out.push(d);
   return out;
 }
-const DAY_WORDS = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", timeZone: "UTC" });
-const DAY_LONG = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
+const DAY_WORDS = new Intl.DateTimeFormat(LOCALE, { day: "numeric", month: "short", timeZone: "UTC" });
+const DAY_LONG = new Intl.DateTimeFormat(LOCALE, { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
 /** "24 Nov" / "Nov 24" (the person's format), for a UTC day. */
 export const dayWords = (day: string) => DAY_WORDS.format(new Date(dayMs(day)));
 const dayLong = (day: string) => DAY_LONG.format(new Date(dayMs(day)));
@@ -898,6 +898,22 @@ function capSource(v: UsageView): UsageView | null {
 
 let chartsModule: Promise<typeof import("./usage-charts")> | undefined;
 
+/**
+ * The charting code. uPlot makes a number formatter from `navigator.language` when it
+ * loads, and WebKit refuses that when the app runs with LANG=C ("invalid language tag: C"):
+ * then the page's language is given as a locale it takes (the system's default, else US
+ * English).
+ */
+function loadCharts(): Promise<typeof import("./usage-charts")> {
+  try {
+    new Intl.NumberFormat(navigator.language);
+  } catch {
+    const fallback = LOCALE ?? "en-US";
+    Object.defineProperty(navigator, "language", { get: () => fallback, configurable: true });
+  }
+  return import("./usage-charts");
+}
+
 function renderCharts(v: UsageView) {
   for (const input of rangeGroup.querySelectorAll<HTMLInputElement>("input")) input.checked = Number(input.value) === days;
   const t = v.rangeTotals;
@@ -927,12 +943,17 @@ function renderCharts(v: UsageView) {
   const dayList = daysBetween(v.from, v.to);
   const figs = [spendFigure(v, dayList), tokensFigure(v, dayList), capFigure(v)].filter((f): f is Figure => !!f);
   chartsBody.replaceChildren(...figs.map((f) => f.el));
-  chartsModule ??= import("./usage-charts");
+  chartsModule ??= loadCharts();
   chartsModule.then(
     (m) => m.drawCharts(figs.map((f) => f.spec)),
-    () => {
-      // Without the charts the numbers are still there: open the tables.
+    (e: unknown) => {
+      // Without the charts the numbers are still there: open the tables. The next update
+      // tries the charts again (a failed load is not kept).
       for (const d of chartsBody.querySelectorAll("details")) d.open = true;
+      chartsModule = undefined;
+      delete chartsBody.dataset.key;
+      chartsBody.dataset.chartsError = String(e);
+      console.warn("the usage charts could not be loaded", e);
     },
   );
 }
