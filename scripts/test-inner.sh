@@ -143,6 +143,9 @@ phase_session() {
 
   export CLAWKEEPER_TEST_RUNTIME="$CK_RUNTIME_DIR"
   export CLAWKEEPER_KEYCHAIN_NAMESPACE="clawkeeper-test"
+  # The app's check for a newer OpenClaw would look the public registry up: off here, a
+  # test that checks it points it at the offline mirror on loopback.
+  export CLAWKEEPER_UPDATE_REGISTRY="off"
   export CARGO_NET_OFFLINE=true # no network in here: fail fast, never hang
 
   step "Environment"

@@ -36,6 +36,7 @@ const COMMANDS: &[&str] = &[
     "spend_resume",
     "provider_management_save",
     "provider_management_forget",
+    "status_detail",
     "open_window",
 ];
 

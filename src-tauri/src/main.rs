@@ -103,6 +103,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::usage::spend_resume,
             commands::usage::provider_management_save,
             commands::usage::provider_management_forget,
+            commands::usage::status_detail,
             commands::window::open_window,
         ])
         .setup(|app| {

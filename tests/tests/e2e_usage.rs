@@ -352,6 +352,26 @@ async fn drive(
     })
     .await?;
 
+    eprintln!("=== at a glance: version, memory, disk, conversations");
+    let glance = wait_until("At a glance", Duration::from_secs(60), || async {
+        let t = js(c, "return document.getElementById('glance-kv').innerText").await?;
+        Ok(
+            (t.contains("2026.9.6") && t.contains("free of") && t.contains("Conversations"))
+                .then_some(t),
+        )
+    })
+    .await?;
+    eprintln!("{glance}");
+    let update = js(
+        c,
+        "return document.getElementById('glance-notes').innerText",
+    )
+    .await?;
+    assert!(
+        update.contains("turned off"),
+        "the suite turns the update check off: {update}"
+    );
+
     eprintln!("=== two chats through the real gateway (CLI)");
     for msg in ["What should I plant in March?", "And in April?"] {
         let out = cli(home, namespace, port, &["chat", msg], None)?;

@@ -200,6 +200,48 @@ async fn usage_from_the_real_gateway_caps_and_alerts() {
         "every chat reached the model"
     );
 
+    step("at a glance: version, update check (offline npm mirror), memory, disk, conversations");
+    let mirror =
+        match clawkeeper_tests::npm_mirror::NpmMirror::start_from_env(([127, 0, 0, 1], 0).into())
+            .await
+        {
+            Ok(m) => {
+                std::env::set_var("CLAWKEEPER_UPDATE_REGISTRY", m.url());
+                Some(m)
+            }
+            Err(e) => {
+                eprintln!("no npm mirror ({e}): the update check is expected to say it couldn't");
+                std::env::set_var("CLAWKEEPER_UPDATE_REGISTRY", "http://127.0.0.1:9");
+                None
+            }
+        };
+    let d = app.status_detail().await.unwrap();
+    eprintln!("{}", serde_json::to_string(&d).unwrap());
+    assert_eq!(d.version.as_deref(), Some("2026.9.6"));
+    assert_eq!(d.assistant.path, "local");
+    assert!(d.up_since.is_some());
+    let host = d.host.unwrap();
+    assert!(host.memory_total > 0 && host.memory_available <= host.memory_total);
+    assert!(host.disk_total > 0 && host.disk_free <= host.disk_total);
+    assert!(d.sessions.unwrap() >= 1, "{d:?}");
+    assert!(d.gateway_memory.unwrap() > 100 << 20);
+    match (&mirror, &d.update) {
+        (Some(m), Some(u)) => {
+            // The mirror holds the pinned version as the latest: nothing newer.
+            let latest = m.packument("openclaw").unwrap()["dist-tags"]["latest"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(u.latest, latest);
+            assert_eq!(u.available, latest != "2026.9.6");
+        }
+        (None, None) => assert!(
+            d.notes.iter().any(|n| n.contains("newer OpenClaw")),
+            "{d:?}"
+        ),
+        (m, u) => panic!("update check: mirror {}, {u:?}", m.is_some()),
+    }
+
     step("the CLI prints the same by model, as JSON and CSV");
     let out = std::process::Command::new(env::bin("clawkeeper-cli"))
         .args([

@@ -493,6 +493,30 @@ export const cloudOptions = () => call<CloudOptions>("cloud_options");
 export const cloudDeploy = (name: string, serverType: string, location: string) =>
   call<{ id: string }>("cloud_deploy", { name, serverType, location });
 
+/** Memory and disk of the machine the assistant runs on, in bytes. */
+export interface HostFacts {
+  memoryTotal: number;
+  memoryAvailable: number;
+  diskTotal: number;
+  diskFree: number;
+}
+
+/** "At a glance" (`status_detail`). Parts that couldn't be read are absent, and said in `notes`. */
+export interface StatusDetail {
+  assistant: AssistantInfo;
+  version?: string;
+  update?: { latest: string; available: boolean; checkedAt: string };
+  /** RFC 3339 */
+  upSince?: string;
+  host?: HostFacts;
+  gatewayMemory?: number;
+  sessions?: number;
+  channels: string[];
+  notes: string[];
+}
+
+export const statusDetail = () => call<StatusDetail>("status_detail");
+
 /** The Usage section from what is already counted (fast: no call to the assistant). */
 export const usageView = (days?: number) => call<UsageView>("usage_view", { days: days ?? null });
 /** "Update now": ask the assistant what's new; the answer covers the last `days` days. */

@@ -504,6 +504,16 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
   cloud_options: () =>
     fail("cloud_token_missing", "No Hetzner API token saved yet.", "Paste a Read & Write token from your Hetzner project's Security page."),
 
+  status_detail: () => ({
+    assistant: { place: "local", name: "This computer", path: "local", pathNote: "Chat stays on this computer." },
+    version: "2026.9.6",
+    update: { latest: "2026.9.6", available: false, checkedAt: new Date().toISOString() },
+    ...(["healthy", "degraded"].includes(ov().instance.state) ? { upSince: new Date(Date.now() - 3 * 3600_000).toISOString(), gatewayMemory: 1.2 * 1024 ** 3, sessions: 7 } : {}),
+    host: { memoryTotal: 16 * 1024 ** 3, memoryAvailable: 9.4 * 1024 ** 3, diskTotal: 512 * 1024 ** 3, diskFree: 201 * 1024 ** 3 },
+    channels: ["Telegram"],
+    notes: [],
+  }),
+
   usage_view: (a) => view(state.usage, typeof a.days === "number" ? a.days : 30),
 
   usage_sync: (a) => {

@@ -8,6 +8,8 @@ import {
   type Overview,
   assistantUse,
   getOverview,
+  type StatusDetail,
+  statusDetail,
   spendResume,
   onEvent,
   openWindow,
@@ -299,6 +301,58 @@ function render(o: Overview) {
   ]);
 }
 
+// ---------- at a glance ----------
+
+const GB = 1024 ** 3;
+const size = (b: number) => (b >= 10 * GB ? `${Math.round(b / GB)} GB` : `${(b / GB).toFixed(1)} GB`);
+
+function renderGlance(d: StatusDetail) {
+  const host = d.host;
+  const where = d.assistant.place === "local" ? "this computer" : "the server";
+  const rows: [string, string | undefined][] = [
+    ["Runs on", d.assistant.name],
+    ["Reached", d.assistant.pathNote],
+    ["OpenClaw", d.version],
+    ["Working since", d.upSince ? `${new Date(d.upSince).toLocaleString()} (${timeAgo(d.upSince)})` : undefined],
+    ["Memory", host ? `${size(host.memoryAvailable)} free of ${size(host.memoryTotal)} on ${where}` : undefined],
+    ["Disk", host ? `${size(host.diskFree)} free of ${size(host.diskTotal)}` : undefined],
+    ["Assistant uses", d.gatewayMemory ? `${size(d.gatewayMemory)} of memory` : undefined],
+    ["Conversations", d.sessions === undefined ? undefined : String(d.sessions)],
+    ["Channels", d.sessions === undefined ? undefined : d.channels.length ? d.channels.join(", ") : "None yet (chat in this app)"],
+  ];
+  kv(byId("glance-kv"), rows);
+  const update = byId("glance-update");
+  update.textContent = d.update
+    ? d.update.available
+      ? `OpenClaw ${d.update.latest} is out`
+      : "Up to date"
+    : "";
+  update.dataset.update = d.update?.available ? "available" : "";
+  const notes = byId("glance-notes");
+  notes.hidden = d.notes.length === 0;
+  notes.textContent = d.notes.join(" ");
+}
+
+let glanceAt = 0;
+let glanceBusy = false;
+
+/** Read "At a glance" again, at most every 30 s (it asks the assistant and the machine). */
+async function refreshGlance(force = false) {
+  if (glanceBusy || (!force && Date.now() - glanceAt < 30_000)) return;
+  glanceBusy = true;
+  try {
+    renderGlance(await statusDetail());
+    glanceAt = Date.now();
+  } catch (e) {
+    const err = toApiError(e);
+    const notes = byId("glance-notes");
+    notes.hidden = false;
+    notes.textContent = `${err.message}${err.hint ? ` ${err.hint}` : ""}`;
+  } finally {
+    glanceBusy = false;
+  }
+}
+
 // ---------- data ----------
 
 let inflight: Promise<void> | undefined;
@@ -330,6 +384,7 @@ function refresh(): Promise<void> {
 function onBackendEvent(e: BackendEvent) {
   switch (e.type) {
     case "instance":
+      void refreshGlance(e.state === "healthy");
       if (ov) {
         // Show the new state right away, then fetch the rest.
         ov.instance.state = e.state;
@@ -379,7 +434,7 @@ function onBackendEvent(e: BackendEvent) {
 
 async function init() {
   await onEvent(onBackendEvent);
-  await Promise.all([refresh(), refreshServers(), initUsage(() => ov && render(ov))]);
+  await Promise.all([refresh(), refreshServers(), initUsage(() => ov && render(ov)), refreshGlance(true)]);
   openFromHash();
 }
 

@@ -2,10 +2,12 @@
 //! the local instance's supervisor, the chat connection, and a typed event stream.
 //! The person's own servers are in [`server`].
 
+mod detail;
 mod server;
 mod tailnet;
 mod usage;
 
+pub use detail::{HostFacts, StatusDetail, UpdateView};
 pub use server::{
     server_summary, CloudOptions, Deleted, GrantView, IssuedView, Login, ScannedHost, ServerCheck,
     ServerJob, ServerView,
@@ -235,7 +237,6 @@ struct InstallJob {
 
 struct Inner {
     /// The embedded Tailscale node keeps its identity under the data folder.
-    #[cfg_attr(not(all(feature = "embedded-node", unix)), allow(dead_code))]
     paths: Paths,
     store: Store,
     vault: Vault,

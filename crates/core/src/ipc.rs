@@ -379,6 +379,7 @@ async fn dispatch_usage(core: &Clawkeeper, method: &str, p: Value) -> Result<Val
         )
     };
     match method {
+        "status_detail" => to_value(core.status_detail().await?),
         "usage_view" => {
             #[derive(Deserialize)]
             struct P {

@@ -98,3 +98,10 @@ pub async fn provider_management_forget(
         .call("provider_management_forget", json!({ "days": days }))
         .await
 }
+
+/// "At a glance": version and updates, uptime, memory and disk, conversations and channels.
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn status_detail(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
+    daemon.0.call("status_detail", json!({})).await
+}
