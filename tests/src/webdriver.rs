@@ -70,6 +70,34 @@ where
     }
 }
 
+/// Run `script` in the page: a string result as it is, `null` as "", anything else as JSON.
+pub async fn js(c: &Client, script: &str) -> Result<String> {
+    Ok(match c.execute(script, vec![]).await? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+/// Click `css` once it is displayed (30 s at most). The pages re-render when the app tells
+/// them something: an element found just before that is gone by the click, so the click
+/// is tried again on the new one.
+pub async fn click(c: &Client, css: &str) -> Result<()> {
+    wait_until(&format!("`{css}`"), Duration::from_secs(30), || async {
+        let Some(el) = displayed(c, css).await? else {
+            return Ok(None);
+        };
+        match el.click().await {
+            Ok(()) => Ok(Some(())),
+            Err(e) if e.is_stale_element_reference() || e.to_string().contains("was not found") => {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
+
 /// The element matching `css`, if it exists and is displayed.
 pub async fn displayed(c: &Client, css: &str) -> Result<Option<Element>> {
     match c.find(Locator::Css(css)).await {

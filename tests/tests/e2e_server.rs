@@ -22,8 +22,8 @@ use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS, REPLY_P
 use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use clawkeeper_tests::webdriver::{
-    app_session, displayed, kill, screenshot, switch_to_new_window, tauri_driver, wait_reply,
-    wait_until,
+    app_session, click, displayed, js, kill, screenshot, switch_to_new_window, tauri_driver,
+    wait_reply, wait_until,
 };
 use fantoccini::Client;
 use std::path::{Path, PathBuf};
@@ -62,23 +62,6 @@ impl Drop for Procs {
             let _ = c.wait();
         }
     }
-}
-
-async fn js(c: &Client, script: &str) -> Result<String> {
-    let v = c.execute(script, vec![]).await?;
-    Ok(match v {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    })
-}
-
-async fn click(c: &Client, css: &str) -> Result<()> {
-    let el = wait_until(&format!("`{css}`"), Duration::from_secs(20), || {
-        displayed(c, css)
-    })
-    .await?;
-    el.click().await?;
-    Ok(())
 }
 
 /// The checklist as the page shows it: (check id, status) per item.

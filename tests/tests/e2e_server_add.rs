@@ -42,7 +42,7 @@ use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS};
 use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use clawkeeper_tests::webdriver::{
-    app_session, displayed, kill, screenshot, tauri_driver, wait_until,
+    app_session, click, displayed, js, kill, screenshot, tauri_driver, wait_until,
 };
 use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, Locator};
@@ -78,31 +78,6 @@ impl Drop for Procs {
             let _ = c.wait();
         }
     }
-}
-
-async fn js(c: &Client, script: &str) -> Result<String> {
-    let v = c.execute(script, vec![]).await?;
-    Ok(match v {
-        serde_json::Value::String(s) => s,
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    })
-}
-
-/// Click `css` once it is displayed. Progress events redraw the server section: an element
-/// drawn anew between finding and clicking it is found again.
-async fn click(c: &Client, css: &str) -> Result<()> {
-    wait_until(&format!("`{css}`"), Duration::from_secs(20), || async {
-        let Some(el) = displayed(c, css).await? else {
-            return Ok(None);
-        };
-        match el.click().await {
-            Ok(()) => Ok(Some(())),
-            Err(e) if e.is_stale_element_reference() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    })
-    .await
 }
 
 async fn type_into(c: &Client, css: &str, text: &str) -> Result<()> {

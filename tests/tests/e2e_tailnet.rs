@@ -29,7 +29,7 @@ use clawkeeper_tests::fake_tailscale::{
     policy_with_tag, policy_without_tag, ContractFakeTailscale, FakeTailscaleConfig,
 };
 use clawkeeper_tests::webdriver::{
-    app_session, displayed, kill, screenshot, tauri_driver, wait_until,
+    app_session, click, displayed, js, kill, screenshot, tauri_driver, wait_until,
 };
 use fantoccini::{Client, Locator};
 use std::path::{Path, PathBuf};
@@ -63,32 +63,6 @@ impl Drop for Procs {
             std::thread::sleep(Duration::from_millis(300));
             let _ = c.kill();
             let _ = c.wait();
-        }
-    }
-}
-
-async fn js(c: &Client, script: &str) -> Result<String> {
-    let v = c.execute(script, vec![]).await?;
-    Ok(match v {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    })
-}
-
-/// Click `css` once it is displayed. The page re-renders when the app tells it something
-/// (status, server events): an element found just before that is gone by the click, so a
-/// click on a replaced node is tried again on the new one.
-async fn click(c: &Client, css: &str) -> Result<()> {
-    let mut attempts = 0;
-    loop {
-        let el = wait_until(&format!("`{css}`"), Duration::from_secs(20), || {
-            displayed(c, css)
-        })
-        .await?;
-        match el.click().await {
-            Ok(()) => return Ok(()),
-            Err(e) if attempts < 3 && e.to_string().contains("was not found") => attempts += 1,
-            Err(e) => return Err(e.into()),
         }
     }
 }
