@@ -407,6 +407,19 @@ async fn usage_from_the_real_gateway_caps_and_alerts() {
         "the numbers stay"
     );
 
+    step("with the management key, OpenRouter's activity per day is compared with the app's");
+    let past = openrouter.today() - time::Duration::days(3);
+    openrouter
+        .record_spend(&provider_key, 2.5, "openrouter/auto", past)
+        .unwrap();
+    let p = app.refresh_provider().await.unwrap();
+    let day = p
+        .differs
+        .iter()
+        .find(|d| d.period == past.to_string())
+        .unwrap_or_else(|| panic!("{p:?}"));
+    assert!(close(day.provider, 2.5, 1e-9) && day.app == 0.0, "{day:?}");
+
     step("exports: CSV in the export folder, never over an earlier one");
     let exports = data.path().join("exports");
     std::env::set_var("CLAWKEEPER_EXPORT_DIR", &exports);

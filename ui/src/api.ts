@@ -326,7 +326,8 @@ export interface ProviderUsage {
   checkedAt: string;
   error?: string;
   /** Where Clawkeeper's count and the provider's disagree. */
-  differs: { period: "today" | "month"; app: number; provider: number }[];
+  /** period: "today" | "month" (the key's count) | a past UTC day "YYYY-MM-DD" (the account's activity). */
+  differs: { period: string; app: number; provider: number }[];
 }
 
 /** The status window's "Usage and spend" section. Days are UTC days. */

@@ -1085,7 +1085,7 @@ function renderProvider(v: UsageView) {
   if (p.creditsLeft !== undefined) rows.push(["Credits left", money(p.creditsLeft)]);
   const differs = p.differs.map(
     (d) =>
-      `Clawkeeper counted ${money(d.app)}, ${p.name} says ${money(d.provider)} for ${d.period === "today" ? "today" : "this month"}.`,
+      `Clawkeeper counted ${money(d.app)}, ${p.name} says ${money(d.provider)} for ${d.period === "today" ? "today" : d.period === "month" ? "this month" : dayWords(d.period)}.`,
   );
   const children: (Node | null)[] = [
     h(

@@ -105,8 +105,9 @@ pub struct CapView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Difference {
-    /// `today` | `month`
-    pub period: &'static str,
+    /// `today` | `month` (OpenRouter's key) | a past UTC day `YYYY-MM-DD` (the account's
+    /// activity, with a management key)
+    pub period: String,
     pub app: f64,
     pub provider: f64,
 }
@@ -832,6 +833,11 @@ impl Clawkeeper {
                         Some(m) => api.credits(m).await.ok().map(|c| c.remaining()),
                         None => None,
                     };
+                    // The account's last 30 complete days, per day, against the app's.
+                    let activity = match &mgmt {
+                        Some(m) => api.activity(m, None).await.ok(),
+                        None => None,
+                    };
                     let cap = Cap::load(&self.inner.store).await.ok().flatten();
                     let cap_enforced = cap.as_ref().is_some_and(|c| {
                         info.limit.is_some_and(|l| (l - c.amount).abs() < 0.005)
@@ -856,9 +862,42 @@ impl Clawkeeper {
                         {
                             if disagree(ours.cost, theirs) {
                                 differs.push(Difference {
-                                    period,
+                                    period: period.to_owned(),
                                     app: ours.cost,
                                     provider: theirs,
+                                });
+                            }
+                        }
+                    }
+                    if let Some(rows) = activity {
+                        let mut theirs: std::collections::BTreeMap<String, f64> =
+                            std::collections::BTreeMap::new();
+                        for r in rows {
+                            *theirs.entry(r.date).or_default() += r.usage;
+                        }
+                        let ours: std::collections::BTreeMap<String, f64> = ledger
+                            .daily_spend(&Filter {
+                                from: today.plus(-30),
+                                to: today.plus(-1),
+                                instance: None,
+                            })
+                            .await
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(d, c)| (d.to_string(), c))
+                            .collect();
+                        let days: std::collections::BTreeSet<&String> =
+                            theirs.keys().chain(ours.keys()).collect();
+                        for day in days.into_iter().rev() {
+                            let (a, p) = (
+                                ours.get(day).copied().unwrap_or(0.0),
+                                theirs.get(day).copied().unwrap_or(0.0),
+                            );
+                            if disagree(a, p) {
+                                differs.push(Difference {
+                                    period: day.clone(),
+                                    app: a,
+                                    provider: p,
                                 });
                             }
                         }
