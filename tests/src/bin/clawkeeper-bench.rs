@@ -1690,7 +1690,10 @@ async fn usage(events: u64) -> Result<()> {
     );
 
     // 6. Ratios (medians).
-    println!("ratio (status --usage cpu / app cpu per refresh): {:.0}x", s_cpu / r_app);
+    println!(
+        "ratio (status --usage cpu / app cpu per refresh): {:.0}x",
+        s_cpu / r_app
+    );
     println!(
         "ratio (status --usage cpu / (app + gateway) cpu per refresh): {:.2}x",
         s_cpu / r_both
@@ -1703,7 +1706,10 @@ async fn usage(events: u64) -> Result<()> {
         "ratio (status --usage wall / refresh wall): {:.2}x",
         s_wall / r_wall
     );
-    println!("ratio (usage.cost cli cpu / app cpu per refresh): {:.0}x", u_cpu / r_app);
+    println!(
+        "ratio (usage.cost cli cpu / app cpu per refresh): {:.0}x",
+        u_cpu / r_app
+    );
     println!(
         "ratio ((usage.cost cli + gateway) cpu / (app + gateway) cpu per refresh): {:.2}x",
         u_both / r_both
