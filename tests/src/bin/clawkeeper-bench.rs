@@ -16,6 +16,13 @@
 //!                               embedded Tailscale node runs, trying for S seconds (30) to
 //!                               join through a loopback control plane that never answers,
 //!                               and after it gave up; refuses to run with a default route
+//!   clawkeeper-bench usage [EVENTS]
+//!                               incremental usage refresh over EVENTS (1,000,000) generated
+//!                               transcript events in the real gateway's state: the first
+//!                               (whole-history) sync, then 5 refreshes (wall, this process's
+//!                               CPU, the gateway's CPU), against `openclaw status --usage
+//!                               --json` and `openclaw gateway call usage.cost` (2 days) on
+//!                               the same running gateway; the Usage section's view latency
 //!
 //! Run through `scripts/bench.sh`, which provides the isolated environment (loopback-only
 //! network namespace, D-Bus session, unlocked keyring, Xvfb) and the release build.
@@ -69,7 +76,17 @@ async fn main() -> Result<()> {
         Some("embedded-rss") => {
             embedded_rss(args.next().and_then(|n| n.parse().ok()).unwrap_or(30)).await
         }
-        _ => bail!("usage: clawkeeper-bench chat [N] | app | deploy [N] [P] | embedded-rss [S]"),
+        Some("usage") => {
+            Box::pin(usage(
+                args.next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1_000_000),
+            ))
+            .await
+        }
+        _ => bail!(
+            "usage: clawkeeper-bench chat [N] | app | deploy [N] [P] | embedded-rss [S] | usage [EVENTS]"
+        ),
     }
 }
 
@@ -1149,5 +1166,592 @@ async fn embedded_rss(seconds: u64) -> Result<()> {
         mib(last.file.saturating_sub(before.file)),
         mib(after.hwm.saturating_sub(before.rss)),
     );
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ usage
+
+/// Seed of the generated history (docs/openclaw-usage.md measured seed 11 the same way).
+const USAGE_SEED: u64 = 11;
+
+/// Dollars per token the fake model bills (OpenRouter-style `usage.cost`), as in
+/// tests/usage_gateway.rs.
+const USAGE_PRICE: clawkeeper_tests::fake_model::TokenPrice =
+    clawkeeper_tests::fake_model::TokenPrice {
+        input: 0.000_003,
+        output: 0.000_015,
+    };
+
+/// CPU time (user + sys, all threads, exited ones included) this process has used.
+fn own_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Fields of `/proc/<pid>/stat` after the command name (index 0 = state; utime = 11,
+/// stime = 12, cutime = 13, cstime = 14, in clock ticks).
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1.to_owned();
+    Some(
+        rest.split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// Clock ticks per second of `/proc/*/stat` (USER_HZ; 100 on Linux).
+const TICK: f64 = 0.01;
+
+/// CPU the gateway has used, in seconds: its own (all threads) plus its children's, live
+/// (`utime + stime` of every descendant) and reaped (its `cutime + cstime`: a keychain
+/// helper it ran, for instance).
+fn gateway_cpu(pid: u32) -> f64 {
+    let mut ticks = 0;
+    for p in process_tree(pid) {
+        if let Some(f) = stat_fields(p) {
+            ticks += f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
+            if p == pid {
+                ticks += f.get(13).unwrap_or(&0) + f.get(14).unwrap_or(&0);
+            }
+        }
+    }
+    ticks as f64 * TICK
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    memory(&process_tree(pid)).0 as f64 / 1024.0
+}
+
+/// Bytes of the files under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// One `openclaw …` run as a child, in the environment the app gives the gateway (what
+/// `LocalInstance::openclaw` does), under GNU time (`wait4`: the child's CPU with its
+/// waited-for children).
+struct CliRun {
+    wall: f64,
+    user: f64,
+    sys: f64,
+    max_rss_mb: f64,
+    /// The gateway's CPU over the same time (the CLI's request is work there too).
+    gateway: f64,
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl CliRun {
+    fn cpu(&self) -> f64 {
+        self.user + self.sys
+    }
+}
+
+async fn openclaw_timed(app: &Clawkeeper, args: &[&str], gateway_pid: u32) -> Result<CliRun> {
+    let inst = app.instance();
+    let times = tempfile::NamedTempFile::new()?;
+    let mut cmd = std::process::Command::new("/usr/bin/time");
+    cmd.args(["-f", "%e %U %S %M", "-o"])
+        .arg(times.path())
+        .arg(inst.runtime().node())
+        .arg(inst.runtime().openclaw_entry())
+        .args(args)
+        .env_clear()
+        .envs(inst.gateway_env())
+        .current_dir(inst.dir())
+        .stdin(std::process::Stdio::null());
+    let g0 = gateway_cpu(gateway_pid);
+    let t = Instant::now();
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    let wall = t.elapsed().as_secs_f64();
+    let gateway = gateway_cpu(gateway_pid) - g0;
+    let text = std::fs::read_to_string(times.path())?;
+    let last = text.lines().last().unwrap_or_default();
+    let f: Vec<f64> = last
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    ensure!(f.len() == 4, "GNU time said {text:?}");
+    Ok(CliRun {
+        wall,
+        user: f[1],
+        sys: f[2],
+        max_rss_mb: f[3] / 1024.0,
+        gateway,
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// (p50, p95, max) of millisecond samples.
+fn p50_p95_max(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    (pct(0.5), pct(0.95), pct(1.0))
+}
+
+fn median(v: &[f64]) -> f64 {
+    median_min_max(v).0
+}
+
+/// One incremental refresh.
+struct Refresh {
+    wall: f64,
+    app: f64,
+    gateway: f64,
+}
+
+/// The issue-6 figures: an instance with `events` recorded transcript events (seeded
+/// generator), the app's incremental usage refresh against `openclaw status --usage --json`
+/// (and, like for like, `openclaw gateway call usage.cost` over 2 days) on the same state,
+/// and how fast the Usage section's view comes from the filled ledger.
+async fn usage(events: u64) -> Result<()> {
+    use clawkeeper_core::local::supervisor::InstanceState;
+    use clawkeeper_core::usage::ledger::Filter;
+    use clawkeeper_core::usage::Day;
+    use clawkeeper_tests::openclaw_state::{self, close, GenSpec};
+
+    let runtime_dir =
+        env::test_runtime().context("CLAWKEEPER_TEST_RUNTIME is not set (run scripts/bench.sh)")?;
+    ensure!(
+        env::isolated(),
+        "needs scripts/bench.sh's environment (keyring, D-Bus session)"
+    );
+    std::env::set_var(
+        "CLAWKEEPER_KEYCHAIN_NAMESPACE",
+        format!("clawkeeper-bench-usage-{}", std::process::id()),
+    );
+    std::env::set_var("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"));
+    std::env::set_var("CLAWKEEPER_PORT", env::free_port().to_string());
+    println!(
+        "usage: {events} generated transcript events; load average at start: {}",
+        loadavg()
+    );
+
+    // 1. A core with a provider; one chat creates the agent database; stop.
+    let data = tempfile::tempdir()?;
+    let key = format!("sk-bench-{}", Secret::random(9).expose());
+    let fake = ContractFakeModel::start_priced(
+        ([127, 0, 0, 1], 0).into(),
+        key.clone(),
+        vec!["echo-1".into()],
+        Some(USAGE_PRICE),
+    )
+    .await?;
+    // No health probe during the measurements (the app's is a WebSocket handshake every
+    // 15 s): what is measured is the sync alone. A 1M-event gateway needs ~52 s to start.
+    let policy = Policy {
+        probe_every: Duration::from_secs(3600),
+        ready_timeout: Duration::from_secs(600),
+        ..Policy::default()
+    };
+    let app = Clawkeeper::open(
+        Paths {
+            data_dir: data.path().join("data"),
+            runtime_dir,
+        },
+        policy,
+    )
+    .await
+    .map_err(|p| anyhow!("{p}"))?;
+    app.save_provider(ProviderInput {
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: Some(fake.base_url()),
+        model: Some("echo-1".into()),
+        api_key: Secret::new(key),
+    })
+    .await
+    .map_err(|p| anyhow!("{p}"))?;
+    let t = Instant::now();
+    app.start().await.map_err(|p| anyhow!("{p}"))?;
+    app.wait_healthy(Duration::from_secs(300))
+        .await
+        .map_err(|p| anyhow!("{p}"))?;
+    println!(
+        "empty state: gateway start to healthy {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let reply = app
+        .chat_round_trip("hello usage bench", Duration::from_secs(120))
+        .await
+        .map_err(|p| anyhow!("{p}"))?;
+    ensure!(reply == "Echo: hello usage bench", "reply {reply:?}");
+    let state_dir = app.instance().state_dir();
+    let mut expected = openclaw_state::read_transcript_sums(&state_dir).await?;
+    let old_pid = app.status().borrow().pid;
+    app.stop().await.map_err(|p| anyhow!("{p}"))?;
+    let s = app
+        .wait_for_state(Duration::from_secs(60), |s| {
+            matches!(s, InstanceState::Stopped)
+        })
+        .await;
+    ensure!(matches!(s, InstanceState::Stopped), "not stopped: {s:?}");
+    if let Some(pid) = old_pid {
+        ensure!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "gateway {pid} still running"
+        );
+    }
+
+    // 2. The history: `events` events over 90 days ending today.
+    let today = Day::today();
+    let spec = GenSpec::new(USAGE_SEED, events, &today.to_string());
+    let (c0, t) = (own_cpu(), Instant::now());
+    let generated = openclaw_state::generate(&state_dir, &spec).await?;
+    println!(
+        "generated {} events in {} sessions ({} .. {}), seed {USAGE_SEED}: {:.1} s wall, {:.1} s CPU",
+        generated.events,
+        generated.sessions,
+        generated.first_day.as_deref().unwrap_or("?"),
+        generated.last_day.as_deref().unwrap_or("?"),
+        t.elapsed().as_secs_f64(),
+        (own_cpu() - c0).as_secs_f64()
+    );
+    expected.merge(&generated);
+    let db = openclaw_state::agent_db_path(&state_dir, &spec.agent_id);
+    println!(
+        "state: agent database {:.1} MB, state dir {:.1} MB; expected: {} tokens, ${:.6}",
+        std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e6,
+        dir_size(&state_dir) as f64 / 1e6,
+        expected.totals.total_tokens,
+        expected.totals.total_cost
+    );
+
+    // 3. Start on the big state; the first sync takes the whole history.
+    let t = Instant::now();
+    app.start().await.map_err(|p| anyhow!("{p}"))?;
+    app.wait_healthy(Duration::from_secs(600))
+        .await
+        .map_err(|p| anyhow!("{p}"))?;
+    let pid = app.status().borrow().pid.context("no gateway pid")?;
+    println!(
+        "gateway start to healthy: {:.1} s; gateway RSS {:.0} MB",
+        t.elapsed().as_secs_f64(),
+        rss_mb(pid)
+    );
+    let (t, c0, g0) = (Instant::now(), own_cpu(), gateway_cpu(pid));
+    let mut attempt = 0;
+    let mut last;
+    let first = loop {
+        attempt += 1;
+        let ta = Instant::now();
+        last = ta;
+        match Box::pin(app.usage_sync()).await {
+            Ok(r) => break r,
+            Err(p) => {
+                println!(
+                    "  first sync, attempt {attempt}: {} ({}) after {:.1} s",
+                    p.code,
+                    p.message,
+                    ta.elapsed().as_secs_f64()
+                );
+                ensure!(
+                    attempt < 40 && t.elapsed() < Duration::from_secs(1800),
+                    "the first sync did not succeed"
+                );
+                if p.code != "usage_counting" {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        }
+    };
+    let first_wall = t.elapsed().as_secs_f64();
+    println!(
+        "first sync (whole history): {first_wall:.1} s wall in {attempt} attempt(s) (the last {:.1} s): \
+         {} days asked ({} .. {}), {} rows, {} waited polls in the last attempt; \
+         app CPU {:.2} s, gateway CPU {:.1} s; gateway RSS {:.0} MB",
+        last.elapsed().as_secs_f64(),
+        first.days,
+        first.from,
+        first.to,
+        first.rows,
+        first.waited,
+        (own_cpu() - c0).as_secs_f64(),
+        gateway_cpu(pid) - g0,
+        rss_mb(pid)
+    );
+    let ledger = app.usage_ledger();
+    let all = Filter {
+        from: Day::parse("2020-01-01").context("day")?,
+        to: today.plus(1),
+        instance: None,
+    };
+    let got = ledger.totals(&all).await?;
+    let want = &expected.totals;
+    let tokens_ok = got.tokens.total == want.total_tokens
+        && got.tokens.input == want.input
+        && got.tokens.output == want.output
+        && got.tokens.cache_read == want.cache_read
+        && got.tokens.cache_write == want.cache_write;
+    let cost_ok = close(got.cost, want.total_cost, 1e-9);
+    println!(
+        "ledger vs generator: tokens {} (ledger {} / expected {}; input {}/{}, output {}/{}, \
+         cache read {}/{}, cache write {}/{}), cost {} (ledger ${:.9} / expected ${:.9})",
+        if tokens_ok { "OK" } else { "MISMATCH" },
+        got.tokens.total,
+        want.total_tokens,
+        got.tokens.input,
+        want.input,
+        got.tokens.output,
+        want.output,
+        got.tokens.cache_read,
+        want.cache_read,
+        got.tokens.cache_write,
+        want.cache_write,
+        if cost_ok { "OK" } else { "MISMATCH" },
+        got.cost,
+        want.total_cost
+    );
+    let by_day = ledger
+        .breakdown(&all, clawkeeper_core::usage::By::Day)
+        .await?;
+    let days_ok = by_day.len() == expected.by_day.len()
+        && by_day.iter().all(|r| {
+            r.day
+                .and_then(|d| expected.by_day.get(&d.to_string()))
+                .is_some_and(|w| {
+                    w.total_tokens == r.tokens.total && close(w.total_cost, r.cost, 1e-9)
+                })
+        });
+    println!(
+        "ledger vs generator per day: {} ({} days in the ledger, {} expected)",
+        if days_ok { "OK" } else { "MISMATCH" },
+        by_day.len(),
+        expected.by_day.len()
+    );
+
+    // 4. Incremental refreshes.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let c0 = own_cpu();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    println!(
+        "idle, 10 s before the refreshes: app CPU {:.1} ms",
+        (own_cpu() - c0).as_secs_f64() * 1000.0
+    );
+    let mut runs = Vec::new();
+    for i in 0..5 {
+        let (t, c0, g0) = (Instant::now(), own_cpu(), gateway_cpu(pid));
+        let r = Box::pin(app.usage_sync()).await;
+        let run = Refresh {
+            wall: t.elapsed().as_secs_f64(),
+            app: (own_cpu() - c0).as_secs_f64(),
+            gateway: gateway_cpu(pid) - g0,
+        };
+        match r {
+            Ok(r) => println!(
+                "  refresh {i}: wall {:7.0} ms, app CPU {:6.1} ms, gateway CPU {:6.0} ms; \
+                 {} days ({} .. {}), {} rows, {} waited polls",
+                run.wall * 1000.0,
+                run.app * 1000.0,
+                run.gateway * 1000.0,
+                r.days,
+                r.from,
+                r.to,
+                r.rows,
+                r.waited
+            ),
+            Err(p) => println!(
+                "  refresh {i}: FAILED {} ({}) after {:.0} ms, app CPU {:.1} ms, gateway CPU {:.0} ms",
+                p.code,
+                p.message,
+                run.wall * 1000.0,
+                run.app * 1000.0,
+                run.gateway * 1000.0
+            ),
+        }
+        runs.push(run);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let r_wall = median(&runs.iter().map(|r| r.wall).collect::<Vec<_>>());
+    let r_app = median(&runs.iter().map(|r| r.app).collect::<Vec<_>>());
+    let r_gw = median(&runs.iter().map(|r| r.gateway).collect::<Vec<_>>());
+    let r_both = median(&runs.iter().map(|r| r.app + r.gateway).collect::<Vec<_>>());
+    println!(
+        "refresh, median of 5: wall {:.0} ms, app CPU {:.1} ms, gateway CPU {:.0} ms, app + gateway {:.0} ms; gateway RSS {:.0} MB",
+        r_wall * 1000.0,
+        r_app * 1000.0,
+        r_gw * 1000.0,
+        r_both * 1000.0,
+        rss_mb(pid)
+    );
+    let got = ledger.totals(&all).await?;
+    println!(
+        "ledger after the refreshes: {} tokens ${:.6} ({})",
+        got.tokens.total,
+        got.cost,
+        if got.tokens.total == want.total_tokens && close(got.cost, want.total_cost, 1e-9) {
+            "unchanged, OK"
+        } else {
+            "CHANGED"
+        }
+    );
+
+    // 5. `openclaw status --usage --json` on the same running gateway, and the comparable
+    //    gateway work: `usage.cost` over 2 days (each range a new result-cache key).
+    let mut status = Vec::new();
+    for i in 0..3 {
+        let r = openclaw_timed(&app, &["status", "--usage", "--json"], pid).await?;
+        let v: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+        println!(
+            "  status --usage --json {i}: {} wall {:.2} s, CPU {:.2} s (user {:.2}, sys {:.2}), max RSS {:.0} MB, \
+             gateway CPU meanwhile {:.2} s; {} bytes of JSON, usage.providers {}, sessions.count {}{}",
+            if r.ok { "ok" } else { "FAILED" },
+            r.wall,
+            r.cpu(),
+            r.user,
+            r.sys,
+            r.max_rss_mb,
+            r.gateway,
+            r.stdout.len(),
+            v.pointer("/usage/providers").map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            v.pointer("/sessions/count").map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            if r.ok { String::new() } else { format!("; stderr: {}", r.stderr.trim()) }
+        );
+        status.push(r);
+    }
+    let mut cost = Vec::new();
+    for i in 0..4 {
+        // Three new 2-day ranges, then the last one again (answered from the 30-s cache).
+        let end = today.plus(-(i.min(2) * 2));
+        let params = json!({
+            "startDate": end.plus(-1).to_string(),
+            "endDate": end.to_string(),
+            "mode": "utc",
+        })
+        .to_string();
+        let r = openclaw_timed(
+            &app,
+            &[
+                "gateway",
+                "call",
+                "usage.cost",
+                "--json",
+                "--timeout",
+                "120000",
+                "--params",
+                &params,
+            ],
+            pid,
+        )
+        .await?;
+        let v: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+        println!(
+            "  gateway call usage.cost {} .. {}{}: {} wall {:.2} s, CLI CPU {:.2} s, gateway CPU {:.2} s, \
+             cacheStatus {}, {} tokens{}",
+            end.plus(-1),
+            end,
+            if i == 3 { " (again)" } else { "" },
+            if r.ok { "ok" } else { "FAILED" },
+            r.wall,
+            r.cpu(),
+            r.gateway,
+            v.pointer("/cacheStatus/status").map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            v.pointer("/totals/totalTokens").map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            if r.ok { String::new() } else { format!("; stderr: {}", r.stderr.trim()) }
+        );
+        if i < 3 {
+            cost.push(r);
+        }
+    }
+    let s_wall = median(&status.iter().map(|r| r.wall).collect::<Vec<_>>());
+    let s_cpu = median(&status.iter().map(CliRun::cpu).collect::<Vec<_>>());
+    let s_both = median(
+        &status
+            .iter()
+            .map(|r| r.cpu() + r.gateway)
+            .collect::<Vec<_>>(),
+    );
+    let u_wall = median(&cost.iter().map(|r| r.wall).collect::<Vec<_>>());
+    let u_cpu = median(&cost.iter().map(CliRun::cpu).collect::<Vec<_>>());
+    let u_both = median(&cost.iter().map(|r| r.cpu() + r.gateway).collect::<Vec<_>>());
+    println!(
+        "status --usage --json, median of 3: wall {s_wall:.2} s, CPU {s_cpu:.2} s, CLI + gateway CPU {s_both:.2} s"
+    );
+    println!(
+        "gateway call usage.cost (2 days, new key), median of 3: wall {u_wall:.2} s, CLI CPU {u_cpu:.2} s, \
+         CLI + gateway CPU {u_both:.2} s"
+    );
+
+    // 6. Ratios (medians).
+    println!(
+        "ratio (status --usage cpu / app cpu per refresh): {:.0}x",
+        s_cpu / r_app
+    );
+    println!(
+        "ratio (status --usage cpu / (app + gateway) cpu per refresh): {:.2}x",
+        s_cpu / r_both
+    );
+    println!(
+        "ratio ((status --usage + gateway) cpu / (app + gateway) cpu per refresh): {:.2}x",
+        s_both / r_both
+    );
+    println!(
+        "ratio (status --usage wall / refresh wall): {:.2}x",
+        s_wall / r_wall
+    );
+    println!(
+        "ratio (usage.cost cli cpu / app cpu per refresh): {:.0}x",
+        u_cpu / r_app
+    );
+    println!(
+        "ratio ((usage.cost cli + gateway) cpu / (app + gateway) cpu per refresh): {:.2}x",
+        u_both / r_both
+    );
+    println!(
+        "ratio (usage.cost wall / refresh wall): {:.2}x",
+        u_wall / r_wall
+    );
+
+    // 7. The Usage section's data from the filled ledger: the core call, and the daemon's
+    //    IPC method (in process, serialised to the text the window receives).
+    for days in [30u32, 90] {
+        let mut ms_core = Vec::new();
+        let mut ms_ipc = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..100 {
+            let t = Instant::now();
+            let v = app.usage_view(days).await.map_err(|p| anyhow!("{p}"))?;
+            ms_core.push(ms(t.elapsed()));
+            ensure!(v.daily.len() <= days as usize + 1, "view of {days} days");
+            let t = Instant::now();
+            let v = clawkeeper_core::ipc::dispatch(&app, "usage_view", json!({ "days": days }))
+                .await
+                .map_err(|p| anyhow!("{p}"))?;
+            bytes = v.to_string().len();
+            ms_ipc.push(ms(t.elapsed()));
+        }
+        let (a50, a95, amax) = p50_p95_max(&ms_core);
+        let (b50, b95, bmax) = p50_p95_max(&ms_ipc);
+        println!(
+            "usage_view({days}) over the filled ledger, 100 calls: p50 {a50:.2} ms, p95 {a95:.2} ms, max {amax:.2} ms; \
+             through ipc::dispatch + JSON ({bytes} bytes): p50 {b50:.2} ms, p95 {b95:.2} ms, max {bmax:.2} ms"
+        );
+    }
+
+    app.stop().await.map_err(|p| anyhow!("{p}"))?;
+    let _ = app
+        .wait_for_state(Duration::from_secs(60), |s| {
+            matches!(s, InstanceState::Stopped)
+        })
+        .await;
+    app.shutdown().await;
+    println!("load average at end: {}", loadavg());
     Ok(())
 }
