@@ -522,8 +522,39 @@ async fn chat_through_the_tunnel(c: &Client, host: &TestHost, home: &Path) -> Re
         t.elapsed().as_secs_f64()
     );
 
-    // And back to this computer: the chat says so (its assistant isn't set up here).
+    // Usage and "at a glance" come the same way: through the tunnel, from the server.
     c.switch_to_window(status).await?;
+    let invoke = |cmd: &str| {
+        format!(
+            "return window.__TAURI_INTERNALS__.invoke('{cmd}', {{ days: 7 }}).then(v => JSON.stringify(v), e => 'ERR ' + JSON.stringify(e))"
+        )
+    };
+    let usage = js(c, &invoke("usage_sync")).await?;
+    let usage: serde_json::Value = serde_json::from_str(&usage)
+        .with_context(|| format!("usage_sync over the tunnel: {usage}"))?;
+    assert!(
+        usage["todayTotals"]["tokens"]["total"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+            && usage["summary"]["syncedAt"].is_string()
+            && usage["summary"].get("error").is_none(),
+        "usage over the tunnel: {usage}"
+    );
+    let glance = js(c, &invoke("status_detail")).await?;
+    let glance: serde_json::Value = serde_json::from_str(&glance)
+        .with_context(|| format!("status_detail over the tunnel: {glance}"))?;
+    assert_eq!(glance["assistant"]["path"], "ssh", "{glance}");
+    assert_eq!(glance["version"], "2026.9.6", "{glance}");
+    assert!(
+        glance["host"]["memoryTotal"].as_u64().unwrap_or(0) > 0
+            && glance["host"]["diskTotal"].as_u64().unwrap_or(0) > 0
+            && glance["sessions"].as_u64().unwrap_or(0) >= 1,
+        "the server's memory, disk and conversations: {glance}"
+    );
+    eprintln!("usage and at-a-glance over the tunnel: {glance}");
+
+    // And back to this computer: the chat says so (its assistant isn't set up here).
     js(
         c,
         "document.getElementById('secondary-action').click(); return ''",

@@ -308,7 +308,7 @@ fn check_usage_cost(expected: &Expected, v: &Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generated_usage_state_matches_the_gateway() {
+async fn gateway_usage_matches_generated_state() {
     let Some(runtime_dir) = env::test_runtime() else {
         eprintln!("skipped: set CLAWKEEPER_TEST_RUNTIME (run through scripts/test.sh)");
         return;

@@ -107,7 +107,7 @@ async fn next_alert(rx: &mut broadcast::Receiver<Event>, wait: Duration) -> Opti
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usage_from_the_real_gateway_caps_and_alerts() {
+async fn gateway_usage_totals_caps_and_alerts() {
     let Some(runtime_dir) = env::test_runtime().filter(|_| env::isolated()) else {
         eprintln!(
             "skipped: run through scripts/test.sh (needs the runtime cache and the test session)"
