@@ -106,14 +106,15 @@ pub fn older(a: &str, b: &str) -> bool {
     }
 }
 
-/// This computer's memory and the disk that holds `dir`.
-fn local_host(dir: &std::path::Path) -> Option<HostFacts> {
+/// This computer's memory and the disk that holds `dir` (without blocking the runtime).
+async fn local_host(dir: &std::path::Path) -> Option<HostFacts> {
     let (memory_total, memory_available) =
-        parse_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?)?;
-    let out = std::process::Command::new("df")
+        parse_meminfo(&tokio::fs::read_to_string("/proc/meminfo").await.ok()?)?;
+    let out = tokio::process::Command::new("df")
         .args(["-P", "-B1"])
         .arg(dir)
         .output()
+        .await
         .ok()?;
     let (disk_total, disk_free) = parse_df(&String::from_utf8_lossy(&out.stdout))?;
     Some(HostFacts {
@@ -204,7 +205,7 @@ impl Clawkeeper {
             })
             .unwrap_or_default();
         let host = match &server {
-            None => local_host(&self.inner.paths.data_dir),
+            None => local_host(&self.inner.paths.data_dir).await,
             Some(id) => self.server_host(id).await,
         };
         if host.is_none() {

@@ -144,6 +144,14 @@ pub struct ProviderUsageView {
     pub differs: Vec<Difference>,
 }
 
+/// Spend as it stands (see `Clawkeeper::spend_now`).
+struct SpendNow {
+    today: Totals,
+    month: Totals,
+    cap: Option<CapView>,
+    summary: UsageSummary,
+}
+
 /// Everything the status window's Usage section shows, from the ledger only (fast: no
 /// call to the assistant).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -452,50 +460,61 @@ impl Clawkeeper {
         self.usage_view(days).await
     }
 
-    pub async fn usage_summary(&self) -> Result<UsageSummary, Problem> {
-        let today = Day::today();
+    /// Today's and this month's totals and the cap's current period, read once for both
+    /// the tray's summary and the Usage section.
+    async fn spend_now(&self, today: Day) -> Result<SpendNow, Problem> {
         let ledger = self.usage_ledger();
-        let all = |from, to| Filter {
+        let err = |e: crate::usage::Error| usage_problem(&e);
+        let all = |(from, to): (Day, Day)| Filter {
             from,
             to,
             instance: None,
         };
-        let (month_from, month_to) = Period::Monthly.bounds(today);
-        let t = ledger
-            .totals(&all(today, today))
+        let today_totals = ledger.totals(&all((today, today))).await.map_err(err)?;
+        let month_totals = ledger
+            .totals(&all(Period::Monthly.bounds(today)))
             .await
-            .map_err(|e| usage_problem(&e))?;
-        let m = ledger
-            .totals(&all(month_from, month_to))
-            .await
-            .map_err(|e| usage_problem(&e))?;
-        let cap = Cap::load(&self.inner.store)
-            .await
-            .map_err(|e| usage_problem(&e))?;
-        let cap_percent = match &cap {
+            .map_err(err)?;
+        let cap = match Cap::load(&self.inner.store).await.map_err(err)? {
             Some(c) => {
-                let (f, t) = c.period.bounds(today);
+                let (period_start, period_end) = c.period.bounds(today);
                 let spent = ledger
-                    .totals(&all(f, t))
+                    .totals(&all((period_start, period_end)))
                     .await
-                    .map_err(|e| usage_problem(&e))?
+                    .map_err(err)?
                     .cost;
-                Some(100.0 * spent / c.amount)
+                Some(CapView {
+                    percent: 100.0 * spent / c.amount,
+                    cap: c,
+                    period_start,
+                    period_end,
+                    spent,
+                })
             }
             None => None,
         };
         let state = ledger
             .sync_state(&self.usage_instance().await)
             .await
-            .map_err(|e| usage_problem(&e))?;
-        Ok(UsageSummary {
-            today: t.cost,
-            month: m.cost,
-            cap_percent,
+            .map_err(err)?;
+        let summary = UsageSummary {
+            today: today_totals.cost,
+            month: month_totals.cost,
+            cap_percent: cap.as_ref().map(|c| c.percent),
             synced_at: state.as_ref().map(|s| s.synced_at.clone()),
             error: state.and_then(|s| s.error),
             paused: self.spend_paused().await,
+        };
+        Ok(SpendNow {
+            today: today_totals,
+            month: month_totals,
+            cap,
+            summary,
         })
+    }
+
+    pub async fn usage_summary(&self) -> Result<UsageSummary, Problem> {
+        Ok(self.spend_now(Day::today()).await?.summary)
     }
 
     async fn emit_usage(&self) {
@@ -515,38 +534,7 @@ impl Clawkeeper {
         };
         let ledger = self.usage_ledger();
         let err = |e: crate::usage::Error| usage_problem(&e);
-        let summary = self.usage_summary().await?;
-        let (month_from, month_to) = Period::Monthly.bounds(today);
-        let month_totals = ledger
-            .totals(&Filter {
-                from: month_from,
-                to: month_to,
-                instance: None,
-            })
-            .await
-            .map_err(err)?;
-        let cap = match Cap::load(&self.inner.store).await.map_err(err)? {
-            Some(c) => {
-                let (period_start, period_end) = c.period.bounds(today);
-                let spent = ledger
-                    .totals(&Filter {
-                        from: period_start,
-                        to: period_end,
-                        instance: None,
-                    })
-                    .await
-                    .map_err(err)?
-                    .cost;
-                Some(CapView {
-                    percent: 100.0 * spent / c.amount,
-                    cap: c,
-                    period_start,
-                    period_end,
-                    spent,
-                })
-            }
-            None => None,
-        };
+        let now = self.spend_now(today).await?;
         let mut sessions = ledger.breakdown(&f, By::Session).await.map_err(err)?;
         sessions.truncate(20);
         Ok(UsageView {
@@ -554,18 +542,11 @@ impl Clawkeeper {
             today,
             from,
             to: today,
-            today_totals: ledger
-                .totals(&Filter {
-                    from: today,
-                    to: today,
-                    instance: None,
-                })
-                .await
-                .map_err(err)?,
-            month_totals,
+            today_totals: now.today,
+            month_totals: now.month,
             range_totals: ledger.totals(&f).await.map_err(err)?,
-            summary,
-            cap,
+            summary: now.summary,
+            cap: now.cap,
             daily: ledger.breakdown(&f, By::Day).await.map_err(err)?,
             model_daily: ledger.breakdown(&f, By::DayModel).await.map_err(err)?,
             models: ledger.breakdown(&f, By::Model).await.map_err(err)?,
@@ -749,52 +730,39 @@ impl Clawkeeper {
             return Ok(false);
         };
         let api = openrouter_api()?;
-        let hash = match self
+        let (limit, reset) = (cap.map(|c| c.amount), cap.map(|c| limit_reset(c.period)));
+        let mut remembered = self
             .inner
             .store
             .setting(KEY_HASH_SETTING)
             .await
             .ok()
-            .flatten()
-        {
-            Some(h) => h,
-            None => {
-                let h = api
-                    .find_key_hash(&mgmt, &key)
-                    .await
-                    .map_err(|e| e.problem())?;
-                let _ = self.inner.store.set_setting(KEY_HASH_SETTING, &h).await;
-                h
+            .flatten();
+        let mut retried = false;
+        loop {
+            let hash = match remembered.take() {
+                Some(h) => h,
+                None => {
+                    let h = api
+                        .find_key_hash(&mgmt, &key)
+                        .await
+                        .map_err(|e| e.problem())?;
+                    let _ = self.inner.store.set_setting(KEY_HASH_SETTING, &h).await;
+                    h
+                }
+            };
+            match api.set_limit(&mgmt, &hash, limit, reset).await {
+                // The key was replaced since: find it again once.
+                Err(crate::openrouter::ApiError::NotFound { .. }) if !retried => {
+                    retried = true;
+                    let _ = self.inner.store.delete_setting(KEY_HASH_SETTING).await;
+                }
+                set => {
+                    set.map_err(|e| e.problem())?;
+                    break;
+                }
             }
-        };
-        let set = api
-            .set_limit(
-                &mgmt,
-                &hash,
-                cap.map(|c| c.amount),
-                cap.map(|c| limit_reset(c.period)),
-            )
-            .await;
-        let set = match set {
-            // The key was replaced since: find it again once.
-            Err(crate::openrouter::ApiError::NotFound { .. }) => {
-                let _ = self.inner.store.delete_setting(KEY_HASH_SETTING).await;
-                let h = api
-                    .find_key_hash(&mgmt, &key)
-                    .await
-                    .map_err(|e| e.problem())?;
-                let _ = self.inner.store.set_setting(KEY_HASH_SETTING, &h).await;
-                api.set_limit(
-                    &mgmt,
-                    &h,
-                    cap.map(|c| c.amount),
-                    cap.map(|c| limit_reset(c.period)),
-                )
-                .await
-            }
-            other => other,
-        };
-        set.map_err(|e| e.problem())?;
+        }
         let _ = audit::append(
             &self.inner.store,
             None,
