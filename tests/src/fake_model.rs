@@ -115,6 +115,8 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     counter: AtomicU64,
     price: Option<TokenPrice>,
+    /// Tokens and dollars of every usage object sent.
+    reported: Mutex<(u64, f64)>,
 }
 
 impl Shared {
@@ -175,6 +177,7 @@ impl ContractFakeModel {
             requests: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
             price,
+            reported: Mutex::new((0, 0.0)),
         });
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(Self { addr, shared, task })
@@ -197,6 +200,12 @@ impl ContractFakeModel {
             .lock()
             .map(|list| list.clone())
             .unwrap_or_default()
+    }
+
+    /// Total tokens and dollars of the usage the fake reported (a call whose client
+    /// didn't ask for usage in its stream got none: it counts nothing here).
+    pub fn reported_usage(&self) -> (u64, f64) {
+        self.shared.reported.lock().map(|r| *r).unwrap_or_default()
     }
 
     /// Only the `POST /v1/chat/completions` requests.
@@ -345,6 +354,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                         prompt_tokens: prompt_words(&request),
                         price: shared.price,
                     };
+                    if !stream || include_usage {
+                        let usage = reply.usage();
+                        if let Ok(mut r) = shared.reported.lock() {
+                            r.0 += usage["total_tokens"].as_u64().unwrap_or(0);
+                            r.1 += usage["cost"].as_f64().unwrap_or(0.0);
+                        }
+                    }
                     if stream {
                         reply.streaming(include_usage)
                     } else {

@@ -18,7 +18,9 @@ use anyhow::{bail, Context, Result};
 use clawkeeper_core::ssh::keys;
 use clawkeeper_tests::cli::Cli;
 use clawkeeper_tests::env;
-use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS, REPLY_PREFIX};
+use clawkeeper_tests::fake_model::{
+    ContractFakeModel, TokenPrice, DEFAULT_MODEL_IDS, REPLY_PREFIX,
+};
 use clawkeeper_tests::npm_mirror::NpmMirror;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use clawkeeper_tests::webdriver::{
@@ -130,10 +132,15 @@ async fn e2e_server_checklist_and_support_keys() -> Result<()> {
     let gw_ip = host.gateway_addr();
     let mirror = NpmMirror::start_from_env((gw_ip, 0).into()).await?;
     let provider_key = "sk-e2e-server-provider-key-5d1e";
-    let model = ContractFakeModel::start_on(
+    // Priced, so that the server's count has dollars to match, not only tokens.
+    let model = ContractFakeModel::start_priced(
         (gw_ip, 0).into(),
         provider_key.into(),
         DEFAULT_MODEL_IDS.iter().map(|s| (*s).to_owned()).collect(),
+        Some(TokenPrice {
+            input: 0.000_002,
+            output: 0.000_010,
+        }),
     )
     .await?;
     let tmp = tempfile::tempdir()?;
@@ -216,7 +223,7 @@ async fn e2e_server_checklist_and_support_keys() -> Result<()> {
     };
     let c = app_session(driver_port, &app_exe, &["--open", "status"]).await?;
 
-    let result = drive(&c, &host, &home, &monitor_log).await;
+    let result = drive(&c, &host, &home, &monitor_log, &model).await;
     if result.is_err() {
         let _ = screenshot(&c, "failure-server.png").await;
         if let Ok(text) = std::fs::read_to_string(&log) {
@@ -236,7 +243,13 @@ async fn e2e_server_checklist_and_support_keys() -> Result<()> {
     result
 }
 
-async fn drive(c: &Client, host: &TestHost, home: &Path, monitor_log: &Path) -> Result<()> {
+async fn drive(
+    c: &Client,
+    host: &TestHost,
+    home: &Path,
+    monitor_log: &Path,
+    model: &ContractFakeModel,
+) -> Result<()> {
     // The status window: find it among the windows the app opened.
     wait_until("the status window", Duration::from_secs(60), || async {
         for w in c.windows().await? {
@@ -430,13 +443,18 @@ async fn drive(c: &Client, host: &TestHost, home: &Path, monitor_log: &Path) -> 
         !ak.contains(&format!("clawkeeper-support-{grant_id}")),
         "the revoked key is still on the server"
     );
-    chat_through_the_tunnel(c, host, home).await
+    chat_through_the_tunnel(c, host, home, model).await
 }
 
 /// Chat goes to the server's assistant once the person says so: the chat window says where
 /// its messages go, and the reply comes from the gateway on the server (through the SSH
 /// tunnel; this computer's assistant is not even installed in this test). Then back.
-async fn chat_through_the_tunnel(c: &Client, host: &TestHost, home: &Path) -> Result<()> {
+async fn chat_through_the_tunnel(
+    c: &Client,
+    host: &TestHost,
+    home: &Path,
+    model: &ContractFakeModel,
+) -> Result<()> {
     const MESSAGE: &str = "hello from the window, via the tunnel";
     let t = Instant::now();
     // The server section re-renders on every event: click through the page, not a handle
@@ -529,15 +547,31 @@ async fn chat_through_the_tunnel(c: &Client, host: &TestHost, home: &Path) -> Re
             "return window.__TAURI_INTERNALS__.invoke('{cmd}', {{ days: 7 }}).then(v => JSON.stringify(v), e => 'ERR ' + JSON.stringify(e))"
         )
     };
-    // The sync itself goes through the tunnel and succeeds. (What it counts from the
-    // server is not checked here yet: the server's gateway answered with no use for this
-    // conversation — noted on issue 6, being looked into.)
+    // The sync goes through the tunnel and counts exactly what the model reported for the
+    // server's calls. (The model is not on a host OpenClaw deems local: it asks for usage in
+    // the stream only because Clawkeeper's config tells it to.)
     let text = js(c, &invoke("usage_sync")).await?;
     let usage: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("usage_sync over the tunnel: {text}"))?;
     assert!(
         usage["summary"]["syncedAt"].is_string() && usage["summary"].get("error").is_none(),
         "usage over the tunnel: {usage}"
+    );
+    let (tokens, dollars) = model.reported_usage();
+    assert!(
+        tokens > 0 && model.chat_requests().iter().all(|r| r.include_usage),
+        "the server's assistant asked the model for usage: {:?}",
+        model.chat_requests()
+    );
+    let counted = &usage["rangeTotals"];
+    assert_eq!(
+        counted["tokens"]["total"].as_u64(),
+        Some(tokens),
+        "the server's use, counted: {usage}"
+    );
+    assert!(
+        (counted["cost"].as_f64().unwrap_or(-1.0) - dollars).abs() < 1e-9,
+        "the server's spend ${dollars}, counted: {usage}"
     );
     let glance = js(c, &invoke("status_detail")).await?;
     let glance: serde_json::Value = serde_json::from_str(&glance)

@@ -99,6 +99,12 @@ pub fn hardened_base(port: u16, token: Value, log_file: &str) -> Value {
 
 /// Our model provider entry (OpenAI-compatible `base_url`, one `model`), its key given as
 /// `api_key` (a SecretRef), made the agents' default model.
+///
+/// `supportsUsageInStreaming` asks the provider for each call's use
+/// (`stream_options.include_usage`), which the usage view and the spend cap count. OpenClaw
+/// asks for it on its own only of OpenAI itself and of hosts it deems local (`localhost`,
+/// `*.local`, …): of a provider at any other address it would record every call as 0 tokens
+/// and $0. OpenAI documents the option; OpenRouter sends the use whether asked or not.
 pub fn add_model(config: &mut Value, base_url: &str, model: &str, api_key: Value) {
     config["models"] = json!({
         "catalogRefresh": { "enabled": false },
@@ -113,6 +119,7 @@ pub fn add_model(config: &mut Value, base_url: &str, model: &str, api_key: Value
                     "name": model,
                     "contextWindow": 128000,
                     "maxTokens": 8192,
+                    "compat": { "supportsUsageInStreaming": true },
                 }],
             }
         }
@@ -159,6 +166,11 @@ mod tests {
         assert_eq!(c["update"]["checkOnStart"], false);
         assert_eq!(c["models"]["catalogRefresh"]["enabled"], false);
         assert_eq!(c["discovery"]["mdns"]["mode"], "off");
+        assert_eq!(
+            c["models"]["providers"]["clawkeeper"]["models"][0]["compat"]
+                ["supportsUsageInStreaming"],
+            true
+        );
         assert_eq!(
             c["models"]["providers"]["clawkeeper"]["apiKey"]["id"],
             "provider-key/local"
