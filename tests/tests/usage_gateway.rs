@@ -283,13 +283,19 @@ async fn gateway_usage_totals_caps_and_alerts() {
         "{csv}"
     );
 
-    step("a sync with nothing new changes nothing; one more chat adds exactly its use");
+    step("a sync with nothing new asks for no day and changes nothing; one more chat adds exactly its use");
     app.usage_sync().await.unwrap();
+    let r = app.usage_sync().await.unwrap();
+    assert!(r.nothing_new && r.days == 0, "{r:?}");
     compare(&app, &transcript).await;
     app.chat_round_trip("one more", Duration::from_secs(120))
         .await
         .unwrap();
-    app.usage_sync().await.unwrap();
+    let r = app.usage_sync().await.unwrap();
+    assert!(
+        !r.nothing_new && r.days >= 2,
+        "the new chat was seen: {r:?}"
+    );
     let transcript = read_transcript_sums(&state_dir).await.unwrap();
     compare(&app, &transcript).await;
     let spent = transcript.totals.total_cost;

@@ -1318,6 +1318,81 @@ struct Refresh {
     gateway: f64,
 }
 
+/// Medians of 5 refreshes.
+struct Refreshes {
+    wall: f64,
+    app: f64,
+    gateway: f64,
+}
+
+/// Five usage refreshes, each after a chat with `after_chat` (the chat itself is not
+/// measured), and their medians.
+async fn refreshes(
+    app: &clawkeeper_core::app::Clawkeeper,
+    pid: u32,
+    label: &str,
+    after_chat: bool,
+) -> Refreshes {
+    let mut runs = Vec::new();
+    for i in 0..5 {
+        if after_chat {
+            if let Err(e) = app
+                .chat_round_trip(&format!("bench chat {i}"), Duration::from_secs(120))
+                .await
+            {
+                println!("  chat {i}: FAILED {e}");
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let (t, c0, g0) = (Instant::now(), own_cpu(), gateway_cpu(pid));
+        let r = Box::pin(app.usage_sync()).await;
+        let run = Refresh {
+            wall: t.elapsed().as_secs_f64(),
+            app: (own_cpu() - c0).as_secs_f64(),
+            gateway: gateway_cpu(pid) - g0,
+        };
+        match r {
+            Ok(r) => println!(
+                "  refresh {i} ({label}): wall {:7.0} ms, app CPU {:6.1} ms, gateway CPU {:6.0} ms; \
+                 {} days ({} .. {}), {} rows, {} waited polls{}",
+                run.wall * 1000.0,
+                run.app * 1000.0,
+                run.gateway * 1000.0,
+                r.days,
+                r.from,
+                r.to,
+                r.rows,
+                r.waited,
+                if r.nothing_new { ", nothing new" } else { "" }
+            ),
+            Err(p) => println!(
+                "  refresh {i} ({label}): FAILED {} ({}) after {:.0} ms, app CPU {:.1} ms, gateway CPU {:.0} ms",
+                p.code,
+                p.message,
+                run.wall * 1000.0,
+                run.app * 1000.0,
+                run.gateway * 1000.0
+            ),
+        }
+        runs.push(run);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let m = Refreshes {
+        wall: median(&runs.iter().map(|r| r.wall).collect::<Vec<_>>()),
+        app: median(&runs.iter().map(|r| r.app).collect::<Vec<_>>()),
+        gateway: median(&runs.iter().map(|r| r.gateway).collect::<Vec<_>>()),
+    };
+    println!(
+        "refresh ({label}), median of 5: wall {:.0} ms, app CPU {:.1} ms, gateway CPU {:.0} ms, app + gateway {:.0} ms; gateway RSS {:.0} MB",
+        m.wall * 1000.0,
+        m.app * 1000.0,
+        m.gateway * 1000.0,
+        (m.app + m.gateway) * 1000.0,
+        rss_mb(pid)
+    );
+    m
+}
+
 /// The issue-6 figures: an instance with `events` recorded transcript events (seeded
 /// generator), the app's incremental usage refresh against `openclaw status --usage --json`
 /// (and, like for like, `openclaw gateway call usage.cost` over 2 days) on the same state,
@@ -1545,55 +1620,12 @@ async fn usage(events: u64) -> Result<()> {
         "idle, 10 s before the refreshes: app CPU {:.1} ms",
         (own_cpu() - c0).as_secs_f64() * 1000.0
     );
-    let mut runs = Vec::new();
-    for i in 0..5 {
-        let (t, c0, g0) = (Instant::now(), own_cpu(), gateway_cpu(pid));
-        let r = Box::pin(app.usage_sync()).await;
-        let run = Refresh {
-            wall: t.elapsed().as_secs_f64(),
-            app: (own_cpu() - c0).as_secs_f64(),
-            gateway: gateway_cpu(pid) - g0,
-        };
-        match r {
-            Ok(r) => println!(
-                "  refresh {i}: wall {:7.0} ms, app CPU {:6.1} ms, gateway CPU {:6.0} ms; \
-                 {} days ({} .. {}), {} rows, {} waited polls",
-                run.wall * 1000.0,
-                run.app * 1000.0,
-                run.gateway * 1000.0,
-                r.days,
-                r.from,
-                r.to,
-                r.rows,
-                r.waited
-            ),
-            Err(p) => println!(
-                "  refresh {i}: FAILED {} ({}) after {:.0} ms, app CPU {:.1} ms, gateway CPU {:.0} ms",
-                p.code,
-                p.message,
-                run.wall * 1000.0,
-                run.app * 1000.0,
-                run.gateway * 1000.0
-            ),
-        }
-        runs.push(run);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    let r_wall = median(&runs.iter().map(|r| r.wall).collect::<Vec<_>>());
-    let r_app = median(&runs.iter().map(|r| r.app).collect::<Vec<_>>());
-    let r_gw = median(&runs.iter().map(|r| r.gateway).collect::<Vec<_>>());
-    let r_both = median(&runs.iter().map(|r| r.app + r.gateway).collect::<Vec<_>>());
-    println!(
-        "refresh, median of 5: wall {:.0} ms, app CPU {:.1} ms, gateway CPU {:.0} ms, app + gateway {:.0} ms; gateway RSS {:.0} MB",
-        r_wall * 1000.0,
-        r_app * 1000.0,
-        r_gw * 1000.0,
-        r_both * 1000.0,
-        rss_mb(pid)
-    );
+    // Two kinds: nothing new since the last refresh (the usual one: the app refreshes on a
+    // timer and when the window opens), and right after a chat.
+    let quiet = refreshes(&app, pid, "nothing new", false).await;
     let got = ledger.totals(&all).await?;
     println!(
-        "ledger after the refreshes: {} tokens ${:.6} ({})",
+        "ledger after the refreshes with nothing new: {} tokens ${:.6} ({})",
         got.tokens.total,
         got.cost,
         if got.tokens.total == want.total_tokens && close(got.cost, want.total_cost, 1e-9) {
@@ -1602,6 +1634,8 @@ async fn usage(events: u64) -> Result<()> {
             "CHANGED"
         }
     );
+    let chatty = refreshes(&app, pid, "after a chat", true).await;
+    let (r_wall, r_app, r_both) = (quiet.wall, quiet.app, quiet.app + quiet.gateway);
 
     // 5. `openclaw status --usage --json` on the same running gateway, and the comparable
     //    gateway work: `usage.cost` over 2 days (each range a new result-cache key).
@@ -1717,6 +1751,17 @@ async fn usage(events: u64) -> Result<()> {
     println!(
         "ratio (usage.cost wall / refresh wall): {:.2}x",
         u_wall / r_wall
+    );
+
+    let c_both = chatty.app + chatty.gateway;
+    println!(
+        "after a chat: ratio (status --usage cpu / app cpu per refresh): {:.0}x; \
+         (status --usage cpu / (app + gateway) cpu): {:.2}x; (status --usage wall / refresh wall): {:.2}x; \
+         ((usage.cost cli + gateway) cpu / (app + gateway) cpu): {:.2}x",
+        s_cpu / chatty.app,
+        s_cpu / c_both,
+        s_wall / chatty.wall,
+        u_both / c_both
     );
 
     // 7. The Usage section's data from the filled ledger: the core call, and the daemon's

@@ -369,6 +369,71 @@ pub fn parse_active_days(v: &Value) -> Result<(Counting, Vec<Day>)> {
     Ok((counting, days))
 }
 
+/// Conversations the "anything new?" probe looks at: the most recently updated ones.
+pub const PROBE_SESSIONS: u32 = 8;
+
+/// The params of the probe: `sessions.list`, newest first, every kind of conversation.
+pub fn probe_request() -> Value {
+    json!({
+        "limit": PROBE_SESSIONS,
+        "sortBy": "updatedAt",
+        "includeGlobal": true,
+        "includeUnknown": true,
+    })
+}
+
+/// What the probe saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Changes whenever a conversation is added, removed, or has a run (its `updatedAt`
+    /// and totals change): a digest of the count and the newest conversations.
+    pub fingerprint: String,
+    /// A conversation is running just now: its use is still being written.
+    pub running: bool,
+}
+
+/// Read a `sessions.list` answer into a [`Probe`]. Only the fields that change with use
+/// are taken in; an answer without them is refused (the sync then counts in full).
+pub fn parse_probe(v: &Value) -> Result<Probe> {
+    use sha2::{Digest, Sha256};
+    let sessions = array(v, "sessions", "the conversation list")?;
+    let total = v
+        .get("totalCount")
+        .or_else(|| v.get("count"))
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("the conversation list has no count"))?;
+    let mut h = Sha256::new();
+    h.update(total.to_string());
+    let mut running = false;
+    for s in sessions {
+        let key = s
+            .get("key")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("a conversation without a key"))?;
+        let updated = s
+            .get("updatedAt")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad(format!("conversation {key} has no updatedAt")))?;
+        running |= s.get("hasActiveRun").and_then(Value::as_bool) == Some(true);
+        h.update([0]);
+        h.update(key);
+        h.update(updated.to_le_bytes());
+        for field in [
+            "totalTokens",
+            "inputTokens",
+            "outputTokens",
+            "estimatedCostUsd",
+        ] {
+            h.update([1]);
+            h.update(s.get(field).map(Value::to_string).unwrap_or_default());
+        }
+    }
+    Ok(Probe {
+        fingerprint: hex::encode(&h.finalize()[..16]),
+        running,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,5 +604,49 @@ mod tests {
         let v = json!({"sessions": [], "aggregates": {"costDaily": [a, idle, b]}});
         let (_, days) = parse_active_days(&v).unwrap();
         assert_eq!(days, vec![d("2026-11-01"), d("2026-11-02")]);
+    }
+
+    fn listed(rows: &[(&str, i64, u64, bool)]) -> Value {
+        let sessions: Vec<Value> = rows
+            .iter()
+            .map(|(k, at, t, active)| json!({"key": k, "updatedAt": at, "totalTokens": t, "hasActiveRun": active, "estimatedCostUsd": 0.01}))
+            .collect();
+        json!({"count": rows.len(), "totalCount": rows.len(), "sessions": sessions})
+    }
+
+    #[test]
+    fn the_probe_changes_with_every_run_and_only_then() {
+        let a = parse_probe(&listed(&[("agent:main:main", 1_000, 50, false)])).unwrap();
+        let again = parse_probe(&listed(&[("agent:main:main", 1_000, 50, false)])).unwrap();
+        assert_eq!(a, again);
+        assert!(!a.running);
+        for changed in [
+            listed(&[("agent:main:main", 1_001, 50, false)]),
+            listed(&[("agent:main:main", 1_000, 51, false)]),
+            listed(&[("agent:main:other", 1_000, 50, false)]),
+            listed(&[("agent:main:main", 1_000, 50, false), ("b", 1, 1, false)]),
+            listed(&[]),
+        ] {
+            assert_ne!(
+                parse_probe(&changed).unwrap().fingerprint,
+                a.fingerprint,
+                "{changed}"
+            );
+        }
+        assert!(parse_probe(&listed(&[("a", 1, 1, true)])).unwrap().running);
+    }
+
+    #[test]
+    fn a_probe_answer_without_what_changes_is_refused() {
+        for bad in [
+            json!({"sessions": []}),
+            json!({"count": 1, "sessions": "x"}),
+            json!({"count": 1, "sessions": [{"updatedAt": 1}]}),
+            json!({"count": 1, "sessions": [{"key": "k"}]}),
+            json!({"count": 1, "sessions": [{"key": "k", "updatedAt": "yesterday"}]}),
+            json!([]),
+        ] {
+            assert!(parse_probe(&bad).is_err(), "{bad}");
+        }
     }
 }

@@ -81,6 +81,12 @@ pub struct SyncState {
     /// answer older than this is a cached one from before.
     #[serde(skip)]
     pub gateway_at: Option<i64>,
+    /// The gateway's conversations when its usage was last counted in full (see
+    /// [`super::sync`]'s probe), and when that was.
+    #[serde(skip)]
+    pub probe: Option<String>,
+    #[serde(skip)]
+    pub full_at: Option<String>,
 }
 
 /// Which rows: days `from..=to`, one instance or all.
@@ -250,6 +256,32 @@ impl Ledger {
         Ok(rows)
     }
 
+    /// Note what the gateway's conversations looked like when the sync that just succeeded
+    /// began (`at`: that sync's time).
+    pub async fn note_probe(&self, instance: &str, probe: Option<&str>, at: &str) -> Result<()> {
+        sqlx::query("UPDATE usage_syncs SET probe = ?2, full_at = ?3 WHERE instance_id = ?1")
+            .bind(instance)
+            .bind(probe)
+            .bind(at)
+            .execute(self.store.pool())
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Note a sync that found nothing new: the numbers are current as of `at`.
+    pub async fn note_unchanged(&self, instance: &str, at: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE usage_syncs SET synced_at = ?2, attempted_at = ?2, error = NULL WHERE instance_id = ?1",
+        )
+        .bind(instance)
+        .bind(at)
+        .execute(self.store.pool())
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
     /// Note a failed sync (the rows stay as they were).
     pub async fn note_failure(&self, instance: &str, at: &str, error: &str) -> Result<()> {
         sqlx::query("UPDATE usage_syncs SET attempted_at = ?2, error = ?3 WHERE instance_id = ?1")
@@ -264,7 +296,8 @@ impl Ledger {
 
     pub async fn sync_state(&self, instance: &str) -> Result<Option<SyncState>> {
         let row = sqlx::query(
-            "SELECT synced_from, synced_to, synced_at, attempted_at, error, gateway_at FROM usage_syncs WHERE instance_id = ?1",
+            "SELECT synced_from, synced_to, synced_at, attempted_at, error, gateway_at, probe, full_at
+             FROM usage_syncs WHERE instance_id = ?1",
         )
         .bind(instance)
         .fetch_optional(self.store.pool())
@@ -284,6 +317,8 @@ impl Ledger {
             attempted_at: r.try_get("attempted_at").map_err(classify)?,
             error: r.try_get("error").map_err(classify)?,
             gateway_at: r.try_get("gateway_at").map_err(classify)?,
+            probe: r.try_get("probe").map_err(classify)?,
+            full_at: r.try_get("full_at").map_err(classify)?,
         }))
     }
 

@@ -6,6 +6,14 @@
 //! gateway whose clock runs a little ahead or behind, are counted once and completely.
 //! Each day is one call (see [`gateway`] for why); the days are replaced in one
 //! transaction. So a refresh costs what is new, however long the history is.
+//!
+//! And a refresh when nothing is new costs one cheap call: before the days, the sync asks
+//! for the gateway's most recently updated conversations (`sessions.list`, a few rows). If
+//! they look exactly as they did when the days were last counted — same count, same
+//! `updatedAt`, same totals, none running — there is no new use, and no day is asked for.
+//! The days are still counted in full at least every [`FULL_EVERY`], whatever the probe
+//! says. (At 1,000,000 events a day's count costs the gateway ~0.4 s of CPU; the probe a
+//! few ms: BENCHMARKS.md.)
 
 use super::gateway::{self, Counting};
 use super::ledger::Ledger;
@@ -17,6 +25,7 @@ use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
 
 /// Where a first sync starts (any earlier use would be from before OpenClaw existed).
 pub const FIRST_DAY: &str = "2020-01-01";
@@ -32,21 +41,26 @@ pub const SESSIONS_PER_DAY: u32 = 20;
 /// is computed now. An old answer that still comes back is recognised by its `updatedAt`.
 const LIMIT_SPREAD: u32 = 200;
 
-/// What can answer `sessions.usage`: the gateway client, or a test's stand-in.
+/// However quiet the probe, the days are counted in full at least this often.
+pub const FULL_EVERY: Duration = Duration::from_secs(3600);
+
+type Answer<'a> =
+    Pin<Box<dyn Future<Output = std::result::Result<Value, crate::gateway::Error>> + Send + 'a>>;
+
+/// What can answer `sessions.usage` and `sessions.list`: the gateway client, or a test's
+/// stand-in.
 pub trait Source: Send + Sync {
-    fn sessions_usage(
-        &self,
-        params: Value,
-    ) -> Pin<Box<dyn Future<Output = std::result::Result<Value, crate::gateway::Error>> + Send + '_>>;
+    fn sessions_usage(&self, params: Value) -> Answer<'_>;
+    fn sessions_list(&self, params: Value) -> Answer<'_>;
 }
 
 impl Source for Gateway {
-    fn sessions_usage(
-        &self,
-        params: Value,
-    ) -> Pin<Box<dyn Future<Output = std::result::Result<Value, crate::gateway::Error>> + Send + '_>>
-    {
+    fn sessions_usage(&self, params: Value) -> Answer<'_> {
         Box::pin(self.request("sessions.usage", params))
+    }
+
+    fn sessions_list(&self, params: Value) -> Answer<'_> {
+        Box::pin(self.request("sessions.list", params))
     }
 }
 
@@ -62,6 +76,8 @@ pub struct SyncReport {
     pub rows: usize,
     /// Times the gateway said it was still counting before it answered.
     pub waited: u32,
+    /// The probe found nothing new since the last count: no day was asked for.
+    pub nothing_new: bool,
 }
 
 /// Syncs instances' usage into a ledger.
@@ -148,7 +164,26 @@ impl Syncer {
         waited: &mut u32,
     ) -> Result<(Value, Option<i64>)> {
         loop {
-            let answer = source.sessions_usage(self.params(from, to, base)).await?;
+            let answer = match source.sessions_usage(self.params(from, to, base)).await {
+                Ok(answer) => answer,
+                // The gateway couldn't count just now: "Usage database changed during
+                // worker operation" when a conversation's database is being created (the
+                // first chat). Asking again a moment later gets the count.
+                Err(crate::gateway::Error::Rpc(e))
+                    if e.code == "UNAVAILABLE" && *waited < self.polls =>
+                {
+                    tracing::info!(message = %e.message, "the gateway couldn't count its usage yet");
+                    *waited += 1;
+                    let wait = e
+                        .retry_after_ms
+                        .map(Duration::from_millis)
+                        .unwrap_or(self.poll_every)
+                        .clamp(self.poll_every, Duration::from_secs(5));
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let updated = answer.get("updatedAt").and_then(Value::as_i64);
             let pending = match answer.get("cacheStatus").and_then(|c| c.get("status")) {
                 Some(Value::String(s)) if s != "fresh" => Some(s.clone()),
@@ -180,6 +215,35 @@ impl Syncer {
     ) -> Result<SyncReport> {
         let (from, to) = self.next_range(instance, today).await?;
         let state = self.ledger.sync_state(instance).await?;
+        let started = time::OffsetDateTime::now_utc();
+        let started_s = crate::time::now_rfc3339();
+        let probe = match source.sessions_list(gateway::probe_request()).await {
+            Ok(v) => gateway::parse_probe(&v)
+                .map_err(|e| tracing::debug!(%e, "no probe: counting in full"))
+                .ok(),
+            Err(e) => {
+                tracing::debug!(%e, "no probe: counting in full");
+                None
+            }
+        };
+        if let (Some(state), Some(probe)) = (&state, &probe) {
+            let recent = state
+                .full_at
+                .as_deref()
+                .and_then(|at| time::OffsetDateTime::parse(at, &Rfc3339).ok())
+                .is_some_and(|at| at <= started && started - at < FULL_EVERY);
+            if !probe.running && recent && state.probe.as_deref() == Some(&probe.fingerprint) {
+                self.ledger.note_unchanged(instance, &started_s).await?;
+                return Ok(SyncReport {
+                    from,
+                    to,
+                    days: 0,
+                    rows: 0,
+                    waited: 0,
+                    nothing_new: true,
+                });
+            }
+        }
         let since = state.as_ref().and_then(|s| s.gateway_at);
         let mut newest = since;
         let mut waited = 0;
@@ -227,12 +291,19 @@ impl Syncer {
                 newest,
             )
             .await?;
+        // The fingerprint from before the days were asked for: use written meanwhile makes
+        // the next probe differ. None while a conversation ran (its use was still coming).
+        let fingerprint = probe.filter(|p| !p.running).map(|p| p.fingerprint);
+        self.ledger
+            .note_probe(instance, fingerprint.as_deref(), &started_s)
+            .await?;
         Ok(SyncReport {
             from,
             to,
             days: days.len(),
             rows,
             waited,
+            nothing_new: false,
         })
     }
 }
@@ -259,6 +330,12 @@ mod tests {
         updated_at: Mutex<i64>,
         /// Answer once with this old (updatedAt, tokens, cost) for every day asked.
         old_once: Mutex<Option<(i64, u64, f64)>>,
+        /// Fail with UNAVAILABLE this many times first.
+        unavailable: Mutex<u32>,
+        /// `sessions.list` calls; fail them; say a conversation is running.
+        probes: Mutex<u32>,
+        no_probe: Mutex<bool>,
+        running: Mutex<bool>,
     }
 
     impl Stand {
@@ -302,13 +379,43 @@ mod tests {
     }
 
     impl Source for Stand {
-        fn sessions_usage(
-            &self,
-            params: Value,
-        ) -> Pin<
-            Box<dyn Future<Output = std::result::Result<Value, crate::gateway::Error>> + Send + '_>,
-        > {
+        /// One conversation whose totals are the table's; `updatedAt` as set. With
+        /// `no_probe`, an error (a gateway without the method).
+        fn sessions_list(&self, _params: Value) -> Answer<'_> {
+            *self.probes.lock().unwrap() += 1;
+            if *self.no_probe.lock().unwrap() {
+                let e = crate::gateway::frame::RpcError {
+                    code: "INVALID_REQUEST".into(),
+                    message: "unknown method".into(),
+                    details: None,
+                    retryable: None,
+                    retry_after_ms: None,
+                };
+                return Box::pin(async move { Err(crate::gateway::Error::Rpc(e)) });
+            }
+            let days = self.days.lock().unwrap();
+            let tokens: u64 = days.values().map(|(t, _)| t).sum();
+            let v = json!({"count": 1, "sessions": [{"key": "agent:main:main",
+                "updatedAt": *self.updated_at.lock().unwrap(), "totalTokens": tokens,
+                "hasActiveRun": *self.running.lock().unwrap()}]});
+            Box::pin(async move { Ok(v) })
+        }
+
+        fn sessions_usage(&self, params: Value) -> Answer<'_> {
             self.calls.lock().unwrap().push(params.clone());
+            let mut unavailable = self.unavailable.lock().unwrap();
+            if *unavailable > 0 {
+                *unavailable -= 1;
+                let e = crate::gateway::frame::RpcError {
+                    code: "UNAVAILABLE".into(),
+                    message: "Usage database changed during worker operation".into(),
+                    details: None,
+                    retryable: Some(true),
+                    retry_after_ms: None,
+                };
+                return Box::pin(async move { Err(crate::gateway::Error::Rpc(e)) });
+            }
+            drop(unavailable);
             let out = match self.garbage.lock().unwrap().clone() {
                 Some(Ok(v)) => Ok(v),
                 Some(Err(())) => Err(crate::gateway::Error::Closed),
@@ -410,10 +517,93 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unavailable_is_asked_again_then_given_up_without_losing_anything() {
+        let s = syncer(Store::open_memory().await.unwrap());
+        let src = Stand::with(&[("2026-11-26", 10, 0.1)]);
+        *src.unavailable.lock().unwrap() = 2;
+        let r = s.sync(&src, "local", d("2026-11-26")).await.unwrap();
+        assert_eq!(r.waited, 2);
+        assert_eq!(
+            s.ledger().totals(&everything()).await.unwrap().tokens.total,
+            10
+        );
+
+        src.days
+            .lock()
+            .unwrap()
+            .insert("2026-11-26".into(), (99, 9.9));
+        *src.unavailable.lock().unwrap() = 100;
+        let err = s.sync(&src, "local", d("2026-11-26")).await.unwrap_err();
+        assert!(err.to_string().contains("Usage database changed"), "{err}");
+        assert_eq!(
+            s.ledger().totals(&everything()).await.unwrap().tokens.total,
+            10
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_new_asks_for_no_day_until_the_conversations_change() {
+        let s = syncer(Store::open_memory().await.unwrap());
+        let src = Stand::with(&[("2026-11-25", 10, 0.1)]);
+        *src.updated_at.lock().unwrap() = 5_000;
+        let today = d("2026-11-26");
+        s.sync(&src, "local", today).await.unwrap();
+        let calls = || src.calls.lock().unwrap().len();
+        let after_first = calls();
+
+        // Nothing new: one probe, no day.
+        let r = s.sync(&src, "local", today).await.unwrap();
+        assert!(r.nothing_new && r.days == 0, "{r:?}");
+        assert_eq!(calls(), after_first);
+        assert_eq!(*src.probes.lock().unwrap(), 2);
+
+        // A chat: the conversation's totals and updatedAt move; the days are counted.
+        src.days
+            .lock()
+            .unwrap()
+            .insert("2026-11-26".into(), (7, 0.07));
+        *src.updated_at.lock().unwrap() = 6_000;
+        let r = s.sync(&src, "local", today).await.unwrap();
+        assert!(!r.nothing_new && r.days == 3, "{r:?}");
+        assert_eq!(
+            s.ledger().totals(&everything()).await.unwrap().tokens.total,
+            17
+        );
+        assert!(s.sync(&src, "local", today).await.unwrap().nothing_new);
+
+        // While a conversation runs, every sync counts, and leaves no fingerprint behind.
+        *src.running.lock().unwrap() = true;
+        assert!(!s.sync(&src, "local", today).await.unwrap().nothing_new);
+        *src.running.lock().unwrap() = false;
+        assert!(!s.sync(&src, "local", today).await.unwrap().nothing_new);
+        assert!(s.sync(&src, "local", today).await.unwrap().nothing_new);
+
+        // A gateway without the probe: counted in full every time.
+        *src.no_probe.lock().unwrap() = true;
+        assert!(!s.sync(&src, "local", today).await.unwrap().nothing_new);
+        *src.no_probe.lock().unwrap() = false;
+        s.sync(&src, "local", today).await.unwrap();
+        assert!(s.sync(&src, "local", today).await.unwrap().nothing_new);
+
+        // However quiet: counted in full after FULL_EVERY.
+        let state = s.ledger().sync_state("local").await.unwrap().unwrap();
+        s.ledger()
+            .note_probe("local", state.probe.as_deref(), "2026-01-01T00:00:00Z")
+            .await
+            .unwrap();
+        assert!(!s.sync(&src, "local", today).await.unwrap().nothing_new);
+        assert!(s.sync(&src, "local", today).await.unwrap().nothing_new);
+        let state = s.ledger().sync_state("local").await.unwrap().unwrap();
+        assert!(state.error.is_none());
+    }
+
+    #[tokio::test]
     async fn garbage_or_a_dead_gateway_keep_the_old_numbers() {
         let s = syncer(Store::open_memory().await.unwrap());
         let src = Stand::with(&[("2026-11-26", 10, 0.1)]);
         s.sync(&src, "local", d("2026-11-26")).await.unwrap();
+        // A run going on: the days are asked for every time.
+        *src.running.lock().unwrap() = true;
         let mut bad_cost = src.answer(&json!({"startDate": "2026-11-26", "endDate": "2026-11-26"}));
         bad_cost["aggregates"]["costDaily"][0]["totalCost"] = json!(-1.0);
         for bad in [
