@@ -80,6 +80,9 @@ pub struct GenSpec {
     /// operator session, `delivery.kind: "none"`).
     pub channels: Vec<String>,
     pub agent_id: String,
+    /// No event later than this (ms since the epoch): with `end_date` today, "now", as a
+    /// real gateway's history never has events from later in the day. None: the whole day.
+    pub until_ms: Option<i64>,
 }
 
 impl GenSpec {
@@ -110,6 +113,7 @@ impl GenSpec {
             ],
             channels: vec!["telegram".into(), "whatsapp".into(), "discord".into()],
             agent_id: "main".into(),
+            until_ms: None,
         }
     }
 }
@@ -655,7 +659,10 @@ fn plan_sessions(spec: &GenSpec, rng: &mut Rng) -> anyhow::Result<Vec<Session>> 
     }
     let end_day = days_from_civil(&spec.end_date)?;
     let win_start = (end_day - i64::from(spec.days) + 1) * MS_PER_DAY;
-    let win_end = (end_day + 1) * MS_PER_DAY - 1;
+    let win_end = ((end_day + 1) * MS_PER_DAY - 1).min(spec.until_ms.unwrap_or(i64::MAX));
+    if win_end <= win_start {
+        bail!("until_ms is before the first day");
+    }
     let n = u64::from(spec.sessions.max(1)).min((spec.events / 4).max(1));
     if spec.events < 4 {
         bail!("need at least 4 events");

@@ -1487,7 +1487,16 @@ async fn usage(events: u64) -> Result<()> {
 
     // 2. The history: `events` events over 90 days ending today.
     let today = Day::today();
-    let spec = GenSpec::new(USAGE_SEED, events, &today.to_string());
+    let mut spec = GenSpec::new(USAGE_SEED, events, &today.to_string());
+    // Nothing later than a minute ago: a real history has no events from later today (and
+    // the refresh's "anything new?" check looks at what changed since the last count).
+    spec.until_ms = Some(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis(),
+        )? - 60_000,
+    );
     let (c0, t) = (own_cpu(), Instant::now());
     let generated = openclaw_state::generate(&state_dir, &spec).await?;
     println!(

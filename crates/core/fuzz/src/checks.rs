@@ -1865,6 +1865,8 @@ pub fn usage_sessions(data: &[u8]) -> Result<(), String> {
 /// an accepted answer every amount is finite and non-negative, the day's totals are exactly
 /// the JSON's `costDaily` numbers, the models and the channels each add up to the day
 /// (tokens exactly, cost to rounding), and the listed conversations to no more than it.
+/// The same bytes also go to `parse_probe` (the refresh's `sessions.list` check): accepted
+/// only with a list, one time per conversation, running exactly when one is.
 pub fn usage_sessions_violations(data: &[u8]) -> Vec<Violation> {
     use clawkeeper_core::usage::gateway::parse_day;
     use clawkeeper_core::usage::Day;
@@ -1875,6 +1877,27 @@ pub fn usage_sessions_violations(data: &[u8]) -> Vec<Violation> {
     else {
         return out;
     };
+    // The same bytes as the refresh's "anything new?" answer (`sessions.list`).
+    if let Ok(p) = clawkeeper_core::usage::gateway::parse_probe(&j) {
+        let listed = j.get("sessions").and_then(Value::as_array);
+        match listed {
+            None => v(&mut out, "probe.accepts_without_list", show_json(&j)),
+            Some(list) => {
+                if p.updated.len() != list.len() {
+                    v(&mut out, "probe.times_per_conversation", show_json(&j));
+                }
+                let any_running = list
+                    .iter()
+                    .any(|s| s.get("hasActiveRun").and_then(Value::as_bool) == Some(true));
+                if p.running != any_running {
+                    v(&mut out, "probe.running", show_json(&j));
+                }
+                if p.running && !p.changed_since(Some(i64::MAX)) {
+                    v(&mut out, "probe.running_is_a_change", show_json(&j));
+                }
+            }
+        }
+    }
     let day = j
         .get("startDate")
         .and_then(Value::as_str)

@@ -369,14 +369,17 @@ pub fn parse_active_days(v: &Value) -> Result<(Counting, Vec<Day>)> {
     Ok((counting, days))
 }
 
-/// Conversations the "anything new?" probe looks at: the most recently updated ones.
-pub const PROBE_SESSIONS: u32 = 8;
+/// Conversations the "anything new?" probe lists at most (it only needs to know whether
+/// there are any).
+pub const PROBE_SESSIONS: u32 = 20;
 
-/// The params of the probe: `sessions.list`, newest first, every kind of conversation.
-pub fn probe_request() -> Value {
+/// The params of the probe: `sessions.list` of every kind of conversation updated in the
+/// last `minutes` (by the gateway's own clock: a duration, so a server's clock being off
+/// doesn't matter).
+pub fn probe_request(minutes: u32) -> Value {
     json!({
+        "activeMinutes": minutes.max(1),
         "limit": PROBE_SESSIONS,
-        "sortBy": "updatedAt",
         "includeGlobal": true,
         "includeUnknown": true,
     })
@@ -385,51 +388,62 @@ pub fn probe_request() -> Value {
 /// What the probe saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
-    /// Changes whenever a conversation is added, removed, or has a run (its `updatedAt`
-    /// and totals change): a digest of the count and the newest conversations.
-    pub fingerprint: String,
-    /// A conversation is running just now: its use is still being written.
+    /// The gateway's clock when it answered (`ts`, ms).
+    pub at: Option<i64>,
+    /// The listed conversations' `updatedAt` (gateway clock, ms). A run updates its
+    /// conversation when it starts and when it ends.
+    pub updated: Vec<i64>,
+    /// More were updated than listed.
+    pub more: bool,
+    /// One of them is running just now: its use is still being written.
     pub running: bool,
 }
 
-/// Read a `sessions.list` answer into a [`Probe`]. Only the fields that change with use
-/// are taken in; an answer without them is refused (the sync then counts in full).
+impl Probe {
+    /// Anything updated at or after `since` (gateway clock)? Without `since`: anything
+    /// listed at all.
+    pub fn changed_since(&self, since: Option<i64>) -> bool {
+        self.running
+            || self.more
+            || match since {
+                Some(t) => self.updated.iter().any(|u| *u >= t),
+                None => !self.updated.is_empty(),
+            }
+    }
+}
+
+/// Read a `sessions.list` answer into a [`Probe`]. An answer without its list, or with a
+/// conversation without a key or a time, is refused (the sync then counts in full).
 pub fn parse_probe(v: &Value) -> Result<Probe> {
-    use sha2::{Digest, Sha256};
+    if v.get("sessions").is_none() {
+        return Err(bad("the conversation list has no conversations field"));
+    }
     let sessions = array(v, "sessions", "the conversation list")?;
-    let total = v
-        .get("totalCount")
-        .or_else(|| v.get("count"))
-        .and_then(Value::as_u64)
-        .ok_or_else(|| bad("the conversation list has no count"))?;
-    let mut h = Sha256::new();
-    h.update(total.to_string());
     let mut running = false;
+    let mut updated = Vec::with_capacity(sessions.len());
     for s in sessions {
         let key = s
             .get("key")
             .and_then(Value::as_str)
             .ok_or_else(|| bad("a conversation without a key"))?;
-        let updated = s
+        let at = s
             .get("updatedAt")
             .and_then(Value::as_i64)
             .ok_or_else(|| bad(format!("conversation {key} has no updatedAt")))?;
+        updated.push(at);
         running |= s.get("hasActiveRun").and_then(Value::as_bool) == Some(true);
-        h.update([0]);
-        h.update(key);
-        h.update(updated.to_le_bytes());
-        for field in [
-            "totalTokens",
-            "inputTokens",
-            "outputTokens",
-            "estimatedCostUsd",
-        ] {
-            h.update([1]);
-            h.update(s.get(field).map(Value::to_string).unwrap_or_default());
-        }
     }
+    let listed = sessions.len() as u64;
+    let total = match v.get("totalCount") {
+        None | Some(Value::Null) => listed,
+        Some(t) => t
+            .as_u64()
+            .ok_or_else(|| bad("the conversation count is not a count"))?,
+    };
     Ok(Probe {
-        fingerprint: hex::encode(&h.finalize()[..16]),
+        at: v.get("ts").and_then(Value::as_i64),
+        updated,
+        more: total > listed,
         running,
     })
 }
@@ -606,44 +620,39 @@ mod tests {
         assert_eq!(days, vec![d("2026-11-01"), d("2026-11-02")]);
     }
 
-    fn listed(rows: &[(&str, i64, u64, bool)]) -> Value {
-        let sessions: Vec<Value> = rows
-            .iter()
-            .map(|(k, at, t, active)| json!({"key": k, "updatedAt": at, "totalTokens": t, "hasActiveRun": active, "estimatedCostUsd": 0.01}))
-            .collect();
-        json!({"count": rows.len(), "totalCount": rows.len(), "sessions": sessions})
+    #[test]
+    fn the_probe_sees_what_was_updated_since_and_a_run() {
+        let p = parse_probe(&json!({"ts": 9_000, "count": 0, "totalCount": 0, "sessions": []}))
+            .unwrap();
+        assert_eq!(p.at, Some(9_000));
+        assert!(!p.changed_since(Some(5_000)) && !p.changed_since(None));
+        let p = parse_probe(&json!({"totalCount": 2, "sessions": [
+            {"key": "agent:main:main", "updatedAt": 4_000, "hasActiveRun": false},
+            {"key": "agent:main:telegram:direct:1", "updatedAt": 6_000}]}))
+        .unwrap();
+        assert!(p.changed_since(Some(5_000)), "updated at 6000");
+        assert!(!p.changed_since(Some(6_001)), "both before");
+        assert!(p.changed_since(None));
+        let running = parse_probe(&json!({"sessions": [
+            {"key": "k", "updatedAt": 1, "hasActiveRun": true}]}))
+        .unwrap();
+        assert!(running.changed_since(Some(5_000)), "a run is going on");
+        let more =
+            parse_probe(&json!({"totalCount": 50, "sessions": [{"key": "k", "updatedAt": 1}]}))
+                .unwrap();
+        assert!(more.changed_since(Some(5_000)), "not all listed");
+        assert_eq!(probe_request(0)["activeMinutes"], 1);
     }
 
     #[test]
-    fn the_probe_changes_with_every_run_and_only_then() {
-        let a = parse_probe(&listed(&[("agent:main:main", 1_000, 50, false)])).unwrap();
-        let again = parse_probe(&listed(&[("agent:main:main", 1_000, 50, false)])).unwrap();
-        assert_eq!(a, again);
-        assert!(!a.running);
-        for changed in [
-            listed(&[("agent:main:main", 1_001, 50, false)]),
-            listed(&[("agent:main:main", 1_000, 51, false)]),
-            listed(&[("agent:main:other", 1_000, 50, false)]),
-            listed(&[("agent:main:main", 1_000, 50, false), ("b", 1, 1, false)]),
-            listed(&[]),
-        ] {
-            assert_ne!(
-                parse_probe(&changed).unwrap().fingerprint,
-                a.fingerprint,
-                "{changed}"
-            );
-        }
-        assert!(parse_probe(&listed(&[("a", 1, 1, true)])).unwrap().running);
-    }
-
-    #[test]
-    fn a_probe_answer_without_what_changes_is_refused() {
+    fn a_probe_answer_that_isnt_a_list_is_refused() {
         for bad in [
-            json!({"sessions": []}),
-            json!({"count": 1, "sessions": "x"}),
-            json!({"count": 1, "sessions": [{"updatedAt": 1}]}),
-            json!({"count": 1, "sessions": [{"key": "k"}]}),
-            json!({"count": 1, "sessions": [{"key": "k", "updatedAt": "yesterday"}]}),
+            json!({"count": 1}),
+            json!({"sessions": "x"}),
+            json!({"sessions": [{"updatedAt": 1}]}),
+            json!({"sessions": [{"key": "k"}]}),
+            json!({"sessions": [], "totalCount": "many"}),
+            json!({"sessions": [], "totalCount": -1}),
             json!([]),
         ] {
             assert!(parse_probe(&bad).is_err(), "{bad}");

@@ -8,11 +8,12 @@
 //! transaction. So a refresh costs what is new, however long the history is.
 //!
 //! And a refresh when nothing is new costs one cheap call: before the days, the sync asks
-//! for the gateway's most recently updated conversations (`sessions.list`, a few rows). If
-//! they look exactly as they did when the days were last counted — same count, same
-//! `updatedAt`, same totals, none running — there is no new use, and no day is asked for.
+//! the gateway which conversations were updated since the last full count began (a
+//! `sessions.list` of the last minutes; a run updates its conversation when it starts and
+//! when it ends). None, and none running: there is no new use, and no day is asked for.
 //! The days are still counted in full at least every [`FULL_EVERY`], whatever the probe
-//! says. (At 1,000,000 events a day's count costs the gateway ~0.4 s of CPU; the probe a
+//! says; and a count during which a conversation ran doesn't move the start of the next
+//! window. (At 1,000,000 events a day's count costs the gateway ~1 s of CPU; the probe a
 //! few ms: BENCHMARKS.md.)
 
 use super::gateway::{self, Counting};
@@ -217,7 +218,25 @@ impl Syncer {
         let state = self.ledger.sync_state(instance).await?;
         let started = time::OffsetDateTime::now_utc();
         let started_s = crate::time::now_rfc3339();
-        let probe = match source.sessions_list(gateway::probe_request()).await {
+        // When the last full count began, if it was recent enough to skip another.
+        let full_at = state
+            .as_ref()
+            .and_then(|s| s.full_at.as_deref())
+            .and_then(|at| time::OffsetDateTime::parse(at, &Rfc3339).ok())
+            .filter(|at| *at <= started && started - *at < FULL_EVERY);
+        // The gateway's clock when that count began (its probe's `ts`).
+        let since: Option<i64> = state
+            .as_ref()
+            .and_then(|s| s.probe.as_deref())
+            .and_then(|p| p.parse().ok());
+        // Conversations updated in the whole minutes since, and one more; what is listed
+        // is then compared with `since` on the gateway's own clock.
+        let minutes = full_at.map_or(60, |at| {
+            u32::try_from((started - at).whole_minutes())
+                .unwrap_or(u32::MAX)
+                .saturating_add(2)
+        });
+        let probe = match source.sessions_list(gateway::probe_request(minutes)).await {
             Ok(v) => gateway::parse_probe(&v)
                 .map_err(|e| tracing::debug!(%e, "no probe: counting in full"))
                 .ok(),
@@ -226,13 +245,8 @@ impl Syncer {
                 None
             }
         };
-        if let (Some(state), Some(probe)) = (&state, &probe) {
-            let recent = state
-                .full_at
-                .as_deref()
-                .and_then(|at| time::OffsetDateTime::parse(at, &Rfc3339).ok())
-                .is_some_and(|at| at <= started && started - at < FULL_EVERY);
-            if !probe.running && recent && state.probe.as_deref() == Some(&probe.fingerprint) {
+        if let (Some(_), Some(_), Some(_), Some(p)) = (&state, full_at, since, &probe) {
+            if !p.changed_since(since) {
                 self.ledger.note_unchanged(instance, &started_s).await?;
                 return Ok(SyncReport {
                     from,
@@ -244,12 +258,14 @@ impl Syncer {
                 });
             }
         }
-        let since = state.as_ref().and_then(|s| s.gateway_at);
-        let mut newest = since;
+        let answered_after = state.as_ref().and_then(|s| s.gateway_at);
+        let mut newest = answered_after;
         let mut waited = 0;
         let days: Vec<Day> = if state.is_none() {
             // Which days had use at all: the day list only (a small limit keeps it small).
-            let (answer, at) = self.ask(source, from, to, None, since, &mut waited).await?;
+            let (answer, at) = self
+                .ask(source, from, to, None, answered_after, &mut waited)
+                .await?;
             newest = newest.max(at);
             let (counting, days) = gateway::parse_active_days(&answer)?;
             if counting != Counting::Done {
@@ -269,7 +285,7 @@ impl Syncer {
                     *day,
                     *day,
                     Some(SESSIONS_PER_DAY),
-                    since,
+                    answered_after,
                     &mut waited,
                 )
                 .await?;
@@ -291,12 +307,14 @@ impl Syncer {
                 newest,
             )
             .await?;
-        // The fingerprint from before the days were asked for: use written meanwhile makes
-        // the next probe differ. None while a conversation ran (its use was still coming).
-        let fingerprint = probe.filter(|p| !p.running).map(|p| p.fingerprint);
-        self.ledger
-            .note_probe(instance, fingerprint.as_deref(), &started_s)
-            .await?;
+        // The next window starts when this count began: use written meanwhile is in it.
+        // Not while a conversation ran (its use was still coming): the window stays open.
+        // Without a probe, nothing is known of runs: the window stays where it was.
+        if let Some(at) = probe.filter(|p| !p.running).and_then(|p| p.at) {
+            self.ledger
+                .note_probe(instance, Some(&at.to_string()), &started_s)
+                .await?;
+        }
         Ok(SyncReport {
             from,
             to,
@@ -336,6 +354,11 @@ mod tests {
         probes: Mutex<u32>,
         no_probe: Mutex<bool>,
         running: Mutex<bool>,
+        /// The gateway's clock (`ts` of its conversation lists).
+        clock: Mutex<i64>,
+        /// The table as the last list saw it, and when it last changed (gateway clock).
+        seen_days: Mutex<BTreeMap<String, (u64, f64)>>,
+        changed_at: Mutex<i64>,
     }
 
     impl Stand {
@@ -393,11 +416,21 @@ mod tests {
                 };
                 return Box::pin(async move { Err(crate::gateway::Error::Rpc(e)) });
             }
-            let days = self.days.lock().unwrap();
-            let tokens: u64 = days.values().map(|(t, _)| t).sum();
-            let v = json!({"count": 1, "sessions": [{"key": "agent:main:main",
-                "updatedAt": *self.updated_at.lock().unwrap(), "totalTokens": tokens,
-                "hasActiveRun": *self.running.lock().unwrap()}]});
+            // The gateway's clock moves on by one each call; one conversation, updated
+            // when the test says (`updated_at`).
+            let mut clock = self.clock.lock().unwrap();
+            *clock += 10;
+            // New use in the table since the last list: the conversation was updated in
+            // between.
+            let days = self.days.lock().unwrap().clone();
+            let mut seen = self.seen_days.lock().unwrap();
+            if *seen != days {
+                *seen = days;
+                *self.changed_at.lock().unwrap() = *clock - 5;
+            }
+            let updated = (*self.updated_at.lock().unwrap()).max(*self.changed_at.lock().unwrap());
+            let v = json!({"ts": *clock, "count": 1, "sessions": [{"key": "agent:main:main",
+                "updatedAt": updated, "hasActiveRun": *self.running.lock().unwrap()}]});
             Box::pin(async move { Ok(v) })
         }
 
@@ -542,27 +575,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn nothing_new_asks_for_no_day_until_the_conversations_change() {
+    async fn nothing_new_asks_for_no_day_until_a_conversation_is_updated() {
         let s = syncer(Store::open_memory().await.unwrap());
         let src = Stand::with(&[("2026-11-25", 10, 0.1)]);
-        *src.updated_at.lock().unwrap() = 5_000;
+        *src.clock.lock().unwrap() = 5_000;
+        *src.updated_at.lock().unwrap() = 4_000;
         let today = d("2026-11-26");
         s.sync(&src, "local", today).await.unwrap();
         let calls = || src.calls.lock().unwrap().len();
         let after_first = calls();
 
-        // Nothing new: one probe, no day.
+        // Nothing updated since the count began: one probe, no day.
         let r = s.sync(&src, "local", today).await.unwrap();
         assert!(r.nothing_new && r.days == 0, "{r:?}");
         assert_eq!(calls(), after_first);
         assert_eq!(*src.probes.lock().unwrap(), 2);
 
-        // A chat: the conversation's totals and updatedAt move; the days are counted.
+        // A chat: the conversation is updated after the last count began.
         src.days
             .lock()
             .unwrap()
             .insert("2026-11-26".into(), (7, 0.07));
-        *src.updated_at.lock().unwrap() = 6_000;
+        *src.updated_at.lock().unwrap() = *src.clock.lock().unwrap() + 1;
         let r = s.sync(&src, "local", today).await.unwrap();
         assert!(!r.nothing_new && r.days == 3, "{r:?}");
         assert_eq!(
@@ -571,19 +605,24 @@ mod tests {
         );
         assert!(s.sync(&src, "local", today).await.unwrap().nothing_new);
 
-        // While a conversation runs, every sync counts, and leaves no fingerprint behind.
+        // A conversation updated while a count ran (after its probe): the next one counts.
+        *src.updated_at.lock().unwrap() = *src.clock.lock().unwrap();
+        assert!(!s.sync(&src, "local", today).await.unwrap().nothing_new);
+        assert!(s.sync(&src, "local", today).await.unwrap().nothing_new);
+
+        // While a conversation runs, every sync counts, and the window stays open.
         *src.running.lock().unwrap() = true;
         assert!(!s.sync(&src, "local", today).await.unwrap().nothing_new);
         *src.running.lock().unwrap() = false;
+        *src.updated_at.lock().unwrap() = *src.clock.lock().unwrap() + 1;
         assert!(!s.sync(&src, "local", today).await.unwrap().nothing_new);
         assert!(s.sync(&src, "local", today).await.unwrap().nothing_new);
 
         // A gateway without the probe: counted in full every time.
         *src.no_probe.lock().unwrap() = true;
         assert!(!s.sync(&src, "local", today).await.unwrap().nothing_new);
+        assert!(!s.sync(&src, "local", today).await.unwrap().nothing_new);
         *src.no_probe.lock().unwrap() = false;
-        s.sync(&src, "local", today).await.unwrap();
-        assert!(s.sync(&src, "local", today).await.unwrap().nothing_new);
 
         // However quiet: counted in full after FULL_EVERY.
         let state = s.ledger().sync_state("local").await.unwrap().unwrap();
