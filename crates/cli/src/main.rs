@@ -11,6 +11,7 @@ use clawkeeper_core::{Problem, Secret};
 use std::io::Read;
 use std::time::Duration;
 
+mod rotate;
 mod server;
 mod tailnet;
 mod usage;
@@ -79,6 +80,9 @@ enum Command {
     Tailnet(tailnet::TailnetCmd),
     /// What the assistant used: tokens and cost by day, model, channel or conversation.
     Usage(usage::UsageArgs),
+    /// Replace keys: one (`rotate gateway-token`), all that rotate in one click (`--all`),
+    /// or list them with their ages (`--list`). Finishes an interrupted rotation first.
+    Rotate(rotate::RotateArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -174,6 +178,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Support(cmd) => server::support_cmd(&app, cmd, cli.json).await,
         Command::Tailnet(cmd) => tailnet::run(&app, cmd, cli.json).await,
         Command::Usage(args) => usage::run(&app, args, cli.json).await,
+        Command::Rotate(args) => rotate::run(&app, args, cli.json).await,
         Command::Provider {
             kind,
             base_url,

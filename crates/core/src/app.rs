@@ -3,6 +3,7 @@
 //! The person's own servers are in [`server`].
 
 mod detail;
+mod rotation;
 mod server;
 mod tailnet;
 mod usage;
@@ -96,6 +97,8 @@ pub enum Event {
         body: String,
         alert: crate::usage::alerts::Alert,
     },
+    /// A key rotation moved on (its journal row: the next step, or how it ended).
+    Rotation(crate::rotation::journal::Rotation),
 }
 
 /// Which assistant the chat window and the tray talk to, and how the app reaches it.
@@ -1038,13 +1041,10 @@ impl Clawkeeper {
         let mut via_address = None;
         let (gw, tunnel) = match &server {
             None => {
-                let vault = self.inner.vault.clone();
-                let token_ref = self.inner.instance.token_ref();
-                let token: gateway::TokenSource = Arc::new(move || {
-                    vault
-                        .read_blocking(&token_ref)
-                        .map_err(|e| gateway::Error::Auth(e.to_string()))
-                });
+                let token = crate::rotation::token_source(
+                    self.inner.vault.clone(),
+                    self.inner.instance.token_ref(),
+                );
                 let gw = Gateway::spawn(self.inner.instance.url(), token, ClientInfo::default());
                 (gw, None)
             }

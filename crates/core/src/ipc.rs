@@ -356,6 +356,35 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
             let P { server_id } = params(p)?;
             to_value(core.use_assistant(server_id.as_deref()).await?)
         }
+        "keys_inventory" => to_value(core.keys_inventory().await?),
+        "rotate_key" => {
+            #[derive(Deserialize)]
+            struct P {
+                key: String,
+            }
+            let P { key } = params(p)?;
+            let key = crate::rotation::KeyId::parse(&key).ok_or_else(|| {
+                Problem::new(
+                    "rotation_input",
+                    "Clawkeeper doesn't know that key.",
+                    Some("Pick one from the keys list."),
+                )
+            })?;
+            to_value(core.rotate(key).await?)
+        }
+        "rotate_all" => to_value(core.rotate_all().await?),
+        "rotations_resume" => {
+            let results: Vec<Value> = core
+                .rotations_resume()
+                .await
+                .into_iter()
+                .map(|(r, res)| match res {
+                    Ok(done) => serde_json::json!({ "rotation": done }),
+                    Err(problem) => serde_json::json!({ "rotation": r, "problem": problem }),
+                })
+                .collect();
+            Ok(Value::Array(results))
+        }
         _ => dispatch_usage(core, method, p).await,
     }
 }

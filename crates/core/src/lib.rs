@@ -13,6 +13,7 @@ pub mod paths;
 pub mod problem;
 pub mod provision;
 pub mod remote;
+pub mod rotation;
 pub mod secret;
 pub mod server;
 pub mod ssh;

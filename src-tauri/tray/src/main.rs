@@ -138,6 +138,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     watch_servers(&core, tray.clone());
     watch_tailnet(&core, tray.clone());
     watch_usage(&core, tray.clone());
+    // A key rotation a crash or a reboot interrupted is finished once the assistant is up.
+    core.watch_rotations(std::time::Duration::from_secs(600));
     watch_status(&core, tray);
     handle_signals(actions.clone());
     first_run_or_start(&daemon);

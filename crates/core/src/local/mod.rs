@@ -172,13 +172,17 @@ impl LocalInstance {
     }
 
     /// Write the hardened config and create the private directories.
-    pub fn write_config(&self, model: Option<&ModelSettings>) -> Result<()> {
+    pub fn write_config(
+        &self,
+        model: Option<&ModelSettings>,
+        token_entry: &SecretRef,
+    ) -> Result<()> {
         for d in [self.dir(), self.state_dir(), self.log_dir()] {
             create_private_dir(&d)?;
         }
         let helper = self.install_helper()?;
         let log_file = self.log_dir().join("openclaw.log");
-        let token_ref = self.token_ref().to_string();
+        let token_ref = token_entry.to_string();
         let cfg = config::render(&GatewayConfig {
             port: self.port,
             token_ref: &token_ref,

@@ -311,11 +311,49 @@ impl Task {
         }
     }
 
+    /// A hello with `token`; if refused, with the other token the keychain holds while a
+    /// rotation runs (which then becomes `token`).
+    async fn connect_any(&self, token: &mut Secret) -> Result<gateway::Connection, gateway::Error> {
+        let url = self.instance.url();
+        let client = ClientInfo::default();
+        let first = gateway::connect_once(&url, token, &client).await;
+        let refused = matches!(
+            &first,
+            Err(gateway::Error::Auth(_)
+                | gateway::Error::Rpc(_)
+                | gateway::Error::Disconnected { code: 1008, .. })
+        );
+        if !refused {
+            return first;
+        }
+        let entry = self.instance.token_ref();
+        let others = crate::rotation::driver::candidates(self.instance.vault(), &entry)
+            .await
+            .unwrap_or_default();
+        for other in others {
+            if other.expose() == token.expose() {
+                continue;
+            }
+            if let Ok(conn) = gateway::connect_once(&url, &other, &client).await {
+                *token = other;
+                return Ok(conn);
+            }
+        }
+        first
+    }
+
     async fn prepare(&self) -> Result<(Secret, Option<Secret>), Error> {
         if !self.instance.runtime().is_installed() {
             return Err(super::runtime::Error::NotInstalled.into());
         }
         let token = self.instance.ensure_token().await?;
+        let _ = crate::rotation::journal::note_known(
+            &self.store,
+            &self.instance.id,
+            crate::rotation::KeyId::GatewayToken,
+            Some(&token.fingerprint()),
+        )
+        .await;
         let provider = self.store.provider(&self.instance.id).await.ok().flatten();
         let (model, key) = match provider {
             Some(p) => {
@@ -335,7 +373,14 @@ impl Task {
             }
             None => (None, None),
         };
-        self.instance.write_config(model.as_ref())?;
+        let entry = crate::rotation::live_entry(
+            &self.store,
+            self.instance.vault(),
+            &self.instance.id,
+            &self.instance.token_ref(),
+        )
+        .await;
+        self.instance.write_config(model.as_ref(), &entry)?;
         stop_orphan(&self.instance).await;
         if self.instance.port_in_use() {
             return Err(Error::PortInUse(self.instance.port));
@@ -350,7 +395,7 @@ impl Task {
             };
             s.checks = verify::pending();
         });
-        let (token, provider_key) = match self.prepare().await {
+        let (mut token, provider_key) = match self.prepare().await {
             Ok(v) => v,
             Err(e) => return Exit::Failed(e.problem()),
         };
@@ -374,8 +419,7 @@ impl Task {
         // Readiness: a real hello-ok with our token.
         let deadline = Instant::now() + self.policy.ready_timeout;
         let hello = loop {
-            match gateway::connect_once(&self.instance.url(), &token, &ClientInfo::default()).await
-            {
+            match self.connect_any(&mut token).await {
                 Ok(conn) => {
                     let h = conn.hello.clone();
                     conn.close().await;
@@ -439,16 +483,13 @@ impl Task {
             if let Some(exit) = self.watch(&mut child, pid, self.policy.probe_every).await {
                 return exit;
             }
-            let ok =
-                match gateway::connect_once(&self.instance.url(), &token, &ClientInfo::default())
-                    .await
-                {
-                    Ok(conn) => {
-                        conn.close().await;
-                        true
-                    }
-                    Err(_) => false,
-                };
+            let ok = match self.connect_any(&mut token).await {
+                Ok(conn) => {
+                    conn.close().await;
+                    true
+                }
+                Err(_) => false,
+            };
             failures = if ok { 0 } else { failures + 1 };
             let current = self.status.borrow().state.clone();
             match (&current, ok, failures) {

@@ -1,0 +1,272 @@
+//! Key rotation from the app: which secrets there are and how old, one-click rotation,
+//! and finishing what a crash left unfinished (see [`crate::rotation`]).
+
+use super::{Clawkeeper, Event};
+use crate::local::LOCAL_ID;
+use crate::problem::{Problem, UserFacing};
+use crate::rotation::driver::{Driver, Progress};
+use crate::rotation::gateway_token::LocalGatewayToken;
+use crate::rotation::journal::{self, Rotation};
+use crate::rotation::{KeyId, Rotator};
+use crate::vault::SecretRef;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// How a secret can be rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HowToRotate {
+    /// "Rotate" does all of it.
+    OneClick,
+    /// Steps the person takes at the provider, then Clawkeeper verifies.
+    Guided,
+    /// Not from here yet (said why in `note`).
+    NotYet,
+}
+
+/// One secret of the inventory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyInfo {
+    pub instance_id: String,
+    pub key: KeyId,
+    pub label: &'static str,
+    /// Where it lives, in words ("Your keychain, and your assistant's settings name it").
+    pub lives: &'static str,
+    /// When it was last set (first saved or rotated), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    pub how: HowToRotate,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
+    /// A rotation of it is unfinished (resumed by itself; "Try again" resumes it now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<Rotation>,
+}
+
+impl Clawkeeper {
+    fn rotation_driver(&self) -> Driver {
+        let mut d = Driver::new(self.inner.store.clone(), Arc::new(self.inner.vault.clone()));
+        let events = self.inner.events.clone();
+        let progress: Progress = Arc::new(move |r: &Rotation| {
+            let _ = events.send(Event::Rotation(r.clone()));
+        });
+        d.progress = Some(progress);
+        d
+    }
+
+    /// The rotator of `key` on `instance`, if it can be rotated in one click from here.
+    fn rotator(&self, instance: &str, key: KeyId) -> Option<Box<dyn Rotator>> {
+        match (instance, key) {
+            (LOCAL_ID, KeyId::GatewayToken) => Some(Box::new(LocalGatewayToken {
+                config_path: self.inner.instance.config_path(),
+                url: self.inner.instance.url(),
+                entry: self.inner.instance.token_ref(),
+            })),
+            _ => None,
+        }
+    }
+
+    /// Rotate `key` of this computer's assistant (or finish its unfinished rotation).
+    pub async fn rotate(&self, key: KeyId) -> Result<Rotation, Problem> {
+        self.rotate_in(LOCAL_ID, key, None).await
+    }
+
+    async fn rotate_in(
+        &self,
+        instance: &str,
+        key: KeyId,
+        batch: Option<&str>,
+    ) -> Result<Rotation, Problem> {
+        let Some(rotator) = self.rotator(instance, key) else {
+            return Err(Problem::new(
+                "rotation_unsupported",
+                format!("{} can't be rotated in one click yet.", key.label()),
+                Some("See the keys list for how to change it by hand."),
+            ));
+        };
+        if instance == LOCAL_ID && !self.local_running() {
+            return Err(Problem::new(
+                "assistant_not_running",
+                "Your assistant isn't running, so the new key can't be checked.",
+                Some("Start it, then rotate again. Your keys are unchanged."),
+            ));
+        }
+        let r = self
+            .rotation_driver()
+            .rotate(rotator.as_ref(), instance, batch)
+            .await
+            .map_err(|e| e.problem())?;
+        tracing::info!(key = key.as_str(), instance, "rotated");
+        Ok(r)
+    }
+
+    /// This computer's gateway is up (run by this process or another: the tray daemon,
+    /// `clawkeeper-cli start --foreground`).
+    fn local_running(&self) -> bool {
+        self.inner.instance.port_in_use()
+    }
+
+    /// Carry on every unfinished rotation that can be carried on now. Returns what
+    /// happened to each (finished, undone, or still waiting, and why).
+    pub async fn rotations_resume(&self) -> Vec<(Rotation, Result<Rotation, Problem>)> {
+        let local_up = self.local_running();
+        let this = self.clone();
+        let rotator_for = move |r: &Rotation| -> Option<Box<dyn Rotator>> {
+            if r.instance_id == LOCAL_ID && !local_up {
+                return None;
+            }
+            this.rotator(&r.instance_id, r.key)
+        };
+        self.rotation_driver()
+            .resume_all(&rotator_for)
+            .await
+            .into_iter()
+            .map(|(r, res)| (r, res.map_err(|e| e.problem())))
+            .collect()
+    }
+
+    /// Every secret the instances depend on: where it lives, how old, how it rotates.
+    pub async fn keys_inventory(&self) -> Result<Vec<KeyInfo>, Problem> {
+        let store = &self.inner.store;
+        let ages = journal::ages(store).await.map_err(|e| e.problem())?;
+        let running = journal::unfinished(store).await.map_err(|e| e.problem())?;
+        let mut out = Vec::new();
+        let mut push = |instance: &str, key: KeyId, lives: &'static str, how, note| {
+            let age = ages
+                .iter()
+                .find(|a| a.instance_id == instance && a.key == key);
+            out.push(KeyInfo {
+                instance_id: instance.to_owned(),
+                key,
+                label: key.label(),
+                lives,
+                set_at: age.map(|a| a.set_at.clone()),
+                rotated_at: age.and_then(|a| a.rotated_at.clone()),
+                fingerprint: age.and_then(|a| a.fingerprint.clone()),
+                how,
+                note,
+                running: running
+                    .iter()
+                    .find(|r| r.instance_id == instance && r.key == key)
+                    .cloned(),
+            });
+        };
+        let vault = &self.inner.vault;
+        let has = |r: SecretRef| async move { vault.read(&r).await.is_ok() };
+        if has(self.inner.instance.token_ref()).await {
+            push(
+                LOCAL_ID,
+                KeyId::GatewayToken,
+                "Your keychain; your assistant's settings name it, never hold it",
+                HowToRotate::OneClick,
+                None,
+            );
+        }
+        if has(self.inner.instance.provider_key_ref()).await {
+            push(
+                LOCAL_ID,
+                KeyId::ProviderKey,
+                "Your keychain, and your model provider's account",
+                HowToRotate::NotYet,
+                Some("Make a new key in your provider's account and save it in Settings."),
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// One key's result in "Rotate all".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotateResult {
+    pub instance_id: String,
+    pub key: KeyId,
+    pub label: &'static str,
+    /// `rotated` | `unchanged` (undone; the old key works) | `pending` (finishing later;
+    /// a key the app holds works) | `needs_you` (guided or not possible from here)
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+impl Clawkeeper {
+    /// "Rotate all": every key that rotates in one click, one after the other, in one batch;
+    /// the others listed as needing the person. A failure of one doesn't stop the others.
+    pub async fn rotate_all(&self) -> Result<Vec<RotateResult>, Problem> {
+        let batch = format!("batch-{}", crate::secret::Secret::random(6).fingerprint());
+        let mut out = Vec::new();
+        for k in self.keys_inventory().await? {
+            if k.how != HowToRotate::OneClick {
+                out.push(RotateResult {
+                    instance_id: k.instance_id,
+                    key: k.key,
+                    label: k.label,
+                    result: "needs_you",
+                    rotation: None,
+                    problem: k.note.map(|n| Problem::new("rotation_guided", n, None)),
+                });
+                continue;
+            }
+            let r = self.rotate_in(&k.instance_id, k.key, Some(&batch)).await;
+            let (result, rotation, problem) = match r {
+                Ok(r) => ("rotated", Some(r), None),
+                Err(p) if p.code == "rotation_pending" => ("pending", None, Some(p)),
+                Err(p) => ("unchanged", None, Some(p)),
+            };
+            out.push(RotateResult {
+                instance_id: k.instance_id,
+                key: k.key,
+                label: k.label,
+                result,
+                rotation,
+                problem,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Clawkeeper {
+    /// The tray daemon's: finish unfinished rotations by themselves — when the assistant
+    /// becomes healthy (it is how a rotation interrupted by a crash or a reboot ends), and
+    /// every `every` while one is still waiting.
+    pub fn watch_rotations(&self, every: std::time::Duration) {
+        use tokio::sync::broadcast::error::RecvError;
+        let app = self.clone();
+        let mut rx = self.events();
+        tokio::spawn(async move {
+            loop {
+                let waiting = journal::unfinished(&app.inner.store)
+                    .await
+                    .map(|l| !l.is_empty())
+                    .unwrap_or(false);
+                if waiting {
+                    for (r, result) in app.rotations_resume().await {
+                        if let Err(p) = result {
+                            tracing::info!(key = r.key.as_str(), code = %p.code, "rotation still waiting");
+                        }
+                    }
+                }
+                let sleep = tokio::time::sleep(every);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        _ = &mut sleep => break,
+                        ev = rx.recv() => match ev {
+                            Ok(Event::Instance { state: "healthy", .. }) => break,
+                            Ok(_) | Err(RecvError::Lagged(_)) => {}
+                            Err(RecvError::Closed) => return,
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
