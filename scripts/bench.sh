@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks of BENCHMARKS.md: scripts/bench.sh [chat|app|deploy|embedded-rss|usage|all]
+# The benchmarks of BENCHMARKS.md: scripts/bench.sh [chat|app|deploy|embedded-rss|usage|rotate|all]
 # Release builds, run in the same isolated environment as the tests (loopback-only
 # network namespace, D-Bus session, unlocked keyring, Xvfb). Prints numbers and ratios.
 set -euo pipefail
@@ -28,7 +28,8 @@ cmds=()
 [[ "$what" == embedded-rss || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench embedded-rss 30")
 # usage: ~1.6 GB of generated state in the sandbox's temp dir (deleted after), ~2.5 GB gateway RSS.
 [[ "$what" == usage || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench usage 1000000")
-((${#cmds[@]})) || die "usage: scripts/bench.sh [chat|app|deploy|embedded-rss|usage|all]"
+[[ "$what" == rotate || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench rotate 5")
+((${#cmds[@]})) || die "usage: scripts/bench.sh [chat|app|deploy|embedded-rss|usage|rotate|all]"
 
 if [[ "$what" == deploy || "$what" == all ]]; then
   # Built (once, cached) outside the sandbox: they need the Debian mirror and the npm registry.

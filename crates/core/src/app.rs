@@ -9,6 +9,7 @@ mod tailnet;
 mod usage;
 
 pub use detail::{HostFacts, StatusDetail, UpdateView};
+pub use rotation::{HowToRotate, KeyInfo, RotateResult};
 pub use server::{
     server_summary, CloudOptions, Deleted, GrantView, IssuedView, Login, ScannedHost, ServerCheck,
     ServerJob, ServerView,

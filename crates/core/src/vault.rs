@@ -128,6 +128,25 @@ impl SecretRef {
     }
 }
 
+impl SecretRef {
+    /// A reference as a gateway config names it: the reference, optionally followed by
+    /// `#<n>`, a tag that makes the name differ from an earlier one for the same entry (so
+    /// that OpenClaw, which applies a config change only when the file differs from what
+    /// it last applied, sees each rotation's install as a change). The entry is the same.
+    pub fn parse_config_id(s: &str) -> Result<Self> {
+        match s.rsplit_once('#') {
+            Some((r, tag))
+                if !tag.is_empty()
+                    && tag.len() <= 12
+                    && tag.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Self::parse(r)
+            }
+            _ => Self::parse(s),
+        }
+    }
+}
+
 impl std::fmt::Display for SecretRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.kind.as_str(), self.instance)
@@ -335,6 +354,29 @@ mod tests {
             "provider-key/../x",
         ] {
             assert!(SecretRef::parse(bad).is_err(), "{bad} accepted");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn config_ids_may_carry_a_tag_the_entry_ignores() -> Result<()> {
+        let want = SecretRef::new(SecretKind::GatewayToken, "local--next");
+        assert_eq!(
+            SecretRef::parse_config_id("gateway-token/local--next#42")?,
+            want
+        );
+        assert_eq!(
+            SecretRef::parse_config_id("gateway-token/local--next")?,
+            want
+        );
+        for bad in [
+            "gateway-token/local#",
+            "gateway-token/local#x1",
+            "gateway-token/local#1234567890123",
+            "gateway-token/lo#cal#1",
+            "#1",
+        ] {
+            assert!(SecretRef::parse_config_id(bad).is_err(), "{bad} accepted");
         }
         Ok(())
     }

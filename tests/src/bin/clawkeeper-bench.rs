@@ -84,8 +84,9 @@ async fn main() -> Result<()> {
             ))
             .await
         }
+        Some("rotate") => rotate(args.next().and_then(|n| n.parse().ok()).unwrap_or(5)).await,
         _ => bail!(
-            "usage: clawkeeper-bench chat [N] | app | deploy [N] [P] | embedded-rss [S] | usage [EVENTS]"
+            "usage: clawkeeper-bench chat [N] | app | deploy [N] [P] | embedded-rss [S] | usage [EVENTS] | rotate [N]"
         ),
     }
 }
@@ -1807,5 +1808,131 @@ async fn usage(events: u64) -> Result<()> {
         .await;
     app.shutdown().await;
     println!("load average at end: {}", loadavg());
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------- rotate
+
+/// Issue 7: "Rotate all" against the assistant on this computer (the real gateway), `n`
+/// times: wall time, the app's CPU, the time spent waiting on the gateway (the rest), and
+/// each step's share (from the rotation events).
+async fn rotate(n: usize) -> Result<()> {
+    use clawkeeper_core::app::Event;
+    let runtime_dir =
+        env::test_runtime().context("CLAWKEEPER_TEST_RUNTIME is not set (run scripts/bench.sh)")?;
+    std::env::set_var(
+        "CLAWKEEPER_KEYCHAIN_NAMESPACE",
+        format!("clawkeeper-bench-rotate-{}", std::process::id()),
+    );
+    std::env::set_var("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"));
+    std::env::set_var("CLAWKEEPER_PORT", env::free_port().to_string());
+    let data = tempfile::tempdir()?;
+    let key = format!("sk-bench-{}", Secret::random(9).expose());
+    let fake = ContractFakeModel::start(key.clone()).await?;
+    let app = Clawkeeper::open(
+        Paths {
+            data_dir: data.path().join("data"),
+            runtime_dir,
+        },
+        Policy::default(),
+    )
+    .await
+    .map_err(|p| anyhow!("{p}"))?;
+    app.save_provider(ProviderInput {
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: Some(fake.base_url()),
+        model: Some("echo-1".into()),
+        api_key: Secret::new(key),
+    })
+    .await
+    .map_err(|p| anyhow!("{p}"))?;
+    app.start().await.map_err(|p| anyhow!("{p}"))?;
+    app.wait_healthy(Duration::from_secs(180))
+        .await
+        .map_err(|p| anyhow!("{p}"))?;
+    app.chat_round_trip("warm up", Duration::from_secs(120))
+        .await
+        .map_err(|p| anyhow!("{p}"))?;
+    let one_click = app
+        .keys_inventory()
+        .await
+        .map_err(|p| anyhow!("{p}"))?
+        .iter()
+        .filter(|k| k.how == clawkeeper_core::app::HowToRotate::OneClick)
+        .count();
+    println!(
+        "rotate all: {one_click} key(s) rotate in one click here (the assistant's access token); load average {}",
+        loadavg()
+    );
+    // Step times from the rotation events: when each step began.
+    let marks: std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>> = Default::default();
+    {
+        let marks = marks.clone();
+        let mut rx = app.events();
+        tokio::spawn(async move {
+            while let Ok(ev) = rx.recv().await {
+                if let Event::Rotation(r) = ev {
+                    if let Ok(mut m) = marks.lock() {
+                        m.push((r.step.as_str().to_owned(), Instant::now()));
+                    }
+                }
+            }
+        });
+    }
+    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+    let mut per_step: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for i in 0..n {
+        // A person's clicks are seconds apart; right after a rotation the next one first
+        // waits for the gateway to have applied the last config write (gateway_token.rs).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if let Ok(mut m) = marks.lock() {
+            m.clear();
+        }
+        let (t, c0) = (Instant::now(), own_cpu());
+        let results = app.rotate_all().await.map_err(|p| anyhow!("{p}"))?;
+        let wall = t.elapsed().as_secs_f64();
+        let cpu = (own_cpu() - c0).as_secs_f64();
+        let end = Instant::now();
+        if !results
+            .iter()
+            .all(|r| r.result == "rotated" || r.result == "needs_you")
+        {
+            // What the gateway said about its config meanwhile.
+            let log = std::fs::read_to_string(app.instance().log_dir().join("openclaw.log"))
+                .unwrap_or_default();
+            for line in log.lines().filter(|l| l.contains("gateway/reload")) {
+                println!("  gateway: {}", line.chars().take(300).collect::<String>());
+            }
+            bail!("run {i}: {results:?}");
+        }
+        let m = marks.lock().map(|m| m.clone()).unwrap_or_default();
+        for (j, (step, at)) in m.iter().enumerate() {
+            let next = m.get(j + 1).map_or(end, |(_, t)| *t);
+            per_step
+                .entry(step.clone())
+                .or_default()
+                .push((next - *at).as_secs_f64() * 1000.0);
+        }
+        println!(
+            "  run {i}: wall {:.0} ms, app CPU {:.1} ms, waiting on the gateway {:.0} ms",
+            wall * 1000.0,
+            cpu * 1000.0,
+            (wall - cpu).max(0.0) * 1000.0
+        );
+        walls.push(wall);
+        cpus.push(cpu);
+    }
+    let (w, c) = (median(&walls), median(&cpus));
+    println!(
+        "rotate all, median of {n}: wall {:.0} ms (target <= 10000 ms), app CPU {:.1} ms ({:.1} % of the wall), waiting on the gateway {:.0} ms",
+        w * 1000.0,
+        c * 1000.0,
+        100.0 * c / w,
+        (w - c) * 1000.0
+    );
+    for (step, ms) in &per_step {
+        println!("  step {step}: median {:.0} ms", median(ms));
+    }
+    app.stop().await.map_err(|p| anyhow!("{p}"))?;
     Ok(())
 }

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     let mut values = Map::new();
     let mut errors = Map::new();
     for id in ids {
-        match SecretRef::parse(&id).and_then(|r| vault.read_blocking(&r)) {
+        match SecretRef::parse_config_id(&id).and_then(|r| vault.read_blocking(&r)) {
             Ok(secret) => {
                 values.insert(id, Value::String(secret.expose().to_owned()));
             }

@@ -7,7 +7,8 @@
 //! It accepts exactly one token at a time, and `OPENCLAW_GATEWAY_TOKEN` never overrides a
 //! config token (docs/openclaw-rotation.md, measured). So:
 //!
-//! - **install**: the config names the staging entry, which holds the new token;
+//! - **install**: the config names the staging entry, which holds the new token (with a
+//!   `#<rotation>` tag, see [`crate::vault::SecretRef::parse_config_id`]);
 //! - **verify new**: a WebSocket hello and an HTTP call with it succeed;
 //! - **revoke old**: nothing more to do (the gateway has only the new one);
 //! - **verify old**: refused on both;
@@ -25,6 +26,16 @@ use std::time::{Duration, Instant};
 
 /// How long the gateway may take to apply a config change (measured 0.5–2.3 s).
 const APPLY_WITHIN: Duration = Duration::from_secs(10);
+
+/// A config written less than this ago may still be being applied: the gateway waits 300
+/// ms for more changes, then reloads, and a change written during a reload can be dropped
+/// ("config reload superseded", seen when one rotation's install followed the last one's
+/// settle within a second). So a write waits until the file is this old.
+const SETTLE_BEFORE_WRITE: Duration = Duration::from_secs(2);
+
+/// No sign of the new token this long after the install: the config is written again (the
+/// same content), which makes the gateway look at it again.
+const KICK_AFTER: Duration = Duration::from_secs(3);
 
 /// What the gateway said to a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +115,7 @@ pub struct LocalGatewayToken {
 
 impl LocalGatewayToken {
     /// Point the config's token at `name` (atomically; the gateway watches the file).
-    fn name_in_config(&self, name: &SecretRef) -> StepResult {
+    async fn name_in_config(&self, name: &str) -> StepResult {
         let text = std::fs::read(&self.config_path).map_err(|e| {
             StepError::Transient(format!("the assistant's settings can't be read ({e})"))
         })?;
@@ -116,13 +127,37 @@ impl LocalGatewayToken {
                 "the assistant's settings have no access token".into(),
             ));
         };
-        if token.get("id").and_then(Value::as_str) == Some(&name.to_string()) {
+        if token.get("id").and_then(Value::as_str) == Some(name) {
             return Ok(());
         }
-        token["id"] = Value::String(name.to_string());
+        token["id"] = Value::String(name.to_owned());
         let out =
             serde_json::to_vec_pretty(&config).map_err(|e| StepError::Permanent(e.to_string()))?;
-        crate::paths::write_private(&self.config_path, &out).map_err(|e| {
+        self.write_config(&out).await
+    }
+
+    /// Write the config once the last write is old enough to have been applied.
+    async fn write_config(&self, text: &[u8]) -> StepResult {
+        let age = std::fs::metadata(&self.config_path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        if let Some(age) = age {
+            if age < SETTLE_BEFORE_WRITE {
+                tokio::time::sleep(SETTLE_BEFORE_WRITE - age).await;
+            }
+        }
+        crate::paths::write_private(&self.config_path, text).map_err(|e| {
+            StepError::Transient(format!("the assistant's settings can't be written ({e})"))
+        })
+    }
+
+    /// Write the config again as it is (the gateway then looks at it again).
+    fn kick(&self) -> StepResult {
+        let text = std::fs::read(&self.config_path).map_err(|e| {
+            StepError::Transient(format!("the assistant's settings can't be read ({e})"))
+        })?;
+        crate::paths::write_private(&self.config_path, &text).map_err(|e| {
             StepError::Transient(format!("the assistant's settings can't be written ({e})"))
         })
     }
@@ -138,20 +173,43 @@ impl Rotator for LocalGatewayToken {
         Box::pin(async { Ok(Secret::random(32)) })
     }
 
-    fn install<'a>(&'a self, _ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
-        Box::pin(async move { self.name_in_config(&super::staging(&self.entry)) })
+    fn install<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
+        // Tagged with the rotation: the gateway applies the file only when it differs from
+        // what it last applied, and the last rotation's settle (naming the entry) may not
+        // have been applied yet (it waits 300 ms for more changes). A name no earlier
+        // config had is a change whatever it last applied.
+        let name = format!("{}#{}", super::staging(&self.entry), ctx.rotation_id);
+        Box::pin(async move { self.name_in_config(&name).await })
     }
 
     fn verify_new<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
         Box::pin(async move {
             let new = ctx.new_secret()?;
-            until(
-                &self.url,
-                new,
-                Verdict::Accepted,
-                "your assistant didn't take the new token",
-            )
-            .await
+            let kick_at = Instant::now() + KICK_AFTER;
+            let mut kicked = false;
+            let deadline = Instant::now() + APPLY_WITHIN;
+            loop {
+                let v = try_token(&self.url, new).await;
+                if v == Verdict::Accepted {
+                    return Ok(());
+                }
+                if !kicked && Instant::now() > kick_at {
+                    kicked = true;
+                    tracing::info!("the new token isn't in use yet: writing the settings again");
+                    self.kick()?;
+                }
+                if Instant::now() > deadline {
+                    return Err(match v {
+                        Verdict::Unknown(e) => {
+                            StepError::Transient(format!("your assistant didn't answer ({e})"))
+                        }
+                        _ => {
+                            StepError::Permanent("your assistant didn't take the new token".into())
+                        }
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
         })
     }
 
@@ -173,7 +231,7 @@ impl Rotator for LocalGatewayToken {
 
     fn discard<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
         Box::pin(async move {
-            self.name_in_config(&self.entry)?;
+            self.name_in_config(&self.entry.to_string()).await?;
             // Back on the old token (if the gateway runs; a stopped one reads it at start).
             match try_token(&self.url, ctx.old).await {
                 Verdict::Unknown(_) | Verdict::Accepted => Ok(()),
@@ -191,6 +249,6 @@ impl Rotator for LocalGatewayToken {
     }
 
     fn settle<'a>(&'a self, _ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
-        Box::pin(async move { self.name_in_config(&self.entry) })
+        Box::pin(async move { self.name_in_config(&self.entry.to_string()).await })
     }
 }
