@@ -37,6 +37,10 @@ const COMMANDS: &[&str] = &[
     "provider_management_save",
     "provider_management_forget",
     "status_detail",
+    "keys_inventory",
+    "rotate_key",
+    "rotate_all",
+    "rotations_resume",
     "open_window",
 ];
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::mpsc::UnboundedReceiver;
-use windows::WindowName;
+use windows::{Section, WindowName};
 
 /// The one channel every backend event reaches the webviews on (`EVENT_CHANNEL` in `ui/src/api.ts`).
 pub const EVENT_CHANNEL: &str = "clawkeeper://event";
@@ -29,10 +29,10 @@ const DAEMON_START: Duration = Duration::from_secs(60);
 /// The connection to the tray daemon, shared by every command.
 pub struct Daemon(pub Client);
 
-/// `clawkeeper-window --open chat|status|setup`.
-fn requested_window(argv: &[String]) -> Option<WindowName> {
+/// `clawkeeper-window --open chat|status|setup|status#keys`.
+fn requested_window(argv: &[String]) -> Option<(WindowName, Option<Section>)> {
     let i = argv.iter().position(|a| a == "--open")?;
-    WindowName::parse(argv.get(i + 1)?)
+    windows::parse_target(argv.get(i + 1)?)
 }
 
 fn main() {
@@ -58,12 +58,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app = tauri::Builder::default()
         // First, so a second window process hands over before doing anything else.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
-            let name = requested_window(&argv).unwrap_or(WindowName::Status);
+            let (name, section) = requested_window(&argv).unwrap_or((WindowName::Status, None));
             tracing::info!(
                 window = name.label(),
                 "second window process: showing a window"
             );
-            windows::open_or_log(app, name);
+            windows::open_at_or_log(app, name, section);
         }))
         .invoke_handler(tauri::generate_handler![
             commands::instance::get_overview,
@@ -104,6 +104,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::usage::provider_management_save,
             commands::usage::provider_management_forget,
             commands::usage::status_detail,
+            commands::keys::keys_inventory,
+            commands::keys::rotate_key,
+            commands::keys::rotate_all,
+            commands::keys::rotations_resume,
             commands::window::open_window,
         ])
         .setup(|app| {
@@ -188,27 +192,30 @@ fn setup(app: &AppHandle) -> Result<(), Box<dyn std::error::Error>> {
     let first = requested_window(&std::env::args().collect::<Vec<_>>());
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        let name = match first {
-            Some(n) => n,
+        let (name, section) = match first {
+            Some(target) => target,
             None => {
                 // Started on its own: setup on a first run, else the status.
                 let daemon = app.state::<Daemon>();
                 match daemon.0.call("get_overview", json!({})).await {
-                    Ok(ov) if ov["provider"]["configured"] == json!(false) => WindowName::Setup,
-                    _ => WindowName::Status,
+                    Ok(ov) if ov["provider"]["configured"] == json!(false) => {
+                        (WindowName::Setup, None)
+                    }
+                    _ => (WindowName::Status, None),
                 }
             }
         };
-        open_on_main(&app, name);
+        open_on_main(&app, name, section);
     });
     Ok(())
 }
 
 /// Open a window from a background task without waiting for it: the window is built on
 /// the main thread, and this task goes on forwarding events meanwhile.
-fn open_on_main(app: &AppHandle, name: WindowName) {
+fn open_on_main(app: &AppHandle, name: WindowName, section: Option<Section>) {
     let handle = app.clone();
-    if let Err(e) = app.run_on_main_thread(move || windows::open_or_log(&handle, name)) {
+    if let Err(e) = app.run_on_main_thread(move || windows::open_at_or_log(&handle, name, section))
+    {
         tracing::warn!(error = %e, "could not open a window");
     }
 }
@@ -231,8 +238,8 @@ fn follow_daemon(app: &AppHandle, mut pushes: UnboundedReceiver<Push>) {
                         tracing::debug!(error = %e, "could not forward an event");
                     }
                 }
-                Push::Open(name) => match WindowName::parse(&name) {
-                    Some(n) => open_on_main(&app, n),
+                Push::Open(name) => match windows::parse_target(&name) {
+                    Some((n, section)) => open_on_main(&app, n, section),
                     None => tracing::warn!("the daemon asked for an unknown window"),
                 },
             }

@@ -55,12 +55,13 @@ impl WindowName {
 }
 
 /// A part of a window to open at: the status window's forms for adding a server (the
-/// setup window leads there when the person chose a server). The page reads it from the
-/// URL's fragment (`status.html#server-cloud`).
+/// setup window leads there when the person chose a server), its Keys section (the tray's
+/// "Rotate keys…"). The page reads it from the URL's fragment (`status.html#server-cloud`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     ServerConnect,
     ServerCloud,
+    Keys,
 }
 
 impl Section {
@@ -68,6 +69,7 @@ impl Section {
         match s {
             "server-connect" => Some(Self::ServerConnect),
             "server-cloud" => Some(Self::ServerCloud),
+            "keys" => Some(Self::Keys),
             _ => None,
         }
     }
@@ -76,12 +78,30 @@ impl Section {
         match self {
             Self::ServerConnect => "server-connect",
             Self::ServerCloud => "server-cloud",
+            Self::Keys => "keys",
         }
     }
 
     /// The window the section is in.
     pub fn window(self) -> WindowName {
         WindowName::Status
+    }
+}
+
+/// A window to open, as the daemon and `--open` name it: `status`, or `status#keys` for a
+/// section of it. `None` for an unknown window or a section not of that window.
+pub fn parse_target(s: &str) -> Option<(WindowName, Option<Section>)> {
+    let (name, section) = match s.split_once('#') {
+        Some((n, sec)) => (n, Some(sec)),
+        None => (s, None),
+    };
+    let name = WindowName::parse(name)?;
+    match section {
+        None => Some((name, None)),
+        Some(sec) => {
+            let sec = Section::parse(sec).filter(|sec| sec.window() == name)?;
+            Some((name, Some(sec)))
+        }
     }
 }
 
@@ -92,11 +112,6 @@ fn is_app_url(url: &tauri::Url) -> bool {
         "http" | "https" => url.host_str() == Some("tauri.localhost"),
         _ => false,
     }
-}
-
-/// Show the window, creating it if it is not open.
-pub fn open(app: &AppHandle, name: WindowName) -> Result<(), Problem> {
-    open_at(app, name, None)
 }
 
 /// Show the window at `section` (which must be one of that window's), creating it if it
@@ -112,8 +127,9 @@ pub fn open_at(app: &AppHandle, name: WindowName, section: Option<Section>) -> R
     })
 }
 
-pub fn open_or_log(app: &AppHandle, name: WindowName) {
-    let _ = open(app, name);
+/// [`open_at`], a failure only logged (it was, by [`open_at`]).
+pub fn open_at_or_log(app: &AppHandle, name: WindowName, section: Option<Section>) {
+    let _ = open_at(app, name, section);
 }
 
 fn open_inner(app: &AppHandle, name: WindowName, section: Option<Section>) -> tauri::Result<()> {
@@ -155,11 +171,23 @@ mod tests {
             assert_eq!(WindowName::parse(n.label()), Some(n));
         }
         assert_eq!(WindowName::parse("settings"), None);
-        for s in [Section::ServerConnect, Section::ServerCloud] {
+        for s in [Section::ServerConnect, Section::ServerCloud, Section::Keys] {
             assert_eq!(Section::parse(s.fragment()), Some(s));
             assert_eq!(s.window(), WindowName::Status);
         }
         assert_eq!(Section::parse("'; alert(1); '"), None);
+    }
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(parse_target("chat"), Some((WindowName::Chat, None)));
+        assert_eq!(
+            parse_target("status#keys"),
+            Some((WindowName::Status, Some(Section::Keys)))
+        );
+        assert_eq!(parse_target("chat#keys"), None);
+        assert_eq!(parse_target("status#nope"), None);
+        assert_eq!(parse_target("settings"), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod instance;
+pub mod keys;
 pub mod provider;
 pub mod server;
 pub mod tailnet;
