@@ -154,6 +154,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             Action::OpenPrivateChat => daemon.open_window("chat"),
             Action::OpenTailscale => open_tailscale(&daemon),
             Action::Usage => daemon.open_window("status"),
+            // The window process opens `status#keys` at the Keys section.
+            Action::RotateKeys => daemon.open_window("status#keys"),
             Action::Resume => resume_from_tray(&daemon),
             Action::Quit => break,
         }

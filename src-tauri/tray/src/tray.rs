@@ -23,6 +23,8 @@ pub enum Action {
     Resume,
     /// The status window's Usage section.
     Usage,
+    /// The status window's Keys section ("Rotate keys…").
+    RotateKeys,
     Quit,
 }
 /// Which icon the tray shows.
@@ -241,6 +243,7 @@ impl ksni::Tray for Tray {
             Separator,
             self.item("Open chat".into(), true, Some(Action::OpenChat)),
             self.item("Status".into(), true, Some(Action::Status)),
+            self.item("Rotate keys…".into(), true, Some(Action::RotateKeys)),
             Separator,
             toggle,
         ];
@@ -358,6 +361,7 @@ mod tests {
                 ("Your assistant: Stopped".to_owned(), false),
                 ("Open chat".to_owned(), true),
                 ("Status".to_owned(), true),
+                ("Rotate keys…".to_owned(), true),
                 ("Start your assistant".to_owned(), true),
                 ("Quit Clawkeeper".to_owned(), true),
             ]
@@ -376,6 +380,7 @@ mod tests {
             vec![
                 Action::OpenChat,
                 Action::Status,
+                Action::RotateKeys,
                 Action::Start,
                 Action::Quit
             ]
