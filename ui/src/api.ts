@@ -359,6 +359,82 @@ export type SpendAlert =
   | { kind: "threshold"; level: number; period: CapPeriod; periodStart: string; spent: number; cap: number }
   | { kind: "spike"; day: string; spent: number; median: number };
 
+// ---------- keys and their rotation ----------
+
+/** Which key (`KeyId` in the core). */
+export type KeyId = "gateway-token" | "provider-key" | "ssh-key" | "tailscale-node";
+/** A rotation's steps, in order (`Step` in the core). */
+export type RotationStep = "mint" | "install" | "verify_new" | "revoke_old" | "verify_old" | "commit";
+export const ROTATION_STEPS: readonly RotationStep[] = ["mint", "install", "verify_new", "revoke_old", "verify_old", "commit"];
+/** What the progress view says for each step (`Step::label` in the core). */
+export const ROTATION_STEP_LABELS: Record<RotationStep, string> = {
+  mint: "Making a new key",
+  install: "Putting the new key in place",
+  verify_new: "Checking that the new key works",
+  revoke_old: "Cancelling the old key",
+  verify_old: "Checking that the old key no longer works",
+  commit: "Saving the new key in your keychain",
+};
+
+/** One rotation as the journal has it. Fingerprints only, never a key. */
+export interface Rotation {
+  id: number;
+  batch: string | null;
+  instanceId: string;
+  key: KeyId;
+  /** The next step to run (the last one run, once finished). */
+  step: RotationStep;
+  /** rollback: undoing — the old key put back, the new one discarded. */
+  direction: "forward" | "rollback";
+  /** done: the new key is in use; rolled_back: nothing changed. null: not finished. */
+  outcome: "done" | "rolled_back" | null;
+  oldFingerprint: string | null;
+  newFingerprint: string | null;
+  error: string | null;
+  attempts: number;
+  startedAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+}
+
+/** one_click: "Rotate" does it all; guided: steps at the provider; not_yet: not from here (see `note`). */
+export type HowToRotate = "one_click" | "guided" | "not_yet";
+
+/** A key of the Keys section. */
+export interface KeyInfo {
+  instanceId: string;
+  key: KeyId;
+  label: string;
+  /** Where it lives, in words. */
+  lives: string;
+  /** RFC 3339: first saved or last rotated. */
+  setAt?: string;
+  /** RFC 3339 */
+  rotatedAt?: string;
+  fingerprint?: string;
+  how: HowToRotate;
+  note?: string;
+  /** A rotation of it is unfinished (finished by itself later; "Try again" now). */
+  running?: Rotation;
+}
+
+/** One key's result of "Rotate all". */
+export interface RotateResult {
+  instanceId: string;
+  key: KeyId;
+  label: string;
+  /** unchanged: undone, the old key works; pending: finishing later; needs_you: not in one click. */
+  result: "rotated" | "unchanged" | "pending" | "needs_you";
+  rotation?: Rotation;
+  problem?: ApiError;
+}
+
+/** One unfinished rotation carried on by "Try again": finished (`rotation.outcome`), or why not yet. */
+export interface ResumeResult {
+  rotation: Rotation;
+  problem?: ApiError;
+}
+
 /** Payload of the single event channel, tagged on `type`. */
 export type BackendEvent =
   | { type: "instance"; state: InstanceState; detail?: string }
@@ -373,6 +449,8 @@ export type BackendEvent =
   | ({ type: "usage" } & UsageSummary)
   /** A level of the spend cap was reached, or a day cost far more than usual. */
   | { type: "spend_alert"; summary: string; body: string; alert: SpendAlert }
+  /** A key rotation moved on a step (or ended): the progress view follows it. */
+  | ({ type: "rotation" } & Rotation)
   | {
       type: "chat";
       runId: string;
@@ -455,8 +533,8 @@ export const chatSend = (message: string) => call<{ runId: string }>("chat_send"
 export const chatHistory = () => call<ChatMessage[]>("chat_history");
 export const chatAbort = (runId: string) => call<void>("chat_abort", { runId });
 
-/** A part of a window to open at: the status window's forms for adding a server. */
-export type WindowSection = "server-connect" | "server-cloud";
+/** A part of a window to open at: the status window's forms for adding a server, its Keys section. */
+export type WindowSection = "server-connect" | "server-cloud" | "keys";
 export const openWindow = (name: WindowName, section?: WindowSection) =>
   call<void>("open_window", { name, section: section ?? null });
 
@@ -539,6 +617,15 @@ export const spendResume = (days: number) => call<UsageView>("spend_resume", { d
 export const providerManagementSave = (secret: string, days: number) =>
   call<UsageView>("provider_management_save", { secret, days });
 export const providerManagementForget = (days: number) => call<UsageView>("provider_management_forget", { days });
+
+/** Every key the assistant depends on: where it lives, how old, how it rotates. */
+export const keysInventory = () => call<KeyInfo[]>("keys_inventory");
+/** "Rotate": the finished rotation, or an ApiError (rotation_rolled_back: nothing changed; rotation_pending: finishing later). */
+export const rotateKey = (key: KeyId) => call<Rotation>("rotate_key", { key });
+/** "Rotate all": every one-click key, one after the other; the others as `needs_you`. */
+export const rotateAll = () => call<RotateResult[]>("rotate_all");
+/** "Try again": carry on the unfinished rotations. */
+export const rotationsResume = () => call<ResumeResult[]>("rotations_resume");
 
 // ---------- events ----------
 

@@ -5,11 +5,13 @@
 // Pick a starting point with `?mock=<scenario>` in the URL:
 //   fresh | installing | stopped | healthy (default) | degraded | error | locked
 //   capped (paused at the spend cap) | usage-error (the last usage update failed)
+//   rotation-unfinished (a key rotation left half-way) | rotation-fails (the next one turns back)
 // Usage: `fresh` has none yet; every other scenario has a seeded 90-day history.
 // The state is kept in sessionStorage so it survives moving between pages.
 
-import type { ApiError, BackendEvent, ChatMessage, Check, Overview, SaveProviderArgs, SpendCap } from "./api";
+import type { ApiError, BackendEvent, ChatMessage, Check, Overview, Rotation, SaveProviderArgs, SpendCap } from "./api";
 import { capBounds, type MockUsage, summary, todayUtc, usageScenario, view } from "./mock-usage";
+import * as mockKeys from "./mock-keys";
 
 const STORE_KEY = "clawkeeper-mock";
 
@@ -32,6 +34,7 @@ interface MockState {
   overview: Overview;
   history: ChatMessage[];
   usage: MockUsage;
+  keys: mockKeys.MockKeys;
 }
 
 const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
@@ -41,10 +44,10 @@ function checksWith(status: Check["status"]): Check[] {
 }
 
 function scenario(name: string): MockState {
-  return { ...overviewScenario(name), usage: usageScenario(name) };
+  return { ...overviewScenario(name), usage: usageScenario(name), keys: mockKeys.keysScenario(name) };
 }
 
-function overviewScenario(name: string): Omit<MockState, "usage"> {
+function overviewScenario(name: string): Omit<MockState, "usage" | "keys"> {
   const provider = {
     configured: true,
     kind: "openrouter" as const,
@@ -188,6 +191,7 @@ function load(): MockState {
     if (raw) {
       const s = JSON.parse(raw) as MockState;
       s.usage ??= usageScenario("healthy");
+      s.keys ??= mockKeys.keysScenario("healthy");
       return s;
     }
   } catch {
@@ -381,6 +385,11 @@ function checkSpend() {
     }
   }
 }
+
+// ---------- keys ----------
+
+const assistantUp = () => ["healthy", "degraded"].includes(ov().instance.state);
+const emitRotation = (r: Rotation) => emit({ type: "rotation", ...r });
 
 // ---------- commands ----------
 
@@ -611,6 +620,17 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
     emitUsage();
     return view(state.usage, typeof a.days === "number" ? a.days : 30);
   },
+
+  keys_inventory: () => mockKeys.inventory(state.keys),
+  rotate_key: (a) => {
+    const label = a.key === "gateway-token" ? "Assistant access token" : String(a.key);
+    return mockKeys.rotateKey(state.keys, String(a.key), assistantUp(), emitRotation, save).then((r) => {
+      log("Rotated a key", `${label}: ${r.oldFingerprint ?? "?"} → ${r.newFingerprint ?? "?"}`);
+      return r;
+    });
+  },
+  rotate_all: () => mockKeys.rotateAll(state.keys, assistantUp(), emitRotation, save),
+  rotations_resume: () => mockKeys.resume(state.keys, assistantUp(), emitRotation, save),
 
   open_window: (a) => {
     location.href = `./${String(a.name)}.html${a.section ? `#${String(a.section)}` : ""}`;

@@ -31,6 +31,7 @@ import {
 } from "./ui";
 import { onServerEvent, openFromHash, refreshServers, setChatPlace } from "./server";
 import { initUsage, onUsageEvent, usagePaused } from "./usage";
+import { initKeys, onKeysEvent, openKeysFromHash, refreshKeys } from "./keys";
 
 const el = {
   statusLine: byId("status-line"),
@@ -385,6 +386,8 @@ function onBackendEvent(e: BackendEvent) {
   switch (e.type) {
     case "instance":
       void refreshGlance(e.state === "healthy");
+      // A start notes the keys it uses (their age); a stop changes what can be rotated.
+      if (e.state === "healthy" || e.state === "stopped") void refreshKeys();
       if (ov) {
         // Show the new state right away, then fetch the rest.
         ov.instance.state = e.state;
@@ -427,6 +430,9 @@ function onBackendEvent(e: BackendEvent) {
     case "spend_alert":
       onUsageEvent(e);
       break;
+    case "rotation":
+      onKeysEvent(e);
+      break;
     case "chat":
       break;
   }
@@ -434,8 +440,9 @@ function onBackendEvent(e: BackendEvent) {
 
 async function init() {
   await onEvent(onBackendEvent);
-  await Promise.all([refresh(), refreshServers(), initUsage(() => ov && render(ov)), refreshGlance(true)]);
+  await Promise.all([refresh(), refreshServers(), initUsage(() => ov && render(ov)), refreshGlance(true), initKeys()]);
   openFromHash();
+  openKeysFromHash();
 }
 
 void init();

@@ -1,0 +1,428 @@
+// Status window: "Keys". Every key the assistant depends on — what it is, where it lives,
+// how old it is, how it is rotated — with "Rotate" for the keys that rotate in one click,
+// "Rotate all", the steps while a rotation runs (from the `rotation` events), and what
+// came of it. Only labels, dates and fingerprints ever reach this page, never a key.
+
+import {
+  type ApiError,
+  type BackendEvent,
+  type KeyId,
+  type KeyInfo,
+  type ResumeResult,
+  type RotateResult,
+  type Rotation,
+  ROTATION_STEP_LABELS,
+  ROTATION_STEPS,
+  keysInventory,
+  rotateAll,
+  rotateKey,
+  rotationsResume,
+  toApiError,
+} from "./api";
+import { byId, errorPanel, fixFor, h, icon, type IconName } from "./ui";
+
+// ---------- words ----------
+
+const DAY_MS = 86_400_000;
+const startOfDay = (t: number) => {
+  const d = new Date(t);
+  d.setHours(0, 0, 0, 0);
+  return d.getTime();
+};
+
+/** "today", "yesterday", "3 days ago", "2 months ago", "over a year ago": days as a person counts them. */
+export function daysAgoWords(iso: string, now = Date.now()): string {
+  const t = new Date(iso).getTime();
+  if (Number.isNaN(t)) return "";
+  const days = Math.max(0, Math.round((startOfDay(now) - startOfDay(t)) / DAY_MS));
+  if (days === 0) return "today";
+  if (days === 1) return "yesterday";
+  if (days < 60) return `${days} days ago`;
+  if (days < 365) return `${Math.round(days / 30)} months ago`;
+  return days < 730 ? "over a year ago" : `${Math.floor(days / 365)} years ago`;
+}
+
+/** "Rotated 3 days ago", "Set today · never rotated", "Never rotated". */
+export function ageWords(k: Pick<KeyInfo, "setAt" | "rotatedAt">, now = Date.now()): string {
+  if (k.rotatedAt) return `Rotated ${daysAgoWords(k.rotatedAt, now)}`;
+  if (k.setAt) return `Set ${daysAgoWords(k.setAt, now)} · never rotated`;
+  return "Never rotated";
+}
+
+const HOW: Record<KeyInfo["how"], string> = {
+  one_click: "Rotates in one click",
+  guided: "Rotated with a few steps at the provider",
+  not_yet: "Can't be rotated from here yet",
+};
+
+// ---------- state ----------
+
+let keys: KeyInfo[] = [];
+let loadError: ApiError | undefined;
+/** A rotation started from this page is running: every button waits. */
+let busy = false;
+/** The keys of the current (or last) run, in order, with their latest step. */
+let run: { keys: { key: KeyId; label: string }[]; rotations: Map<KeyId, Rotation> } | undefined;
+
+interface Shown {
+  key: KeyId;
+  label: string;
+  tone: "ok" | "warn" | "bad";
+  title: string;
+  text?: string;
+}
+/** What came of the last run. */
+let results: Shown[] | undefined;
+
+// ---------- the skeleton ----------
+
+let list: HTMLElement;
+let progress: HTMLElement;
+let progressTitle: HTMLElement;
+let progressBlocks: HTMLElement;
+let resultBox: HTMLElement;
+let errorSlot: HTMLElement;
+let allBtn: HTMLButtonElement;
+let summary: HTMLElement;
+
+function labelOf(key: KeyId): string {
+  return keys.find((k) => k.key === key)?.label ?? key;
+}
+
+// ---------- rendering ----------
+
+function render() {
+  if (!list) return; // before initKeys
+  renderList();
+  renderProgress();
+  renderResults();
+  const oneClick = keys.filter((k) => k.how === "one_click");
+  allBtn.hidden = oneClick.length === 0;
+  allBtn.disabled = busy;
+  allBtn.textContent = busy && run && run.keys.length > 1 ? "Rotating…" : "Rotate all";
+  summary.textContent = busy
+    ? "Rotating…"
+    : keys.some((k) => k.running)
+      ? "A change is unfinished"
+      : keys.length
+        ? `${keys.length} key${keys.length === 1 ? "" : "s"}`
+        : "";
+}
+
+function renderList() {
+  if (loadError) {
+    list.replaceChildren();
+    errorSlot.replaceChildren(errorPanel(loadError, [fixFor(loadError, refreshKeys)], { compact: true }));
+    return;
+  }
+  errorSlot.replaceChildren();
+  if (!keys.length) {
+    list.replaceChildren(
+      h("li", { class: "empty", text: "No keys yet. Your assistant's keys appear here once it is set up." }),
+    );
+    return;
+  }
+  list.replaceChildren(...keys.map(keyItem));
+}
+
+function keyItem(k: KeyInfo): HTMLLIElement {
+  const side =
+    k.how === "one_click"
+      ? h("button", {
+          type: "button",
+          id: `key-rotate-${k.key}`,
+          class: "btn btn-secondary btn-small",
+          "data-testid": `key-rotate-${k.key}`,
+          "aria-label": `Rotate ${k.label}`,
+          text: busy && run?.keys.some((r) => r.key === k.key) ? "Rotating…" : "Rotate",
+          disabled: busy || Boolean(k.running),
+          on: { click: () => void rotateOne(k.key) },
+        })
+      : null;
+  const running = k.running
+    ? h(
+        "div",
+        { class: "notice warn mt-quarter", id: `key-running-${k.key}`, "data-testid": "key-running" },
+        icon("pending"),
+        h(
+          "div",
+          { class: "notice-body" },
+          h("span", { class: "notice-title", text: "Finishing the last change…" }),
+          h("span", {
+            text:
+              (k.running.error ? `${k.running.error}. ` : "") +
+              "Your assistant keeps working meanwhile; Clawkeeper finishes it by itself when it can.",
+          }),
+          h(
+            "div",
+            { class: "row" },
+            h("button", {
+              type: "button",
+              id: "keys-resume",
+              class: "btn btn-primary btn-small",
+              "data-testid": "keys-resume",
+              text: "Try again",
+              disabled: busy,
+              on: { click: () => void resume() },
+            }),
+          ),
+        ),
+      )
+    : null;
+  return h(
+    "li",
+    { class: "key", "data-key": k.key, "data-how": k.how },
+    icon("key"),
+    h(
+      "div",
+      { class: "item-main" },
+      h("div", {}, h("strong", { text: k.label })),
+      h("div", { class: "item-sub", text: k.lives }),
+      h("div", { class: "item-sub", "data-testid": "key-age", text: `${ageWords(k)} · ${HOW[k.how]}` }),
+      k.note ? h("div", { class: "item-sub", "data-testid": "key-note", text: k.note }) : null,
+      running,
+      k.fingerprint
+        ? h(
+            "details",
+            { class: "disclosure" },
+            h("summary", { text: "Details" }),
+            h("p", { class: "fingerprint small" }, "Fingerprint: ", h("code", { text: k.fingerprint })),
+          )
+        : null,
+    ),
+    side ? h("div", { class: "item-side" }, side) : null,
+  );
+}
+
+const STEP_ICON: Record<string, IconName> = { done: "ok", active: "busy", todo: "pending", failed: "bad" };
+
+function renderProgress() {
+  if (!busy || !run) {
+    progress.hidden = true;
+    progressBlocks.replaceChildren();
+    return;
+  }
+  progress.hidden = false;
+  const blocks = run.keys.map(({ key, label }) => {
+    const r = run?.rotations.get(key);
+    const at = r ? ROTATION_STEPS.indexOf(r.step) : -1;
+    const finished = r?.outcome === "done";
+    const back = r?.direction === "rollback" || r?.outcome === "rolled_back";
+    const doneCount = finished ? ROTATION_STEPS.length : Math.max(at, 0);
+    const steps = ROTATION_STEPS.map((s, i) => {
+      const status = finished || i < at ? "done" : r && i === at ? (back ? "failed" : "active") : "todo";
+      return h(
+        "li",
+        { "data-status": status, "data-step": s, ...(status === "active" ? { "aria-current": "step" } : {}) },
+        icon(STEP_ICON[status] ?? "pending"),
+        h(
+          "span",
+          { class: "step-text" },
+          h("span", { text: ROTATION_STEP_LABELS[s] }),
+          status === "active" ? h("span", { class: "step-now", text: "Now" }) : null,
+        ),
+      );
+    });
+    return h(
+      "div",
+      { class: "progress-wrap", "data-key": key },
+      h("p", {}, h("strong", { text: label }), r ? "" : h("span", { class: "muted", text: " — waiting its turn" })),
+      h("progress", {
+        max: String(ROTATION_STEPS.length),
+        value: String(doneCount),
+        "aria-label": `${label}: ${doneCount} of ${ROTATION_STEPS.length} steps done`,
+      }),
+      h(
+        "div",
+        { class: "progress-meta" },
+        h("span", {
+          text: back
+            ? "Undoing the change — your old key stays in use"
+            : `Step ${Math.min(doneCount + 1, ROTATION_STEPS.length)} of ${ROTATION_STEPS.length}`,
+        }),
+        h("span", { text: "Usually a few seconds" }),
+      ),
+      h("ol", { class: "step-list" }, ...steps),
+    );
+  });
+  progressBlocks.replaceChildren(...blocks);
+}
+
+function renderResults() {
+  if (busy || !results) {
+    resultBox.replaceChildren();
+    return;
+  }
+  const TONE_ICON: Record<Shown["tone"], IconName> = { ok: "ok", warn: "warn", bad: "warn" };
+  resultBox.replaceChildren(
+    h(
+      "ul",
+      { class: "keys-results", "data-testid": "keys-results" },
+      ...results.map((r) =>
+        h(
+          "li",
+          { class: `notice ${r.tone}`, "data-key": r.key, "data-result": r.tone },
+          icon(TONE_ICON[r.tone]),
+          h(
+            "div",
+            { class: "notice-body" },
+            h("span", { class: "notice-title", text: `${r.label}: ${r.title}` }),
+            r.text ? h("span", { text: r.text }) : null,
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+// ---------- what came of it ----------
+
+const words = (p?: ApiError) => [p?.message, p?.hint].filter(Boolean).join(" ");
+
+function unchanged(key: KeyId, label: string, p?: ApiError): Shown {
+  return { key, label, tone: "bad", title: "Not changed — your old key still works", text: words(p) };
+}
+function pending(key: KeyId, label: string, p?: ApiError): Shown {
+  return { key, label, tone: "warn", title: "Finishing later", text: words(p) };
+}
+function rotated(key: KeyId, label: string): Shown {
+  return { key, label, tone: "ok", title: "Rotated", text: "The new key is in use and saved in your keychain; the old one no longer works." };
+}
+
+/** A rotation's end, as said to the person. */
+function fromRotation(r: Rotation, label: string): Shown {
+  if (r.outcome === "done") return rotated(r.key, label);
+  if (r.outcome === "rolled_back")
+    return unchanged(r.key, label, r.error ? { code: "rotation_rolled_back", message: r.error } : undefined);
+  return pending(r.key, label, r.error ? { code: "rotation_pending", message: r.error } : undefined);
+}
+
+function fromProblem(key: KeyId, label: string, p: ApiError): Shown {
+  return p.code === "rotation_pending" ? pending(key, label, p) : unchanged(key, label, p);
+}
+
+function fromResult(r: RotateResult): Shown {
+  switch (r.result) {
+    case "rotated":
+      return rotated(r.key, r.label);
+    case "pending":
+      return pending(r.key, r.label, r.problem);
+    case "needs_you":
+      return { key: r.key, label: r.label, tone: "warn", title: "Needs you", text: r.problem?.message ?? "It can't be rotated from here yet." };
+    default:
+      return unchanged(r.key, r.label, r.problem);
+  }
+}
+
+function fromResume(r: ResumeResult): Shown {
+  const label = labelOf(r.rotation.key);
+  return r.problem ? fromProblem(r.rotation.key, label, r.problem) : fromRotation(r.rotation, label);
+}
+
+// ---------- actions ----------
+
+/** Run a rotation from this page: buttons wait, the steps show, then what came of it. */
+async function during(runKeys: KeyId[], work: () => Promise<Shown[]>) {
+  if (busy) return;
+  busy = true;
+  run = { keys: runKeys.map((key) => ({ key, label: labelOf(key) })), rotations: new Map() };
+  results = undefined;
+  render();
+  progressTitle.focus();
+  try {
+    results = await work();
+  } catch (e) {
+    const p = toApiError(e);
+    results = runKeys.map((k) => fromProblem(k, labelOf(k), p));
+  } finally {
+    busy = false;
+    await refreshKeys();
+    render();
+    resultBox.focus();
+  }
+}
+
+async function rotateOne(key: KeyId) {
+  await during([key], async () => {
+    try {
+      const r = await rotateKey(key);
+      return [fromRotation(r, labelOf(key))];
+    } catch (e) {
+      return [fromProblem(key, labelOf(key), toApiError(e))];
+    }
+  });
+}
+
+async function rotateEverything() {
+  const oneClick = keys.filter((k) => k.how === "one_click").map((k) => k.key);
+  await during(oneClick, async () => (await rotateAll()).map(fromResult));
+}
+
+async function resume() {
+  const unfinished = keys.filter((k) => k.running).map((k) => k.key);
+  await during(unfinished, async () => {
+    const done = await rotationsResume();
+    if (!done.length) {
+      return unfinished.map((k) => ({ key: k, label: labelOf(k), tone: "ok" as const, title: "Already finished" }));
+    }
+    return done.map(fromResume);
+  });
+}
+
+// ---------- data ----------
+
+export async function refreshKeys() {
+  try {
+    keys = await keysInventory();
+    loadError = undefined;
+  } catch (e) {
+    loadError = toApiError(e);
+  }
+  render();
+}
+
+/** A `rotation` event: the step it is at (or its end). */
+export function onKeysEvent(e: BackendEvent) {
+  if (e.type !== "rotation") return;
+  const { type: _t, ...r } = e;
+  if (busy && run) {
+    if (!run.keys.some((k) => k.key === r.key)) run.keys.push({ key: r.key, label: labelOf(r.key) });
+    run.rotations.set(r.key, r);
+    renderProgress();
+  } else if (r.outcome) {
+    // Finished by itself in the background (after a restart, or the daemon's retry).
+    void refreshKeys();
+  }
+}
+
+/** `status.html#keys` (the tray's "Rotate keys…"): bring the section into view. The
+ * fragment is dropped again, so the same request later is a change the page hears. */
+export function openKeysFromHash() {
+  if (location.hash !== "#keys") return;
+  history.replaceState(null, "", location.pathname + location.search);
+  const section = byId("keys");
+  section.scrollIntoView({ block: "start" });
+  const title = byId("keys-title");
+  title.tabIndex = -1;
+  title.focus({ preventScroll: true });
+}
+window.addEventListener("hashchange", openKeysFromHash);
+
+export async function initKeys() {
+  list = byId("keys-list");
+  progress = byId("keys-progress");
+  progressTitle = h("h3", { id: "keys-progress-title", tabindex: "-1", text: "Rotating…" });
+  progressBlocks = h("div", { "aria-live": "polite" });
+  progress.replaceChildren(
+    progressTitle,
+    h("p", { class: "muted small", text: "Your old key keeps working until the new one has been checked." }),
+    progressBlocks,
+  );
+  resultBox = byId("keys-result");
+  errorSlot = byId("keys-error");
+  summary = byId("keys-summary");
+  allBtn = byId<HTMLButtonElement>("keys-rotate-all");
+  resultBox.tabIndex = -1;
+  allBtn.addEventListener("click", () => void rotateEverything());
+  await refreshKeys();
+}

@@ -1,0 +1,194 @@
+// The preview's keys: the assistant access token (rotates in one click) and the model
+// provider key (not from here yet), with rotations that step through the same events the
+// core sends. Only loaded with the mock (./mock.ts).
+//
+// Scenarios: `rotation-unfinished` has a rotation left half-way ("Finishing the last
+// change…"; Try again finishes it); `rotation-fails` turns the next rotation back at
+// "Checking that the new key works" (nothing changed).
+
+import type { ApiError, KeyId, KeyInfo, ResumeResult, RotateResult, Rotation, RotationStep } from "./api";
+import { ROTATION_STEPS } from "./api";
+
+export interface MockKeys {
+  /** RFC 3339 per key: first saved, last rotated. */
+  gatewaySetAt?: string;
+  gatewayRotatedAt?: string;
+  providerSetAt?: string;
+  fingerprint: string;
+  /** An unfinished rotation of the token. */
+  running?: Rotation;
+  /** The next rotation turns back. */
+  failNext?: boolean;
+  nextId: number;
+}
+
+const daysAgo = (d: number) => new Date(Date.now() - d * 86_400_000).toISOString();
+const fp = () => `sha256:${Math.random().toString(16).slice(2, 6)}…${Math.random().toString(16).slice(2, 6)}`;
+
+export function keysScenario(name: string): MockKeys {
+  if (name === "fresh" || name === "installing" || name === "locked") return { fingerprint: fp(), nextId: 1 };
+  const k: MockKeys = { gatewaySetAt: daysAgo(41), providerSetAt: daysAgo(1), fingerprint: "sha256:5d1e…a07c", nextId: 3 };
+  if (name === "rotation-unfinished")
+    k.running = {
+      ...rotation(k, "gateway-token", 2),
+      step: "verify_new",
+      error: "Your assistant didn't answer",
+      attempts: 4,
+    };
+  if (name === "rotation-fails") k.failNext = true;
+  return k;
+}
+
+function rotation(k: MockKeys, key: KeyId, id: number): Rotation {
+  const now = new Date().toISOString();
+  return {
+    id,
+    batch: null,
+    instanceId: "local",
+    key,
+    step: "mint",
+    direction: "forward",
+    outcome: null,
+    oldFingerprint: k.fingerprint,
+    newFingerprint: null,
+    error: null,
+    attempts: 0,
+    startedAt: now,
+    updatedAt: now,
+    finishedAt: null,
+  };
+}
+
+export function inventory(k: MockKeys): KeyInfo[] {
+  const out: KeyInfo[] = [];
+  if (k.gatewaySetAt)
+    out.push({
+      instanceId: "local",
+      key: "gateway-token",
+      label: "Assistant access token",
+      lives: "Your keychain; your assistant's settings name it, never hold it",
+      setAt: k.gatewayRotatedAt ?? k.gatewaySetAt,
+      ...(k.gatewayRotatedAt ? { rotatedAt: k.gatewayRotatedAt } : {}),
+      fingerprint: k.fingerprint,
+      how: "one_click",
+      ...(k.running ? { running: k.running } : {}),
+    });
+  if (k.providerSetAt)
+    out.push({
+      instanceId: "local",
+      key: "provider-key",
+      label: "Model provider key",
+      lives: "Your keychain, and your model provider's account",
+      setAt: k.providerSetAt,
+      how: "not_yet",
+      note: "Make a new key in your provider's account and save it in Settings.",
+    });
+  return out;
+}
+
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const problem = (code: string, message: string, hint?: string): ApiError => ({ code, message, ...(hint ? { hint } : {}) });
+
+/**
+ * Step a rotation of the token through its steps, telling `emit` after each, as the
+ * core's driver does. Resolves with the finished rotation or rejects with an ApiError.
+ */
+async function stepThrough(k: MockKeys, r: Rotation, emit: (r: Rotation) => void, save: () => void): Promise<Rotation> {
+  const from = ROTATION_STEPS.indexOf(r.step);
+  for (let i = Math.max(from, 0); i < ROTATION_STEPS.length; i++) {
+    r.step = ROTATION_STEPS[i] as RotationStep;
+    r.updatedAt = new Date().toISOString();
+    k.running = r;
+    save();
+    emit({ ...r });
+    await wait(650);
+    if (r.step === "mint") r.newFingerprint = fp();
+    if (r.step === "verify_new" && k.failNext) {
+      k.failNext = false;
+      r.direction = "rollback";
+      r.error = "Your assistant didn't accept the new key";
+      emit({ ...r });
+      await wait(650);
+      r.outcome = "rolled_back";
+      r.finishedAt = new Date().toISOString();
+      delete k.running;
+      save();
+      emit({ ...r });
+      throw problem(
+        "rotation_rolled_back",
+        "The key was not changed: your assistant didn't accept the new key.",
+        "Your old key still works. Fix what is said above, then rotate again.",
+      );
+    }
+  }
+  r.outcome = "done";
+  r.error = null;
+  r.finishedAt = new Date().toISOString();
+  k.fingerprint = r.newFingerprint ?? fp();
+  k.gatewayRotatedAt = r.finishedAt;
+  delete k.running;
+  save();
+  emit({ ...r });
+  return r;
+}
+
+export async function rotateKey(
+  k: MockKeys,
+  key: string,
+  running: boolean,
+  emit: (r: Rotation) => void,
+  save: () => void,
+): Promise<Rotation> {
+  if (key === "provider-key")
+    throw problem("rotation_unsupported", "Model provider key can't be rotated in one click yet.", "See the keys list for how to change it by hand.");
+  if (key !== "gateway-token" || !k.gatewaySetAt)
+    throw problem("rotation_input", "Clawkeeper doesn't know that key.", "Pick one from the keys list.");
+  if (!running)
+    throw problem(
+      "assistant_not_running",
+      "Your assistant isn't running, so the new key can't be checked.",
+      "Start it, then rotate again. Your keys are unchanged.",
+    );
+  const r = k.running ?? rotation(k, "gateway-token", k.nextId++);
+  return stepThrough(k, r, emit, save);
+}
+
+export async function rotateAll(k: MockKeys, running: boolean, emit: (r: Rotation) => void, save: () => void): Promise<RotateResult[]> {
+  const out: RotateResult[] = [];
+  for (const info of inventory(k)) {
+    const base = { instanceId: info.instanceId, key: info.key, label: info.label };
+    if (info.how !== "one_click") {
+      out.push({ ...base, result: "needs_you", ...(info.note ? { problem: problem("rotation_guided", info.note) } : {}) });
+      continue;
+    }
+    try {
+      out.push({ ...base, result: "rotated", rotation: await rotateKey(k, info.key, running, emit, save) });
+    } catch (e) {
+      const p = e as ApiError;
+      out.push({ ...base, result: p.code === "rotation_pending" ? "pending" : "unchanged", problem: p });
+    }
+  }
+  return out;
+}
+
+export async function resume(k: MockKeys, running: boolean, emit: (r: Rotation) => void, save: () => void): Promise<ResumeResult[]> {
+  const r = k.running;
+  if (!r) return [];
+  if (!running)
+    return [
+      {
+        rotation: r,
+        problem: problem(
+          "rotation_pending",
+          "The key change isn't finished yet: your assistant isn't running.",
+          "Your assistant keeps working meanwhile. Clawkeeper finishes the change by itself when it can; or press Try again.",
+        ),
+      },
+    ];
+  r.error = null;
+  try {
+    return [{ rotation: await stepThrough(k, r, emit, save) }];
+  } catch (e) {
+    return [{ rotation: r, problem: e as ApiError }];
+  }
+}
