@@ -10,9 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The repository root (the tests crate's parent).
+/// The repository root (the tests crate's parent). The run-time `CARGO_MANIFEST_DIR` (cargo
+/// test and nextest set it) comes first: worktrees that share one target dir share the
+/// tests' artifacts too, so the build-time path may be another checkout's.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .map(Path::to_owned)
         .unwrap_or_else(|| PathBuf::from("."))
