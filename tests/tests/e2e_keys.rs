@@ -1,0 +1,348 @@
+//! The status window's "Keys" section, end to end: the real desktop app (tauri-driver →
+//! `clawkeeper-window` → the tray daemon), opened at the section as the tray's "Rotate
+//! keys…" opens it (`--open status#keys`), the real OpenClaw gateway with the contract fake
+//! model, the real keychain and SQLite.
+//!
+//! The person sees the keys (the assistant access token rotates in one click, the model
+//! provider key not from here yet), presses Rotate on the token, watches the steps, and
+//! reads "Rotated". Then, with the real keychain: the token changed, the gateway accepts
+//! the new one and refuses the old one, and the page never held either.
+//!
+//! Screenshots: docs/screenshots/keys.png, keys-rotated.png.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use anyhow::{bail, Context, Result};
+use clawkeeper_core::rotation::gateway_token::{try_token, Verdict};
+use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
+use clawkeeper_tests::env;
+use clawkeeper_tests::fake_model::ContractFakeModel;
+use clawkeeper_tests::webdriver::{
+    app_session, click, js, kill, screenshot, tauri_driver, wait_until,
+};
+use fantoccini::Client;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Procs {
+    driver: Option<Child>,
+    home: PathBuf,
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(self.home.join("clawkeeper.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            kill(pid, "-TERM");
+            let deadline = Instant::now() + Duration::from_secs(45);
+            while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        if let Some(mut c) = self.driver.take() {
+            kill(c.id(), "-TERM");
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `clawkeeper-cli` with the app's environment.
+fn cli(
+    home: &Path,
+    namespace: &str,
+    port: u16,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String> {
+    let mut cmd = Command::new(env::bin("clawkeeper-cli"));
+    cmd.args(args)
+        .env("CLAWKEEPER_HOME", home)
+        .env("CLAWKEEPER_KEYCHAIN_NAMESPACE", namespace)
+        .env("CLAWKEEPER_PORT", port.to_string())
+        .env("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(rt) = env::test_runtime() {
+        cmd.env("CLAWKEEPER_RUNTIME_DIR", rt);
+    }
+    let mut child = cmd.spawn()?;
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(text.as_bytes())?;
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "clawkeeper-cli {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_keys_rotate_the_access_token() -> Result<()> {
+    if !env::isolated() || std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
+        eprintln!("SKIPPED: needs scripts/test.sh (keychain, display)");
+        return Ok(());
+    }
+    let Some(driver_bin) = tauri_driver() else {
+        eprintln!(
+            "SKIPPED: tauri-driver not found (cargo install tauri-driver --version ^2 --locked)"
+        );
+        return Ok(());
+    };
+    let Some(runtime) = env::test_runtime() else {
+        eprintln!("SKIPPED: CLAWKEEPER_TEST_RUNTIME is not set (scripts/test.sh sets it)");
+        return Ok(());
+    };
+    let app_exe = env::bin("clawkeeper-window");
+    if !app_exe.is_file() {
+        bail!("build the app first: cargo build -p clawkeeper-window -p clawkeeper-tray-daemon");
+    }
+    let namespace = format!("clawkeeper-test-e2e-keys-{}", std::process::id());
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("clawkeeper-home");
+    std::fs::create_dir_all(&home)?;
+    let port = env::free_port();
+    let api_key = format!("sk-e2e-keys-{}", std::process::id());
+    let fake = ContractFakeModel::start_on(
+        ([127, 0, 0, 1], 0).into(),
+        api_key.clone(),
+        vec!["echo-1".into()],
+    )
+    .await?;
+
+    eprintln!("=== the provider (CLI, key on stdin)");
+    cli(
+        &home,
+        &namespace,
+        port,
+        &[
+            "provider",
+            "--kind",
+            "openai-compatible",
+            "--base-url",
+            &fake.base_url(),
+            "--model",
+            "echo-1",
+        ],
+        Some(&api_key),
+    )?;
+
+    let log = tmp.path().join("app.log");
+    let log_file = std::fs::File::create(&log)?;
+    let (driver_port, native_port) = (env::free_port(), env::free_port());
+    let mut driver_cmd = Command::new(&driver_bin);
+    driver_cmd
+        .args([
+            "--port",
+            &driver_port.to_string(),
+            "--native-port",
+            &native_port.to_string(),
+        ])
+        .env("CLAWKEEPER_HOME", &home)
+        .env("CLAWKEEPER_KEYCHAIN_NAMESPACE", &namespace)
+        .env("CLAWKEEPER_RUNTIME_DIR", &runtime)
+        .env("CLAWKEEPER_PORT", port.to_string())
+        .env("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"))
+        .env("CLAWKEEPER_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
+    let procs = Procs {
+        driver: Some(driver_cmd.spawn().context("starting tauri-driver")?),
+        home: home.clone(),
+    };
+    // As the tray's "Rotate keys…" asks for it.
+    let c = app_session(driver_port, &app_exe, &["--open", "status#keys"]).await?;
+    let result = drive(&c, &namespace, port, &api_key).await;
+    if result.is_err() {
+        let _ = screenshot(&c, "failure-keys.png").await;
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            eprintln!("--- app / driver log (last lines) ---");
+            let tail: Vec<&str> = text.lines().rev().take(80).collect();
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), c.close()).await;
+    drop(procs);
+    result
+}
+
+const TOKEN_LI: &str = "#keys-list li[data-key='gateway-token']";
+
+async fn text_of(c: &Client, css: &str) -> Result<String> {
+    js(
+        c,
+        &format!("return document.querySelector(\"{css}\")?.innerText ?? ''"),
+    )
+    .await
+}
+
+async fn drive(c: &Client, namespace: &str, port: u16, api_key: &str) -> Result<()> {
+    wait_until("the status window", Duration::from_secs(60), || async {
+        Ok(c.title().await?.contains("Status").then_some(()))
+    })
+    .await?;
+
+    eprintln!("=== opened at the Keys section: it is in view");
+    wait_until(
+        "the Keys section in view",
+        Duration::from_secs(30),
+        || async {
+            let top = js(
+                c,
+                "const r = document.getElementById('keys').getBoundingClientRect(); \
+             return String(r.top >= -1 && r.top < window.innerHeight / 2)",
+            )
+            .await?;
+            Ok((top == "true").then_some(()))
+        },
+    )
+    .await?;
+
+    eprintln!("=== the assistant starts on its own (provider configured)");
+    wait_until("Working", Duration::from_secs(180), || async {
+        let t = js(c, "return document.getElementById('status-line').innerText").await?;
+        Ok(t.contains("Working").then_some(()))
+    })
+    .await?;
+
+    eprintln!("=== the keys: the access token in one click, the provider key not from here");
+    let token_item = wait_until(
+        "the access token's row",
+        Duration::from_secs(30),
+        || async {
+            let t = text_of(c, TOKEN_LI).await?;
+            Ok(t.contains("Assistant access token").then_some(t))
+        },
+    )
+    .await?;
+    eprintln!("{token_item}");
+    assert!(
+        token_item.to_lowercase().contains("never rotated"),
+        "{token_item}"
+    );
+    assert!(token_item.contains("Rotates in one click"), "{token_item}");
+    assert!(token_item.contains("Your keychain"), "{token_item}");
+    let provider_item = text_of(c, "#keys-list li[data-key='provider-key']").await?;
+    assert!(
+        provider_item.contains("Model provider key")
+            && provider_item.contains("Can't be rotated from here yet")
+            && provider_item.contains("Settings"),
+        "{provider_item}"
+    );
+    let buttons = js(
+        c,
+        "return [...document.querySelectorAll('#keys-list button')].map(b => b.id).join(',')",
+    )
+    .await?;
+    assert_eq!(
+        buttons, "key-rotate-gateway-token",
+        "one Rotate, for the token"
+    );
+
+    let vault = Vault::new(namespace);
+    let entry = SecretRef::new(SecretKind::GatewayToken, "local");
+    let url = format!("ws://127.0.0.1:{port}");
+    let old = vault.read(&entry).await.context("the token before")?;
+    assert_eq!(try_token(&url, &old).await, Verdict::Accepted);
+
+    js(
+        c,
+        "document.getElementById('keys').scrollIntoView(); return ''",
+    )
+    .await?;
+    screenshot(c, "keys.png").await?;
+
+    eprintln!("=== Rotate: the steps show, the buttons wait, then \"Rotated\"");
+    // Note every step the progress view marks as current, and whether the buttons waited.
+    js(
+        c,
+        "window.__steps = []; window.__enabledWhileBusy = false; \
+         const p = document.getElementById('keys-progress'); \
+         new MutationObserver(() => { \
+           const a = p.querySelector('[aria-current=step]'); \
+           if (a && window.__steps[window.__steps.length - 1] !== a.dataset.step) window.__steps.push(a.dataset.step); \
+           if (!p.hidden && [...document.querySelectorAll('#keys button')].some(b => !b.disabled)) window.__enabledWhileBusy = true; \
+         }).observe(document.getElementById('keys'), { subtree: true, childList: true, attributes: true }); \
+         return ''",
+    )
+    .await?;
+    click(c, "#key-rotate-gateway-token").await?;
+    let result = wait_until("the result", Duration::from_secs(120), || async {
+        let t = text_of(c, "#keys-result").await?;
+        Ok((!t.is_empty()).then_some(t))
+    })
+    .await?;
+    eprintln!("result: {result}");
+    assert!(
+        result.contains("Assistant access token: Rotated"),
+        "{result}"
+    );
+    let steps = js(c, "return window.__steps.join(',')").await?;
+    eprintln!("steps shown: {steps}");
+    assert!(
+        steps.contains("mint") || steps.contains("install") || steps.contains("verify_new"),
+        "the progress view showed the steps: {steps}"
+    );
+    assert_eq!(
+        js(c, "return String(window.__enabledWhileBusy)").await?,
+        "false",
+        "every button waited while the rotation ran"
+    );
+
+    eprintln!("=== the keychain: a new token, accepted; the old one refused");
+    let new = vault.read(&entry).await.context("the token after")?;
+    assert_ne!(new.expose(), old.expose(), "the token changed");
+    assert_eq!(
+        try_token(&url, &new).await,
+        Verdict::Accepted,
+        "new accepted"
+    );
+    assert_eq!(try_token(&url, &old).await, Verdict::Refused, "old refused");
+
+    eprintln!("=== no secret on the page");
+    let html = js(c, "return document.documentElement.outerHTML").await?;
+    assert!(!html.contains(old.expose()), "the old token is on the page");
+    assert!(!html.contains(new.expose()), "the new token is on the page");
+    assert!(!html.contains(api_key), "the provider key is on the page");
+
+    eprintln!("=== the list says so");
+    let token_item = wait_until("\"Rotated today\"", Duration::from_secs(30), || async {
+        let t = text_of(c, TOKEN_LI).await?;
+        Ok(t.contains("Rotated today").then_some(t))
+    })
+    .await?;
+    assert!(
+        !token_item.to_lowercase().contains("never rotated"),
+        "{token_item}"
+    );
+    let enabled = js(
+        c,
+        "return String(!document.getElementById('key-rotate-gateway-token').disabled)",
+    )
+    .await?;
+    assert_eq!(enabled, "true", "Rotate can be pressed again");
+    js(
+        c,
+        "document.getElementById('keys').scrollIntoView(); return ''",
+    )
+    .await?;
+    screenshot(c, "keys-rotated.png").await?;
+    Ok(())
+}
