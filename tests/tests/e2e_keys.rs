@@ -6,7 +6,8 @@
 //! The person sees the keys (the assistant access token rotates in one click, the model
 //! provider key not from here yet), presses Rotate on the token, watches the steps, and
 //! reads "Rotated". Then, with the real keychain: the token changed, the gateway accepts
-//! the new one and refuses the old one, and the page never held either.
+//! the new one and refuses the old one, and the page never held either. "Rotate all"
+//! rotates the token again and says the provider key needs the person.
 //!
 //! Screenshots: docs/screenshots/keys.png, keys-rotated.png.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -344,5 +345,33 @@ async fn drive(c: &Client, namespace: &str, port: u16, api_key: &str) -> Result<
     )
     .await?;
     screenshot(c, "keys-rotated.png").await?;
+
+    eprintln!("=== Rotate all: the token again; the provider key needs the person");
+    click(c, "#keys-rotate-all").await?;
+    let result = wait_until("Rotate all's results", Duration::from_secs(120), || async {
+        let t = text_of(c, "#keys-result").await?;
+        Ok(t.contains("Model provider key").then_some(t))
+    })
+    .await?;
+    eprintln!("result: {result}");
+    assert!(
+        result.contains("Assistant access token: Rotated"),
+        "{result}"
+    );
+    assert!(
+        result.contains("Model provider key: Needs you") && result.contains("Settings"),
+        "{result}"
+    );
+    let third = vault
+        .read(&entry)
+        .await
+        .context("the token after Rotate all")?;
+    assert_ne!(third.expose(), new.expose(), "rotated again");
+    assert_eq!(try_token(&url, &third).await, Verdict::Accepted);
+    assert_eq!(try_token(&url, &new).await, Verdict::Refused);
+    let html = js(c, "return document.documentElement.outerHTML").await?;
+    for t in [&old, &new, &third] {
+        assert!(!html.contains(t.expose()), "a token is on the page");
+    }
     Ok(())
 }
