@@ -64,6 +64,7 @@ impl Clawkeeper {
         match (instance, key) {
             (LOCAL_ID, KeyId::GatewayToken) => Some(Box::new(LocalGatewayToken {
                 config_path: self.inner.instance.config_path(),
+                log_file: self.inner.instance.log_dir().join("openclaw.log"),
                 url: self.inner.instance.url(),
                 entry: self.inner.instance.token_ref(),
             })),

@@ -33,6 +33,9 @@ const APPLY_WITHIN: Duration = Duration::from_secs(10);
 /// settle within a second). So a write waits until the file is this old.
 const SETTLE_BEFORE_WRITE: Duration = Duration::from_secs(2);
 
+/// How long to wait for the gateway to say it applied the settle's config change.
+const RELOAD_WAIT: Duration = Duration::from_secs(4);
+
 /// No sign of the new token this long after the install: the config is written again (the
 /// same content), which makes the gateway look at it again.
 const KICK_AFTER: Duration = Duration::from_secs(3);
@@ -109,6 +112,8 @@ async fn until(url: &str, token: &Secret, want: Verdict, what: &str) -> StepResu
 /// the keychain entry the config names.
 pub struct LocalGatewayToken {
     pub config_path: PathBuf,
+    /// The gateway's log file (it says there when it applied a config change).
+    pub log_file: PathBuf,
     pub url: String,
     pub entry: SecretRef,
 }
@@ -150,6 +155,34 @@ impl LocalGatewayToken {
         crate::paths::write_private(&self.config_path, text).map_err(|e| {
             StepError::Transient(format!("the assistant's settings can't be written ({e})"))
         })
+    }
+
+    fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log_file).map_or(0, |m| m.len())
+    }
+
+    /// Until the gateway's log says, after `mark`, that it applied (or gave up on) a
+    /// config change, at most [`RELOAD_WAIT`].
+    async fn wait_reloaded(&self, mark: u64) {
+        use std::io::{Read, Seek, SeekFrom};
+        let deadline = Instant::now() + RELOAD_WAIT;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut tail = String::new();
+            let read = std::fs::File::open(&self.log_file).and_then(|mut f| {
+                f.seek(SeekFrom::Start(mark))?;
+                f.take(1 << 20).read_to_string(&mut tail)
+            });
+            if read.is_ok()
+                && tail.lines().any(|l| {
+                    l.contains("gateway/reload")
+                        && (l.contains("reload applied") || l.contains("reload failed"))
+                })
+            {
+                return;
+            }
+        }
+        tracing::info!("no word from the gateway on the config change; going on");
     }
 
     /// Write the config again as it is (the gateway then looks at it again).
@@ -249,6 +282,14 @@ impl Rotator for LocalGatewayToken {
     }
 
     fn settle<'a>(&'a self, _ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
-        Box::pin(async move { self.name_in_config(&self.entry.to_string()).await })
+        Box::pin(async move {
+            let mark = self.log_len();
+            self.name_in_config(&self.entry.to_string()).await?;
+            // The same token, so nothing to verify; but a reload re-prepares the gateway's
+            // model runtime, and a chat started meanwhile fails ("prepared model runtime
+            // plugin generation was superseded"). So the rotation ends once it is done.
+            self.wait_reloaded(mark).await;
+            Ok(())
+        })
     }
 }
