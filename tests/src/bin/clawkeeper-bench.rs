@@ -97,12 +97,14 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     (pct(0.5), pct(0.95), v.iter().sum::<f64>() / v.len() as f64)
 }
 
-async fn chat(n: usize) -> Result<()> {
+/// A core in a temp data dir (its own keychain namespace and port), the contract fake model
+/// as its OpenAI-compatible provider. The gateway is not started.
+async fn local_core(namespace: &str) -> Result<(Clawkeeper, ContractFakeModel, tempfile::TempDir)> {
     let runtime_dir =
         env::test_runtime().context("CLAWKEEPER_TEST_RUNTIME is not set (run scripts/bench.sh)")?;
     std::env::set_var(
         "CLAWKEEPER_KEYCHAIN_NAMESPACE",
-        format!("clawkeeper-bench-{}", std::process::id()),
+        format!("{namespace}-{}", std::process::id()),
     );
     std::env::set_var("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"));
     std::env::set_var("CLAWKEEPER_PORT", env::free_port().to_string());
@@ -126,6 +128,11 @@ async fn chat(n: usize) -> Result<()> {
     })
     .await
     .map_err(|p| anyhow!("{p}"))?;
+    Ok((app, fake, data))
+}
+
+async fn chat(n: usize) -> Result<()> {
+    let (app, _fake, _data) = local_core("clawkeeper-bench").await?;
     let t = Instant::now();
     app.start().await.map_err(|p| anyhow!("{p}"))?;
     app.wait_healthy(Duration::from_secs(180))
@@ -1818,34 +1825,7 @@ async fn usage(events: u64) -> Result<()> {
 /// each step's share (from the rotation events).
 async fn rotate(n: usize) -> Result<()> {
     use clawkeeper_core::app::Event;
-    let runtime_dir =
-        env::test_runtime().context("CLAWKEEPER_TEST_RUNTIME is not set (run scripts/bench.sh)")?;
-    std::env::set_var(
-        "CLAWKEEPER_KEYCHAIN_NAMESPACE",
-        format!("clawkeeper-bench-rotate-{}", std::process::id()),
-    );
-    std::env::set_var("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"));
-    std::env::set_var("CLAWKEEPER_PORT", env::free_port().to_string());
-    let data = tempfile::tempdir()?;
-    let key = format!("sk-bench-{}", Secret::random(9).expose());
-    let fake = ContractFakeModel::start(key.clone()).await?;
-    let app = Clawkeeper::open(
-        Paths {
-            data_dir: data.path().join("data"),
-            runtime_dir,
-        },
-        Policy::default(),
-    )
-    .await
-    .map_err(|p| anyhow!("{p}"))?;
-    app.save_provider(ProviderInput {
-        kind: ProviderKind::OpenaiCompatible,
-        base_url: Some(fake.base_url()),
-        model: Some("echo-1".into()),
-        api_key: Secret::new(key),
-    })
-    .await
-    .map_err(|p| anyhow!("{p}"))?;
+    let (app, _fake, _data) = local_core("clawkeeper-bench-rotate").await?;
     app.start().await.map_err(|p| anyhow!("{p}"))?;
     app.wait_healthy(Duration::from_secs(180))
         .await

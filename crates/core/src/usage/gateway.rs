@@ -415,10 +415,9 @@ impl Probe {
 /// Read a `sessions.list` answer into a [`Probe`]. An answer without its list, or with a
 /// conversation without a key or a time, is refused (the sync then counts in full).
 pub fn parse_probe(v: &Value) -> Result<Probe> {
-    if v.get("sessions").is_none() {
-        return Err(bad("the conversation list has no conversations field"));
-    }
-    let sessions = array(v, "sessions", "the conversation list")?;
+    let Some(Value::Array(sessions)) = v.get("sessions") else {
+        return Err(bad("the conversation list has no list of conversations"));
+    };
     let mut running = false;
     let mut updated = Vec::with_capacity(sessions.len());
     for s in sessions {
@@ -652,6 +651,7 @@ mod tests {
             json!({"sessions": [{"updatedAt": 1}]}),
             json!({"sessions": [{"key": "k"}]}),
             json!({"sessions": [], "totalCount": "many"}),
+            json!({"sessions": null}),
             json!({"sessions": [], "totalCount": -1}),
             json!([]),
         ] {
