@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub struct Cli {
@@ -27,31 +27,64 @@ impl Cli {
 
     /// Run to the end with `stdin` (secrets go here, never in `args`), whatever the outcome.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting clawkeeper-cli")?;
-        let mut input = child.stdin.take().context("clawkeeper-cli's stdin")?;
-        if let Some(s) = stdin {
-            input.write_all(s.as_bytes())?;
-        }
-        drop(input);
-        Ok(child.wait_with_output()?)
+        run(self.cmd(args), stdin)
     }
 
     /// Run and require success; returns stdout. The error carries both outputs.
     pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let out = self.run(args, stdin)?;
-        if !out.status.success() {
-            bail!(
-                "clawkeeper-cli {args:?} failed:\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        stdout_of(args, self.run(args, stdin)?)
     }
+}
+
+/// Run `cmd` to the end with `stdin`, whatever the outcome.
+fn run(mut cmd: Command, stdin: Option<&str>) -> Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting clawkeeper-cli")?;
+    let mut input = child.stdin.take().context("clawkeeper-cli's stdin")?;
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes())?;
+    }
+    drop(input);
+    Ok(child.wait_with_output()?)
+}
+
+/// Stdout of a run that must have succeeded; the error carries both outputs.
+fn stdout_of(args: &[&str], out: Output) -> Result<String> {
+    if !out.status.success() {
+        bail!(
+            "clawkeeper-cli {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `clawkeeper-cli` beside the desktop app on this computer (the window tests): its data
+/// folder, keychain namespace, gateway port, keychain helper and runtime cache. Run and
+/// require success; returns stdout.
+pub fn local_ok(
+    home: &Path,
+    namespace: &str,
+    port: u16,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String> {
+    let mut cmd = Command::new(crate::env::bin("clawkeeper-cli"));
+    cmd.args(args)
+        .env("CLAWKEEPER_HOME", home)
+        .env("CLAWKEEPER_KEYCHAIN_NAMESPACE", namespace)
+        .env("CLAWKEEPER_PORT", port.to_string())
+        .env(
+            "CLAWKEEPER_KEYHELPER",
+            crate::env::bin("clawkeeper-keyhelper"),
+        );
+    if let Some(rt) = crate::env::test_runtime() {
+        cmd.env("CLAWKEEPER_RUNTIME_DIR", rt);
+    }
+    stdout_of(args, run(cmd, stdin)?)
 }

@@ -18,13 +18,13 @@ use clawkeeper_core::store::Store;
 use clawkeeper_core::usage::gateway::{ChannelDay, DayUsage, ModelDay, SessionDay};
 use clawkeeper_core::usage::ledger::{Filter, Ledger};
 use clawkeeper_core::usage::{Day, Tokens};
+use clawkeeper_tests::cli::local_ok as cli;
 use clawkeeper_tests::env;
 use clawkeeper_tests::fake_model::{ContractFakeModel, TokenPrice};
 use clawkeeper_tests::webdriver::{
     app_session, click, js, kill, screenshot, tauri_driver, wait_until,
 };
 use fantoccini::{Client, Locator};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -153,46 +153,6 @@ async fn seed_history(home: &Path) -> Result<f64> {
         .await?;
     store.close().await;
     Ok(total)
-}
-
-/// `clawkeeper-cli` with the app's environment.
-fn cli(
-    home: &Path,
-    namespace: &str,
-    port: u16,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> Result<String> {
-    let mut cmd = Command::new(env::bin("clawkeeper-cli"));
-    cmd.args(args)
-        .env("CLAWKEEPER_HOME", home)
-        .env("CLAWKEEPER_KEYCHAIN_NAMESPACE", namespace)
-        .env("CLAWKEEPER_PORT", port.to_string())
-        .env("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(rt) = env::test_runtime() {
-        cmd.env("CLAWKEEPER_RUNTIME_DIR", rt);
-    }
-    let mut child = cmd.spawn()?;
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(text.as_bytes())?;
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "clawkeeper-cli {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

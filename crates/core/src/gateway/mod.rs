@@ -32,6 +32,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The gateway turned the connection down (a refused or missing token: an auth error,
+    /// an error answer to the handshake, or close 1008), as opposed to not answering.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::Auth(_) | Error::Rpc(_) | Error::Disconnected { code: 1008, .. }
+        )
+    }
+
     pub fn code_str(&self) -> &'static str {
         match self {
             Error::Unreachable(_) => "gateway_unreachable",

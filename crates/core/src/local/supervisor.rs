@@ -317,12 +317,7 @@ impl Task {
         let url = self.instance.url();
         let client = ClientInfo::default();
         let first = gateway::connect_once(&url, token, &client).await;
-        let refused = matches!(
-            &first,
-            Err(gateway::Error::Auth(_)
-                | gateway::Error::Rpc(_)
-                | gateway::Error::Disconnected { code: 1008, .. })
-        );
+        let refused = first.as_ref().err().is_some_and(gateway::Error::is_refusal);
         if !refused {
             return first;
         }

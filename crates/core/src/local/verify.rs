@@ -120,9 +120,7 @@ pub async fn key_check(url: &str) -> Check {
                 conn.close().await;
                 false
             }
-            Err(gateway::Error::Auth(_)) | Err(gateway::Error::Rpc(_)) => true,
-            Err(gateway::Error::Disconnected { code, .. }) => code == 1008,
-            Err(_) => false,
+            Err(e) => e.is_refusal(),
         };
         outcomes.push((what, refused));
     }
