@@ -12,9 +12,14 @@ pub fn target_dir() -> PathBuf {
     dir
 }
 
-/// A binary built by `cargo build --workspace` (clawkeeper-cli, clawkeeper-keyhelper, …).
+/// A binary built by `cargo build --workspace` (clawkeeper-cli, clawkeeper-keyhelper, …):
+/// in `CLAWKEEPER_TEST_BIN_DIR` when set (a private copy, for checkouts that share one
+/// target directory and so overwrite each other's binaries), else beside the test binary.
 pub fn bin(name: &str) -> PathBuf {
-    target_dir().join(name)
+    match std::env::var_os("CLAWKEEPER_TEST_BIN_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join(name),
+        _ => target_dir().join(name),
+    }
 }
 
 /// The pre-installed OpenClaw runtime (scripts/setup.sh --test), if this run has one.

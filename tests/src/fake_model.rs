@@ -86,7 +86,7 @@ pub struct RecordedRequest {
     pub path: String,
     /// An `Authorization` header was sent.
     pub auth_present: bool,
-    /// It was `Bearer <expected key>`.
+    /// It was `Bearer <a key the fake accepts>`.
     pub auth_ok: bool,
     /// `model` of a chat request.
     pub model: Option<String>,
@@ -109,8 +109,26 @@ pub struct RecordedRequest {
 
 type Body = BoxBody<Bytes, Infallible>;
 
+/// Which keys the fake accepts: one, or whatever a check says (e.g. the OpenRouter
+/// contract fake's [`crate::fake_openrouter::ContractFakeOpenRouter::key_check`], so that
+/// keys minted and deleted there are accepted and refused here).
+#[derive(Clone)]
+pub enum KeyAuth {
+    Fixed(String),
+    Check(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+}
+
+impl KeyAuth {
+    fn accepts(&self, key: &str) -> bool {
+        match self {
+            KeyAuth::Fixed(k) => k == key,
+            KeyAuth::Check(f) => f(key),
+        }
+    }
+}
+
 struct Shared {
-    expected_api_key: String,
+    auth: KeyAuth,
     model_ids: Vec<String>,
     requests: Mutex<Vec<RecordedRequest>>,
     counter: AtomicU64,
@@ -169,10 +187,20 @@ impl ContractFakeModel {
         model_ids: Vec<String>,
         price: Option<TokenPrice>,
     ) -> io::Result<Self> {
+        Self::start_with_auth(bind, KeyAuth::Fixed(expected_api_key), model_ids, price).await
+    }
+
+    /// Like [`ContractFakeModel::start_priced`], accepting the keys `auth` accepts.
+    pub async fn start_with_auth(
+        bind: SocketAddr,
+        auth: KeyAuth,
+        model_ids: Vec<String>,
+        price: Option<TokenPrice>,
+    ) -> io::Result<Self> {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            expected_api_key,
+            auth,
             model_ids,
             requests: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
@@ -292,7 +320,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let auth_ok = auth
         .as_deref()
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|key| key == shared.expected_api_key);
+        .is_some_and(|key| shared.auth.accepts(key));
     // A body that fails to arrive is treated as empty.
     let body = req
         .into_body()

@@ -428,6 +428,16 @@ impl ContractFakeOpenRouter {
         self.with(|s| s.sha256_hashes = on);
     }
 
+    /// Every key on the account: (name, hash, is a management key), oldest first.
+    pub fn key_list(&self) -> Vec<(String, String, bool)> {
+        self.with(|s| {
+            s.keys
+                .iter()
+                .map(|k| (k.name.clone(), k.hash.clone(), k.management))
+                .collect()
+        })
+    }
+
     pub fn hash_of(&self, key: &str) -> Option<String> {
         self.with(|s| s.key(key).map(|k| k.hash.clone()))
     }
@@ -483,6 +493,19 @@ impl ContractFakeOpenRouter {
     /// endpoint) ask this before answering.
     pub fn would_allow(&self, key: &str) -> bool {
         self.with(|s| s.refusal(key).is_none())
+    }
+
+    /// [`Self::would_allow`] as a check another fake can hold (a model endpoint that serves
+    /// exactly the keys this account would serve now).
+    pub fn key_check(&self) -> std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync> {
+        let state = self.state.clone();
+        std::sync::Arc::new(move |key: &str| {
+            let s = match state.lock() {
+                Ok(s) => s,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            s.refusal(key).is_none()
+        })
     }
 
     /// One request of `dollars` with `key` to `model` on UTC `date`, as OpenRouter would

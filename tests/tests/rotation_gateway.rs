@@ -25,63 +25,12 @@ use clawkeeper_core::store::ProviderKind;
 use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
 use clawkeeper_core::Secret;
 use clawkeeper_tests::fake_model::ContractFakeModel;
+use clawkeeper_tests::rotation_cli::RotationCli;
 use clawkeeper_tests::{env, scan};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn step(name: &str) {
     eprintln!("\n=== {name}");
-}
-
-struct Cli<'a> {
-    paths: &'a Paths,
-}
-
-impl Cli<'_> {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env::bin("clawkeeper-cli"));
-        c.args(args)
-            .env("CLAWKEEPER_HOME", &self.paths.data_dir)
-            .env("CLAWKEEPER_RUNTIME_DIR", &self.paths.runtime_dir)
-            .env_remove("CLAWKEEPER_TEST_ROTATION_STOP");
-        c
-    }
-
-    /// Run to the end; (success, stdout + stderr).
-    fn run(&self, args: &[&str]) -> (bool, String) {
-        let out = self.command(args).output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("$ clawkeeper-cli {}\n{text}", args.join(" "));
-        (out.status.success(), text)
-    }
-
-    /// Start a rotation told to stop at `stop`; once it says it stopped there, SIGKILL it.
-    fn kill_at(&self, stop: &str, marker: &Path) {
-        let _ = std::fs::remove_file(marker);
-        let mut child = self
-            .command(&["rotate", "gateway-token"])
-            .env("CLAWKEEPER_TEST_ROTATION_STOP", stop)
-            .env("CLAWKEEPER_TEST_ROTATION_MARKER", marker)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !marker.exists() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("{stop}: the CLI ended ({status}) before it stopped there");
-            }
-            assert!(Instant::now() < deadline, "{stop}: never got there");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-    }
 }
 
 fn entry() -> SecretRef {
@@ -163,7 +112,7 @@ async fn gateway_token_rotation_end_to_end_and_crash_safe() {
     app.wait_healthy(Duration::from_secs(180)).await.unwrap();
     let vault = Vault::new(&namespace);
     let url = app.instance().url();
-    let cli = Cli { paths: &paths };
+    let cli = RotationCli { paths: &paths };
     let first = vault.read(&entry()).await.unwrap();
     assert_eq!(
         app.chat_round_trip("before", Duration::from_secs(120))
@@ -224,7 +173,7 @@ async fn gateway_token_rotation_end_to_end_and_crash_safe() {
                 if after { ":after" } else { "" }
             );
             let before = vault.read(&entry()).await.unwrap();
-            cli.kill_at(&stop, &marker);
+            cli.kill_at(&["rotate", "gateway-token"], &stop, &marker);
             // Meanwhile, a token the keychain holds works.
             let held = clawkeeper_core::rotation::driver::candidates(&vault, &entry())
                 .await
@@ -266,7 +215,11 @@ async fn gateway_token_rotation_end_to_end_and_crash_safe() {
 
     step("the assistant stopped between install and verify: it waits, then finishes");
     let before = vault.read(&entry()).await.unwrap();
-    cli.kill_at("gateway-token:verify_new", &marker);
+    cli.kill_at(
+        &["rotate", "gateway-token"],
+        "gateway-token:verify_new",
+        &marker,
+    );
     app.stop().await.unwrap();
     let (ok, text) = cli.run(&["rotate", "--resume"]);
     assert!(

@@ -19,6 +19,11 @@ pub struct RotateArgs {
     /// Only finish rotations an earlier run left unfinished (the app does this by itself).
     #[arg(long, conflicts_with_all = ["key", "all", "list"])]
     resume: bool,
+    /// With provider-key: the new key, one you made at your provider, read from standard
+    /// input (never from arguments). Clawkeeper checks it, switches the assistant to it,
+    /// then waits for you to delete the old one there.
+    #[arg(long, conflicts_with_all = ["all", "list", "resume"])]
+    new_key_stdin: bool,
 }
 
 pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
@@ -102,7 +107,21 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
     let Some(key) = KeyId::parse(&name) else {
         bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node.");
     };
-    let r = app.rotate(key).await.map_err(fail)?;
+    let r = if args.new_key_stdin {
+        if key != KeyId::ProviderKey {
+            bail!(
+                "--new-key-stdin is for provider-key only; the other keys are made by Clawkeeper."
+            );
+        }
+        use std::io::Read;
+        let mut text = String::new();
+        std::io::stdin().take(64 * 1024).read_to_string(&mut text)?;
+        let new_key = clawkeeper_core::Secret::new(text.trim());
+        crate::zeroize_string(&mut text);
+        app.rotate_provider_key_with(new_key).await.map_err(fail)?
+    } else {
+        app.rotate(key).await.map_err(fail)?
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -372,6 +372,15 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
             })?;
             to_value(core.rotate(key).await?)
         }
+        "rotate_provider_key_with" => {
+            #[derive(Deserialize)]
+            struct P {
+                #[serde(deserialize_with = "secret_from_str")]
+                secret: Secret,
+            }
+            let P { secret } = params(p)?;
+            to_value(core.rotate_provider_key_with(secret).await?)
+        }
         "rotate_all" => to_value(core.rotate_all().await?),
         "rotations_resume" => {
             let results: Vec<Value> = core

@@ -1820,12 +1820,39 @@ async fn usage(events: u64) -> Result<()> {
 
 // ----------------------------------------------------------------------------- rotate
 
-/// Issue 7: "Rotate all" against the assistant on this computer (the real gateway), `n`
-/// times: wall time, the app's CPU, the time spent waiting on the gateway (the rest), and
-/// each step's share (from the rotation events).
+/// Issue 7: "Rotate all" against the assistant on this computer (the real gateway; the
+/// provider OpenRouter's contract fake with a management key), `n` times: wall time, the
+/// app's CPU, the time spent waiting on the gateway and the provider (the rest), and each
+/// step's share (from the rotation events).
 async fn rotate(n: usize) -> Result<()> {
     use clawkeeper_core::app::Event;
-    let (app, _fake, _data) = local_core("clawkeeper-bench-rotate").await?;
+    use clawkeeper_tests::fake_model::KeyAuth;
+    use clawkeeper_tests::fake_openrouter::ContractFakeOpenRouter;
+    let (app, _plain, _data) = local_core("clawkeeper-bench-rotate").await?;
+    // The provider: OpenRouter's contract fake with a management key (so its key rotates in
+    // one click), and a model server that serves exactly the keys the fake account holds.
+    let openrouter = ContractFakeOpenRouter::start(true).await?;
+    std::env::set_var("CLAWKEEPER_OPENROUTER_SITE", openrouter.origin());
+    let key = openrouter.add_key("Clawkeeper");
+    openrouter.set_limit(&key, Some(20.0), Some("monthly"));
+    let model = ContractFakeModel::start_with_auth(
+        ([127, 0, 0, 1], 0).into(),
+        KeyAuth::Check(openrouter.key_check()),
+        vec!["echo-1".into()],
+        None,
+    )
+    .await?;
+    app.save_provider(ProviderInput {
+        kind: ProviderKind::Openrouter,
+        base_url: Some(model.base_url()),
+        model: Some("echo-1".into()),
+        api_key: Secret::new(key),
+    })
+    .await
+    .map_err(|p| anyhow!("{p}"))?;
+    app.provider_management_save(Secret::new(openrouter.add_management_key()))
+        .await
+        .map_err(|p| anyhow!("{p}"))?;
     app.start().await.map_err(|p| anyhow!("{p}"))?;
     app.wait_healthy(Duration::from_secs(180))
         .await
@@ -1841,7 +1868,7 @@ async fn rotate(n: usize) -> Result<()> {
         .filter(|k| k.how == clawkeeper_core::app::HowToRotate::OneClick)
         .count();
     println!(
-        "rotate all: {one_click} key(s) rotate in one click here (the assistant's access token); load average {}",
+        "rotate all: {one_click} key(s) rotate in one click here (the assistant's access token, the OpenRouter key); load average {}",
         loadavg()
     );
     // Step times from the rotation events: when each step began.
@@ -1853,7 +1880,10 @@ async fn rotate(n: usize) -> Result<()> {
             while let Ok(ev) = rx.recv().await {
                 if let Event::Rotation(r) = ev {
                     if let Ok(mut m) = marks.lock() {
-                        m.push((r.step.as_str().to_owned(), Instant::now()));
+                        m.push((
+                            format!("{} {}", r.key.as_str(), r.step.as_str()),
+                            Instant::now(),
+                        ));
                     }
                 }
             }
@@ -1904,7 +1934,7 @@ async fn rotate(n: usize) -> Result<()> {
     }
     let (w, c) = (median(&walls), median(&cpus));
     println!(
-        "rotate all, median of {n}: wall {:.0} ms (target <= 10000 ms), app CPU {:.1} ms ({:.1} % of the wall), waiting on the gateway {:.0} ms",
+        "rotate all, median of {n}: wall {:.0} ms (target <= 10000 ms), app CPU {:.1} ms ({:.1} % of the wall), waiting on the gateway and the provider {:.0} ms",
         w * 1000.0,
         c * 1000.0,
         100.0 * c / w,

@@ -7,7 +7,11 @@ use crate::problem::{Problem, UserFacing};
 use crate::rotation::driver::{Driver, Progress};
 use crate::rotation::gateway_token::LocalGatewayToken;
 use crate::rotation::journal::{self, Rotation};
+use crate::rotation::local_config::LocalConfig;
+use crate::rotation::provider_key::{waits_for_person, KeyCheck, LocalProviderKey, Mint};
 use crate::rotation::{KeyId, Rotator};
+use crate::secret::Secret;
+use crate::store::ProviderKind;
 use crate::vault::SecretRef;
 use serde::Serialize;
 use std::sync::Arc;
@@ -46,6 +50,10 @@ pub struct KeyInfo {
     /// A rotation of it is unfinished (resumed by itself; "Try again" resumes it now).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running: Option<Rotation>,
+    /// That rotation waits for the person to delete the old key at the provider ("Check
+    /// again" once they did).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub waiting_for_you: bool,
 }
 
 impl Clawkeeper {
@@ -59,22 +67,98 @@ impl Clawkeeper {
         d
     }
 
-    /// The rotator of `key` on `instance`, if it can be rotated in one click from here.
-    fn rotator(&self, instance: &str, key: KeyId) -> Option<Box<dyn Rotator>> {
+    /// This computer's assistant's config file and log, as rotations change them.
+    fn local_config(&self) -> LocalConfig {
+        LocalConfig {
+            config_path: self.inner.instance.config_path(),
+            log_file: self.inner.instance.log_dir().join("openclaw.log"),
+        }
+    }
+
+    /// The rotator of `key` on `instance`, if it can be rotated from here. `given`: a new
+    /// key the person made (for a secret without a key API).
+    async fn rotator(
+        &self,
+        instance: &str,
+        key: KeyId,
+        given: Option<Secret>,
+    ) -> Option<Box<dyn Rotator>> {
         match (instance, key) {
             (LOCAL_ID, KeyId::GatewayToken) => Some(Box::new(LocalGatewayToken {
-                config_path: self.inner.instance.config_path(),
-                log_file: self.inner.instance.log_dir().join("openclaw.log"),
+                config: self.local_config(),
                 url: self.inner.instance.url(),
                 entry: self.inner.instance.token_ref(),
             })),
+            (LOCAL_ID, KeyId::ProviderKey) => {
+                let (check, mint) = self.provider_rotation(given).await?;
+                Some(Box::new(LocalProviderKey {
+                    config: self.local_config(),
+                    gateway_url: self.inner.instance.url(),
+                    gateway_token: self.inner.instance.token_ref(),
+                    keys: Arc::new(self.inner.vault.clone()),
+                    entry: self.inner.instance.provider_key_ref(),
+                    check,
+                    mint,
+                    store: self.inner.store.clone(),
+                }))
+            }
             _ => None,
         }
     }
 
+    /// How this computer's model provider key is checked, and where a new one comes from:
+    /// OpenRouter with a management key makes it; otherwise it is `given` by the person.
+    async fn provider_rotation(&self, given: Option<Secret>) -> Option<(KeyCheck, Mint)> {
+        let rec = self.inner.store.provider(LOCAL_ID).await.ok().flatten()?;
+        match rec.kind {
+            ProviderKind::Openrouter => {
+                let api = super::usage::openrouter_api().ok()?;
+                let mint = match (given, self.management_key().await) {
+                    (Some(k), _) => Mint::Given(Some(k)),
+                    (None, Some(management)) => Mint::OpenRouter {
+                        api: api.clone(),
+                        management,
+                    },
+                    (None, None) => Mint::Given(None),
+                };
+                Some((KeyCheck::OpenRouter(api), mint))
+            }
+            ProviderKind::OpenaiCompatible => Some((
+                KeyCheck::Models {
+                    base_url: rec.base_url,
+                },
+                Mint::Given(given),
+            )),
+        }
+    }
+
+    /// Whether the provider key rotates in one click (OpenRouter with a management key).
+    async fn provider_one_click(&self) -> bool {
+        matches!(
+            self.provider_rotation(None).await,
+            Some((_, Mint::OpenRouter { .. }))
+        )
+    }
+
     /// Rotate `key` of this computer's assistant (or finish its unfinished rotation).
     pub async fn rotate(&self, key: KeyId) -> Result<Rotation, Problem> {
-        self.rotate_in(LOCAL_ID, key, None).await
+        self.rotate_in(LOCAL_ID, key, None, None).await
+    }
+
+    /// Replace this computer's model provider key with `new_key`, one the person made at
+    /// the provider (checked there first). The rotation then waits for them to delete the
+    /// old one there ([`crate::rotation::driver::Error::NeedsYou`]).
+    pub async fn rotate_provider_key_with(&self, new_key: Secret) -> Result<Rotation, Problem> {
+        let new_key = Secret::new(new_key.expose().trim());
+        if new_key.expose().is_empty() {
+            return Err(Problem::new(
+                "provider_key_empty",
+                "The new key is empty.",
+                Some("Paste the key from your provider's website."),
+            ));
+        }
+        self.rotate_in(LOCAL_ID, KeyId::ProviderKey, None, Some(new_key))
+            .await
     }
 
     async fn rotate_in(
@@ -82,8 +166,9 @@ impl Clawkeeper {
         instance: &str,
         key: KeyId,
         batch: Option<&str>,
+        given: Option<Secret>,
     ) -> Result<Rotation, Problem> {
-        let Some(rotator) = self.rotator(instance, key) else {
+        let Some(rotator) = self.rotator(instance, key, given).await else {
             return Err(Problem::new(
                 "rotation_unsupported",
                 format!("{} can't be rotated in one click yet.", key.label()),
@@ -116,19 +201,31 @@ impl Clawkeeper {
     /// happened to each (finished, undone, or still waiting, and why).
     pub async fn rotations_resume(&self) -> Vec<(Rotation, Result<Rotation, Problem>)> {
         let local_up = self.local_running();
-        let this = self.clone();
-        let rotator_for = move |r: &Rotation| -> Option<Box<dyn Rotator>> {
-            if r.instance_id == LOCAL_ID && !local_up {
-                return None;
-            }
-            this.rotator(&r.instance_id, r.key)
+        let driver = self.rotation_driver();
+        let mut out = Vec::new();
+        let Ok(list) = journal::unfinished(&self.inner.store).await else {
+            return out;
         };
-        self.rotation_driver()
-            .resume_all(&rotator_for)
-            .await
-            .into_iter()
-            .map(|(r, res)| (r, res.map_err(|e| e.problem())))
-            .collect()
+        for r in list {
+            let rotator = if r.instance_id == LOCAL_ID && !local_up {
+                None
+            } else {
+                self.rotator(&r.instance_id, r.key, None).await
+            };
+            let result = match rotator {
+                Some(rotator) => driver
+                    .run(rotator.as_ref(), r.id)
+                    .await
+                    .map_err(|e| e.problem()),
+                None => Err(Problem::new(
+                    "rotation_pending",
+                    "The key change isn't finished yet: its assistant isn't reachable from here right now.",
+                    Some("Clawkeeper finishes it by itself once the assistant runs; the key in use works meanwhile."),
+                )),
+            };
+            out.push((r, result));
+        }
+        out
     }
 
     /// Every secret the instances depend on: where it lives, how old, how it rotates.
@@ -141,6 +238,10 @@ impl Clawkeeper {
             let age = ages
                 .iter()
                 .find(|a| a.instance_id == instance && a.key == key);
+            let running = running
+                .iter()
+                .find(|r| r.instance_id == instance && r.key == key)
+                .cloned();
             out.push(KeyInfo {
                 instance_id: instance.to_owned(),
                 key,
@@ -151,10 +252,8 @@ impl Clawkeeper {
                 fingerprint: age.and_then(|a| a.fingerprint.clone()),
                 how,
                 note,
-                running: running
-                    .iter()
-                    .find(|r| r.instance_id == instance && r.key == key)
-                    .cloned(),
+                waiting_for_you: running.as_ref().is_some_and(waits_for_person),
+                running,
             });
         };
         let vault = &self.inner.vault;
@@ -169,12 +268,20 @@ impl Clawkeeper {
             );
         }
         if has(self.inner.instance.provider_key_ref()).await {
+            let (how, note) = if self.provider_one_click().await {
+                (HowToRotate::OneClick, None)
+            } else {
+                (
+                    HowToRotate::Guided,
+                    Some("Make a new key in your provider's account and paste it here. Clawkeeper checks it, switches your assistant to it, then asks you to delete the old one."),
+                )
+            };
             push(
                 LOCAL_ID,
                 KeyId::ProviderKey,
                 "Your keychain, and your model provider's account",
-                HowToRotate::NotYet,
-                Some("Make a new key in your provider's account and save it in Settings."),
+                how,
+                note,
             );
         }
         Ok(out)
@@ -215,10 +322,13 @@ impl Clawkeeper {
                 });
                 continue;
             }
-            let r = self.rotate_in(&k.instance_id, k.key, Some(&batch)).await;
+            let r = self
+                .rotate_in(&k.instance_id, k.key, Some(&batch), None)
+                .await;
             let (result, rotation, problem) = match r {
                 Ok(r) => ("rotated", Some(r), None),
                 Err(p) if p.code == "rotation_pending" => ("pending", None, Some(p)),
+                Err(p) if p.code == "rotation_needs_you" => ("needs_you", None, Some(p)),
                 Err(p) => ("unchanged", None, Some(p)),
             };
             out.push(RotateResult {

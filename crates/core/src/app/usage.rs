@@ -22,7 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 pub const PAUSED_SETTING: &str = "spend.paused";
 
 /// The setting that remembers the OpenRouter hash of the assistant's key (to set its cap).
-const KEY_HASH_SETTING: &str = "openrouter.key_hash";
+use crate::rotation::provider_key::OPENROUTER_KEY_HASH as KEY_HASH_SETTING;
 
 /// The management key's place in the keychain.
 fn management_ref() -> SecretRef {
@@ -31,7 +31,7 @@ fn management_ref() -> SecretRef {
 
 /// OpenRouter's API: `CLAWKEEPER_OPENROUTER_SITE` (tests: the contract fake), else the
 /// real site.
-fn openrouter_api() -> Result<OpenRouterApi, Problem> {
+pub(super) fn openrouter_api() -> Result<OpenRouterApi, Problem> {
     let site = std::env::var("CLAWKEEPER_OPENROUTER_SITE")
         .unwrap_or_else(|_| crate::openrouter::SITE.to_owned());
     OpenRouterApi::for_site(&site, RetryPolicy::default()).map_err(|e| e.problem())
@@ -670,7 +670,7 @@ impl Clawkeeper {
             .ok()
     }
 
-    async fn management_key(&self) -> Option<Secret> {
+    pub(super) async fn management_key(&self) -> Option<Secret> {
         self.inner.vault.read(&management_ref()).await.ok()
     }
 

@@ -1,7 +1,7 @@
 //! Typed chat over the gateway: `chat.send`, `chat.history`, `chat.abort` and the `chat`
 //! events of a run (see docs/gateway-protocol.md for the observed shapes).
 
-use super::{Error, Gateway, Result};
+use super::{Connection, Error, Gateway, Result};
 use crate::problem::Problem;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -181,6 +181,52 @@ pub fn parse_history(payload: &Value) -> Vec<HistoryMessage> {
             })
         })
         .collect()
+}
+
+/// Send `message` on `session_key` over one connection and wait for the run's end: the
+/// final text, or the run's error in words (the provider refused the key, …). A run that
+/// doesn't end within `timeout` is [`Error::Timeout`].
+pub async fn ask(
+    conn: &mut Connection,
+    session_key: &str,
+    message: &str,
+    timeout: std::time::Duration,
+) -> Result<std::result::Result<String, Problem>> {
+    let key = uuid::Uuid::new_v4().to_string();
+    let res = conn
+        .request(
+            "chat.send",
+            json!({ "sessionKey": session_key, "message": message, "idempotencyKey": key }),
+            timeout,
+        )
+        .await?;
+    let run_id = res
+        .get("runId")
+        .and_then(Value::as_str)
+        .map_or(key, str::to_owned);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let ev = conn.next_event(left).await?;
+        if ev.event != "chat" {
+            continue;
+        }
+        let Some(u) = parse_chat_event(&ev.payload) else {
+            continue;
+        };
+        if u.run_id != run_id {
+            continue;
+        }
+        match u.state {
+            RunState::Final => return Ok(Ok(u.text.unwrap_or_default())),
+            RunState::Error | RunState::Aborted => {
+                return Ok(Err(u.error.unwrap_or_else(|| {
+                    Problem::new("run_failed", "The assistant could not answer.", None)
+                })))
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Gateway {

@@ -255,6 +255,24 @@ impl Connection {
             .map_err(|_| Error::Timeout("a reply"))?
     }
 
+    /// The next event (queued or arriving within `timeout`); responses are dropped.
+    pub async fn next_event(&mut self, timeout: Duration) -> Result<Event> {
+        if !self.pending_events.is_empty() {
+            return Ok(self.pending_events.remove(0));
+        }
+        let max = self.hello.max_payload;
+        let wait = async {
+            loop {
+                if let Frame::Event { event, payload, .. } = next_frame(&mut self.ws, max).await? {
+                    return Ok(Event { event, payload });
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| Error::Timeout("an event"))?
+    }
+
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.pending_events)
     }

@@ -40,6 +40,10 @@ pub enum Error {
     /// It is waiting to be finished (both keys are in the keychain; the one in use works).
     #[error("The key change isn't finished yet: {0}")]
     Pending(String),
+    /// It waits for the person to do something at the provider (said in the message);
+    /// checked again by itself, or with "Check again".
+    #[error("{0}")]
+    NeedsYou(String),
     #[error("{0} can't be rotated here.")]
     Unsupported(&'static str),
 }
@@ -51,6 +55,7 @@ impl crate::problem::UserFacing for Error {
             Error::Keychain(e) => e.code(),
             Error::RolledBack(_) => "rotation_rolled_back",
             Error::Pending(_) => "rotation_pending",
+            Error::NeedsYou(_) => "rotation_needs_you",
             Error::Unsupported(_) => "rotation_unsupported",
         }
     }
@@ -62,6 +67,9 @@ impl crate::problem::UserFacing for Error {
             Error::RolledBack(_) => Some("Your old key still works. Fix what is said above, then rotate again."),
             Error::Pending(_) => Some(
                 "Your assistant keeps working meanwhile. Clawkeeper finishes the change by itself when it can; or press Try again.",
+            ),
+            Error::NeedsYou(_) => Some(
+                "Both keys work until then. Clawkeeper checks again by itself every few minutes; or press Check again.",
             ),
             Error::Unsupported(_) => None,
         }
@@ -366,6 +374,7 @@ impl Driver {
         let attempts = journal::failed_attempt(&self.store, r.id, &message, detail).await?;
         let before_revoke = step < Step::RevokeOld;
         match e {
+            StepError::NeedsYou(m) => Err(Error::NeedsYou(m)),
             StepError::Permanent(_) if before_revoke => {
                 journal::roll_back(&self.store, r.id, &message).await?;
                 Ok(())

@@ -16,25 +16,15 @@
 //!   names the entry again — the same value, so nothing is closed;
 //! - **discard**: the config names the entry (the old token) again.
 
+use super::local_config::{LocalConfig, GATEWAY_TOKEN_AT, RELOAD_WAIT};
 use super::{Ctx, KeyId, Rotator, StepError, StepFuture, StepResult};
 use crate::gateway::{self, ClientInfo};
 use crate::secret::Secret;
 use crate::vault::SecretRef;
-use serde_json::Value;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long the gateway may take to apply a config change (measured 0.5–2.3 s).
 const APPLY_WITHIN: Duration = Duration::from_secs(10);
-
-/// A config written less than this ago may still be being applied: the gateway waits 300
-/// ms for more changes, then reloads, and a change written during a reload can be dropped
-/// ("config reload superseded", seen when one rotation's install followed the last one's
-/// settle within a second). So a write waits until the file is this old.
-const SETTLE_BEFORE_WRITE: Duration = Duration::from_secs(2);
-
-/// How long to wait for the gateway to say it applied the settle's config change.
-const RELOAD_WAIT: Duration = Duration::from_secs(4);
 
 /// No sign of the new token this long after the install: the config is written again (the
 /// same content), which makes the gateway look at it again.
@@ -111,9 +101,7 @@ async fn until(url: &str, token: &Secret, want: Verdict, what: &str) -> StepResu
 /// The gateway token of the assistant on this computer: its config file and address, and
 /// the keychain entry the config names.
 pub struct LocalGatewayToken {
-    pub config_path: PathBuf,
-    /// The gateway's log file (it says there when it applied a config change).
-    pub log_file: PathBuf,
+    pub config: LocalConfig,
     pub url: String,
     pub entry: SecretRef,
 }
@@ -121,78 +109,9 @@ pub struct LocalGatewayToken {
 impl LocalGatewayToken {
     /// Point the config's token at `name` (atomically; the gateway watches the file).
     async fn name_in_config(&self, name: &str) -> StepResult {
-        let text = std::fs::read(&self.config_path).map_err(|e| {
-            StepError::Transient(format!("the assistant's settings can't be read ({e})"))
-        })?;
-        let mut config: Value = serde_json::from_slice(&text).map_err(|e| {
-            StepError::Permanent(format!("the assistant's settings are damaged ({e})"))
-        })?;
-        let Some(token) = config.pointer_mut("/gateway/auth/token") else {
-            return Err(StepError::Permanent(
-                "the assistant's settings have no access token".into(),
-            ));
-        };
-        if token.get("id").and_then(Value::as_str) == Some(name) {
-            return Ok(());
-        }
-        token["id"] = Value::String(name.to_owned());
-        let out =
-            serde_json::to_vec_pretty(&config).map_err(|e| StepError::Permanent(e.to_string()))?;
-        self.write_config(&out).await
-    }
-
-    /// Write the config once the last write is old enough to have been applied.
-    async fn write_config(&self, text: &[u8]) -> StepResult {
-        let age = std::fs::metadata(&self.config_path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok());
-        if let Some(age) = age {
-            if age < SETTLE_BEFORE_WRITE {
-                tokio::time::sleep(SETTLE_BEFORE_WRITE - age).await;
-            }
-        }
-        crate::paths::write_private(&self.config_path, text).map_err(|e| {
-            StepError::Transient(format!("the assistant's settings can't be written ({e})"))
-        })
-    }
-
-    fn log_len(&self) -> u64 {
-        std::fs::metadata(&self.log_file).map_or(0, |m| m.len())
-    }
-
-    /// Until the gateway's log says, after `mark`, that it applied (or gave up on) a
-    /// config change, at most [`RELOAD_WAIT`].
-    async fn wait_reloaded(&self, mark: u64) {
-        use std::io::{Read, Seek, SeekFrom};
-        let deadline = Instant::now() + RELOAD_WAIT;
-        while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let mut tail = String::new();
-            let read = std::fs::File::open(&self.log_file).and_then(|mut f| {
-                f.seek(SeekFrom::Start(mark))?;
-                f.take(1 << 20).read_to_string(&mut tail)
-            });
-            if read.is_ok()
-                && tail.lines().any(|l| {
-                    l.contains("gateway/reload")
-                        && (l.contains("reload applied") || l.contains("reload failed"))
-                })
-            {
-                return;
-            }
-        }
-        tracing::info!("no word from the gateway on the config change; going on");
-    }
-
-    /// Write the config again as it is (the gateway then looks at it again).
-    fn kick(&self) -> StepResult {
-        let text = std::fs::read(&self.config_path).map_err(|e| {
-            StepError::Transient(format!("the assistant's settings can't be read ({e})"))
-        })?;
-        crate::paths::write_private(&self.config_path, &text).map_err(|e| {
-            StepError::Transient(format!("the assistant's settings can't be written ({e})"))
-        })
+        self.config
+            .name_at(GATEWAY_TOKEN_AT, name, "access token")
+            .await
     }
 }
 
@@ -229,7 +148,7 @@ impl Rotator for LocalGatewayToken {
                 if !kicked && Instant::now() > kick_at {
                     kicked = true;
                     tracing::info!("the new token isn't in use yet: writing the settings again");
-                    self.kick()?;
+                    self.config.kick()?;
                 }
                 if Instant::now() > deadline {
                     return Err(match v {
@@ -283,12 +202,12 @@ impl Rotator for LocalGatewayToken {
 
     fn settle<'a>(&'a self, _ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
         Box::pin(async move {
-            let mark = self.log_len();
+            let mark = self.config.log_mark();
             self.name_in_config(&self.entry.to_string()).await?;
             // The same token, so nothing to verify; but a reload re-prepares the gateway's
             // model runtime, and a chat started meanwhile fails ("prepared model runtime
             // plugin generation was superseded"). So the rotation ends once it is done.
-            self.wait_reloaded(mark).await;
+            self.config.wait_reloaded(mark, RELOAD_WAIT).await;
             Ok(())
         })
     }

@@ -25,6 +25,8 @@
 pub mod driver;
 pub mod gateway_token;
 pub mod journal;
+pub mod local_config;
+pub mod provider_key;
 
 use crate::secret::Secret;
 use crate::vault::{SecretKind, SecretRef};
@@ -165,12 +167,16 @@ pub enum StepError {
     /// Trying again won't help (the key was refused, the provider said no).
     #[error("{0}")]
     Permanent(String),
+    /// The person has to do something first (delete the old key at the provider): the
+    /// rotation waits, both keys working, and checks again later.
+    #[error("{0}")]
+    NeedsYou(String),
 }
 
 impl StepError {
     pub fn message(&self) -> &str {
         match self {
-            StepError::Transient(m) | StepError::Permanent(m) => m,
+            StepError::Transient(m) | StepError::Permanent(m) | StepError::NeedsYou(m) => m,
         }
     }
 }

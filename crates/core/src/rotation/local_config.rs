@@ -1,0 +1,172 @@
+//! The config file of the assistant on this computer, as rotations change it: which keychain
+//! entry a SecretRef names, written so that the gateway (which watches the file and applies
+//! changes live) never drops one, and the gateway's word that it applied it.
+
+use super::{StepError, StepResult};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A config written less than this ago may still be being applied: the gateway waits 300
+/// ms for more changes, then reloads, and a change written during a reload can be dropped
+/// ("config reload superseded", seen when one rotation's install followed the last one's
+/// settle within a second). So a write waits until the file is this old.
+const SETTLE_BEFORE_WRITE: Duration = Duration::from_secs(2);
+
+/// How long to wait for the gateway to say it applied a config change.
+pub const RELOAD_WAIT: Duration = Duration::from_secs(4);
+
+/// Where in the config the gateway token's SecretRef is.
+pub const GATEWAY_TOKEN_AT: &str = "/gateway/auth/token";
+
+/// Where in the config the model provider key's SecretRef is.
+pub fn provider_key_at() -> String {
+    format!(
+        "/models/providers/{}/apiKey",
+        crate::local::config::MODEL_PROVIDER
+    )
+}
+
+/// The assistant's config file and log (it says there when it applied a config change).
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub config_path: PathBuf,
+    pub log_file: PathBuf,
+}
+
+impl LocalConfig {
+    /// The keychain entry the SecretRef at `pointer` names, if the config has one there.
+    pub fn named_at(&self, pointer: &str) -> Option<String> {
+        let text = std::fs::read(&self.config_path).ok()?;
+        let config: Value = serde_json::from_slice(&text).ok()?;
+        config
+            .pointer(pointer)?
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    /// Point the SecretRef at `pointer` at the keychain entry `name` (atomically; the
+    /// gateway watches the file). Nothing is written when it names it already. `what` says
+    /// in words what is missing when the config has no SecretRef there.
+    pub async fn name_at(&self, pointer: &str, name: &str, what: &str) -> StepResult {
+        let text = std::fs::read(&self.config_path).map_err(|e| {
+            StepError::Transient(format!("the assistant's settings can't be read ({e})"))
+        })?;
+        let mut config: Value = serde_json::from_slice(&text).map_err(|e| {
+            StepError::Permanent(format!("the assistant's settings are damaged ({e})"))
+        })?;
+        let Some(secret_ref) = config.pointer_mut(pointer).filter(|v| v.is_object()) else {
+            return Err(StepError::Permanent(format!(
+                "the assistant's settings have no {what}"
+            )));
+        };
+        if secret_ref.get("id").and_then(Value::as_str) == Some(name) {
+            return Ok(());
+        }
+        secret_ref["id"] = Value::String(name.to_owned());
+        let out =
+            serde_json::to_vec_pretty(&config).map_err(|e| StepError::Permanent(e.to_string()))?;
+        self.write(&out).await
+    }
+
+    /// Write the config once the last write is old enough to have been applied.
+    async fn write(&self, text: &[u8]) -> StepResult {
+        let age = std::fs::metadata(&self.config_path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        if let Some(age) = age {
+            if age < SETTLE_BEFORE_WRITE {
+                tokio::time::sleep(SETTLE_BEFORE_WRITE - age).await;
+            }
+        }
+        crate::paths::write_private(&self.config_path, text).map_err(|e| {
+            StepError::Transient(format!("the assistant's settings can't be written ({e})"))
+        })
+    }
+
+    /// Where the log ends now: [`LocalConfig::wait_reloaded`] looks after it.
+    pub fn log_mark(&self) -> u64 {
+        std::fs::metadata(&self.log_file).map_or(0, |m| m.len())
+    }
+
+    /// Until the gateway's log says, after `mark`, that it applied (or gave up on) a
+    /// config change, at most `within`. True when it said so.
+    pub async fn wait_reloaded(&self, mark: u64, within: Duration) -> bool {
+        use std::io::{Read, Seek, SeekFrom};
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut tail = String::new();
+            let read = std::fs::File::open(&self.log_file).and_then(|mut f| {
+                f.seek(SeekFrom::Start(mark))?;
+                f.take(1 << 20).read_to_string(&mut tail)
+            });
+            if read.is_ok()
+                && tail.lines().any(|l| {
+                    l.contains("gateway/reload")
+                        && (l.contains("reload applied") || l.contains("reload failed"))
+                })
+            {
+                return true;
+            }
+        }
+        tracing::info!("no word from the gateway on the config change; going on");
+        false
+    }
+
+    /// Write the config again as it is (the gateway then looks at it again).
+    pub fn kick(&self) -> StepResult {
+        let text = std::fs::read(&self.config_path).map_err(|e| {
+            StepError::Transient(format!("the assistant's settings can't be read ({e})"))
+        })?;
+        crate::paths::write_private(&self.config_path, &text).map_err(|e| {
+            StepError::Transient(format!("the assistant's settings can't be written ({e})"))
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn names_an_entry_only_where_a_secret_ref_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LocalConfig {
+            config_path: dir.path().join("openclaw.json"),
+            log_file: dir.path().join("openclaw.log"),
+        };
+        std::fs::write(
+            &cfg.config_path,
+            r#"{"gateway":{"auth":{"token":{"source":"exec","provider":"clawkeeper","id":"gateway-token/local"}}},"models":{"providers":{"clawkeeper":{"baseUrl":"x"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.named_at(GATEWAY_TOKEN_AT).as_deref(),
+            Some("gateway-token/local")
+        );
+        cfg.name_at(GATEWAY_TOKEN_AT, "gateway-token/local--next#3", "token")
+            .await
+            .unwrap();
+        assert_eq!(
+            cfg.named_at(GATEWAY_TOKEN_AT).as_deref(),
+            Some("gateway-token/local--next#3")
+        );
+        // No SecretRef for the provider key: refused, the file unchanged.
+        let before = std::fs::read(&cfg.config_path).unwrap();
+        let e = cfg
+            .name_at(
+                &provider_key_at(),
+                "provider-key/local--next#3",
+                "model provider key",
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StepError::Permanent(m) if m.contains("model provider key")));
+        assert_eq!(std::fs::read(&cfg.config_path).unwrap(), before);
+        assert_eq!(cfg.named_at(&provider_key_at()), None);
+    }
+}
