@@ -159,6 +159,10 @@ struct FaultRule {
 
 struct State {
     cfg: FakeHetznerConfig,
+    /// Tokens of the project made since the start (the person's new ones), beside `cfg.token`.
+    extra_tokens: Vec<String>,
+    /// `cfg.token` was deleted in the Console.
+    first_deleted: bool,
     next_id: u64,
     ssh_keys: BTreeMap<u64, Value>,
     firewalls: BTreeMap<u64, Value>,
@@ -204,6 +208,8 @@ impl ContractFakeHetzner {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}/v1", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State {
+            extra_tokens: Vec::new(),
+            first_deleted: false,
             remaining: cfg.rate_limit,
             cfg,
             next_id: 100,
@@ -256,6 +262,26 @@ impl ContractFakeHetzner {
 
     pub fn token(&self) -> String {
         self.with(|s| s.cfg.token.clone())
+    }
+
+    /// A new API token of the same project, as the person makes one in the Console.
+    pub fn add_token(&self) -> String {
+        let token = format!(
+            "contract-fake-hetzner-token-{}",
+            uuid::Uuid::new_v4().simple()
+        );
+        self.with(|s| s.extra_tokens.push(token.clone()));
+        token
+    }
+
+    /// The person deletes `token` in the Console: from then on it gets 401.
+    pub fn delete_token(&self, token: &str) {
+        self.with(|s| {
+            if s.cfg.token == token {
+                s.first_deleted = true;
+            }
+            s.extra_tokens.retain(|t| t != token);
+        });
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -1165,7 +1191,10 @@ async fn handle(
             s.remaining = (s.remaining + refills).min(s.cfg.rate_limit);
             s.last_refill += every * u32::try_from(refills).unwrap_or(u32::MAX);
         }
-        let authorized = auth.as_deref() == Some(&format!("Bearer {}", s.cfg.token));
+        let bearer = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+        let authorized = bearer.is_some_and(|t| {
+            (t == s.cfg.token && !s.first_deleted) || s.extra_tokens.iter().any(|x| x == t)
+        });
         s.requests.push(RecordedRequest {
             method: method.clone(),
             path: path.clone(),

@@ -8,7 +8,7 @@ use clawkeeper_core::rotation::KeyId;
 
 #[derive(clap::Args)]
 pub struct RotateArgs {
-    /// The key to rotate: gateway-token, provider-key, ssh-key or tailscale-node.
+    /// The key to rotate: gateway-token, provider-key, ssh-key, tailscale-node or cloud-token.
     key: Option<String>,
     /// Every key that rotates in one click.
     #[arg(long, conflicts_with = "key")]
@@ -19,8 +19,8 @@ pub struct RotateArgs {
     /// Only finish rotations an earlier run left unfinished (the app does this by itself).
     #[arg(long, conflicts_with_all = ["key", "all", "list"])]
     resume: bool,
-    /// With provider-key: the new key, one you made at your provider, read from standard
-    /// input (never from arguments). Clawkeeper checks it, switches the assistant to it,
+    /// With provider-key or cloud-token: the new key, one you made at your provider, read
+    /// from standard input (never from arguments). Clawkeeper checks it, puts it in use,
     /// then waits for you to delete the old one there.
     #[arg(long, conflicts_with_all = ["all", "list", "resume"])]
     new_key_stdin: bool,
@@ -102,23 +102,21 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
         return Ok(());
     }
     let Some(name) = args.key else {
-        bail!("Say which key (gateway-token, provider-key, ssh-key, tailscale-node), or --all, or --list.");
+        bail!("Say which key (gateway-token, provider-key, ssh-key, tailscale-node, cloud-token), or --all, or --list.");
     };
     let Some(key) = KeyId::parse(&name) else {
-        bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node.");
+        bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token.");
     };
     let r = if args.new_key_stdin {
-        if key != KeyId::ProviderKey {
-            bail!(
-                "--new-key-stdin is for provider-key only; the other keys are made by Clawkeeper."
-            );
+        if !matches!(key, KeyId::ProviderKey | KeyId::CloudToken) {
+            bail!("--new-key-stdin is for provider-key and cloud-token; the other keys are made by Clawkeeper.");
         }
         use std::io::Read;
         let mut text = String::new();
         std::io::stdin().take(64 * 1024).read_to_string(&mut text)?;
         let new_key = clawkeeper_core::Secret::new(text.trim());
         crate::zeroize_string(&mut text);
-        app.rotate_provider_key_with(new_key).await.map_err(fail)?
+        app.rotate_with(key, new_key).await.map_err(fail)?
     } else {
         app.rotate(key).await.map_err(fail)?
     };

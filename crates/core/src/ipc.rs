@@ -372,14 +372,22 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
             })?;
             to_value(core.rotate(key).await?)
         }
-        "rotate_provider_key_with" => {
+        "rotate_key_with" => {
             #[derive(Deserialize)]
             struct P {
+                key: String,
                 #[serde(deserialize_with = "secret_from_str")]
                 secret: Secret,
             }
-            let P { secret } = params(p)?;
-            to_value(core.rotate_provider_key_with(secret).await?)
+            let P { key, secret } = params(p)?;
+            let key = crate::rotation::KeyId::parse(&key).ok_or_else(|| {
+                Problem::new(
+                    "rotation_input",
+                    "Clawkeeper doesn't know that key.",
+                    Some("Pick one from the keys list."),
+                )
+            })?;
+            to_value(core.rotate_with(key, secret).await?)
         }
         "rotate_all" => to_value(core.rotate_all().await?),
         "rotations_resume" => {

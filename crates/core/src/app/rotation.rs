@@ -4,6 +4,7 @@
 use super::{Clawkeeper, Event};
 use crate::local::LOCAL_ID;
 use crate::problem::{Problem, UserFacing};
+use crate::rotation::cloud_token::HetznerToken;
 use crate::rotation::driver::{Driver, Progress};
 use crate::rotation::gateway_token::LocalGatewayToken;
 use crate::rotation::journal::{self, Rotation};
@@ -12,9 +13,12 @@ use crate::rotation::provider_key::{waits_for_person, KeyCheck, LocalProviderKey
 use crate::rotation::{KeyId, Rotator};
 use crate::secret::Secret;
 use crate::store::ProviderKind;
-use crate::vault::SecretRef;
+use crate::vault::{SecretKind, SecretRef};
 use serde::Serialize;
 use std::sync::Arc;
+
+/// The keychain entry (and journal) name of the Hetzner account's token.
+const HETZNER_ACCOUNT: &str = "hetzner";
 
 /// How a secret can be rotated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -102,6 +106,13 @@ impl Clawkeeper {
                     store: self.inner.store.clone(),
                 }))
             }
+            (HETZNER_ACCOUNT, KeyId::CloudToken) => Some(Box::new(HetznerToken {
+                api_base: std::env::var("CLAWKEEPER_HETZNER_API")
+                    .ok()
+                    .map(|b| b.trim().to_owned())
+                    .filter(|b| !b.is_empty()),
+                given,
+            })),
             _ => None,
         }
     }
@@ -142,6 +153,13 @@ impl Clawkeeper {
 
     /// Rotate `key` of this computer's assistant (or finish its unfinished rotation).
     pub async fn rotate(&self, key: KeyId) -> Result<Rotation, Problem> {
+        if key == KeyId::CloudToken {
+            return Err(Problem::new(
+                "rotation_guided",
+                "Clawkeeper can't make a Hetzner token: make a new one in the Hetzner Console (your project → Security → API tokens), then paste it.",
+                Some("In the Keys section press Change…, or run clawkeeper-cli rotate cloud-token --new-key-stdin."),
+            ));
+        }
         self.rotate_in(LOCAL_ID, key, None, None).await
     }
 
@@ -149,16 +167,33 @@ impl Clawkeeper {
     /// the provider (checked there first). The rotation then waits for them to delete the
     /// old one there ([`crate::rotation::driver::Error::NeedsYou`]).
     pub async fn rotate_provider_key_with(&self, new_key: Secret) -> Result<Rotation, Problem> {
+        self.rotate_with(KeyId::ProviderKey, new_key).await
+    }
+
+    /// A guided rotation: replace `key` (the model provider key, the Hetzner token) with
+    /// `new_key`, one the person made at the provider (checked there first); the rotation
+    /// then waits for them to delete the old one there.
+    pub async fn rotate_with(&self, key: KeyId, new_key: Secret) -> Result<Rotation, Problem> {
         let new_key = Secret::new(new_key.expose().trim());
         if new_key.expose().is_empty() {
             return Err(Problem::new(
-                "provider_key_empty",
+                "rotation_key_empty",
                 "The new key is empty.",
                 Some("Paste the key from your provider's website."),
             ));
         }
-        self.rotate_in(LOCAL_ID, KeyId::ProviderKey, None, Some(new_key))
-            .await
+        let instance = match key {
+            KeyId::ProviderKey => LOCAL_ID,
+            KeyId::CloudToken => HETZNER_ACCOUNT,
+            _ => {
+                return Err(Problem::new(
+                    "rotation_input",
+                    format!("{} is made by Clawkeeper, not pasted.", key.label()),
+                    Some("Use Rotate instead."),
+                ))
+            }
+        };
+        self.rotate_in(instance, key, None, Some(new_key)).await
     }
 
     async fn rotate_in(
@@ -175,7 +210,7 @@ impl Clawkeeper {
                 Some("See the keys list for how to change it by hand."),
             ));
         };
-        if instance == LOCAL_ID && !self.local_running() {
+        if instance == LOCAL_ID && key != KeyId::CloudToken && !self.local_running() {
             return Err(Problem::new(
                 "assistant_not_running",
                 "Your assistant isn't running, so the new key can't be checked.",
@@ -282,6 +317,15 @@ impl Clawkeeper {
                 "Your keychain, and your model provider's account",
                 how,
                 note,
+            );
+        }
+        if has(SecretRef::new(SecretKind::CloudToken, HETZNER_ACCOUNT)).await {
+            push(
+                HETZNER_ACCOUNT,
+                KeyId::CloudToken,
+                "Your keychain; Clawkeeper uses it to create and delete your servers at Hetzner",
+                HowToRotate::Guided,
+                Some("Make a new token in the Hetzner Console (your project → Security → API tokens, Read & Write) and paste it here. Clawkeeper checks it, then asks you to delete the old one."),
             );
         }
         Ok(out)

@@ -827,6 +827,15 @@ impl Clawkeeper {
             &format!("Hetzner token {}", token.fingerprint()),
         )
         .await;
+        // Its age, for the keys list (set now: a token saved again is a new one).
+        let _ = crate::rotation::journal::note_set(
+            &self.inner.store,
+            "hetzner",
+            crate::rotation::KeyId::CloudToken,
+            Some(&token.fingerprint()),
+            false,
+        )
+        .await;
         Ok(())
     }
 

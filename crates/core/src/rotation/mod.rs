@@ -22,6 +22,7 @@
 //! the new one discarded) if it failed before that. The old secret is revoked only after the
 //! new one was verified end to end.
 
+pub mod cloud_token;
 pub mod driver;
 pub mod gateway_token;
 pub mod journal;
@@ -105,14 +106,17 @@ pub enum KeyId {
     SshKey,
     /// The server's node on the person's tailnet (re-authenticated with a fresh auth key).
     TailscaleNode,
+    /// The cloud provider's API token (Hetzner) the app creates and deletes servers with.
+    CloudToken,
 }
 
 impl KeyId {
-    pub const ALL: [KeyId; 4] = [
+    pub const ALL: [KeyId; 5] = [
         KeyId::GatewayToken,
         KeyId::ProviderKey,
         KeyId::SshKey,
         KeyId::TailscaleNode,
+        KeyId::CloudToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -121,6 +125,7 @@ impl KeyId {
             KeyId::ProviderKey => "provider-key",
             KeyId::SshKey => "ssh-key",
             KeyId::TailscaleNode => "tailscale-node",
+            KeyId::CloudToken => "cloud-token",
         }
     }
 
@@ -135,6 +140,7 @@ impl KeyId {
             KeyId::ProviderKey => Some(SecretKind::ProviderKey),
             KeyId::SshKey => Some(SecretKind::SshKey),
             KeyId::TailscaleNode => None,
+            KeyId::CloudToken => Some(SecretKind::CloudToken),
         }
     }
 
@@ -145,6 +151,7 @@ impl KeyId {
             KeyId::ProviderKey => "Model provider key",
             KeyId::SshKey => "Server login key (SSH)",
             KeyId::TailscaleNode => "Server's tailnet login",
+            KeyId::CloudToken => "Hetzner API token",
         }
     }
 }

@@ -125,13 +125,18 @@ pub struct LocalProviderKey {
     pub store: Store,
 }
 
-/// Whether `r`, a rotation of a provider key, waits for the person to delete the old key at
-/// the provider (its new key was made by them, and it got to the revoke).
+/// Whether `r` waits for the person to delete the old key at the provider: a guided
+/// rotation (a provider key they made — not one made at OpenRouter —, the Hetzner token)
+/// that got to the revoke.
 pub fn waits_for_person(r: &super::journal::Rotation) -> bool {
-    r.key == KeyId::ProviderKey
+    let guided = match r.key {
+        KeyId::ProviderKey => r.detail.get("new_hash").is_none(),
+        KeyId::CloudToken => true,
+        _ => false,
+    };
+    guided
         && r.direction == super::journal::Direction::Forward
         && matches!(r.step, super::Step::RevokeOld | super::Step::VerifyOld)
-        && r.detail.get("new_hash").is_none()
 }
 
 /// The name a rotation gives the key it makes at OpenRouter (found again by it after a crash).
