@@ -39,6 +39,7 @@ const COMMANDS: &[&str] = &[
     "status_detail",
     "keys_inventory",
     "rotate_key",
+    "rotate_key_with",
     "rotate_all",
     "rotations_resume",
     "open_window",

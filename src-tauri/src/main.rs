@@ -106,6 +106,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::usage::status_detail,
             commands::keys::keys_inventory,
             commands::keys::rotate_key,
+            commands::keys::rotate_key_with,
             commands::keys::rotate_all,
             commands::keys::rotations_resume,
             commands::window::open_window,

@@ -9,7 +9,13 @@
 //! the new one and refuses the old one, and the page never held either. "Rotate all"
 //! rotates the token again and says the provider key needs the person.
 //!
-//! Screenshots: docs/screenshots/keys.png, keys-rotated.png.
+//! Then the provider key, guided (an OpenAI-compatible provider has no key API): "Change…",
+//! the person pastes a key they made, Clawkeeper checks it at the provider (the contract
+//! fake model, which serves exactly the keys its "account" holds), switches the assistant
+//! to it, and says to delete the old one; "Check again" before that changes nothing; once
+//! the old key is deleted, "Check again" finishes it.
+//!
+//! Screenshots: docs/screenshots/keys.png, keys-rotated.png, keys-provider-waiting.png.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use anyhow::{bail, Context, Result};
@@ -17,13 +23,15 @@ use clawkeeper_core::rotation::gateway_token::{try_token, Verdict};
 use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
 use clawkeeper_tests::cli::local_ok as cli;
 use clawkeeper_tests::env;
-use clawkeeper_tests::fake_model::ContractFakeModel;
+use clawkeeper_tests::fake_model::{ContractFakeModel, KeyAuth};
 use clawkeeper_tests::webdriver::{
-    app_session, click, js, kill, screenshot, tauri_driver, wait_until,
+    app_session, click, displayed, js, kill, screenshot, tauri_driver, wait_until,
 };
 use fantoccini::Client;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 struct Procs {
@@ -78,10 +86,14 @@ async fn e2e_keys_rotate_the_access_token() -> Result<()> {
     std::fs::create_dir_all(&home)?;
     let port = env::free_port();
     let api_key = format!("sk-e2e-keys-{}", std::process::id());
-    let fake = ContractFakeModel::start_on(
+    // The provider "account": the keys it serves now.
+    let live: Live = Arc::new(Mutex::new(HashSet::from([api_key.clone()])));
+    let serves = live.clone();
+    let fake = ContractFakeModel::start_with_auth(
         ([127, 0, 0, 1], 0).into(),
-        api_key.clone(),
+        KeyAuth::Check(Arc::new(move |k: &str| serves.lock().unwrap().contains(k))),
         vec!["echo-1".into()],
+        None,
     )
     .await?;
 
@@ -128,7 +140,7 @@ async fn e2e_keys_rotate_the_access_token() -> Result<()> {
     };
     // As the tray's "Rotate keys…" asks for it.
     let c = app_session(driver_port, &app_exe, &["--open", "status#keys"]).await?;
-    let result = drive(&c, &namespace, port, &api_key).await;
+    let result = drive(&c, &namespace, port, &api_key, &live).await;
     if result.is_err() {
         let _ = screenshot(&c, "failure-keys.png").await;
         if let Ok(text) = std::fs::read_to_string(&log) {
@@ -144,6 +156,9 @@ async fn e2e_keys_rotate_the_access_token() -> Result<()> {
     result
 }
 
+/// The keys the contract fake model serves (the provider account's live keys).
+type Live = Arc<Mutex<HashSet<String>>>;
+
 const TOKEN_LI: &str = "#keys-list li[data-key='gateway-token']";
 
 async fn text_of(c: &Client, css: &str) -> Result<String> {
@@ -154,7 +169,7 @@ async fn text_of(c: &Client, css: &str) -> Result<String> {
     .await
 }
 
-async fn drive(c: &Client, namespace: &str, port: u16, api_key: &str) -> Result<()> {
+async fn drive(c: &Client, namespace: &str, port: u16, api_key: &str, live: &Live) -> Result<()> {
     wait_until("the status window", Duration::from_secs(60), || async {
         Ok(c.title().await?.contains("Status").then_some(()))
     })
@@ -183,7 +198,7 @@ async fn drive(c: &Client, namespace: &str, port: u16, api_key: &str) -> Result<
     })
     .await?;
 
-    eprintln!("=== the keys: the access token in one click, the provider key not from here");
+    eprintln!("=== the keys: the access token in one click, the provider key guided");
     let token_item = wait_until(
         "the access token's row",
         Duration::from_secs(30),
@@ -203,8 +218,8 @@ async fn drive(c: &Client, namespace: &str, port: u16, api_key: &str) -> Result<
     let provider_item = text_of(c, "#keys-list li[data-key='provider-key']").await?;
     assert!(
         provider_item.contains("Model provider key")
-            && provider_item.contains("Can't be rotated from here yet")
-            && provider_item.contains("Settings"),
+            && provider_item.contains("Rotated with a few steps at the provider")
+            && provider_item.contains("paste it here"),
         "{provider_item}"
     );
     let buttons = js(
@@ -213,8 +228,8 @@ async fn drive(c: &Client, namespace: &str, port: u16, api_key: &str) -> Result<
     )
     .await?;
     assert_eq!(
-        buttons, "key-rotate-gateway-token",
-        "one Rotate, for the token"
+        buttons, "key-rotate-gateway-token,key-change-provider-key",
+        "Rotate for the token, Change… for the provider key"
     );
 
     let vault = Vault::new(namespace);
@@ -319,7 +334,7 @@ async fn drive(c: &Client, namespace: &str, port: u16, api_key: &str) -> Result<
         "{result}"
     );
     assert!(
-        result.contains("Model provider key: Needs you") && result.contains("Settings"),
+        result.contains("Model provider key: Needs you") && result.contains("paste it here"),
         "{result}"
     );
     let third = vault
@@ -333,5 +348,111 @@ async fn drive(c: &Client, namespace: &str, port: u16, api_key: &str) -> Result<
     for t in [&old, &new, &third] {
         assert!(!html.contains(t.expose()), "a token is on the page");
     }
+
+    guided_provider_key(c, namespace, api_key, live).await
+}
+
+/// "Change…" on the provider key: a wrong key changes nothing; the person's new key is
+/// checked and put in use, then the rotation waits for them to delete the old one.
+async fn guided_provider_key(c: &Client, namespace: &str, old: &str, live: &Live) -> Result<()> {
+    let vault = Vault::new(namespace);
+    let entry = SecretRef::new(SecretKind::ProviderKey, "local");
+    const PROVIDER_LI: &str = "#keys-list li[data-key='provider-key']";
+
+    eprintln!("=== Change…: a key the provider doesn't know changes nothing");
+    click(c, "#key-change-provider-key").await?;
+    let field = displayed(c, "#key-new-secret")
+        .await?
+        .context("the new key's field")?;
+    field.send_keys("sk-not-a-key-of-this-account").await?;
+    click(c, "[data-testid=key-change-submit]").await?;
+    let result = wait_until(
+        "the wrong key's result",
+        Duration::from_secs(60),
+        || async {
+            let t = text_of(c, "#keys-result").await?;
+            Ok(t.contains("Model provider key").then_some(t))
+        },
+    )
+    .await?;
+    eprintln!("result: {result}");
+    assert!(
+        result.contains("Not changed") && result.contains("refused the new key"),
+        "{result}"
+    );
+    assert_eq!(
+        vault.read(&entry).await?.expose(),
+        old,
+        "the key in use is kept"
+    );
+
+    eprintln!("=== the person's new key: checked, in use; then it waits for them");
+    let made = format!("sk-made-by-hand-{}", std::process::id());
+    live.lock().unwrap().insert(made.clone());
+    click(c, "#key-change-provider-key").await?;
+    let field = displayed(c, "#key-new-secret")
+        .await?
+        .context("the new key's field")?;
+    field.send_keys(&made).await?;
+    click(c, "[data-testid=key-change-submit]").await?;
+    let result = wait_until("the new key's result", Duration::from_secs(180), || async {
+        let t = text_of(c, "#keys-result").await?;
+        Ok(t.contains("Model provider key").then_some(t))
+    })
+    .await?;
+    eprintln!("result: {result}");
+    assert!(
+        result.contains("One more step: delete the old key")
+            && result.contains("in your model provider's account"),
+        "{result}"
+    );
+    let item = wait_until("the waiting notice", Duration::from_secs(30), || async {
+        let t = text_of(c, PROVIDER_LI).await?;
+        Ok(t.contains("Check again").then_some(t))
+    })
+    .await?;
+    assert!(item.contains("already uses the new key"), "{item}");
+    js(
+        c,
+        "document.querySelector(\"#keys-list li[data-key='provider-key']\").scrollIntoView({ block: 'center' }); return ''",
+    )
+    .await?;
+    screenshot(c, "keys-provider-waiting.png").await?;
+
+    eprintln!("=== Check again before the old key is deleted: still waiting");
+    click(c, "#keys-resume").await?;
+    let result = wait_until("Check again's result", Duration::from_secs(60), || async {
+        let t = text_of(c, "#keys-result").await?;
+        Ok(t.contains("Model provider key").then_some(t))
+    })
+    .await?;
+    assert!(result.contains("One more step"), "{result}");
+
+    eprintln!("=== the person deletes the old key; Check again finishes");
+    live.lock().unwrap().remove(old);
+    click(c, "#keys-resume").await?;
+    let result = wait_until("\"Rotated\"", Duration::from_secs(180), || async {
+        let t = text_of(c, "#keys-result").await?;
+        Ok(t.contains("Model provider key: Rotated").then_some(t))
+    })
+    .await?;
+    eprintln!("result: {result}");
+    assert_eq!(
+        vault.read(&entry).await?.expose(),
+        made,
+        "the keychain holds the new key"
+    );
+    assert!(
+        vault
+            .read(&clawkeeper_core::rotation::staging(&entry))
+            .await
+            .is_err(),
+        "no staging entry left"
+    );
+    let html = js(c, "return document.documentElement.outerHTML").await?;
+    assert!(
+        !html.contains(old) && !html.contains(&made),
+        "a key is on the page"
+    );
     Ok(())
 }

@@ -362,7 +362,7 @@ export type SpendAlert =
 // ---------- keys and their rotation ----------
 
 /** Which key (`KeyId` in the core). */
-export type KeyId = "gateway-token" | "provider-key" | "ssh-key" | "tailscale-node";
+export type KeyId = "gateway-token" | "provider-key" | "ssh-key" | "tailscale-node" | "cloud-token";
 /** A rotation's steps, in order (`Step` in the core). */
 export type RotationStep = "mint" | "install" | "verify_new" | "revoke_old" | "verify_old" | "commit";
 export const ROTATION_STEPS: readonly RotationStep[] = ["mint", "install", "verify_new", "revoke_old", "verify_old", "commit"];
@@ -416,6 +416,8 @@ export interface KeyInfo {
   note?: string;
   /** A rotation of it is unfinished (finished by itself later; "Try again" now). */
   running?: Rotation;
+  /** That rotation waits for the person to delete the old key at the provider. */
+  waitingForYou?: boolean;
 }
 
 /** One key's result of "Rotate all". */
@@ -622,6 +624,10 @@ export const providerManagementForget = (days: number) => call<UsageView>("provi
 export const keysInventory = () => call<KeyInfo[]>("keys_inventory");
 /** "Rotate": the finished rotation, or an ApiError (rotation_rolled_back: nothing changed; rotation_pending: finishing later). */
 export const rotateKey = (key: KeyId) => call<Rotation>("rotate_key", { key });
+/** A guided rotation: `key` (the model provider key, the Hetzner token) replaced by one the
+ * person made at the provider (checked there first); the rotation then waits for them to
+ * delete the old one (`rotation_needs_you`). */
+export const rotateKeyWith = (key: KeyId, secret: string) => call<Rotation>("rotate_key_with", { key, secret });
 /** "Rotate all": every one-click key, one after the other; the others as `needs_you`. */
 export const rotateAll = () => call<RotateResult[]>("rotate_all");
 /** "Try again": carry on the unfinished rotations. */

@@ -16,6 +16,7 @@ import {
   keysInventory,
   rotateAll,
   rotateKey,
+  rotateKeyWith,
   rotationsResume,
   toApiError,
 } from "./api";
@@ -73,6 +74,8 @@ interface Shown {
 }
 /** What came of the last run. */
 let results: Shown[] | undefined;
+/** The key whose "Change…" form is open (a guided rotation: the person pastes a new key). */
+let changing: KeyId | undefined;
 
 // ---------- the skeleton ----------
 
@@ -138,7 +141,26 @@ function keyItem(k: KeyInfo): HTMLLIElement {
           disabled: busy || Boolean(k.running),
           on: { click: () => void rotateOne(k.key) },
         })
-      : null;
+      : k.how === "guided" && (k.key === "provider-key" || k.key === "cloud-token")
+        ? h("button", {
+            type: "button",
+            id: `key-change-${k.key}`,
+            class: "btn btn-secondary btn-small",
+            "data-testid": `key-change-${k.key}`,
+            "aria-label": `Change ${k.label}`,
+            "aria-expanded": String(changing === k.key),
+            text: "Change…",
+            disabled: busy || Boolean(k.running),
+            on: {
+              click: () => {
+                changing = changing === k.key ? undefined : k.key;
+                renderList();
+                if (changing) byId<HTMLInputElement>("key-new-secret").focus();
+              },
+            },
+          })
+        : null;
+  const form = changing === k.key && !k.running ? changeForm(k) : null;
   const running = k.running
     ? h(
         "div",
@@ -147,11 +169,15 @@ function keyItem(k: KeyInfo): HTMLLIElement {
         h(
           "div",
           { class: "notice-body" },
-          h("span", { class: "notice-title", text: "Finishing the last change…" }),
           h("span", {
-            text:
-              (k.running.error ? `${k.running.error}. ` : "") +
-              "Your assistant keeps working meanwhile; Clawkeeper finishes it by itself when it can.",
+            class: "notice-title",
+            text: k.waitingForYou ? "One more step: delete the old key" : "Finishing the last change…",
+          }),
+          h("span", {
+            text: k.waitingForYou
+              ? "Your assistant already uses the new key. Delete the old one at your provider; Clawkeeper checks that it no longer works and finishes (it checks by itself every few minutes)."
+              : (k.running.error ? `${k.running.error}. ` : "") +
+                "Your assistant keeps working meanwhile; Clawkeeper finishes it by itself when it can.",
           }),
           h(
             "div",
@@ -161,7 +187,7 @@ function keyItem(k: KeyInfo): HTMLLIElement {
               id: "keys-resume",
               class: "btn btn-primary btn-small",
               "data-testid": "keys-resume",
-              text: "Try again",
+              text: k.waitingForYou ? "Check again" : "Try again",
               disabled: busy,
               on: { click: () => void resume() },
             }),
@@ -180,6 +206,7 @@ function keyItem(k: KeyInfo): HTMLLIElement {
       h("div", { class: "item-sub", text: k.lives }),
       h("div", { class: "item-sub", "data-testid": "key-age", text: `${ageWords(k)} · ${HOW[k.how]}` }),
       k.note ? h("div", { class: "item-sub", "data-testid": "key-note", text: k.note }) : null,
+      form,
       running,
       k.fingerprint
         ? h(
@@ -191,6 +218,58 @@ function keyItem(k: KeyInfo): HTMLLIElement {
         : null,
     ),
     side ? h("div", { class: "item-side" }, side) : null,
+  );
+}
+
+/** "Change…" of a guided key: paste the new key, "Check and switch". The field is emptied
+ * as soon as its text is sent; the key never comes back to this page. */
+function changeForm(k: KeyInfo): HTMLElement {
+  const input = h("input", {
+    id: "key-new-secret",
+    type: "password",
+    autocomplete: "off",
+    spellcheck: "false",
+    class: "input",
+    "data-testid": "key-new-secret",
+    "aria-describedby": "key-new-help",
+  }) as HTMLInputElement;
+  const submit = (e: Event) => {
+    e.preventDefault();
+    const secret = input.value.trim();
+    input.value = "";
+    if (!secret) {
+      input.focus();
+      return;
+    }
+    changing = undefined;
+    void changeWith(k.key, secret);
+  };
+  return h(
+    "form",
+    { class: "key-change mt-quarter", "data-testid": "key-change-form", on: { submit } },
+    h("label", { for: "key-new-secret", text: k.key === "cloud-token" ? "New token" : "New key" }),
+    input,
+    h("p", {
+      id: "key-new-help",
+      class: "muted small",
+      text: "Clawkeeper checks it at the provider first: if it doesn't work, nothing changes.",
+    }),
+    h(
+      "div",
+      { class: "row" },
+      h("button", { type: "submit", class: "btn btn-primary btn-small", "data-testid": "key-change-submit", text: "Check and switch" }),
+      h("button", {
+        type: "button",
+        class: "btn btn-secondary btn-small",
+        text: "Cancel",
+        on: {
+          click: () => {
+            changing = undefined;
+            renderList();
+          },
+        },
+      }),
+    ),
   );
 }
 
@@ -297,7 +376,12 @@ function fromRotation(r: Rotation, label: string): Shown {
   return pending(r.key, label, r.error ? { code: "rotation_pending", message: r.error } : undefined);
 }
 
+function needsYou(key: KeyId, label: string, p?: ApiError): Shown {
+  return { key, label, tone: "warn", title: "One more step: delete the old key", text: words(p) };
+}
+
 function fromProblem(key: KeyId, label: string, p: ApiError): Shown {
+  if (p.code === "rotation_needs_you") return needsYou(key, label, p);
   return p.code === "rotation_pending" ? pending(key, label, p) : unchanged(key, label, p);
 }
 
@@ -308,7 +392,9 @@ function fromResult(r: RotateResult): Shown {
     case "pending":
       return pending(r.key, r.label, r.problem);
     case "needs_you":
-      return { key: r.key, label: r.label, tone: "warn", title: "Needs you", text: r.problem?.message ?? "It can't be rotated from here yet." };
+      return r.problem?.code === "rotation_needs_you"
+        ? needsYou(r.key, r.label, r.problem)
+        : { key: r.key, label: r.label, tone: "warn", title: "Needs you", text: r.problem?.message ?? "It can't be rotated from here yet." };
     default:
       return unchanged(r.key, r.label, r.problem);
   }
@@ -346,6 +432,17 @@ async function rotateOne(key: KeyId) {
   await during([key], async () => {
     try {
       const r = await rotateKey(key);
+      return [fromRotation(r, labelOf(key))];
+    } catch (e) {
+      return [fromProblem(key, labelOf(key), toApiError(e))];
+    }
+  });
+}
+
+async function changeWith(key: KeyId, secret: string) {
+  await during([key], async () => {
+    try {
+      const r = await rotateKeyWith(key, secret);
       return [fromRotation(r, labelOf(key))];
     } catch (e) {
       return [fromProblem(key, labelOf(key), toApiError(e))];

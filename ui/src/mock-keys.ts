@@ -1,5 +1,6 @@
 // The preview's keys: the assistant access token (rotates in one click) and the model
-// provider key (not from here yet), with rotations that step through the same events the
+// provider key (guided: the person pastes a new key, then deletes the old one at the
+// provider; "Check again" then finishes), with rotations that step through the same events the
 // core sends. Only loaded with the mock (./mock.ts).
 //
 // Scenarios: `rotation-unfinished` has a rotation left half-way ("Finishing the last
@@ -17,6 +18,10 @@ export interface MockKeys {
   fingerprint: string;
   /** An unfinished rotation of the token. */
   running?: Rotation;
+  /** A rotation of the provider key waiting for the person to delete the old key. */
+  providerRunning?: Rotation;
+  providerFingerprint?: string;
+  providerRotatedAt?: string;
   /** The next rotation turns back. */
   failNext?: boolean;
   nextId: number;
@@ -79,9 +84,12 @@ export function inventory(k: MockKeys): KeyInfo[] {
       key: "provider-key",
       label: "Model provider key",
       lives: "Your keychain, and your model provider's account",
-      setAt: k.providerSetAt,
-      how: "not_yet",
-      note: "Make a new key in your provider's account and save it in Settings.",
+      setAt: k.providerRotatedAt ?? k.providerSetAt,
+      ...(k.providerRotatedAt ? { rotatedAt: k.providerRotatedAt } : {}),
+      ...(k.providerFingerprint ? { fingerprint: k.providerFingerprint } : {}),
+      how: "guided",
+      note: "Make a new key in your provider's account and paste it here. Clawkeeper checks it, switches your assistant to it, then asks you to delete the old one.",
+      ...(k.providerRunning ? { running: k.providerRunning, waitingForYou: true } : {}),
     });
   return out;
 }
@@ -153,6 +161,46 @@ export async function rotateKey(
   return stepThrough(k, r, emit, save);
 }
 
+/** The person's new provider key: checked, installed, verified; then it waits for them. */
+export async function rotateProviderKeyWith(
+  k: MockKeys,
+  secret: string,
+  running: boolean,
+  emit: (r: Rotation) => void,
+  save: () => void,
+): Promise<Rotation> {
+  if (!running)
+    throw problem(
+      "assistant_not_running",
+      "Your assistant isn't running, so the new key can't be checked.",
+      "Start it, then rotate again. Your keys are unchanged.",
+    );
+  if (!secret.startsWith("sk-"))
+    throw problem(
+      "rotation_rolled_back",
+      "The key was not changed: Making a new key: your provider refused the new key; check that you copied all of it.",
+      "Your old key still works. Fix what is said above, then rotate again.",
+    );
+  const r = rotation(k, "provider-key", k.nextId++);
+  r.oldFingerprint = k.providerFingerprint ?? "sha256:0b7e…41d2";
+  for (const step of ["mint", "install", "verify_new", "revoke_old"] as RotationStep[]) {
+    r.step = step;
+    r.updatedAt = new Date().toISOString();
+    if (step === "install") r.newFingerprint = fp();
+    emit({ ...r });
+    await wait(650);
+  }
+  r.error = "Cancelling the old key: The new key works. Now delete the old key at openrouter.ai/settings/keys — Clawkeeper then checks that it no longer works and finishes.";
+  k.providerRunning = r;
+  save();
+  emit({ ...r });
+  throw problem(
+    "rotation_needs_you",
+    "The new key works. Now delete the old key at openrouter.ai/settings/keys — Clawkeeper then checks that it no longer works and finishes.",
+    "Both keys work until then. Clawkeeper checks again by itself every few minutes; or press Check again.",
+  );
+}
+
 export async function rotateAll(k: MockKeys, running: boolean, emit: (r: Rotation) => void, save: () => void): Promise<RotateResult[]> {
   const out: RotateResult[] = [];
   for (const info of inventory(k)) {
@@ -172,6 +220,24 @@ export async function rotateAll(k: MockKeys, running: boolean, emit: (r: Rotatio
 }
 
 export async function resume(k: MockKeys, running: boolean, emit: (r: Rotation) => void, save: () => void): Promise<ResumeResult[]> {
+  const p = k.providerRunning;
+  if (p) {
+    // The preview's person has deleted the old key by now.
+    for (const step of ["verify_old", "commit"] as RotationStep[]) {
+      p.step = step;
+      p.error = null;
+      emit({ ...p });
+      await wait(650);
+    }
+    p.outcome = "done";
+    p.finishedAt = new Date().toISOString();
+    k.providerFingerprint = p.newFingerprint ?? fp();
+    k.providerRotatedAt = p.finishedAt;
+    delete k.providerRunning;
+    save();
+    emit({ ...p });
+    return [{ rotation: p }];
+  }
   const r = k.running;
   if (!r) return [];
   if (!running)

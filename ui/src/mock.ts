@@ -629,6 +629,7 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
       return r;
     });
   },
+  rotate_key_with: (a) => mockKeys.rotateProviderKeyWith(state.keys, String(a.secret), assistantUp(), emitRotation, save),
   rotate_all: () => mockKeys.rotateAll(state.keys, assistantUp(), emitRotation, save),
   rotations_resume: () => mockKeys.resume(state.keys, assistantUp(), emitRotation, save),
 

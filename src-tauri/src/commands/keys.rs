@@ -3,7 +3,7 @@
 //! `rotation` events; no secret crosses here, only labels, dates and fingerprints.
 
 use crate::Daemon;
-use clawkeeper_core::Problem;
+use clawkeeper_core::{Problem, Secret};
 use serde_json::{json, Value};
 use tauri::State;
 
@@ -19,6 +19,27 @@ pub async fn keys_inventory(daemon: State<'_, Daemon>) -> Result<Value, Problem>
 #[tracing::instrument(skip(daemon))]
 pub async fn rotate_key(daemon: State<'_, Daemon>, key: String) -> Result<Value, Problem> {
     daemon.0.call("rotate_key", json!({ "key": key })).await
+}
+
+/// A guided rotation: `key` (the model provider key, the Hetzner token) replaced by one the
+/// person made at the provider — a [`Secret`] at once, across only the daemon's 0600
+/// socket; the answer has no secret.
+#[tauri::command]
+#[tracing::instrument(skip(daemon, secret))]
+pub async fn rotate_key_with(
+    daemon: State<'_, Daemon>,
+    key: String,
+    secret: String,
+) -> Result<Value, Problem> {
+    let secret = Secret::new(secret);
+    daemon
+        .0
+        .call_with_secrets(
+            "rotate_key_with",
+            json!({ "key": key }),
+            &[("secret", &secret)],
+        )
+        .await
 }
 
 /// "Rotate all": every key that rotates in one click; the others listed as needing you.
