@@ -25,6 +25,7 @@
 pub mod driver;
 pub mod gateway_token;
 pub mod journal;
+pub mod remind;
 
 use crate::secret::Secret;
 use crate::vault::{SecretKind, SecretRef};
