@@ -7,6 +7,7 @@ use crate::problem::{Problem, UserFacing};
 use crate::rotation::driver::{Driver, Progress};
 use crate::rotation::gateway_token::LocalGatewayToken;
 use crate::rotation::journal::{self, Rotation};
+use crate::rotation::remind;
 use crate::rotation::{KeyId, Rotator};
 use crate::vault::SecretRef;
 use serde::Serialize;
@@ -46,6 +47,12 @@ pub struct KeyInfo {
     /// A rotation of it is unfinished (resumed by itself; "Try again" resumes it now).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running: Option<Rotation>,
+    /// When it is due for a change, by the reminder schedule (RFC 3339; none: never, or
+    /// its age is unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+    /// Due for a change now.
+    pub due: bool,
 }
 
 impl Clawkeeper {
@@ -155,6 +162,8 @@ impl Clawkeeper {
                     .iter()
                     .find(|r| r.instance_id == instance && r.key == key)
                     .cloned(),
+                due_at: None,
+                due: false,
             });
         };
         let vault = &self.inner.vault;
@@ -176,6 +185,15 @@ impl Clawkeeper {
                 HowToRotate::NotYet,
                 Some("Make a new key in your provider's account and save it in Settings."),
             );
+        }
+        let keys: Vec<(String, KeyId)> =
+            out.iter().map(|k| (k.instance_id.clone(), k.key)).collect();
+        let due = remind::status(store, &keys, time::OffsetDateTime::now_utc())
+            .await
+            .map_err(|e| e.problem())?;
+        for (k, d) in out.iter_mut().zip(due) {
+            k.due_at = d.due_at.map(remind::format_time);
+            k.due = d.due;
         }
         Ok(out)
     }
