@@ -170,6 +170,10 @@ impl Clawkeeper {
             })
             .collect();
         let Some((summary, body)) = remind::words(&listed) else {
+            tracing::debug!(
+                keys = keys.len(),
+                "rotation reminders: nothing to remind of"
+            );
             return Ok(None);
         };
         let detail = due
