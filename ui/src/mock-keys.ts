@@ -121,7 +121,7 @@ export function reminders(k: MockKeys): KeyReminders {
     defaultDays: DEFAULT_REMIND_DAYS,
     due,
     ...(next !== undefined ? { nextAt: new Date(next).toISOString() } : {}),
-    nextKeys: next === undefined ? [] : keys.filter((i) => i.dueAt && new Date(i.dueAt).getTime() <= next).map((i) => i.label),
+    nextKeys: next === undefined ? [] : keys.filter((i) => i.dueAt && new Date(i.dueAt).getTime() <= next + DAY).map((i) => i.label),
     againAfterDays: AGAIN_AFTER_DAYS,
   };
 }

@@ -36,7 +36,7 @@ pub struct Reminders {
     /// hour), None: none coming (never, or no key with a known age).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_at: Option<String>,
-    /// Which keys the next reminder is about.
+    /// Which keys the next reminder is about (those due by then or within a day after).
     pub next_keys: Vec<&'static str>,
     /// A key still not changed after a reminder is reminded of again after this many days.
     pub again_after_days: i64,
@@ -96,7 +96,10 @@ impl Clawkeeper {
             // A reminder names every key due at that time.
             Some(t) => states
                 .iter()
-                .filter(|k| k.due_at.is_some_and(|d| d <= t))
+                .filter(|k| {
+                    k.due_at
+                        .is_some_and(|d| d <= t + time::Duration::hours(remind::TOGETHER_HOURS))
+                })
                 .map(|k| k.key.label())
                 .collect(),
             None => Vec::new(),

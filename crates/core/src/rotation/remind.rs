@@ -25,6 +25,9 @@ pub const CHOICES: [u32; 3] = [30, 90, 180];
 pub const MAX_EVERY_DAYS: u32 = 3650;
 /// A key still not changed after a reminder is reminded of again after this many days.
 pub const AGAIN_AFTER_DAYS: i64 = 7;
+/// A reminder also names the keys that fall due within this many hours of it (keys saved
+/// the same day fall due together: one notification, not one an hour apart).
+pub const TOGETHER_HOURS: i64 = 24;
 
 /// `never` / `off` → no reminders; `1`…`3650` → every that many days. None: not a schedule.
 pub fn parse_every(s: &str) -> Option<Option<u32>> {
@@ -184,13 +187,17 @@ pub async fn take(
     now: OffsetDateTime,
 ) -> Result<Vec<KeyDue>> {
     let all = status(store, keys, now).await?;
-    let due: Vec<KeyDue> = all.into_iter().filter(|k| k.due).collect();
-    if !due
+    if !all
         .iter()
-        .any(|k| k.next_reminder.is_some_and(|t| t <= now))
+        .any(|k| k.due && k.next_reminder.is_some_and(|t| t <= now))
     {
         return Ok(Vec::new());
     }
+    let soon = now + Duration::hours(TOGETHER_HOURS);
+    let due: Vec<KeyDue> = all
+        .into_iter()
+        .filter(|k| k.due_at.is_some_and(|d| d <= soon))
+        .collect();
     let ages = journal::ages(store).await?;
     let at = format_time(now);
     for k in &due {
@@ -491,6 +498,28 @@ mod tests {
         let r = take(&store, &keys(), at).await.unwrap();
         assert_eq!(r.len(), 2);
         assert!(take(&store, &keys(), at + days(1))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn keys_falling_due_the_same_day_are_reminded_of_together() {
+        let (store, set) = store_with_token().await;
+        note_set(
+            &store,
+            "local",
+            KeyId::ProviderKey,
+            Some("sha256:cc"),
+            false,
+        )
+        .await
+        .unwrap();
+        // The token fell due a moment before the provider key: one reminder with both.
+        let r = take(&store, &keys(), set + days(90)).await.unwrap();
+        assert_eq!(r.len(), 2, "{r:?}");
+        // Not a second one when the provider key's own due time comes an instant later.
+        assert!(take(&store, &keys(), set + days(90) + Duration::hours(1))
             .await
             .unwrap()
             .is_empty());
