@@ -38,6 +38,8 @@ const COMMANDS: &[&str] = &[
     "provider_management_forget",
     "status_detail",
     "keys_inventory",
+    "key_reminders",
+    "set_key_reminders",
     "rotate_key",
     "rotate_key_with",
     "rotate_all",

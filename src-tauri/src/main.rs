@@ -108,6 +108,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::keys::rotate_key,
             commands::keys::rotate_key_with,
             commands::keys::rotate_all,
+            commands::keys::key_reminders,
+            commands::keys::set_key_reminders,
             commands::keys::rotations_resume,
             commands::window::open_window,
         ])

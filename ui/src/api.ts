@@ -418,6 +418,36 @@ export interface KeyInfo {
   running?: Rotation;
   /** That rotation waits for the person to delete the old key at the provider. */
   waitingForYou?: boolean;
+  /** RFC 3339: when it is due for a change by the reminder schedule (absent: never, or its age is unknown). */
+  dueAt?: string;
+  /** Due for a change now. */
+  due: boolean;
+}
+
+/** A key due for a change. */
+export interface DueKey {
+  instanceId: string;
+  key: KeyId;
+  label: string;
+  /** RFC 3339 */
+  dueAt: string;
+}
+
+/** The reminder schedule ("remind me to change keys every 90 days") and where the keys stand. */
+export interface KeyReminders {
+  /** Every so many days; null: never. */
+  everyDays: number | null;
+  /** What to offer (30, 90, 180). */
+  choices: number[];
+  defaultDays: number;
+  /** Keys due for a change now. */
+  due: DueKey[];
+  /** RFC 3339: the next reminder (now or earlier: within the hour); absent: none coming. */
+  nextAt?: string;
+  /** Labels of the keys the next reminder is about. */
+  nextKeys: string[];
+  /** A key still not changed after a reminder is reminded of again after this many days. */
+  againAfterDays: number;
 }
 
 /** One key's result of "Rotate all". */
@@ -453,6 +483,8 @@ export type BackendEvent =
   | { type: "spend_alert"; summary: string; body: string; alert: SpendAlert }
   /** A key rotation moved on a step (or ended): the progress view follows it. */
   | ({ type: "rotation" } & Rotation)
+  /** Keys are due for a change (the tray daemon shows it as a notification). */
+  | { type: "rotation_reminder"; summary: string; body: string; keys: KeyId[] }
   | {
       type: "chat";
       runId: string;
@@ -632,6 +664,10 @@ export const rotateKeyWith = (key: KeyId, secret: string) => call<Rotation>("rot
 export const rotateAll = () => call<RotateResult[]>("rotate_all");
 /** "Try again": carry on the unfinished rotations. */
 export const rotationsResume = () => call<ResumeResult[]>("rotations_resume");
+/** The reminder schedule and where the keys stand. */
+export const keyReminders = () => call<KeyReminders>("key_reminders");
+/** Remind every `everyDays` days, or never (null). */
+export const setKeyReminders = (everyDays: number | null) => call<KeyReminders>("set_key_reminders", { everyDays });
 
 // ---------- events ----------
 

@@ -8,16 +8,19 @@ import {
   type BackendEvent,
   type KeyId,
   type KeyInfo,
+  type KeyReminders,
   type ResumeResult,
   type RotateResult,
   type Rotation,
   ROTATION_STEP_LABELS,
   ROTATION_STEPS,
+  keyReminders,
   keysInventory,
   rotateAll,
   rotateKey,
   rotateKeyWith,
   rotationsResume,
+  setKeyReminders,
   toApiError,
 } from "./api";
 import { byId, errorPanel, fixFor, h, icon, type IconName } from "./ui";
@@ -50,6 +53,33 @@ export function ageWords(k: Pick<KeyInfo, "setAt" | "rotatedAt">, now = Date.now
   return "Never rotated";
 }
 
+/** "24 February 2027" in the person's own date format. */
+export function dateWords(iso: string): string {
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return "";
+  return t.toLocaleDateString(undefined, { day: "numeric", month: "long", year: "numeric" });
+}
+
+const lowerFirst = (s: string) => s.charAt(0).toLowerCase() + s.slice(1);
+const listWords = (items: string[]) =>
+  items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
+
+/** What the Keys section says under the schedule: which keys are due, or when the next reminder is. */
+export function reminderWords(r: KeyReminders, now = Date.now()): string {
+  if (r.everyDays === null)
+    return "No reminders. Your keys keep working; changing them now and then limits the harm if one ever leaks.";
+  if (r.due.length) {
+    const names = listWords(r.due.map((d) => lowerFirst(d.label)));
+    const verb = r.due.length === 1 ? "is" : "are";
+    return `Your ${names} ${verb} due for a change. Clawkeeper reminds you every ${r.againAfterDays} days until ${r.due.length === 1 ? "it is" : "they are"} changed.`;
+  }
+  if (r.nextAt && r.nextKeys.length) {
+    const when = new Date(r.nextAt).getTime() <= now ? "soon" : `on ${dateWords(r.nextAt)}`;
+    return `Next reminder ${when}, for your ${listWords(r.nextKeys.map(lowerFirst))}.`;
+  }
+  return "You'll be reminded once your assistant has keys.";
+}
+
 const HOW: Record<KeyInfo["how"], string> = {
   one_click: "Rotates in one click",
   guided: "Rotated with a few steps at the provider",
@@ -60,6 +90,9 @@ const HOW: Record<KeyInfo["how"], string> = {
 
 let keys: KeyInfo[] = [];
 let loadError: ApiError | undefined;
+let reminders: KeyReminders | undefined;
+/** The schedule couldn't be read or saved: said under it. */
+let remindError: ApiError | undefined;
 /** A rotation started from this page is running: every button waits. */
 let busy = false;
 /** The keys of the current (or last) run, in order, with their latest step. */
@@ -87,6 +120,8 @@ let resultBox: HTMLElement;
 let errorSlot: HTMLElement;
 let allBtn: HTMLButtonElement;
 let summary: HTMLElement;
+let remindSelect: HTMLSelectElement;
+let remindNext: HTMLElement;
 
 function labelOf(key: KeyId): string {
   return keys.find((k) => k.key === key)?.label ?? key;
@@ -99,6 +134,7 @@ function render() {
   renderList();
   renderProgress();
   renderResults();
+  renderReminders();
   const oneClick = keys.filter((k) => k.how === "one_click");
   allBtn.hidden = oneClick.length === 0;
   allBtn.disabled = busy;
@@ -107,7 +143,9 @@ function render() {
     ? "Rotating…"
     : keys.some((k) => k.running)
       ? "A change is unfinished"
-      : keys.length
+      : keys.some((k) => k.due)
+        ? `${keys.filter((k) => k.due).length} due for a change`
+        : keys.length
         ? `${keys.length} key${keys.length === 1 ? "" : "s"}`
         : "";
 }
@@ -205,6 +243,18 @@ function keyItem(k: KeyInfo): HTMLLIElement {
       h("div", {}, h("strong", { text: k.label })),
       h("div", { class: "item-sub", text: k.lives }),
       h("div", { class: "item-sub", "data-testid": "key-age", text: `${ageWords(k)} · ${HOW[k.how]}` }),
+      k.due && !k.running
+        ? h(
+            "div",
+            { class: "item-sub key-due", "data-testid": "key-due" },
+            icon("warn"),
+            h("span", {
+              text: reminders?.everyDays
+                ? `Due for a change: older than your ${reminders.everyDays}-day reminder`
+                : "Due for a change",
+            }),
+          )
+        : null,
       k.note ? h("div", { class: "item-sub", "data-testid": "key-note", text: k.note }) : null,
       form,
       running,
@@ -354,6 +404,38 @@ function renderResults() {
   );
 }
 
+function renderReminders() {
+  if (!remindSelect) return;
+  if (reminders) {
+    const value = reminders.everyDays === null ? "never" : String(reminders.everyDays);
+    // A schedule set elsewhere (the CLI: any number of days) is shown as it is.
+    if (![...remindSelect.options].some((o) => o.value === value))
+      remindSelect.append(h("option", { value, text: `Every ${value} days` }));
+    remindSelect.value = value;
+  }
+  remindSelect.disabled = !reminders;
+  remindNext.textContent = remindError
+    ? [remindError.message, remindError.hint].filter(Boolean).join(" ")
+    : reminders
+      ? reminderWords(reminders)
+      : "";
+}
+
+async function changeSchedule() {
+  const v = remindSelect.value;
+  const everyDays = v === "never" ? null : Number(v);
+  remindSelect.disabled = true;
+  try {
+    reminders = await setKeyReminders(everyDays);
+    remindError = undefined;
+    keys = await keysInventory();
+  } catch (e) {
+    remindError = toApiError(e);
+  }
+  render();
+  remindSelect.focus();
+}
+
 // ---------- what came of it ----------
 
 const words = (p?: ApiError) => [p?.message, p?.hint].filter(Boolean).join(" ");
@@ -475,11 +557,21 @@ export async function refreshKeys() {
   } catch (e) {
     loadError = toApiError(e);
   }
+  try {
+    reminders = await keyReminders();
+    remindError = undefined;
+  } catch (e) {
+    remindError = toApiError(e);
+  }
   render();
 }
 
 /** A `rotation` event: the step it is at (or its end). */
 export function onKeysEvent(e: BackendEvent) {
+  if (e.type === "rotation_reminder") {
+    if (!busy) void refreshKeys();
+    return;
+  }
   if (e.type !== "rotation") return;
   const { type: _t, ...r } = e;
   if (busy && run) {
@@ -519,6 +611,9 @@ export async function initKeys() {
   errorSlot = byId("keys-error");
   summary = byId("keys-summary");
   allBtn = byId<HTMLButtonElement>("keys-rotate-all");
+  remindSelect = byId<HTMLSelectElement>("keys-remind-every");
+  remindNext = byId("keys-remind-next");
+  remindSelect.addEventListener("change", () => void changeSchedule());
   resultBox.tabIndex = -1;
   allBtn.addEventListener("click", () => void rotateEverything());
   await refreshKeys();

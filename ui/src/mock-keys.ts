@@ -5,9 +5,10 @@
 //
 // Scenarios: `rotation-unfinished` has a rotation left half-way ("Finishing the last
 // change…"; Try again finishes it); `rotation-fails` turns the next rotation back at
-// "Checking that the new key works" (nothing changed).
+// "Checking that the new key works" (nothing changed); `keys-due` has a token older than
+// the 90-day reminder ("Due for a change").
 
-import type { ApiError, KeyId, KeyInfo, ResumeResult, RotateResult, Rotation, RotationStep } from "./api";
+import type { ApiError, KeyId, KeyInfo, KeyReminders, ResumeResult, RotateResult, Rotation, RotationStep } from "./api";
 import { ROTATION_STEPS } from "./api";
 
 export interface MockKeys {
@@ -25,7 +26,13 @@ export interface MockKeys {
   /** The next rotation turns back. */
   failNext?: boolean;
   nextId: number;
+  /** The reminder schedule in days; null: never; absent: the default (90). */
+  remindDays?: number | null;
 }
+
+const DEFAULT_REMIND_DAYS = 90;
+const AGAIN_AFTER_DAYS = 7;
+const DAY = 86_400_000;
 
 const daysAgo = (d: number) => new Date(Date.now() - d * 86_400_000).toISOString();
 const fp = () => `sha256:${Math.random().toString(16).slice(2, 6)}…${Math.random().toString(16).slice(2, 6)}`;
@@ -41,6 +48,7 @@ export function keysScenario(name: string): MockKeys {
       attempts: 4,
     };
   if (name === "rotation-fails") k.failNext = true;
+  if (name === "keys-due") k.gatewaySetAt = daysAgo(120);
   return k;
 }
 
@@ -64,8 +72,19 @@ function rotation(k: MockKeys, key: KeyId, id: number): Rotation {
   };
 }
 
+const every = (k: MockKeys) => (k.remindDays === undefined ? DEFAULT_REMIND_DAYS : k.remindDays);
+
+/** When a key set at `setAt` is due, as the core's `remind::due_of` has it. */
+function dueOf(k: MockKeys, setAt: string | undefined): { dueAt?: string; due: boolean } {
+  const days = every(k);
+  if (days === null || !setAt) return { due: false };
+  const at = new Date(setAt).getTime() + days * DAY;
+  return { dueAt: new Date(at).toISOString(), due: at <= Date.now() };
+}
+
 export function inventory(k: MockKeys): KeyInfo[] {
   const out: KeyInfo[] = [];
+  const gatewaySet = k.gatewayRotatedAt ?? k.gatewaySetAt;
   if (k.gatewaySetAt)
     out.push({
       instanceId: "local",
@@ -77,6 +96,7 @@ export function inventory(k: MockKeys): KeyInfo[] {
       fingerprint: k.fingerprint,
       how: "one_click",
       ...(k.running ? { running: k.running } : {}),
+      ...dueOf(k, gatewaySet),
     });
   if (k.providerSetAt)
     out.push({
@@ -90,8 +110,35 @@ export function inventory(k: MockKeys): KeyInfo[] {
       how: "guided",
       note: "Make a new key in your provider's account and paste it here. Clawkeeper checks it, switches your assistant to it, then asks you to delete the old one.",
       ...(k.providerRunning ? { running: k.providerRunning, waitingForYou: true } : {}),
+      ...dueOf(k, k.providerRotatedAt ?? k.providerSetAt),
     });
   return out;
+}
+
+/** The schedule and where the keys stand (the preview never reminds, so "due" keys are due now). */
+export function reminders(k: MockKeys): KeyReminders {
+  const keys = inventory(k).filter((i) => !i.running);
+  const due = keys.filter((i) => i.due && i.dueAt).map((i) => ({ instanceId: i.instanceId, key: i.key, label: i.label, dueAt: i.dueAt as string }));
+  const next = keys
+    .filter((i) => i.dueAt)
+    .map((i) => (i.due ? Date.now() : new Date(i.dueAt as string).getTime()))
+    .sort((a, b) => a - b)[0];
+  return {
+    everyDays: every(k),
+    choices: [30, 90, 180],
+    defaultDays: DEFAULT_REMIND_DAYS,
+    due,
+    ...(next !== undefined ? { nextAt: new Date(next).toISOString() } : {}),
+    nextKeys: next === undefined ? [] : keys.filter((i) => i.dueAt && new Date(i.dueAt).getTime() <= next + DAY).map((i) => i.label),
+    againAfterDays: AGAIN_AFTER_DAYS,
+  };
+}
+
+export function setReminders(k: MockKeys, everyDays: unknown): KeyReminders {
+  if (everyDays !== null && (typeof everyDays !== "number" || everyDays < 1 || everyDays > 3650))
+    throw problem("remind_input", "That isn't a reminder schedule.", "Choose never, or a number of days from 1 to 3650 (30, 90 or 180 in the app).");
+  k.remindDays = everyDays as number | null;
+  return reminders(k);
 }
 
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -6,6 +6,7 @@
 //   fresh | installing | stopped | healthy (default) | degraded | error | locked
 //   capped (paused at the spend cap) | usage-error (the last usage update failed)
 //   rotation-unfinished (a key rotation left half-way) | rotation-fails (the next one turns back)
+//   | keys-due (the access token is older than the 90-day reminder)
 // Usage: `fresh` has none yet; every other scenario has a seeded 90-day history.
 // The state is kept in sessionStorage so it survives moving between pages.
 
@@ -632,6 +633,13 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
   rotate_key_with: (a) => mockKeys.rotateProviderKeyWith(state.keys, String(a.secret), assistantUp(), emitRotation, save),
   rotate_all: () => mockKeys.rotateAll(state.keys, assistantUp(), emitRotation, save),
   rotations_resume: () => mockKeys.resume(state.keys, assistantUp(), emitRotation, save),
+  key_reminders: () => mockKeys.reminders(state.keys),
+  set_key_reminders: (a) => {
+    const r = mockKeys.setReminders(state.keys, a.everyDays ?? null);
+    log("Changed the key reminders", r.everyDays === null ? "Never" : `Every ${r.everyDays} days`);
+    save();
+    return r;
+  },
 
   open_window: (a) => {
     location.href = `./${String(a.name)}.html${a.section ? `#${String(a.section)}` : ""}`;

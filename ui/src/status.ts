@@ -431,6 +431,7 @@ function onBackendEvent(e: BackendEvent) {
       onUsageEvent(e);
       break;
     case "rotation":
+    case "rotation_reminder":
       onKeysEvent(e);
       break;
     case "chat":

@@ -81,7 +81,8 @@ enum Command {
     /// What the assistant used: tokens and cost by day, model, channel or conversation.
     Usage(usage::UsageArgs),
     /// Replace keys: one (`rotate gateway-token`), all that rotate in one click (`--all`),
-    /// or list them with their ages (`--list`). Finishes an interrupted rotation first.
+    /// or list them with their ages and when each is due (`--list`); `--remind 90|never`
+    /// sets the reminder schedule. Finishes an interrupted rotation first.
     Rotate(rotate::RotateArgs),
 }
 

@@ -3,7 +3,7 @@
 
 use crate::fail;
 use anyhow::{bail, Result};
-use clawkeeper_core::app::{Clawkeeper, Event};
+use clawkeeper_core::app::{Clawkeeper, Event, Reminders};
 use clawkeeper_core::rotation::KeyId;
 
 #[derive(clap::Args)]
@@ -24,24 +24,66 @@ pub struct RotateArgs {
     /// then waits for you to delete the old one there.
     #[arg(long, conflicts_with_all = ["all", "list", "resume"])]
     new_key_stdin: bool,
+    /// Remind to change the keys every DAYS days (30, 90, 180, …), or `never`.
+    #[arg(long, value_name = "DAYS|never", conflicts_with_all = ["key", "all", "list", "resume"])]
+    remind: Option<String>,
+}
+
+/// "every 90 days; next reminder 2027-03-01 (Assistant access token)".
+fn reminder_line(r: &Reminders) -> String {
+    let every = match r.every_days {
+        Some(n) => format!("every {n} days"),
+        None => return "Reminders to change keys: never.".into(),
+    };
+    let next = match &r.next_at {
+        Some(_) if !r.due.is_empty() => format!(
+            "due now: {} (reminded again every {} days until changed)",
+            r.due.iter().map(|d| d.label).collect::<Vec<_>>().join(", "),
+            r.again_after_days
+        ),
+        Some(at) => format!(
+            "next reminder {} ({})",
+            at.get(..10).unwrap_or(at),
+            r.next_keys.join(", ")
+        ),
+        None => "no key with a known age yet".into(),
+    };
+    format!("Reminders to change keys: {every}; {next}.")
 }
 
 pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
+    if let Some(words) = &args.remind {
+        let r = app.set_key_reminders_from(words).await.map_err(fail)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            println!("{}", reminder_line(&r));
+        }
+        return Ok(());
+    }
     if args.list {
         let keys = app.keys_inventory().await.map_err(fail)?;
+        let reminders = app.key_reminders().await.map_err(fail)?;
         if json {
             println!("{}", serde_json::to_string_pretty(&keys)?);
         } else {
             for k in keys {
+                let due = match (&k.due_at, k.due) {
+                    (Some(_), true) => "DUE now".to_owned(),
+                    (Some(at), false) => format!("due {}", at.get(..10).unwrap_or(at)),
+                    (None, _) => "-".to_owned(),
+                };
                 println!(
-                    "{:<16} {:<28} set {:<26} rotated {:<26} {:?}",
+                    "{:<16} {:<28} set {:<26} rotated {:<26} {:<16} {:?}",
                     k.key.as_str(),
                     k.label,
                     k.set_at.as_deref().unwrap_or("-"),
                     k.rotated_at.as_deref().unwrap_or("never"),
+                    due,
                     k.how
                 );
             }
+            println!("{}", reminder_line(&reminders));
         }
         return Ok(());
     }

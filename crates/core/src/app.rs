@@ -3,12 +3,14 @@
 //! The person's own servers are in [`server`].
 
 mod detail;
+mod reminders;
 mod rotation;
 mod server;
 mod tailnet;
 mod usage;
 
 pub use detail::{HostFacts, StatusDetail, UpdateView};
+pub use reminders::{DueKey, Reminder, Reminders};
 pub use rotation::{HowToRotate, KeyInfo, RotateResult};
 pub use server::{
     server_summary, CloudOptions, Deleted, GrantView, IssuedView, Login, ScannedHost, ServerCheck,
@@ -100,6 +102,9 @@ pub enum Event {
     },
     /// A key rotation moved on (its journal row: the next step, or how it ended).
     Rotation(crate::rotation::journal::Rotation),
+    /// Keys are due for a change (the person's reminder schedule): the tray daemon shows it
+    /// as a notification that opens the Keys section.
+    RotationReminder(Reminder),
 }
 
 /// Which assistant the chat window and the tray talk to, and how the app reaches it.
@@ -546,6 +551,14 @@ impl Clawkeeper {
         };
         let key = Secret::new(input.api_key.expose().trim());
         let key_ref = self.inner.instance.provider_key_ref();
+        let before = self
+            .inner
+            .store
+            .provider(LOCAL_ID)
+            .await
+            .ok()
+            .flatten()
+            .map(|p| p.key_fingerprint);
         self.inner
             .vault
             .store(&key_ref, &key)
@@ -565,6 +578,18 @@ impl Clawkeeper {
             })
             .await
             .map_err(|e| problem(&e))?;
+        // Its age (the Keys section, the rotation reminders): a different key than before
+        // is a change, the same one saved again is not.
+        if before.as_deref() != Some(fingerprint.as_str()) {
+            let _ = crate::rotation::journal::note_set(
+                &self.inner.store,
+                LOCAL_ID,
+                crate::rotation::KeyId::ProviderKey,
+                Some(&fingerprint),
+                before.is_some(),
+            )
+            .await;
+        }
         let _ = audit::append(
             &self.inner.store,
             Some(LOCAL_ID),

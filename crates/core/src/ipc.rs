@@ -390,6 +390,17 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
             to_value(core.rotate_with(key, secret).await?)
         }
         "rotate_all" => to_value(core.rotate_all().await?),
+        "key_reminders" => to_value(core.key_reminders().await?),
+        "set_key_reminders" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct P {
+                /// null: never
+                every_days: Option<u32>,
+            }
+            let P { every_days } = params(p)?;
+            to_value(core.set_key_reminders(every_days).await?)
+        }
         "rotations_resume" => {
             let results: Vec<Value> = core
                 .rotations_resume()

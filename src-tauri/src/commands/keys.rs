@@ -55,3 +55,24 @@ pub async fn rotate_all(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
 pub async fn rotations_resume(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
     daemon.0.call("rotations_resume", json!({})).await
 }
+
+/// The reminder schedule ("remind me to change keys every 90 days"), the keys due now and
+/// when the next reminder is.
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn key_reminders(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
+    daemon.0.call("key_reminders", json!({})).await
+}
+
+/// Set the reminder schedule: every `every_days` days, or never (`null`).
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn set_key_reminders(
+    daemon: State<'_, Daemon>,
+    every_days: Option<u32>,
+) -> Result<Value, Problem> {
+    daemon
+        .0
+        .call("set_key_reminders", json!({ "everyDays": every_days }))
+        .await
+}

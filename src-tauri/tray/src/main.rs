@@ -140,6 +140,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     watch_usage(&core, tray.clone());
     // A key rotation a crash or a reboot interrupted is finished once the assistant is up.
     core.watch_rotations(std::time::Duration::from_secs(600));
+    watch_reminders(&daemon);
     watch_status(&core, tray);
     handle_signals(actions.clone());
     first_run_or_start(&daemon);
@@ -600,6 +601,38 @@ fn watch_usage(core: &Clawkeeper, tray: TrayHandle) {
             }
         }
     });
+}
+
+/// How often the rotation reminders are looked at (and at start).
+const REMIND_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Rotation reminders (decided and noted by the core, once per due key): a notification
+/// whose click opens the Keys section, as the tray's "Rotate keys…" does.
+fn watch_reminders(daemon: &Arc<Daemon>) {
+    use clawkeeper_core::app::Event;
+    let mut rx = daemon.core.events();
+    let actions = daemon.actions.clone();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(Event::RotationReminder(r)) => {
+                    let actions = actions.clone();
+                    notify::show_opening(
+                        notify::Notice {
+                            summary: r.summary,
+                            body: r.body,
+                        },
+                        move || {
+                            let _ = actions.send(Action::RotateKeys);
+                        },
+                    );
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    daemon.core.watch_reminders(REMIND_EVERY);
 }
 
 fn stop_from_tray(core: &Clawkeeper) {

@@ -104,6 +104,32 @@ pub fn show(notice: Notice) {
     });
 }
 
+/// Show a notification that does `on_click` when the person clicks it (its default
+/// action; "Open" where the desktop shows actions as buttons). The thread waits for the
+/// click or the notification closing.
+pub fn show_opening(notice: Notice, on_click: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        let result = notify_rust::Notification::new()
+            .appname("Clawkeeper")
+            .summary(&notice.summary)
+            .body(&notice.body)
+            .action("default", "Open")
+            .show();
+        match result {
+            Ok(handle) => {
+                tracing::info!(summary = %notice.summary, "notification shown");
+                handle.wait_for_action(|action| {
+                    if action == "default" {
+                        tracing::info!(summary = %notice.summary, "notification clicked");
+                        on_click();
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "could not show a notification"),
+        }
+    });
+}
+
 pub fn show_problem(summary: &str, p: &Problem) {
     show(Notice {
         summary: summary.to_owned(),

@@ -10,6 +10,7 @@ use crate::rotation::gateway_token::LocalGatewayToken;
 use crate::rotation::journal::{self, Rotation};
 use crate::rotation::local_config::LocalConfig;
 use crate::rotation::provider_key::{waits_for_person, KeyCheck, LocalProviderKey, Mint};
+use crate::rotation::remind;
 use crate::rotation::{KeyId, Rotator};
 use crate::secret::Secret;
 use crate::store::ProviderKind;
@@ -58,6 +59,12 @@ pub struct KeyInfo {
     /// again" once they did).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub waiting_for_you: bool,
+    /// When it is due for a change, by the reminder schedule (RFC 3339; none: never, or
+    /// its age is unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+    /// Due for a change now.
+    pub due: bool,
 }
 
 impl Clawkeeper {
@@ -289,6 +296,8 @@ impl Clawkeeper {
                 note,
                 waiting_for_you: running.as_ref().is_some_and(waits_for_person),
                 running,
+                due_at: None,
+                due: false,
             });
         };
         let vault = &self.inner.vault;
@@ -327,6 +336,15 @@ impl Clawkeeper {
                 HowToRotate::Guided,
                 Some("Make a new token in the Hetzner Console (your project → Security → API tokens, Read & Write) and paste it here. Clawkeeper checks it, then asks you to delete the old one."),
             );
+        }
+        let keys: Vec<(String, KeyId)> =
+            out.iter().map(|k| (k.instance_id.clone(), k.key)).collect();
+        let due = remind::status(store, &keys, time::OffsetDateTime::now_utc())
+            .await
+            .map_err(|e| e.problem())?;
+        for (k, d) in out.iter_mut().zip(due) {
+            k.due_at = d.due_at.map(remind::format_time);
+            k.due = d.due;
         }
         Ok(out)
     }

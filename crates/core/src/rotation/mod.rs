@@ -28,6 +28,7 @@ pub mod gateway_token;
 pub mod journal;
 pub mod local_config;
 pub mod provider_key;
+pub mod remind;
 
 use crate::secret::Secret;
 use crate::vault::{SecretKind, SecretRef};
