@@ -25,6 +25,7 @@
 pub mod driver;
 pub mod gateway_token;
 pub mod journal;
+pub mod ssh_key;
 
 use crate::secret::Secret;
 use crate::vault::{SecretKind, SecretRef};
@@ -204,6 +205,13 @@ impl Ctx<'_> {
 pub trait Rotator: Send + Sync {
     fn key(&self) -> KeyId;
 
+    /// How the journal, the audit log and the keys list name a secret of this kind: never
+    /// the secret, only a short digest of it (an SSH key: its public key's fingerprint, as
+    /// the server's records and `ssh-keygen -l` show it).
+    fn fingerprint(&self, secret: &Secret) -> String {
+        secret.fingerprint()
+    }
+
     /// A new secret. May note in `ctx.detail` what it made (e.g. the provider's id of a new
     /// key), so that [`Rotator::discard`] can remove it.
     fn mint<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a, Secret>;
@@ -237,6 +245,9 @@ pub trait Rotator: Send + Sync {
 impl<R: Rotator + ?Sized> Rotator for &R {
     fn key(&self) -> KeyId {
         (**self).key()
+    }
+    fn fingerprint(&self, secret: &Secret) -> String {
+        (**self).fingerprint(secret)
     }
     fn mint<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a, Secret> {
         (**self).mint(ctx)
