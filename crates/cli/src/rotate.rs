@@ -19,6 +19,10 @@ pub struct RotateArgs {
     /// Only finish rotations an earlier run left unfinished (the app does this by itself).
     #[arg(long, conflicts_with_all = ["key", "all", "list"])]
     resume: bool,
+    /// Whose key: `local` (the assistant on this computer) or a server's id (as given to
+    /// `connect` or `deploy`), e.g. `rotate ssh-key --instance server`.
+    #[arg(long, default_value = "local", conflicts_with_all = ["all", "list", "resume"])]
+    instance: String,
 }
 
 pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
@@ -29,7 +33,8 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
         } else {
             for k in keys {
                 println!(
-                    "{:<16} {:<28} set {:<26} rotated {:<26} {:?}",
+                    "{:<12} {:<16} {:<28} set {:<26} rotated {:<26} {:?}",
+                    k.instance_id,
                     k.key.as_str(),
                     k.label,
                     k.set_at.as_deref().unwrap_or("-"),
@@ -102,15 +107,20 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
     let Some(key) = KeyId::parse(&name) else {
         bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node.");
     };
-    let r = app.rotate(key).await.map_err(fail)?;
+    let started = std::time::Instant::now();
+    let r = app
+        .rotate_instance(&args.instance, key)
+        .await
+        .map_err(fail)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         println!(
-            "Rotated the {}: {} replaced by {}; the old one is refused.",
+            "Rotated the {}: {} replaced by {}; the old one is refused. ({:.1} s)",
             key.label(),
             r.old_fingerprint.as_deref().unwrap_or("-"),
-            r.new_fingerprint.as_deref().unwrap_or("-")
+            r.new_fingerprint.as_deref().unwrap_or("-"),
+            started.elapsed().as_secs_f64()
         );
     }
     Ok(())

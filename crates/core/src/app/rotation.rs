@@ -7,8 +7,9 @@ use crate::problem::{Problem, UserFacing};
 use crate::rotation::driver::{Driver, Progress};
 use crate::rotation::gateway_token::LocalGatewayToken;
 use crate::rotation::journal::{self, Rotation};
+use crate::rotation::ssh_key::ServerSshKey;
 use crate::rotation::{KeyId, Rotator};
-use crate::vault::SecretRef;
+use crate::vault::{SecretKind, SecretRef};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -68,6 +69,11 @@ impl Clawkeeper {
                 url: self.inner.instance.url(),
                 entry: self.inner.instance.token_ref(),
             })),
+            (LOCAL_ID, _) => None,
+            (server, KeyId::SshKey) => Some(Box::new(ServerSshKey {
+                store: self.inner.store.clone(),
+                instance: server.to_owned(),
+            })),
             _ => None,
         }
     }
@@ -75,6 +81,11 @@ impl Clawkeeper {
     /// Rotate `key` of this computer's assistant (or finish its unfinished rotation).
     pub async fn rotate(&self, key: KeyId) -> Result<Rotation, Problem> {
         self.rotate_in(LOCAL_ID, key, None).await
+    }
+
+    /// Rotate `key` of `instance` (this computer's assistant, `local`, or a server's id).
+    pub async fn rotate_instance(&self, instance: &str, key: KeyId) -> Result<Rotation, Problem> {
+        self.rotate_in(instance, key, None).await
     }
 
     async fn rotate_in(
@@ -97,6 +108,9 @@ impl Clawkeeper {
                 Some("Start it, then rotate again. Your keys are unchanged."),
             ));
         }
+        if instance != LOCAL_ID {
+            self.server_reachable(instance).await?;
+        }
         let r = self
             .rotation_driver()
             .rotate(rotator.as_ref(), instance, batch)
@@ -104,6 +118,37 @@ impl Clawkeeper {
             .map_err(|e| e.problem())?;
         tracing::info!(key = key.as_str(), instance, "rotated");
         Ok(r)
+    }
+
+    /// A server's key is changed only while the server answers (and lets the app in): the
+    /// new key must be checked on it before the old one goes.
+    async fn server_reachable(&self, instance: &str) -> Result<(), Problem> {
+        let store = &self.inner.store;
+        match crate::ssh::hosts::get(store, instance).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(Problem::new(
+                    "server_unknown",
+                    format!("No server called {instance:?} is connected to Clawkeeper."),
+                    Some("Pick one from the keys list."),
+                ))
+            }
+            Err(e) => return Err(e.problem()),
+        }
+        match crate::server::open_session(store, &self.inner.vault, instance).await {
+            Ok(s) => {
+                s.close().await;
+                Ok(())
+            }
+            Err(e) => {
+                let p = e.problem();
+                Err(Problem::new(
+                    &p.code,
+                    format!("The server's key can't be changed now: {}", p.message),
+                    Some("Nothing was changed now; the key in use keeps working. Rotate again once the server answers."),
+                ))
+            }
+        }
     }
 
     /// This computer's gateway is up (run by this process or another: the tray daemon,
@@ -137,18 +182,28 @@ impl Clawkeeper {
         let ages = journal::ages(store).await.map_err(|e| e.problem())?;
         let running = journal::unfinished(store).await.map_err(|e| e.problem())?;
         let mut out = Vec::new();
-        let mut push = |instance: &str, key: KeyId, lives: &'static str, how, note| {
+        // `known`: when it was set and its fingerprint, from elsewhere than a rotation (a
+        // server's record), for a key never rotated.
+        let mut push = |instance: &str,
+                        key: KeyId,
+                        lives: &'static str,
+                        how,
+                        note,
+                        known: Option<(String, Option<String>)>| {
             let age = ages
                 .iter()
                 .find(|a| a.instance_id == instance && a.key == key);
+            let (known_at, known_fp) = known.unzip();
             out.push(KeyInfo {
                 instance_id: instance.to_owned(),
                 key,
                 label: key.label(),
                 lives,
-                set_at: age.map(|a| a.set_at.clone()),
+                set_at: age.map(|a| a.set_at.clone()).or(known_at),
                 rotated_at: age.and_then(|a| a.rotated_at.clone()),
-                fingerprint: age.and_then(|a| a.fingerprint.clone()),
+                fingerprint: age
+                    .and_then(|a| a.fingerprint.clone())
+                    .or(known_fp.flatten()),
                 how,
                 note,
                 running: running
@@ -166,6 +221,7 @@ impl Clawkeeper {
                 "Your keychain; your assistant's settings name it, never hold it",
                 HowToRotate::OneClick,
                 None,
+                None,
             );
         }
         if has(self.inner.instance.provider_key_ref()).await {
@@ -175,7 +231,52 @@ impl Clawkeeper {
                 "Your keychain, and your model provider's account",
                 HowToRotate::NotYet,
                 Some("Make a new key in your provider's account and save it in Settings."),
+                None,
             );
+        }
+        // The servers: Clawkeeper's login key rotates in one click; the rest not yet.
+        let servers: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM instances WHERE target IN ('ssh', 'cloud') ORDER BY created_at, id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .map_err(|e| crate::store::Error::from(e).problem())?;
+        for id in servers {
+            let Ok(Some(host)) = crate::ssh::hosts::get(store, &id).await else {
+                continue;
+            };
+            if has(SecretRef::new(SecretKind::SshKey, &id)).await {
+                push(
+                    &id,
+                    KeyId::SshKey,
+                    "Your keychain; the server's list of allowed keys has only its public half",
+                    HowToRotate::OneClick,
+                    None,
+                    Some((host.pinned_at.clone(), host.app_key_fingerprint.clone())),
+                );
+            }
+            if has(SecretRef::new(SecretKind::GatewayToken, &id)).await {
+                push(
+                    &id,
+                    KeyId::GatewayToken,
+                    "Your keychain, and a private file on the server",
+                    HowToRotate::NotYet,
+                    Some(
+                        "Changing the assistant's token on a server isn't possible from here yet.",
+                    ),
+                    None,
+                );
+            }
+            if matches!(crate::tailnet::server::get(store, &id).await, Ok(Some(_))) {
+                push(
+                    &id,
+                    KeyId::TailscaleNode,
+                    "On the server only; your tailnet lists its device",
+                    HowToRotate::NotYet,
+                    Some("Not from here yet. To renew it by hand, remove the server's device in your Tailscale admin page, then put the server on your tailnet again."),
+                    None,
+                );
+            }
         }
         Ok(out)
     }
