@@ -621,7 +621,9 @@ export const providerManagementForget = (days: number) => call<UsageView>("provi
 /** Every key the assistant depends on: where it lives, how old, how it rotates. */
 export const keysInventory = () => call<KeyInfo[]>("keys_inventory");
 /** "Rotate": the finished rotation, or an ApiError (rotation_rolled_back: nothing changed; rotation_pending: finishing later). */
-export const rotateKey = (key: KeyId) => call<Rotation>("rotate_key", { key });
+/** `instanceId`: a server's id; this computer's assistant when absent. */
+export const rotateKey = (key: KeyId, instanceId?: string) =>
+  call<Rotation>("rotate_key", { key, instanceId });
 /** "Rotate all": every one-click key, one after the other; the others as `needs_you`. */
 export const rotateAll = () => call<RotateResult[]>("rotate_all");
 /** "Try again": carry on the unfinished rotations. */
