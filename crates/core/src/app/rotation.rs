@@ -117,7 +117,28 @@ impl Clawkeeper {
             .await
             .map_err(|e| e.problem())?;
         tracing::info!(key = key.as_str(), instance, "rotated");
+        self.after_rotation(&r).await;
         Ok(r)
+    }
+
+    /// After a server's SSH key changed: the chat's SSH connection to it (logged in with the
+    /// old key) is closed, so the next one logs in with the new key; the gateway client
+    /// reconnects through the same tunnel by itself.
+    async fn after_rotation(&self, r: &Rotation) {
+        if r.key != KeyId::SshKey || r.outcome != Some(journal::Outcome::Done) {
+            return;
+        }
+        let link = self
+            .inner
+            .chat
+            .lock()
+            .await
+            .as_ref()
+            .filter(|c| c.server.as_deref() == Some(r.instance_id.as_str()))
+            .and_then(|c| c.link.clone());
+        if let Some(link) = link {
+            link.reset().await;
+        }
     }
 
     /// A server's key is changed only while the server answers (and lets the app in): the
@@ -168,12 +189,14 @@ impl Clawkeeper {
             }
             this.rotator(&r.instance_id, r.key)
         };
-        self.rotation_driver()
-            .resume_all(&rotator_for)
-            .await
-            .into_iter()
-            .map(|(r, res)| (r, res.map_err(|e| e.problem())))
-            .collect()
+        let mut out = Vec::new();
+        for (r, res) in self.rotation_driver().resume_all(&rotator_for).await {
+            if let Ok(done) = &res {
+                self.after_rotation(done).await;
+            }
+            out.push((r, res.map_err(|e| e.problem())));
+        }
+        out
     }
 
     /// Every secret the instances depend on: where it lives, how old, how it rotates.
