@@ -54,9 +54,15 @@ fn public_line(key: &PrivateKey) -> StepResult<String> {
     keys::public_line(key.public_key()).map_err(|e| StepError::Permanent(e.to_string()))
 }
 
+/// The reason [`ServerSshKey::login`] gives for a server Clawkeeper no longer knows.
+const NOT_CONNECTED: &str = "this server is no longer connected to Clawkeeper";
+
 /// How a failed login or command counts.
 fn classify(e: &ssh::Error) -> StepError {
     match e {
+        ssh::Error::Session { reason, .. } if reason == NOT_CONNECTED => {
+            StepError::Permanent(e.to_string())
+        }
         ssh::Error::Unreachable { .. }
         | ssh::Error::Timeout { .. }
         | ssh::Error::Session { .. }
@@ -118,7 +124,7 @@ impl ServerSshKey {
             .await?
             .ok_or_else(|| ssh::Error::Session {
                 target: self.instance.clone(),
-                reason: "this server hasn't been connected yet".into(),
+                reason: NOT_CONNECTED.into(),
             })?;
         Session::connect(&rec.target, &rec.host_key, &Auth::Key(Arc::new(key))).await
     }
@@ -218,10 +224,18 @@ impl Rotator for ServerSshKey {
             session.close().await;
             match out {
                 Ok(o) if o.success() => Ok(()),
-                Ok(o) => Err(StepError::Permanent(format!(
-                    "the server let the new key in but ran no command ({})",
-                    o.tail(2)
-                ))),
+                Ok(o) => {
+                    let said = o.tail(2);
+                    Err(StepError::Permanent(format!(
+                        "the server let the new key in but didn't run a command with it ({})",
+                        if said.is_empty() {
+                            o.code
+                                .map_or("no exit status".into(), |c| format!("exit status {c}"))
+                        } else {
+                            said
+                        }
+                    )))
+                }
                 Err(e) => Err(StepError::Transient(format!(
                     "the server stopped answering ({e})"
                 ))),
@@ -260,6 +274,10 @@ impl Rotator for ServerSshKey {
         Box::pin(async move {
             // Lost before it was saved: nothing of it can be on the server.
             let Some(new) = ctx.new else { return Ok(()) };
+            // The server was removed from Clawkeeper (its key taken off it then): nothing to undo.
+            if matches!(hosts::get(&self.store, &self.instance).await, Ok(None)) {
+                return Ok(());
+            }
             self.remove(
                 new,
                 ctx.old,

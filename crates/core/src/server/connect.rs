@@ -250,8 +250,14 @@ pub async fn forget(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Res
     // only what was really there.
     let present = vault.list().await?;
     let imported = format!("{instance_id}-imported");
+    let rotating = crate::rotation::staging(&SecretRef::new(SecretKind::SshKey, instance_id));
     for (kind, key, what) in [
         (SecretKind::SshKey, instance_id, "Clawkeeper's key for it"),
+        (
+            SecretKind::SshKey,
+            rotating.instance.as_str(),
+            "The new key of an unfinished key change",
+        ),
         (
             SecretKind::SshKey,
             imported.as_str(),
@@ -277,6 +283,18 @@ pub async fn forget(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Res
                 removed.push(format!("From your keychain: {what}"))
             }
             Err(e) => return Err(e.into()),
+        }
+    }
+    // A key change of it that didn't finish has nothing left to finish.
+    for r in crate::rotation::journal::unfinished(store).await? {
+        if r.instance_id == instance_id {
+            let _ = crate::rotation::journal::finish(
+                store,
+                r.id,
+                crate::rotation::journal::Outcome::RolledBack,
+                Some("the server was removed from Clawkeeper"),
+            )
+            .await;
         }
     }
     sqlx::query("DELETE FROM instances WHERE id = ?")
