@@ -13,8 +13,14 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// A binary built by `cargo build --workspace` (clawkeeper-cli, clawkeeper-keyhelper, …).
+/// `CLAWKEEPER_TEST_BIN_DIR` names another folder to take them from: a target dir shared
+/// by several checkouts gets its `target/debug/<bin>` overwritten by whichever built last,
+/// so a run can copy its own binaries aside first.
 pub fn bin(name: &str) -> PathBuf {
-    target_dir().join(name)
+    match std::env::var_os("CLAWKEEPER_TEST_BIN_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join(name),
+        _ => target_dir().join(name),
+    }
 }
 
 /// The pre-installed OpenClaw runtime (scripts/setup.sh --test), if this run has one.

@@ -11,6 +11,8 @@
 //!   it. Meanwhile a key the keychain holds logs in; afterwards the same end state.
 //! - sshd stopped between install and verify: the rotation waits with both keys in the
 //!   keychain (and both lines on the server), and finishes once sshd is back.
+//! - The new key lets the app in but runs no command (a `command="false"` option put on its
+//!   line): the rotation is undone, the new line removed over the old key, the old kept.
 //! - Planted-secret scan: no private key, old or new, in the data folder (SQLite and its
 //!   WAL included), the CLI's output at debug level, the audit log, the journal, or any
 //!   process's arguments or environment; nor anywhere on the server.
@@ -408,6 +410,37 @@ async fn ssh_key_rotation_end_to_end_and_crash_safe() {
         now.expose(),
         next.expose(),
         "the new key was kept and committed"
+    );
+
+    step("the new key can't run a command (refused before the revoke): undone, old key kept");
+    let before = now;
+    kill(run.stopped_at("ssh-key:verify_new", &marker));
+    let next = vault.read(&staging(&entry())).await.unwrap();
+    seen.push(next.clone());
+    let line = public_line(&next);
+    let blob = line.split_whitespace().nth(1).unwrap();
+    // An option on the new line: sshd lets the key in but runs `false` whatever is asked.
+    host.inspect_ok(&format!(
+        "sed -i 's|^ssh-ed25519 {blob}|command=\"false\" ssh-ed25519 {blob}|' /root/.ssh/authorized_keys"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(app_lines(&host).await.len(), 2);
+    let (ok, text) = run.run(&["rotate", "--resume"], "info");
+    assert!(ok, "{text}");
+    assert!(text.contains("Undid"), "{text}");
+    let now = settled(&store, &vault, &host, &next, "undone").await;
+    assert_eq!(now.expose(), before.expose(), "the old key stays");
+    let last = journal::recent(&store, 1).await.unwrap();
+    assert_eq!(
+        last[0].outcome,
+        Some(journal::Outcome::RolledBack),
+        "{last:?}"
+    );
+    let audit = clawkeeper_core::audit::recent(&store, 5).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "rotation.undone"),
+        "{audit:?}"
     );
 
     step("no private key, old or new, on disk, in output, audit, journal or processes");
