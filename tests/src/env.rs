@@ -12,9 +12,11 @@ pub fn target_dir() -> PathBuf {
     dir
 }
 
-/// A binary built by `cargo build --workspace` (clawkeeper-cli, clawkeeper-keyhelper, …):
-/// in `CLAWKEEPER_TEST_BIN_DIR` when set (a private copy, for checkouts that share one
-/// target directory and so overwrite each other's binaries), else beside the test binary.
+/// A binary built by `cargo build --workspace` (clawkeeper-cli, clawkeeper-keyhelper, …).
+/// `CLAWKEEPER_TEST_BIN_DIR` names another folder to take them from: a target dir shared
+/// by several checkouts gets its `target/debug/<bin>` overwritten by whichever built last,
+/// so a run can put its own binaries aside first (hard links, `cp -l`: no extra disk;
+/// cargo replaces the file rather than writing into it).
 pub fn bin(name: &str) -> PathBuf {
     match std::env::var_os("CLAWKEEPER_TEST_BIN_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir).join(name),

@@ -655,7 +655,9 @@ export const providerManagementForget = (days: number) => call<UsageView>("provi
 /** Every key the assistant depends on: where it lives, how old, how it rotates. */
 export const keysInventory = () => call<KeyInfo[]>("keys_inventory");
 /** "Rotate": the finished rotation, or an ApiError (rotation_rolled_back: nothing changed; rotation_pending: finishing later). */
-export const rotateKey = (key: KeyId) => call<Rotation>("rotate_key", { key });
+/** `instanceId`: a server's id; this computer's assistant when absent. */
+export const rotateKey = (key: KeyId, instanceId?: string) =>
+  call<Rotation>("rotate_key", { key, instanceId });
 /** A guided rotation: `key` (the model provider key, the Hetzner token) replaced by one the
  * person made at the provider (checked there first); the rotation then waits for them to
  * delete the old one (`rotation_needs_you`). */

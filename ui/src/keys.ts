@@ -95,11 +95,18 @@ let reminders: KeyReminders | undefined;
 let remindError: ApiError | undefined;
 /** A rotation started from this page is running: every button waits. */
 let busy = false;
+/** Which key of which instance: the key's id for this computer's assistant (`gateway-token`),
+ * `<server id>/<key>` for a server's (`srv/ssh-key`). */
+type Slot = string;
+const LOCAL = "local";
+const slotOf = (instanceId: string, key: KeyId): Slot =>
+  instanceId === LOCAL ? key : `${instanceId}/${key}`;
+
 /** The keys of the current (or last) run, in order, with their latest step. */
-let run: { keys: { key: KeyId; label: string }[]; rotations: Map<KeyId, Rotation> } | undefined;
+let run: { keys: { slot: Slot; label: string }[]; rotations: Map<Slot, Rotation> } | undefined;
 
 interface Shown {
-  key: KeyId;
+  slot: Slot;
   label: string;
   tone: "ok" | "warn" | "bad";
   title: string;
@@ -123,8 +130,14 @@ let summary: HTMLElement;
 let remindSelect: HTMLSelectElement;
 let remindNext: HTMLElement;
 
-function labelOf(key: KeyId): string {
-  return keys.find((k) => k.key === key)?.label ?? key;
+/** A key's name on this page: a server's keys say which server. */
+function shownLabel(k: Pick<KeyInfo, "instanceId" | "label">): string {
+  return k.instanceId === LOCAL ? k.label : `${k.label} · server ${k.instanceId}`;
+}
+
+function labelOf(slot: Slot): string {
+  const k = keys.find((k) => slotOf(k.instanceId, k.key) === slot);
+  return k ? shownLabel(k) : slot;
 }
 
 // ---------- rendering ----------
@@ -167,17 +180,20 @@ function renderList() {
 }
 
 function keyItem(k: KeyInfo): HTMLLIElement {
+  const slot = slotOf(k.instanceId, k.key);
+  const domId = slot.replace(/[^A-Za-z0-9_-]/g, "-");
+  const label = shownLabel(k);
   const side =
     k.how === "one_click"
       ? h("button", {
           type: "button",
-          id: `key-rotate-${k.key}`,
+          id: `key-rotate-${domId}`,
           class: "btn btn-secondary btn-small",
-          "data-testid": `key-rotate-${k.key}`,
-          "aria-label": `Rotate ${k.label}`,
-          text: busy && run?.keys.some((r) => r.key === k.key) ? "Rotating…" : "Rotate",
+          "data-testid": `key-rotate-${domId}`,
+          "aria-label": `Rotate ${label}`,
+          text: busy && run?.keys.some((r) => r.slot === slot) ? "Rotating…" : "Rotate",
           disabled: busy || Boolean(k.running),
-          on: { click: () => void rotateOne(k.key) },
+          on: { click: () => void rotateOne(k) },
         })
       : k.how === "guided" && (k.key === "provider-key" || k.key === "cloud-token")
         ? h("button", {
@@ -185,7 +201,7 @@ function keyItem(k: KeyInfo): HTMLLIElement {
             id: `key-change-${k.key}`,
             class: "btn btn-secondary btn-small",
             "data-testid": `key-change-${k.key}`,
-            "aria-label": `Change ${k.label}`,
+            "aria-label": `Change ${label}`,
             "aria-expanded": String(changing === k.key),
             text: "Change…",
             disabled: busy || Boolean(k.running),
@@ -202,7 +218,7 @@ function keyItem(k: KeyInfo): HTMLLIElement {
   const running = k.running
     ? h(
         "div",
-        { class: "notice warn mt-quarter", id: `key-running-${k.key}`, "data-testid": "key-running" },
+        { class: "notice warn mt-quarter", id: `key-running-${domId}`, "data-testid": "key-running" },
         icon("pending"),
         h(
           "div",
@@ -235,12 +251,12 @@ function keyItem(k: KeyInfo): HTMLLIElement {
     : null;
   return h(
     "li",
-    { class: "key", "data-key": k.key, "data-how": k.how },
+    { class: "key", "data-key": k.key, "data-instance": k.instanceId, "data-how": k.how },
     icon("key"),
     h(
       "div",
       { class: "item-main" },
-      h("div", {}, h("strong", { text: k.label })),
+      h("div", {}, h("strong", { text: label })),
       h("div", { class: "item-sub", text: k.lives }),
       h("div", { class: "item-sub", "data-testid": "key-age", text: `${ageWords(k)} · ${HOW[k.how]}` }),
       k.due && !k.running
@@ -292,7 +308,7 @@ function changeForm(k: KeyInfo): HTMLElement {
       return;
     }
     changing = undefined;
-    void changeWith(k.key, secret);
+    void changeWith(k, secret);
   };
   return h(
     "form",
@@ -332,8 +348,8 @@ function renderProgress() {
     return;
   }
   progress.hidden = false;
-  const blocks = run.keys.map(({ key, label }) => {
-    const r = run?.rotations.get(key);
+  const blocks = run.keys.map(({ slot, label }) => {
+    const r = run?.rotations.get(slot);
     const at = r ? ROTATION_STEPS.indexOf(r.step) : -1;
     const finished = r?.outcome === "done";
     const back = r?.direction === "rollback" || r?.outcome === "rolled_back";
@@ -354,7 +370,7 @@ function renderProgress() {
     });
     return h(
       "div",
-      { class: "progress-wrap", "data-key": key },
+      { class: "progress-wrap", "data-key": slot },
       h("p", {}, h("strong", { text: label }), r ? "" : h("span", { class: "muted", text: " — waiting its turn" })),
       h("progress", {
         max: String(ROTATION_STEPS.length),
@@ -390,7 +406,7 @@ function renderResults() {
       ...results.map((r) =>
         h(
           "li",
-          { class: `notice ${r.tone}`, "data-key": r.key, "data-result": r.tone },
+          { class: `notice ${r.tone}`, "data-key": r.slot, "data-result": r.tone },
           icon(TONE_ICON[r.tone]),
           h(
             "div",
@@ -440,60 +456,64 @@ async function changeSchedule() {
 
 const words = (p?: ApiError) => [p?.message, p?.hint].filter(Boolean).join(" ");
 
-function unchanged(key: KeyId, label: string, p?: ApiError): Shown {
-  return { key, label, tone: "bad", title: "Not changed — your old key still works", text: words(p) };
+function unchanged(slot: Slot, label: string, p?: ApiError): Shown {
+  return { slot, label, tone: "bad", title: "Not changed — your old key still works", text: words(p) };
 }
-function pending(key: KeyId, label: string, p?: ApiError): Shown {
-  return { key, label, tone: "warn", title: "Finishing later", text: words(p) };
+function pending(slot: Slot, label: string, p?: ApiError): Shown {
+  return { slot, label, tone: "warn", title: "Finishing later", text: words(p) };
 }
-function rotated(key: KeyId, label: string): Shown {
-  return { key, label, tone: "ok", title: "Rotated", text: "The new key is in use and saved in your keychain; the old one no longer works." };
+function rotated(slot: Slot, label: string): Shown {
+  return { slot, label, tone: "ok", title: "Rotated", text: "The new key is in use and saved in your keychain; the old one no longer works." };
 }
 
 /** A rotation's end, as said to the person. */
 function fromRotation(r: Rotation, label: string): Shown {
-  if (r.outcome === "done") return rotated(r.key, label);
+  const slot = slotOf(r.instanceId, r.key);
+  if (r.outcome === "done") return rotated(slot, label);
   if (r.outcome === "rolled_back")
-    return unchanged(r.key, label, r.error ? { code: "rotation_rolled_back", message: r.error } : undefined);
-  return pending(r.key, label, r.error ? { code: "rotation_pending", message: r.error } : undefined);
+    return unchanged(slot, label, r.error ? { code: "rotation_rolled_back", message: r.error } : undefined);
+  return pending(slot, label, r.error ? { code: "rotation_pending", message: r.error } : undefined);
 }
 
-function needsYou(key: KeyId, label: string, p?: ApiError): Shown {
-  return { key, label, tone: "warn", title: "One more step: delete the old key", text: words(p) };
+function needsYou(slot: Slot, label: string, p?: ApiError): Shown {
+  return { slot, label, tone: "warn", title: "One more step: delete the old key", text: words(p) };
 }
 
-function fromProblem(key: KeyId, label: string, p: ApiError): Shown {
-  if (p.code === "rotation_needs_you") return needsYou(key, label, p);
-  return p.code === "rotation_pending" ? pending(key, label, p) : unchanged(key, label, p);
+function fromProblem(slot: Slot, label: string, p: ApiError): Shown {
+  if (p.code === "rotation_needs_you") return needsYou(slot, label, p);
+  return p.code === "rotation_pending" ? pending(slot, label, p) : unchanged(slot, label, p);
 }
 
 function fromResult(r: RotateResult): Shown {
+  const slot = slotOf(r.instanceId, r.key);
+  const label = shownLabel(r);
   switch (r.result) {
     case "rotated":
-      return rotated(r.key, r.label);
+      return rotated(slot, label);
     case "pending":
-      return pending(r.key, r.label, r.problem);
+      return pending(slot, label, r.problem);
     case "needs_you":
       return r.problem?.code === "rotation_needs_you"
-        ? needsYou(r.key, r.label, r.problem)
-        : { key: r.key, label: r.label, tone: "warn", title: "Needs you", text: r.problem?.message ?? "It can't be rotated from here yet." };
+        ? needsYou(slot, label, r.problem)
+        : { slot, label, tone: "warn", title: "Needs you", text: r.problem?.message ?? "It can't be rotated from here yet." };
     default:
-      return unchanged(r.key, r.label, r.problem);
+      return unchanged(slot, label, r.problem);
   }
 }
 
 function fromResume(r: ResumeResult): Shown {
-  const label = labelOf(r.rotation.key);
-  return r.problem ? fromProblem(r.rotation.key, label, r.problem) : fromRotation(r.rotation, label);
+  const slot = slotOf(r.rotation.instanceId, r.rotation.key);
+  const label = labelOf(slot);
+  return r.problem ? fromProblem(slot, label, r.problem) : fromRotation(r.rotation, label);
 }
 
 // ---------- actions ----------
 
 /** Run a rotation from this page: buttons wait, the steps show, then what came of it. */
-async function during(runKeys: KeyId[], work: () => Promise<Shown[]>) {
+async function during(runKeys: Slot[], work: () => Promise<Shown[]>) {
   if (busy) return;
   busy = true;
-  run = { keys: runKeys.map((key) => ({ key, label: labelOf(key) })), rotations: new Map() };
+  run = { keys: runKeys.map((slot) => ({ slot, label: labelOf(slot) })), rotations: new Map() };
   results = undefined;
   render();
   progressTitle.focus();
@@ -510,39 +530,41 @@ async function during(runKeys: KeyId[], work: () => Promise<Shown[]>) {
   }
 }
 
-async function rotateOne(key: KeyId) {
-  await during([key], async () => {
+async function rotateOne(k: KeyInfo) {
+  const slot = slotOf(k.instanceId, k.key);
+  await during([slot], async () => {
     try {
-      const r = await rotateKey(key);
-      return [fromRotation(r, labelOf(key))];
+      const r = await rotateKey(k.key, k.instanceId === LOCAL ? undefined : k.instanceId);
+      return [fromRotation(r, labelOf(slot))];
     } catch (e) {
-      return [fromProblem(key, labelOf(key), toApiError(e))];
+      return [fromProblem(slot, labelOf(slot), toApiError(e))];
     }
   });
 }
 
-async function changeWith(key: KeyId, secret: string) {
-  await during([key], async () => {
+async function changeWith(k: KeyInfo, secret: string) {
+  const slot = slotOf(k.instanceId, k.key);
+  await during([slot], async () => {
     try {
-      const r = await rotateKeyWith(key, secret);
-      return [fromRotation(r, labelOf(key))];
+      const r = await rotateKeyWith(k.key, secret);
+      return [fromRotation(r, labelOf(slot))];
     } catch (e) {
-      return [fromProblem(key, labelOf(key), toApiError(e))];
+      return [fromProblem(slot, labelOf(slot), toApiError(e))];
     }
   });
 }
 
 async function rotateEverything() {
-  const oneClick = keys.filter((k) => k.how === "one_click").map((k) => k.key);
+  const oneClick = keys.filter((k) => k.how === "one_click").map((k) => slotOf(k.instanceId, k.key));
   await during(oneClick, async () => (await rotateAll()).map(fromResult));
 }
 
 async function resume() {
-  const unfinished = keys.filter((k) => k.running).map((k) => k.key);
+  const unfinished = keys.filter((k) => k.running).map((k) => slotOf(k.instanceId, k.key));
   await during(unfinished, async () => {
     const done = await rotationsResume();
     if (!done.length) {
-      return unfinished.map((k) => ({ key: k, label: labelOf(k), tone: "ok" as const, title: "Already finished" }));
+      return unfinished.map((slot) => ({ slot, label: labelOf(slot), tone: "ok" as const, title: "Already finished" }));
     }
     return done.map(fromResume);
   });
@@ -575,8 +597,9 @@ export function onKeysEvent(e: BackendEvent) {
   if (e.type !== "rotation") return;
   const { type: _t, ...r } = e;
   if (busy && run) {
-    if (!run.keys.some((k) => k.key === r.key)) run.keys.push({ key: r.key, label: labelOf(r.key) });
-    run.rotations.set(r.key, r);
+    const slot = slotOf(r.instanceId, r.key);
+    if (!run.keys.some((k) => k.slot === slot)) run.keys.push({ slot, label: labelOf(slot) });
+    run.rotations.set(slot, r);
     renderProgress();
   } else if (r.outcome) {
     // Finished by itself in the background (after a restart, or the daemon's retry).

@@ -27,6 +27,10 @@ pub struct RotateArgs {
     /// Remind to change the keys every DAYS days (30, 90, 180, …), or `never`.
     #[arg(long, value_name = "DAYS|never", conflicts_with_all = ["key", "all", "list", "resume"])]
     remind: Option<String>,
+    /// Whose key: `local` (the assistant on this computer) or a server's id (as given to
+    /// `connect` or `deploy`), e.g. `rotate ssh-key --instance server`.
+    #[arg(long, default_value = "local", conflicts_with_all = ["all", "list", "resume"])]
+    instance: String,
 }
 
 /// "every 90 days; next reminder 2027-03-01 (Assistant access token)".
@@ -74,7 +78,8 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
                     (None, _) => "-".to_owned(),
                 };
                 println!(
-                    "{:<16} {:<28} set {:<26} rotated {:<26} {:<16} {:?}",
+                    "{:<12} {:<16} {:<28} set {:<26} rotated {:<26} {:<16} {:?}",
+                    k.instance_id,
                     k.key.as_str(),
                     k.label,
                     k.set_at.as_deref().unwrap_or("-"),
@@ -149,6 +154,7 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
     let Some(key) = KeyId::parse(&name) else {
         bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token.");
     };
+    let started = std::time::Instant::now();
     let r = if args.new_key_stdin {
         if !matches!(key, KeyId::ProviderKey | KeyId::CloudToken) {
             bail!("--new-key-stdin is for provider-key and cloud-token; the other keys are made by Clawkeeper.");
@@ -160,16 +166,19 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
         crate::zeroize_string(&mut text);
         app.rotate_with(key, new_key).await.map_err(fail)?
     } else {
-        app.rotate(key).await.map_err(fail)?
+        app.rotate_instance(&args.instance, key)
+            .await
+            .map_err(fail)?
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         println!(
-            "Rotated the {}: {} replaced by {}; the old one is refused.",
+            "Rotated the {}: {} replaced by {}; the old one is refused. ({:.1} s)",
             key.label(),
             r.old_fingerprint.as_deref().unwrap_or("-"),
-            r.new_fingerprint.as_deref().unwrap_or("-")
+            r.new_fingerprint.as_deref().unwrap_or("-"),
+            started.elapsed().as_secs_f64()
         );
     }
     Ok(())

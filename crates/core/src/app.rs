@@ -149,6 +149,8 @@ struct ChatLink {
     address: Option<String>,
     since: std::time::Instant,
     gw: Gateway,
+    /// The server's SSH link the tunnel runs over (SSH path only).
+    link: Option<crate::server::ServerLink>,
     _tunnel: Option<crate::ssh::Tunnel>,
     _proxy: Option<crate::tailnet::TailnetProxy>,
 }
@@ -1065,6 +1067,7 @@ impl Clawkeeper {
         let mut proxy = None;
         let mut path = Path::Local;
         let mut via_address = None;
+        let mut ssh_link = None;
         let (gw, tunnel) = match &server {
             None => {
                 let token = crate::rotation::token_source(
@@ -1103,7 +1106,9 @@ impl Clawkeeper {
                             id,
                         );
                         let tunnel = link.gateway_tunnel().await.map_err(|e| problem(&e))?;
-                        (link.gateway(&tunnel), Some(tunnel))
+                        let gw = link.gateway(&tunnel);
+                        ssh_link = Some(link);
+                        (gw, Some(tunnel))
                     }
                 }
             }
@@ -1142,6 +1147,7 @@ impl Clawkeeper {
             address: via_address,
             since: std::time::Instant::now(),
             gw: gw.clone(),
+            link: ssh_link,
             _tunnel: tunnel,
             _proxy: proxy,
         });

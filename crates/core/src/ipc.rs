@@ -359,10 +359,13 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
         "keys_inventory" => to_value(core.keys_inventory().await?),
         "rotate_key" => {
             #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
             struct P {
                 key: String,
+                /// `local` when absent; else a server's id.
+                instance_id: Option<String>,
             }
-            let P { key } = params(p)?;
+            let P { key, instance_id } = params(p)?;
             let key = crate::rotation::KeyId::parse(&key).ok_or_else(|| {
                 Problem::new(
                     "rotation_input",
@@ -370,7 +373,8 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
                     Some("Pick one from the keys list."),
                 )
             })?;
-            to_value(core.rotate(key).await?)
+            let instance = instance_id.as_deref().unwrap_or(crate::local::LOCAL_ID);
+            to_value(core.rotate_instance(instance, key).await?)
         }
         "rotate_key_with" => {
             #[derive(Deserialize)]

@@ -14,11 +14,22 @@ pub async fn keys_inventory(daemon: State<'_, Daemon>) -> Result<Value, Problem>
     daemon.0.call("keys_inventory", json!({})).await
 }
 
-/// "Rotate": replace one key (`gateway-token`, …) with a new one.
+/// "Rotate": replace one key (`gateway-token`, …) of this computer's assistant or of a
+/// server (`instance_id`) with a new one.
 #[tauri::command]
 #[tracing::instrument(skip(daemon))]
-pub async fn rotate_key(daemon: State<'_, Daemon>, key: String) -> Result<Value, Problem> {
-    daemon.0.call("rotate_key", json!({ "key": key })).await
+pub async fn rotate_key(
+    daemon: State<'_, Daemon>,
+    key: String,
+    instance_id: Option<String>,
+) -> Result<Value, Problem> {
+    daemon
+        .0
+        .call(
+            "rotate_key",
+            json!({ "key": key, "instanceId": instance_id }),
+        )
+        .await
 }
 
 /// A guided rotation: `key` (the model provider key, the Hetzner token) replaced by one the

@@ -11,6 +11,7 @@ use crate::rotation::journal::{self, Rotation};
 use crate::rotation::local_config::LocalConfig;
 use crate::rotation::provider_key::{waits_for_person, KeyCheck, LocalProviderKey, Mint};
 use crate::rotation::remind;
+use crate::rotation::ssh_key::ServerSshKey;
 use crate::rotation::{KeyId, Rotator};
 use crate::secret::Secret;
 use crate::store::ProviderKind;
@@ -120,6 +121,11 @@ impl Clawkeeper {
                     .filter(|b| !b.is_empty()),
                 given,
             })),
+            (LOCAL_ID, _) => None,
+            (server, KeyId::SshKey) => Some(Box::new(ServerSshKey {
+                store: self.inner.store.clone(),
+                instance: server.to_owned(),
+            })),
             _ => None,
         }
     }
@@ -160,14 +166,7 @@ impl Clawkeeper {
 
     /// Rotate `key` of this computer's assistant (or finish its unfinished rotation).
     pub async fn rotate(&self, key: KeyId) -> Result<Rotation, Problem> {
-        if key == KeyId::CloudToken {
-            return Err(Problem::new(
-                "rotation_guided",
-                "Clawkeeper can't make a Hetzner token: make a new one in the Hetzner Console (your project → Security → API tokens), then paste it.",
-                Some("In the Keys section press Change…, or run clawkeeper-cli rotate cloud-token --new-key-stdin."),
-            ));
-        }
-        self.rotate_in(LOCAL_ID, key, None, None).await
+        self.rotate_instance(LOCAL_ID, key).await
     }
 
     /// Replace this computer's model provider key with `new_key`, one the person made at
@@ -203,6 +202,18 @@ impl Clawkeeper {
         self.rotate_in(instance, key, None, Some(new_key)).await
     }
 
+    /// Rotate `key` of `instance` (this computer's assistant, `local`, or a server's id).
+    pub async fn rotate_instance(&self, instance: &str, key: KeyId) -> Result<Rotation, Problem> {
+        if key == KeyId::CloudToken {
+            return Err(Problem::new(
+                "rotation_guided",
+                "Clawkeeper can't make a Hetzner token: make a new one in the Hetzner Console (your project → Security → API tokens), then paste it.",
+                Some("In the Keys section press Change…, or run clawkeeper-cli rotate cloud-token --new-key-stdin."),
+            ));
+        }
+        self.rotate_in(instance, key, None, None).await
+    }
+
     async fn rotate_in(
         &self,
         instance: &str,
@@ -224,13 +235,68 @@ impl Clawkeeper {
                 Some("Start it, then rotate again. Your keys are unchanged."),
             ));
         }
+        if instance != LOCAL_ID && instance != HETZNER_ACCOUNT {
+            self.server_reachable(instance).await?;
+        }
         let r = self
             .rotation_driver()
             .rotate(rotator.as_ref(), instance, batch)
             .await
             .map_err(|e| e.problem())?;
         tracing::info!(key = key.as_str(), instance, "rotated");
+        self.after_rotation(&r).await;
         Ok(r)
+    }
+
+    /// After a server's SSH key changed: the chat's SSH connection to it (logged in with the
+    /// old key) is closed, so the next one logs in with the new key; the gateway client
+    /// reconnects through the same tunnel by itself.
+    async fn after_rotation(&self, r: &Rotation) {
+        if r.key != KeyId::SshKey || r.outcome != Some(journal::Outcome::Done) {
+            return;
+        }
+        let link = self
+            .inner
+            .chat
+            .lock()
+            .await
+            .as_ref()
+            .filter(|c| c.server.as_deref() == Some(r.instance_id.as_str()))
+            .and_then(|c| c.link.clone());
+        if let Some(link) = link {
+            link.reset().await;
+        }
+    }
+
+    /// A server's key is changed only while the server answers (and lets the app in): the
+    /// new key must be checked on it before the old one goes.
+    async fn server_reachable(&self, instance: &str) -> Result<(), Problem> {
+        let store = &self.inner.store;
+        match crate::ssh::hosts::get(store, instance).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(Problem::new(
+                    "server_unknown",
+                    format!("No server called {instance:?} is connected to Clawkeeper."),
+                    Some("Pick one from the keys list."),
+                ))
+            }
+            Err(e) => return Err(e.problem()),
+        }
+        match crate::server::open_session(store, &self.inner.vault, instance).await {
+            Ok(s) => {
+                s.close().await;
+                Ok(())
+            }
+            Err(e) => {
+                let p = e.problem();
+                Err(Problem::new(
+                    &p.code,
+                    format!("The server's key can't be changed now: {}", p.message),
+                    Some("Nothing was changed now; the key in use keeps working. Rotate again once the server answers."),
+                ))
+            }
+        }
     }
 
     /// This computer's gateway is up (run by this process or another: the tray daemon,
@@ -265,6 +331,9 @@ impl Clawkeeper {
                     Some("Clawkeeper finishes it by itself once the assistant runs; the key in use works meanwhile."),
                 )),
             };
+            if let Ok(done) = &result {
+                self.after_rotation(done).await;
+            }
             out.push((r, result));
         }
         out
@@ -276,10 +345,18 @@ impl Clawkeeper {
         let ages = journal::ages(store).await.map_err(|e| e.problem())?;
         let running = journal::unfinished(store).await.map_err(|e| e.problem())?;
         let mut out = Vec::new();
-        let mut push = |instance: &str, key: KeyId, lives: &'static str, how, note| {
+        // `known`: when it was set and its fingerprint, from elsewhere than a rotation (a
+        // server's record), for a key never rotated.
+        let mut push = |instance: &str,
+                        key: KeyId,
+                        lives: &'static str,
+                        how,
+                        note,
+                        known: Option<(String, Option<String>)>| {
             let age = ages
                 .iter()
                 .find(|a| a.instance_id == instance && a.key == key);
+            let (known_at, known_fp) = known.unzip();
             let running = running
                 .iter()
                 .find(|r| r.instance_id == instance && r.key == key)
@@ -289,9 +366,11 @@ impl Clawkeeper {
                 key,
                 label: key.label(),
                 lives,
-                set_at: age.map(|a| a.set_at.clone()),
+                set_at: age.map(|a| a.set_at.clone()).or(known_at),
                 rotated_at: age.and_then(|a| a.rotated_at.clone()),
-                fingerprint: age.and_then(|a| a.fingerprint.clone()),
+                fingerprint: age
+                    .and_then(|a| a.fingerprint.clone())
+                    .or(known_fp.flatten()),
                 how,
                 note,
                 waiting_for_you: running.as_ref().is_some_and(waits_for_person),
@@ -308,6 +387,7 @@ impl Clawkeeper {
                 KeyId::GatewayToken,
                 "Your keychain; your assistant's settings name it, never hold it",
                 HowToRotate::OneClick,
+                None,
                 None,
             );
         }
@@ -326,6 +406,7 @@ impl Clawkeeper {
                 "Your keychain, and your model provider's account",
                 how,
                 note,
+                None,
             );
         }
         if has(SecretRef::new(SecretKind::CloudToken, HETZNER_ACCOUNT)).await {
@@ -335,7 +416,52 @@ impl Clawkeeper {
                 "Your keychain; Clawkeeper uses it to create and delete your servers at Hetzner",
                 HowToRotate::Guided,
                 Some("Make a new token in the Hetzner Console (your project → Security → API tokens, Read & Write) and paste it here. Clawkeeper checks it, then asks you to delete the old one."),
+                None,
             );
+        }
+        // The servers: Clawkeeper's login key rotates in one click; the rest not yet.
+        let servers: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM instances WHERE target IN ('ssh', 'cloud') ORDER BY created_at, id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .map_err(|e| crate::store::Error::from(e).problem())?;
+        for id in servers {
+            let Ok(Some(host)) = crate::ssh::hosts::get(store, &id).await else {
+                continue;
+            };
+            if has(SecretRef::new(SecretKind::SshKey, &id)).await {
+                push(
+                    &id,
+                    KeyId::SshKey,
+                    "Your keychain; the server's list of allowed keys has only its public half",
+                    HowToRotate::OneClick,
+                    None,
+                    Some((host.pinned_at.clone(), host.app_key_fingerprint.clone())),
+                );
+            }
+            if has(SecretRef::new(SecretKind::GatewayToken, &id)).await {
+                push(
+                    &id,
+                    KeyId::GatewayToken,
+                    "Your keychain, and a private file on the server",
+                    HowToRotate::NotYet,
+                    Some(
+                        "Changing the assistant's token on a server isn't possible from here yet.",
+                    ),
+                    None,
+                );
+            }
+            if matches!(crate::tailnet::server::get(store, &id).await, Ok(Some(_))) {
+                push(
+                    &id,
+                    KeyId::TailscaleNode,
+                    "On the server only; your tailnet lists its device",
+                    HowToRotate::NotYet,
+                    Some("Not from here yet. To renew it by hand, remove the server's device in your Tailscale admin page, then put the server on your tailnet again."),
+                    None,
+                );
+            }
         }
         let keys: Vec<(String, KeyId)> =
             out.iter().map(|k| (k.instance_id.clone(), k.key)).collect();

@@ -198,12 +198,9 @@ impl Driver {
     ) -> Result<Rotation> {
         let key = rotator.key();
         let old_fp = match key.secret_kind() {
-            Some(kind) => Some(
-                self.keys
-                    .read(&SecretRef::new(kind, instance))
-                    .await?
-                    .fingerprint(),
-            ),
+            Some(kind) => {
+                Some(rotator.fingerprint(&self.keys.read(&SecretRef::new(kind, instance)).await?))
+            }
             None => None,
         };
         let rotation = journal::begin(&self.store, instance, key, batch, old_fp.as_deref()).await?;
@@ -318,7 +315,7 @@ impl Driver {
         let outcome = match step {
             Step::Mint => match rotator.mint(&mut ctx).await {
                 Ok(minted) => {
-                    let fp = minted.fingerprint();
+                    let fp = rotator.fingerprint(&minted);
                     if let Some((_, next)) = self.refs(r) {
                         if let Err(e) = self.keys.store(&next, &minted).await {
                             // Not kept: discard what was minted, then say so.
@@ -424,7 +421,7 @@ impl Driver {
                 }
                 None => {
                     // Crashed after the staging entry was deleted: the entry must hold it.
-                    let in_place = self.keys.read(&primary).await?.fingerprint();
+                    let in_place = rotator.fingerprint(&self.keys.read(&primary).await?);
                     if Some(in_place) != r.new_fingerprint {
                         return Err(Error::Pending(
                             "the new key is missing from your keychain".into(),

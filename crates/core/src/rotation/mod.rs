@@ -29,6 +29,7 @@ pub mod journal;
 pub mod local_config;
 pub mod provider_key;
 pub mod remind;
+pub mod ssh_key;
 
 use crate::secret::Secret;
 use crate::vault::{SecretKind, SecretRef};
@@ -218,6 +219,13 @@ impl Ctx<'_> {
 pub trait Rotator: Send + Sync {
     fn key(&self) -> KeyId;
 
+    /// How the journal, the audit log and the keys list name a secret of this kind: never
+    /// the secret, only a short digest of it (an SSH key: its public key's fingerprint, as
+    /// the server's records and `ssh-keygen -l` show it).
+    fn fingerprint(&self, secret: &Secret) -> String {
+        secret.fingerprint()
+    }
+
     /// A new secret. May note in `ctx.detail` what it made (e.g. the provider's id of a new
     /// key), so that [`Rotator::discard`] can remove it.
     fn mint<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a, Secret>;
@@ -251,6 +259,9 @@ pub trait Rotator: Send + Sync {
 impl<R: Rotator + ?Sized> Rotator for &R {
     fn key(&self) -> KeyId {
         (**self).key()
+    }
+    fn fingerprint(&self, secret: &Secret) -> String {
+        (**self).fingerprint(secret)
     }
     fn mint<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a, Secret> {
         (**self).mint(ctx)

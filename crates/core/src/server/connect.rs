@@ -250,8 +250,14 @@ pub async fn forget(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Res
     // only what was really there.
     let present = vault.list().await?;
     let imported = format!("{instance_id}-imported");
+    let rotating = crate::rotation::staging(&SecretRef::new(SecretKind::SshKey, instance_id));
     for (kind, key, what) in [
         (SecretKind::SshKey, instance_id, "Clawkeeper's key for it"),
+        (
+            SecretKind::SshKey,
+            rotating.instance.as_str(),
+            "The new key of an unfinished key change",
+        ),
         (
             SecretKind::SshKey,
             imported.as_str(),
@@ -279,6 +285,18 @@ pub async fn forget(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Res
             Err(e) => return Err(e.into()),
         }
     }
+    // A key change of it that didn't finish has nothing left to finish.
+    for r in crate::rotation::journal::unfinished(store).await? {
+        if r.instance_id == instance_id {
+            let _ = crate::rotation::journal::finish(
+                store,
+                r.id,
+                crate::rotation::journal::Outcome::RolledBack,
+                Some("the server was removed from Clawkeeper"),
+            )
+            .await;
+        }
+    }
     sqlx::query("DELETE FROM instances WHERE id = ?")
         .bind(instance_id)
         .execute(store.pool())
@@ -288,6 +306,9 @@ pub async fn forget(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Res
 }
 
 /// A session to an adopted server: its pinned host key and the app's key from the keychain.
+/// While a rotation of that key runs, the keychain holds two (the new one in the staging
+/// entry): the new one is tried first, then the old one — the server accepts at least one
+/// of them at every moment.
 pub async fn open_session(store: &Store, vault: &Vault, instance_id: &str) -> ssh::Result<Session> {
     let rec = hosts::get(store, instance_id)
         .await?
@@ -295,15 +316,25 @@ pub async fn open_session(store: &Store, vault: &Vault, instance_id: &str) -> ss
             target: instance_id.to_owned(),
             reason: "this server hasn't been connected yet".into(),
         })?;
-    let text = vault
-        .read(&SecretRef::new(SecretKind::SshKey, instance_id))
-        .await?;
-    let auth = Auth::Key(Arc::new(keys::parse_private(&text, None)?));
-    // sshd closes its listening socket for a moment while it re-executes on a reload (as
-    // provisioning's "sshd" step does): a refused connection is tried again briefly.
+    let entry = SecretRef::new(SecretKind::SshKey, instance_id);
+    let candidates = crate::rotation::driver::candidates(vault, &entry).await?;
+    let mut last = None;
+    for text in &candidates {
+        let auth = Auth::Key(Arc::new(keys::parse_private(text, None)?));
+        match connect_retrying(&rec.target, &rec.host_key, &auth).await {
+            Err(e @ ssh::Error::AuthRejected { .. }) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or(ssh::Error::Vault(crate::vault::Error::NotFound(entry))))
+}
+
+/// Connect; sshd closes its listening socket for a moment while it re-executes on a reload
+/// (as provisioning's "sshd" step does): a refused connection is tried again briefly.
+async fn connect_retrying(target: &Target, pinned: &HostKey, auth: &Auth) -> ssh::Result<Session> {
     let deadline = tokio::time::Instant::now() + REFUSED_RETRY_FOR;
     loop {
-        match Session::connect(&rec.target, &rec.host_key, &auth).await {
+        match Session::connect(target, pinned, auth).await {
             Err(ssh::Error::Unreachable { refused: true, .. })
                 if tokio::time::Instant::now() < deadline =>
             {
