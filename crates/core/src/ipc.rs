@@ -366,13 +366,7 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
                 instance_id: Option<String>,
             }
             let P { key, instance_id } = params(p)?;
-            let key = crate::rotation::KeyId::parse(&key).ok_or_else(|| {
-                Problem::new(
-                    "rotation_input",
-                    "Clawkeeper doesn't know that key.",
-                    Some("Pick one from the keys list."),
-                )
-            })?;
+            let key = key_id(&key)?;
             let instance = instance_id.as_deref().unwrap_or(crate::local::LOCAL_ID);
             to_value(core.rotate_instance(instance, key).await?)
         }
@@ -384,13 +378,7 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
                 secret: Secret,
             }
             let P { key, secret } = params(p)?;
-            let key = crate::rotation::KeyId::parse(&key).ok_or_else(|| {
-                Problem::new(
-                    "rotation_input",
-                    "Clawkeeper doesn't know that key.",
-                    Some("Pick one from the keys list."),
-                )
-            })?;
+            let key = key_id(&key)?;
             to_value(core.rotate_with(key, secret).await?)
         }
         "rotate_all" => to_value(core.rotate_all().await?),
@@ -419,6 +407,17 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
         }
         _ => dispatch_usage(core, method, p).await,
     }
+}
+
+/// A key's id from a request (`gateway-token`, …).
+fn key_id(name: &str) -> Result<crate::rotation::KeyId, Problem> {
+    crate::rotation::KeyId::parse(name).ok_or_else(|| {
+        Problem::new(
+            "rotation_input",
+            "Clawkeeper doesn't know that key.",
+            Some("Pick one from the keys list."),
+        )
+    })
 }
 
 /// `days` of a request's params (the range the Usage section shows), 30 if absent.
