@@ -12,6 +12,8 @@
 //! - Crash injection: the CLI killed at every step boundary (before each step and after
 //!   its work but before the journal recorded it); the next run finishes or undoes it. After
 //!   each: the keychain's key works, the other is refused, no stray key on the account.
+//! - The assistant restarted between the old key's delete and the commit comes up with the
+//!   new key (its config names the key being verified).
 //! - Without a management key (guided): a key the person made is checked first (a wrong
 //!   one changes nothing), the assistant is switched to it, the rotation waits for the
 //!   person to delete the old one, then checks it is refused and finishes.
@@ -261,6 +263,27 @@ async fn provider_key_rotation_end_to_end_and_crash_safe() {
             seen.push(now);
         }
     }
+
+    step("the assistant restarted after the old key was deleted, before the commit: it comes up with the new key");
+    let before = vault.read(&entry()).await.unwrap();
+    cli.kill_at(&["rotate", "provider-key"], "provider-key:commit", &marker);
+    assert!(
+        !openrouter.would_allow(before.expose()),
+        "the old key is deleted"
+    );
+    app.stop().await.unwrap();
+    app.start().await.unwrap();
+    app.wait_healthy(Duration::from_secs(180)).await.unwrap();
+    assert_eq!(
+        app.chat_round_trip("restarted mid-rotation", Duration::from_secs(120))
+            .await
+            .unwrap(),
+        "Echo: restarted mid-rotation"
+    );
+    let (ok, text) = cli.run(&["rotate", "--resume"]);
+    assert!(ok, "{text}");
+    let now = settled(&app, &vault, &openrouter, &before, "after the restart").await;
+    seen.push(now);
 
     step("without a management key the rotation is guided: a wrong key changes nothing");
     app.provider_management_forget().await.unwrap();

@@ -357,11 +357,25 @@ impl Task {
                     .vault()
                     .read(&self.instance.provider_key_ref())
                     .await?;
+                // Mid-rotation, the key being verified (see `rotation::live_entry`).
+                let live = crate::rotation::live_entry(
+                    &self.store,
+                    self.instance.vault(),
+                    &self.instance.id,
+                    crate::rotation::KeyId::ProviderKey,
+                    &self.instance.provider_key_ref(),
+                )
+                .await;
+                let key_ref = if live == self.instance.provider_key_ref() {
+                    p.key_ref
+                } else {
+                    live.to_string()
+                };
                 (
                     Some(ModelSettings {
                         base_url: p.base_url,
                         model: p.model,
-                        key_ref: p.key_ref,
+                        key_ref,
                     }),
                     Some(key),
                 )
@@ -372,6 +386,7 @@ impl Task {
             &self.store,
             self.instance.vault(),
             &self.instance.id,
+            crate::rotation::KeyId::GatewayToken,
             &self.instance.token_ref(),
         )
         .await;

@@ -308,19 +308,21 @@ pub fn token_source(vault: crate::vault::Vault, entry: SecretRef) -> crate::gate
     })
 }
 
-/// The keychain entry a gateway's config should name for its token now: the staging entry
-/// while a rotation has installed the new token there and not yet committed it, else the
-/// entry. (A gateway restarted mid-rotation then comes up with the token the rotation is
-/// verifying.)
+/// The keychain entry a gateway's config should name for `key` (its token, the model
+/// provider key) now: the staging entry while a rotation has installed the new secret there
+/// and not yet committed it, else the entry. (A gateway restarted mid-rotation then comes
+/// up with the secret the rotation is verifying — after the revoke, the only one that
+/// works.)
 pub async fn live_entry(
     store: &crate::store::Store,
     keys: &dyn driver::Keys,
     instance: &str,
+    key: KeyId,
     entry: &SecretRef,
 ) -> SecretRef {
     let next = staging(entry);
     let installed = matches!(
-        journal::running_of(store, instance, KeyId::GatewayToken).await,
+        journal::running_of(store, instance, key).await,
         Ok(Some(r)) if r.direction == journal::Direction::Forward && r.step > Step::Install
     );
     if installed && keys.read(&next).await.is_ok() {
