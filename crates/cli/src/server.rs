@@ -454,7 +454,7 @@ pub async fn posture_cmd(app: &Clawkeeper, a: PostureArgs, json: bool) -> Result
 
 /// One message to the assistant on the server, through the SSH tunnel.
 pub async fn chat_server(app: &Clawkeeper, id: &str, message: &str, json: bool) -> Result<()> {
-    use clawkeeper_core::gateway::chat::{parse_chat_event, RunState, MAIN_SESSION};
+    use clawkeeper_core::gateway::chat::{parse_chat_event, MAIN_SESSION};
     use clawkeeper_core::server::ServerLink;
     let link = ServerLink::new(app.store().clone(), app.vault().clone(), id);
     let tunnel = link.gateway_tunnel().await.map_err(|e| fail(e.problem()))?;
@@ -479,18 +479,8 @@ pub async fn chat_server(app: &Clawkeeper, id: &str, message: &str, json: bool) 
             if u.run_id != run_id {
                 continue;
             }
-            match u.state {
-                RunState::Final => return Ok::<_, anyhow::Error>(u.text.unwrap_or_default()),
-                RunState::Error | RunState::Aborted => {
-                    return Err(fail(u.error.unwrap_or_else(|| {
-                        clawkeeper_core::Problem::new(
-                            "run_failed",
-                            "The assistant could not answer.",
-                            None,
-                        )
-                    })))
-                }
-                _ => {}
+            if let Some(outcome) = u.outcome() {
+                return outcome.map_err(fail);
             }
         }
     };

@@ -1272,18 +1272,11 @@ impl Clawkeeper {
         let wait = async {
             loop {
                 match rx.recv().await {
-                    Ok(Event::Chat(u)) if u.run_id == run_id => match u.state {
-                        RunState::Final => return Ok(u.text.unwrap_or_default()),
-                        RunState::Error => {
-                            return Err(u.error.unwrap_or_else(|| {
-                                Problem::new("run_failed", "The assistant could not answer.", None)
-                            }))
+                    Ok(Event::Chat(u)) if u.run_id == run_id => {
+                        if let Some(outcome) = u.outcome() {
+                            return outcome;
                         }
-                        RunState::Aborted => {
-                            return Err(Problem::new("aborted", "The reply was stopped.", None))
-                        }
-                        _ => {}
-                    },
+                    }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => {
                         return Err(Problem::new(

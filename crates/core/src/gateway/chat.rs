@@ -42,6 +42,21 @@ pub struct ChatUpdate {
     pub error: Option<Problem>,
 }
 
+impl ChatUpdate {
+    /// How the run ended, once it did: its final text, or why not (the run's error in
+    /// words, or that it was stopped). `None` while it runs.
+    pub fn outcome(self) -> Option<std::result::Result<String, Problem>> {
+        match self.state {
+            RunState::Final => Some(Ok(self.text.unwrap_or_default())),
+            RunState::Error => Some(Err(self.error.unwrap_or_else(|| {
+                Problem::new("run_failed", "The assistant could not answer.", None)
+            }))),
+            RunState::Aborted => Some(Err(Problem::new("aborted", "The reply was stopped.", None))),
+            RunState::Status | RunState::Delta => None,
+        }
+    }
+}
+
 /// Text of a message whose `content` is a string or an array of `{type:"text", text}` parts.
 pub fn message_text(message: &Value) -> Option<String> {
     match message.get("content")? {
@@ -217,14 +232,8 @@ pub async fn ask(
         if u.run_id != run_id {
             continue;
         }
-        match u.state {
-            RunState::Final => return Ok(Ok(u.text.unwrap_or_default())),
-            RunState::Error | RunState::Aborted => {
-                return Ok(Err(u.error.unwrap_or_else(|| {
-                    Problem::new("run_failed", "The assistant could not answer.", None)
-                })))
-            }
-            _ => {}
+        if let Some(outcome) = u.outcome() {
+            return Ok(outcome);
         }
     }
 }
@@ -290,6 +299,43 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_has_an_outcome_only_once_it_ended() {
+        let update = |state: &str, extra: Value| {
+            let mut p = json!({ "runId": "r", "sessionKey": "main", "state": state });
+            if let (Some(o), Value::Object(e)) = (p.as_object_mut(), extra) {
+                o.extend(e);
+            }
+            parse_chat_event(&p).unwrap()
+        };
+        assert!(update("delta", json!({})).outcome().is_none());
+        assert!(update("status", json!({ "phase": "starting_model" }))
+            .outcome()
+            .is_none());
+        let final_text = json!({ "message": { "role": "assistant", "content": "Echo: hi" } });
+        assert_eq!(
+            update("final", final_text).outcome().unwrap().unwrap(),
+            "Echo: hi"
+        );
+        let refused = json!({ "errorMessage": "HTTP 401: Incorrect API key provided" });
+        assert_eq!(
+            update("error", refused)
+                .outcome()
+                .unwrap()
+                .unwrap_err()
+                .code,
+            "provider_auth"
+        );
+        assert_eq!(
+            update("aborted", json!({}))
+                .outcome()
+                .unwrap()
+                .unwrap_err()
+                .code,
+            "aborted"
+        );
+    }
 
     #[test]
     fn delta_final_and_auth_error() {
