@@ -115,10 +115,7 @@ impl Clawkeeper {
                 }))
             }
             (HETZNER_ACCOUNT, KeyId::CloudToken) => Some(Box::new(HetznerToken {
-                api_base: std::env::var("CLAWKEEPER_HETZNER_API")
-                    .ok()
-                    .map(|b| b.trim().to_owned())
-                    .filter(|b| !b.is_empty()),
+                api_base: super::server::hetzner_api(),
                 given,
             })),
             (LOCAL_ID, _) => None,
@@ -228,15 +225,18 @@ impl Clawkeeper {
                 Some("See the keys list for how to change it by hand."),
             ));
         };
-        if instance == LOCAL_ID && key != KeyId::CloudToken && !self.local_running() {
-            return Err(Problem::new(
-                "assistant_not_running",
-                "Your assistant isn't running, so the new key can't be checked.",
-                Some("Start it, then rotate again. Your keys are unchanged."),
-            ));
-        }
-        if instance != LOCAL_ID && instance != HETZNER_ACCOUNT {
-            self.server_reachable(instance).await?;
+        // Where the new key is checked must answer: this computer's assistant, or the
+        // server (the Hetzner token is checked at Hetzner only).
+        match instance {
+            LOCAL_ID if !self.local_running() => {
+                return Err(Problem::new(
+                    "assistant_not_running",
+                    "Your assistant isn't running, so the new key can't be checked.",
+                    Some("Start it, then rotate again. Your keys are unchanged."),
+                ))
+            }
+            LOCAL_ID | HETZNER_ACCOUNT => {}
+            server => self.server_reachable(server).await?,
         }
         let r = self
             .rotation_driver()

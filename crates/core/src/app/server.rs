@@ -7,7 +7,7 @@
 use super::{problem, Clawkeeper, Event};
 use crate::audit;
 use crate::cloud::deploy::Progress as CloudProgress;
-use crate::cloud::hetzner::{HetznerClient, Location, RetryPolicy, ServerType};
+use crate::cloud::hetzner::{HetznerClient, Location, ServerType};
 use crate::cloud::journal::{Journal, ResourceKind};
 use crate::local::verify::{Check, CheckStatus};
 use crate::problem::Problem;
@@ -853,13 +853,7 @@ impl Clawkeeper {
                 ),
                 e => problem(&e),
             })?;
-        let client = match std::env::var("CLAWKEEPER_HETZNER_API") {
-            Ok(base) if !base.trim().is_empty() => {
-                HetznerClient::with_base_url(base.trim(), token, RetryPolicy::default())
-            }
-            _ => HetznerClient::new(token),
-        };
-        client.map_err(|e| problem(&e))
+        HetznerClient::at(hetzner_api().as_deref(), token).map_err(|e| problem(&e))
     }
 
     /// Locations and server types with today's prices, from the provider's API.
@@ -1168,6 +1162,15 @@ pub fn server_summary(s: &ServerView) -> String {
         _ if s.checks.is_empty() => "Server: not checked yet".into(),
         _ => "Server: safe".into(),
     }
+}
+
+/// The Hetzner API's root: `CLAWKEEPER_HETZNER_API` (tests: the contract fake), else the
+/// real API (`None`).
+pub(super) fn hetzner_api() -> Option<String> {
+    std::env::var("CLAWKEEPER_HETZNER_API")
+        .ok()
+        .map(|b| b.trim().to_owned())
+        .filter(|b| !b.is_empty())
 }
 
 #[cfg(test)]

@@ -513,6 +513,15 @@ impl HetznerClient {
         Self::with_base_url(DEFAULT_BASE_URL, token, RetryPolicy::default())
     }
 
+    /// A client of the API at `base` (a contract fake's), or of the real one with `None`.
+    pub fn at(base: Option<&str>, token: Secret) -> Result<Self> {
+        Self::with_base_url(
+            base.unwrap_or(DEFAULT_BASE_URL),
+            token,
+            RetryPolicy::default(),
+        )
+    }
+
     /// A client of the API at `base` (e.g. a contract fake's `http://127.0.0.1:…/v1`).
     pub fn with_base_url(base: &str, token: Secret, policy: RetryPolicy) -> Result<Self> {
         let http = reqwest::Client::builder()

@@ -12,7 +12,7 @@
 
 use super::gateway_token::Verdict;
 use super::{Ctx, KeyId, Rotator, StepError, StepFuture};
-use crate::cloud::hetzner::{HetznerClient, RetryPolicy};
+use crate::cloud::hetzner::HetznerClient;
 use crate::cloud::{Error as CloudError, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::secret::Secret;
 
@@ -29,11 +29,8 @@ pub struct HetznerToken {
 
 impl HetznerToken {
     fn client(&self, token: &Secret) -> Result<HetznerClient, StepError> {
-        let client = match &self.api_base {
-            Some(base) => HetznerClient::with_base_url(base, token.clone(), RetryPolicy::default()),
-            None => HetznerClient::new(token.clone()),
-        };
-        client.map_err(|e| StepError::Permanent(e.to_string()))
+        HetznerClient::at(self.api_base.as_deref(), token.clone())
+            .map_err(|e| StepError::Permanent(e.to_string()))
     }
 
     /// What Hetzner says to `token`.
@@ -75,6 +72,18 @@ impl HetznerToken {
             .collect();
         ids.sort();
         Ok(ids)
+    }
+}
+
+impl HetznerToken {
+    /// Hetzner refuses the old token (the person deleted it); else wait for them
+    /// (`still_works` says what to do).
+    async fn old_refused(&self, old: &Secret, still_works: String) -> super::StepResult {
+        match self.verdict(old).await {
+            Verdict::Refused => Ok(()),
+            Verdict::Unknown(e) => Err(unknown(e)),
+            Verdict::Accepted => Err(StepError::NeedsYou(still_works)),
+        }
     }
 }
 
@@ -139,27 +148,16 @@ impl Rotator for HetznerToken {
     }
 
     fn revoke_old<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
-        Box::pin(async move {
-            match self.verdict(ctx.old).await {
-                Verdict::Refused => Ok(()),
-                Verdict::Unknown(e) => Err(unknown(e)),
-                Verdict::Accepted => Err(StepError::NeedsYou(format!(
-                    "The new token works. Now delete the old one {WHERE} — Clawkeeper then checks that it no longer works and finishes."
-                ))),
-            }
-        })
+        Box::pin(self.old_refused(ctx.old, format!(
+            "The new token works. Now delete the old one {WHERE} — Clawkeeper then checks that it no longer works and finishes."
+        )))
     }
 
     fn verify_old_refused<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
-        Box::pin(async move {
-            match self.verdict(ctx.old).await {
-                Verdict::Refused => Ok(()),
-                Verdict::Unknown(e) => Err(unknown(e)),
-                Verdict::Accepted => Err(StepError::NeedsYou(format!(
-                    "The old token still works. Delete it {WHERE}, then Clawkeeper finishes."
-                ))),
-            }
-        })
+        Box::pin(self.old_refused(
+            ctx.old,
+            format!("The old token still works. Delete it {WHERE}, then Clawkeeper finishes."),
+        ))
     }
 
     fn discard<'a>(&'a self, _ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
