@@ -309,32 +309,18 @@ impl Clawkeeper {
     /// happened to each (finished, undone, or still waiting, and why).
     pub async fn rotations_resume(&self) -> Vec<(Rotation, Result<Rotation, Problem>)> {
         let local_up = self.local_running();
-        let driver = self.rotation_driver();
-        let mut out = Vec::new();
-        let Ok(list) = journal::unfinished(&self.inner.store).await else {
-            return out;
+        let rotator_for = |r: Rotation| async move {
+            if r.instance_id == LOCAL_ID && !local_up {
+                return None;
+            }
+            self.rotator(&r.instance_id, r.key, None).await
         };
-        for r in list {
-            let rotator = if r.instance_id == LOCAL_ID && !local_up {
-                None
-            } else {
-                self.rotator(&r.instance_id, r.key, None).await
-            };
-            let result = match rotator {
-                Some(rotator) => driver
-                    .run(rotator.as_ref(), r.id)
-                    .await
-                    .map_err(|e| e.problem()),
-                None => Err(Problem::new(
-                    "rotation_pending",
-                    "The key change isn't finished yet: its assistant isn't reachable from here right now.",
-                    Some("Clawkeeper finishes it by itself once the assistant runs; the key in use works meanwhile."),
-                )),
-            };
-            if let Ok(done) = &result {
+        let mut out = Vec::new();
+        for (r, res) in self.rotation_driver().resume_all(rotator_for).await {
+            if let Ok(done) = &res {
                 self.after_rotation(done).await;
             }
-            out.push((r, result));
+            out.push((r, res.map_err(|e| e.problem())));
         }
         out
     }

@@ -505,16 +505,17 @@ impl Driver {
 
     /// Every unfinished rotation, carried on (at start-up and "Try again"). `rotator_for`
     /// gives the rotator of a rotation (None: not possible now; left for later).
-    pub async fn resume_all<'a>(
-        &self,
-        rotator_for: &(dyn Fn(&Rotation) -> Option<Box<dyn Rotator + 'a>> + Sync),
-    ) -> Vec<(Rotation, Result<Rotation>)> {
+    pub async fn resume_all<'a, F, Fut>(&self, rotator_for: F) -> Vec<(Rotation, Result<Rotation>)>
+    where
+        F: Fn(Rotation) -> Fut,
+        Fut: Future<Output = Option<Box<dyn Rotator + 'a>>>,
+    {
         let mut out = Vec::new();
         let Ok(list) = journal::unfinished(&self.store).await else {
             return out;
         };
         for r in list {
-            let result = match rotator_for(&r) {
+            let result = match rotator_for(r.clone()).await {
                 Some(rotator) => self.run(rotator.as_ref(), r.id).await,
                 None => Err(Error::Pending(
                     "its instance isn't reachable from here right now".into(),
@@ -781,7 +782,7 @@ mod tests {
             // Back: the next start finishes it.
             host.fail.lock().unwrap().clear();
             let results = d
-                .resume_all(&|_| Some(Box::new(&host) as Box<dyn Rotator + '_>))
+                .resume_all(|_| async { Some(Box::new(&host) as Box<dyn Rotator + '_>) })
                 .await;
             assert_eq!(results.len(), 1, "{step}");
             assert!(results[0].1.is_ok(), "{step}: {:?}", results[0].1);
@@ -845,7 +846,7 @@ mod tests {
                     );
                     d.stop_at = None;
                     let results = d
-                        .resume_all(&|_| Some(Box::new(&host) as Box<dyn Rotator + '_>))
+                        .resume_all(|_| async { Some(Box::new(&host) as Box<dyn Rotator + '_>) })
                         .await;
                     assert_eq!(results.len(), 1);
                     match &results[0].1 {
