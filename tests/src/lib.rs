@@ -11,6 +11,7 @@ pub mod fake_openrouter;
 pub mod fake_tailscale;
 pub mod npm_mirror;
 pub mod openclaw_state;
+pub mod private_keyring;
 pub mod rotation_cli;
 pub mod scan;
 pub mod ssh_cli_remote;
