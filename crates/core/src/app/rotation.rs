@@ -9,7 +9,9 @@ use crate::rotation::driver::{Driver, Progress};
 use crate::rotation::gateway_token::LocalGatewayToken;
 use crate::rotation::journal::{self, Rotation};
 use crate::rotation::local_config::LocalConfig;
-use crate::rotation::provider_key::{waits_for_person, KeyCheck, LocalProviderKey, Mint};
+use crate::rotation::provider_key::{
+    is_anthropic, waits_for_person, KeyCheck, LocalProviderKey, Mint,
+};
 use crate::rotation::remind;
 use crate::rotation::ssh_key::ServerSshKey;
 use crate::rotation::{KeyId, Rotator};
@@ -148,21 +150,25 @@ impl Clawkeeper {
                 };
                 Some((KeyCheck::OpenRouter(api), mint))
             }
-            ProviderKind::OpenaiCompatible => Some((
-                KeyCheck::Models {
-                    base_url: rec.base_url,
-                },
-                Mint::Given(given),
-            )),
+            ProviderKind::OpenaiCompatible => {
+                let key = self
+                    .inner
+                    .vault
+                    .read(&self.inner.instance.provider_key_ref())
+                    .await
+                    .ok();
+                let check = if is_anthropic(&rec.base_url, key.as_ref()) {
+                    KeyCheck::Anthropic {
+                        base_url: rec.base_url,
+                    }
+                } else {
+                    KeyCheck::Models {
+                        base_url: rec.base_url,
+                    }
+                };
+                Some((check, Mint::Given(given)))
+            }
         }
-    }
-
-    /// Whether the provider key rotates in one click (OpenRouter with a management key).
-    async fn provider_one_click(&self) -> bool {
-        matches!(
-            self.provider_rotation(None).await,
-            Some((_, Mint::OpenRouter { .. }))
-        )
     }
 
     /// Rotate `key` of this computer's assistant (or finish its unfinished rotation).
@@ -384,8 +390,14 @@ impl Clawkeeper {
             );
         }
         if has(self.inner.instance.provider_key_ref()).await {
-            let (how, note) = if self.provider_one_click().await {
+            let rotation = self.provider_rotation(None).await;
+            let (how, note) = if matches!(rotation, Some((_, Mint::OpenRouter { .. }))) {
                 (HowToRotate::OneClick, None)
+            } else if matches!(rotation, Some((KeyCheck::Anthropic { .. }, _))) {
+                (
+                    HowToRotate::Guided,
+                    Some("Make a new key in the Claude Console (console.anthropic.com → Settings → API keys) and paste it here. Clawkeeper checks it, switches your assistant to it, then asks you to delete the old one."),
+                )
             } else if sign_in {
                 (
                     HowToRotate::Guided,

@@ -59,6 +59,35 @@ pub enum KeyCheck {
     OpenRouter(OpenRouterApi),
     /// An OpenAI-compatible provider's `GET {base}/models` with the key.
     Models { base_url: String },
+    /// Anthropic (through its OpenAI-compatible endpoint): its own `GET {base}/models`
+    /// takes the key as `x-api-key` with an `anthropic-version`, not as a bearer token.
+    Anthropic { base_url: String },
+}
+
+/// The `anthropic-version` Clawkeeper speaks.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Whether a provider is Anthropic: its API's host, or its keys' prefix (`sk-ant-`).
+pub fn is_anthropic(base_url: &str, key: Option<&Secret>) -> bool {
+    let host = reqwest::Url::parse(base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    host.is_some_and(|h| h == "anthropic.com" || h.ends_with(".anthropic.com"))
+        || key.is_some_and(|k| k.expose().starts_with("sk-ant-"))
+}
+
+/// What a provider's answer to `GET {base}/models` says of a key.
+async fn models_verdict(request: reqwest::RequestBuilder) -> Verdict {
+    match request.timeout(Duration::from_secs(20)).send().await {
+        Ok(r) if r.status().is_success() => Verdict::Accepted,
+        Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Verdict::Refused,
+        Ok(r) => Verdict::Unknown(format!("HTTP {}", r.status().as_u16())),
+        Err(e) => Verdict::Unknown(e.without_url().to_string()),
+    }
+}
+
+fn models_url(base_url: &str) -> String {
+    format!("{}/models", base_url.trim_end_matches('/'))
 }
 
 impl KeyCheck {
@@ -71,19 +100,21 @@ impl KeyCheck {
                 Err(e) => Verdict::Unknown(e.to_string()),
             },
             KeyCheck::Models { base_url } => {
-                let url = format!("{}/models", base_url.trim_end_matches('/'));
-                match reqwest::Client::new()
-                    .get(&url)
-                    .bearer_auth(key.expose())
-                    .timeout(Duration::from_secs(20))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => Verdict::Accepted,
-                    Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Verdict::Refused,
-                    Ok(r) => Verdict::Unknown(format!("HTTP {}", r.status().as_u16())),
-                    Err(e) => Verdict::Unknown(e.without_url().to_string()),
-                }
+                models_verdict(
+                    reqwest::Client::new()
+                        .get(models_url(base_url))
+                        .bearer_auth(key.expose()),
+                )
+                .await
+            }
+            KeyCheck::Anthropic { base_url } => {
+                models_verdict(
+                    reqwest::Client::new()
+                        .get(models_url(base_url))
+                        .header("x-api-key", key.expose())
+                        .header("anthropic-version", ANTHROPIC_VERSION),
+                )
+                .await
             }
         }
     }
@@ -93,6 +124,9 @@ impl KeyCheck {
         match self {
             KeyCheck::OpenRouter(_) => "at openrouter.ai/settings/keys",
             KeyCheck::Models { .. } => "in your model provider's account",
+            KeyCheck::Anthropic { .. } => {
+                "in the Claude Console (console.anthropic.com → Settings → API keys)"
+            }
         }
     }
 }
@@ -414,5 +448,27 @@ impl Rotator for LocalProviderKey {
             };
             noted.map_err(|e| StepError::Transient(format!("a setting can't be saved ({e})")))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_is_known_by_its_host_or_its_keys() {
+        assert!(is_anthropic("https://api.anthropic.com/v1", None));
+        assert!(is_anthropic("https://API.Anthropic.com/v1/", None));
+        assert!(!is_anthropic("https://anthropic.com.example.net/v1", None));
+        assert!(!is_anthropic("https://openrouter.ai/api/v1", None));
+        assert!(is_anthropic(
+            "http://127.0.0.1:9/v1",
+            Some(&Secret::new("sk-ant-api03-abc"))
+        ));
+        assert!(!is_anthropic(
+            "http://127.0.0.1:9/v1",
+            Some(&Secret::new("sk-proj-abc"))
+        ));
+        assert!(!is_anthropic("not a url", None));
     }
 }
