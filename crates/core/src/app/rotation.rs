@@ -144,20 +144,33 @@ impl Clawkeeper {
                 };
                 Some((KeyCheck::OpenRouter(api), mint))
             }
-            ProviderKind::OpenaiCompatible => Some((
-                KeyCheck::Models {
-                    base_url: rec.base_url,
-                },
-                Mint::Given(given),
-            )),
+            ProviderKind::OpenaiCompatible => {
+                // With an OpenAI admin key: a new project service account.
+                let mint = match (given, self.openai_admin().await) {
+                    (Some(k), _) => Mint::Given(Some(k)),
+                    (None, Some((api, admin_key, project_id))) => Mint::OpenAiAdmin {
+                        api,
+                        admin_key,
+                        project_id,
+                    },
+                    (None, None) => Mint::Given(None),
+                };
+                Some((
+                    KeyCheck::Models {
+                        base_url: rec.base_url,
+                    },
+                    mint,
+                ))
+            }
         }
     }
 
-    /// Whether the provider key rotates in one click (OpenRouter with a management key).
+    /// Whether the provider key rotates in one click (OpenRouter with a management key,
+    /// OpenAI with an admin key).
     async fn provider_one_click(&self) -> bool {
         matches!(
             self.provider_rotation(None).await,
-            Some((_, Mint::OpenRouter { .. }))
+            Some((_, Mint::OpenRouter { .. } | Mint::OpenAiAdmin { .. }))
         )
     }
 
@@ -378,8 +391,15 @@ impl Clawkeeper {
             );
         }
         if has(self.inner.instance.provider_key_ref()).await {
+            let openai_first = match self.openai_admin().await {
+                Some((_, _, project)) => !self.openai_key_is_ours(&project).await,
+                None => false,
+            };
             let (how, note) = if self.provider_one_click().await {
-                (HowToRotate::OneClick, None)
+                let note = openai_first.then_some(
+                    "Clawkeeper makes the new key with your OpenAI admin key. The key in use now was made by you, so this once you delete it yourself at platform.openai.com/api-keys when asked; after that, each change is one click.",
+                );
+                (HowToRotate::OneClick, note)
             } else {
                 (
                     HowToRotate::Guided,

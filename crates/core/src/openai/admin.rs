@@ -246,7 +246,10 @@ fn kind(v: &Value) -> &'static str {
 fn root(body: &[u8]) -> Result<Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(bad(format!("the answer is {}, not an object", kind(&other)))),
+        Ok(other) => Err(bad(format!(
+            "the answer is {}, not an object",
+            kind(&other)
+        ))),
         Err(e) => Err(bad(format!("not JSON ({e})"))),
     }
 }
@@ -301,10 +304,7 @@ fn object_is(m: &Map<String, Value>, want: &str) -> Result<()> {
         // Tolerated when absent; a different type is a different answer.
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(s)) if s == want => Ok(()),
-        Some(Value::String(s)) => Err(bad(format!(
-            "expected {want}, got '{}'",
-            clean_text(s)
-        ))),
+        Some(Value::String(s)) => Err(bad(format!("expected {want}, got '{}'", clean_text(s)))),
         Some(other) => Err(bad(format!("'object' is {}", kind(other)))),
     }
 }
@@ -566,7 +566,10 @@ impl OpenAiAdmin {
                 )
                 .await?;
             let p = parse_projects(&body)?;
-            let last = p.last_id.clone().or_else(|| p.data.last().map(|x| x.id.clone()));
+            let last = p
+                .last_id
+                .clone()
+                .or_else(|| p.data.last().map(|x| x.id.clone()));
             out.extend(p.data.into_iter().filter(|x| !x.archived));
             match (p.has_more, last) {
                 (true, Some(l)) if after.as_deref() != Some(l.as_str()) => after = Some(l),
@@ -574,7 +577,9 @@ impl OpenAiAdmin {
                 (false, _) => return Ok(out),
             }
         }
-        Err(bad(format!("the project list has more than {MAX_PAGES} pages")))
+        Err(bad(format!(
+            "the project list has more than {MAX_PAGES} pages"
+        )))
     }
 
     /// The service accounts of `project` (every page).
@@ -596,7 +601,10 @@ impl OpenAiAdmin {
                 .call(Method::Get, &path, &query, None, admin, "project")
                 .await?;
             let p = parse_service_accounts(&body)?;
-            let last = p.last_id.clone().or_else(|| p.data.last().map(|x| x.id.clone()));
+            let last = p
+                .last_id
+                .clone()
+                .or_else(|| p.data.last().map(|x| x.id.clone()));
             out.extend(p.data);
             match (p.has_more, last) {
                 (true, Some(l)) if after.as_deref() != Some(l.as_str()) => after = Some(l),
