@@ -234,24 +234,16 @@ impl LocalProviderKey {
         project: &str,
         rotation_id: i64,
         keep: Option<&str>,
-    ) -> StepResult {
+    ) -> Result<(), AdminError> {
         let name = minted_name(rotation_id);
-        let listed = api
-            .service_accounts(admin_key, project)
-            .await
-            .map_err(|e| admin_step_error(e, "OpenAI's service accounts can't be read"))?;
+        let listed = api.service_accounts(admin_key, project).await?;
         for a in listed
             .iter()
             .filter(|a| a.name == name && Some(a.id.as_str()) != keep)
         {
             match api.delete_service_account(admin_key, project, &a.id).await {
                 Ok(()) | Err(AdminError::NotFound { .. }) => {}
-                Err(e) => {
-                    return Err(admin_step_error(
-                        e,
-                        "a new service account can't be deleted",
-                    ))
-                }
+                Err(e) => return Err(e),
             }
         }
         Ok(())
@@ -366,7 +358,10 @@ impl Rotator for LocalProviderKey {
                     // A crash after a create and before the journal noted it left an
                     // account whose key we can't read: delete it first.
                     Self::delete_minted_accounts(api, admin_key, project_id, ctx.rotation_id, None)
-                        .await?;
+                        .await
+                        .map_err(|e| {
+                            admin_step_error(e, "OpenAI's service accounts can't be read")
+                        })?;
                     let old = match ctx
                         .detail
                         .get("old_service_account")
@@ -547,8 +542,28 @@ impl Rotator for LocalProviderKey {
                     .detail
                     .get("old_service_account")
                     .and_then(Value::as_str);
-                Self::delete_minted_accounts(api, admin_key, project_id, ctx.rotation_id, old)
-                    .await?;
+                match Self::delete_minted_accounts(api, admin_key, project_id, ctx.rotation_id, old)
+                    .await
+                {
+                    Ok(()) => {}
+                    // The admin key is refused and this rotation noted no account of its own
+                    // (it failed before making one, or a crash came right after a create):
+                    // nothing can be looked up; a leftover would carry this rotation's name.
+                    Err(AdminError::AdminKeyRefused { .. } | AdminError::Forbidden { .. })
+                        if ctx.detail.get("new_service_account").is_none() =>
+                    {
+                        tracing::warn!(
+                            rotation = ctx.rotation_id,
+                            "OpenAI refused the admin key; no service account of this rotation is known"
+                        );
+                    }
+                    Err(e) => {
+                        return Err(admin_step_error(
+                            e,
+                            "the new service account can't be deleted",
+                        ))
+                    }
+                }
             }
             Ok(())
         })
