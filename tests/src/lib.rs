@@ -7,6 +7,7 @@ pub mod env;
 pub mod fake_hetzner;
 pub mod fake_local_api;
 pub mod fake_model;
+pub mod fake_openai;
 pub mod fake_openrouter;
 pub mod fake_tailscale;
 pub mod npm_mirror;

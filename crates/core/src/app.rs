@@ -3,6 +3,7 @@
 //! The person's own servers are in [`server`].
 
 mod detail;
+mod openai;
 mod reminders;
 mod rotation;
 mod server;
@@ -10,6 +11,7 @@ mod tailnet;
 mod usage;
 
 pub use detail::{HostFacts, StatusDetail, UpdateView};
+pub use openai::{OpenAiAdminView, OPENAI_PROJECT};
 pub use reminders::{DueKey, Reminder, Reminders};
 pub use rotation::{HowToRotate, KeyInfo, RotateResult};
 pub use server::{

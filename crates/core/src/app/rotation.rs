@@ -166,7 +166,17 @@ impl Clawkeeper {
                         base_url: rec.base_url,
                     }
                 };
-                Some((check, Mint::Given(given)))
+                // With an OpenAI admin key: a new project service account.
+                let mint = match (given, self.openai_admin().await) {
+                    (Some(k), _) => Mint::Given(Some(k)),
+                    (None, Some((api, admin_key, project_id))) => Mint::OpenAiAdmin {
+                        api,
+                        admin_key,
+                        project_id,
+                    },
+                    (None, None) => Mint::Given(None),
+                };
+                Some((check, mint))
             }
         }
     }
@@ -390,9 +400,19 @@ impl Clawkeeper {
             );
         }
         if has(self.inner.instance.provider_key_ref()).await {
+            let openai_first = match self.openai_admin().await {
+                Some((_, _, project)) => !self.openai_key_is_ours(&project).await,
+                None => false,
+            };
             let rotation = self.provider_rotation(None).await;
-            let (how, note) = if matches!(rotation, Some((_, Mint::OpenRouter { .. }))) {
-                (HowToRotate::OneClick, None)
+            let (how, note) = if matches!(
+                rotation,
+                Some((_, Mint::OpenRouter { .. } | Mint::OpenAiAdmin { .. }))
+            ) {
+                let note = openai_first.then_some(
+                    "Clawkeeper makes the new key with your OpenAI admin key. The key in use now was made by you, so this once you delete it yourself at platform.openai.com/api-keys when asked; after that, each change is one click.",
+                );
+                (HowToRotate::OneClick, note)
             } else if matches!(rotation, Some((KeyCheck::Anthropic { .. }, _))) {
                 (
                     HowToRotate::Guided,
