@@ -371,6 +371,9 @@ impl ServerGatewayToken {
     /// Ask until `want` (or [`APPLY_WITHIN`] passes); `kick`: the config is written again
     /// once after [`KICK_AFTER`] without it.
     async fn until(&self, token: &Secret, want: Verdict, what: &str, kick: bool) -> StepResult {
+        // A server that doesn't let us in now won't in a moment either: leave it for later
+        // at once (the driver retries, then the rotation waits).
+        self.link.session().await.map_err(|e| classify(&e))?;
         let started = Instant::now();
         let mut kicked = !kick;
         loop {
