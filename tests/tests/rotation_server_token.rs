@@ -149,28 +149,49 @@ async fn until(store: &Store, vault: &Vault, token: &Secret, want: Verdict, with
     }
 }
 
-/// The token files on the server (read inside the host, not over SSH): name → content.
-fn token_files(host: &TestHost) -> Vec<(String, String)> {
-    let dir = host.root().join(TOKEN_DIR.trim_start_matches('/'));
-    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                std::fs::read_to_string(e.path()).unwrap(),
-            )
+fn sha256(s: &Secret) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.expose().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The token files on the server (read inside the host, not over SSH): (name, sha256).
+async fn token_files(host: &TestHost) -> Vec<(String, String)> {
+    let text = host
+        .inspect_ok(&format!(
+            "cd {TOKEN_DIR} && for f in * .[!.]*; do [ -e \"$f\" ] && sha256sum \"$f\"; done; true"
+        ))
+        .await
+        .unwrap();
+    let mut out: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let (sum, name) = l.split_once("  ")?;
+            Some((name.to_owned(), sum.to_owned()))
         })
         .collect();
     out.sort();
     out
 }
 
-fn server_config(host: &TestHost) -> serde_json::Value {
-    serde_json::from_slice(
-        &std::fs::read(host.root().join(CONFIG.trim_start_matches('/'))).unwrap(),
-    )
-    .unwrap()
+async fn server_config(host: &TestHost) -> serde_json::Value {
+    serde_json::from_str(&host.inspect_ok(&format!("cat {CONFIG}")).await.unwrap()).unwrap()
+}
+
+/// Put `text` in `path` on the server, through the app's SSH (stdin; never an argument).
+async fn put_on_server(store: &Store, vault: &Vault, path: &str, text: &str) {
+    use clawkeeper_core::remote::Remote;
+    let s = clawkeeper_core::server::open_session(store, vault, ID)
+        .await
+        .unwrap();
+    let out = s
+        .run(&format!("umask 077; cat > {path}"), Some(text.as_bytes()))
+        .await
+        .unwrap();
+    assert!(out.success());
+    s.close().await;
 }
 
 /// The state after a rotation ended (either way): the keychain's token accepted on WS and
@@ -198,11 +219,11 @@ async fn settled(
         );
     }
     assert_eq!(
-        token_files(host),
-        vec![("gateway-token".to_owned(), now.expose().to_owned())],
+        token_files(host).await,
+        vec![("gateway-token".to_owned(), sha256(&now))],
         "{what}: the token files on the server"
     );
-    let c = server_config(host);
+    let c = server_config(host).await;
     assert_eq!(
         c["gateway"]["auth"]["token"],
         serde_json::json!({"source": "file", "provider": "clawkeeper_gateway_token", "id": "value"}),
@@ -353,8 +374,8 @@ async fn server_gateway_token_rotation_end_to_end_and_crash_safe() {
     let mut seen = vec![first.clone()];
     // The token is a live file of the service user; no systemd credential, no env token.
     assert_eq!(
-        token_files(&host),
-        vec![("gateway-token".to_owned(), first.expose().to_owned())]
+        token_files(&host).await,
+        vec![("gateway-token".to_owned(), sha256(&first))]
     );
     let modes = host
         .inspect_ok(&format!(
@@ -625,12 +646,14 @@ async fn server_gateway_token_rotation_end_to_end_and_crash_safe() {
         .copied()
         .filter(|t| *t != current.expose())
         .collect();
-    std::fs::write(host.root().join("ck-old-tokens"), old.join("\n") + "\n").unwrap();
-    std::fs::write(
-        host.root().join("ck-current-token"),
-        format!("{}\n", current.expose()),
+    put_on_server(&store, &vault, "/ck-old-tokens", &(old.join("\n") + "\n")).await;
+    put_on_server(
+        &store,
+        &vault,
+        "/ck-current-token",
+        &format!("{}\n", current.expose()),
     )
-    .unwrap();
+    .await;
     let search = "/etc /var /root /home /tmp /run /opt";
     let old_hits = host
         .inspect(&format!(
@@ -664,8 +687,9 @@ async fn server_gateway_token_rotation_end_to_end_and_crash_safe() {
         .await
         .unwrap();
     assert!(!env.contains("OPENCLAW_GATEWAY_TOKEN"), "{env}");
-    let _ = std::fs::remove_file(host.root().join("ck-old-tokens"));
-    let _ = std::fs::remove_file(host.root().join("ck-current-token"));
+    host.inspect_ok("rm -f /ck-old-tokens /ck-current-token")
+        .await
+        .unwrap();
     for k in [&entry(), &staging(&entry())] {
         let _ = vault.delete(k).await;
     }
