@@ -123,6 +123,7 @@ fn kill(mut child: Child) {
 
 /// What the server's gateway says to `token`, through a tunnel over SSH (the app's way).
 async fn probe(store: &Store, vault: &Vault, token: &Secret) -> Verdict {
+    let t = Instant::now();
     let link = ServerLink::new(store.clone(), vault.clone(), ID);
     let tunnel = match link.gateway_tunnel().await {
         Ok(t) => t,
@@ -130,6 +131,11 @@ async fn probe(store: &Store, vault: &Vault, token: &Secret) -> Verdict {
     };
     let v = try_token(&format!("ws://{}", tunnel.local_addr()), token).await;
     link.reset().await;
+    eprintln!(
+        "  probe {}: {v:?} in {:.2?}",
+        token.fingerprint(),
+        t.elapsed()
+    );
     v
 }
 
@@ -501,6 +507,7 @@ async fn server_gateway_token_rotation_end_to_end_and_crash_safe() {
             let t = Instant::now();
             let before = vault.read(&entry()).await.unwrap();
             let child = run.stopped_at(&stop, &marker);
+            eprintln!("  stopped at {stop} after {:.1?}", t.elapsed());
             if let Ok(next) = vault.read(&staging(&entry())).await {
                 seen.push(next);
             }
@@ -517,7 +524,9 @@ async fn server_gateway_token_rotation_end_to_end_and_crash_safe() {
             }
             kill(child);
             a_kept_token_works(&store, &vault, &format!("{stop}, killed")).await;
+            eprintln!("  a kept token works: {:.1?}", t.elapsed());
             let (ok, text) = run.run(&["rotate", "--resume"], "info");
+            eprintln!("  resumed: {:.1?}", t.elapsed());
             assert!(ok, "{stop}: {text}");
             let now = settled(&store, &vault, &host, &before, &stop).await;
             let last = journal::recent(&store, 1).await.unwrap();
