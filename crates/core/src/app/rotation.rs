@@ -13,6 +13,7 @@ use crate::rotation::provider_key::{
     is_anthropic, waits_for_person, KeyCheck, LocalProviderKey, Mint,
 };
 use crate::rotation::remind;
+use crate::rotation::server_token::ServerGatewayToken;
 use crate::rotation::ssh_key::ServerSshKey;
 use crate::rotation::{KeyId, Rotator};
 use crate::secret::Secret;
@@ -129,6 +130,13 @@ impl Clawkeeper {
                 store: self.inner.store.clone(),
                 instance: server.to_owned(),
             })),
+            (server, KeyId::GatewayToken) => Some(Box::new(ServerGatewayToken::new(
+                crate::server::ServerLink::new(
+                    self.inner.store.clone(),
+                    self.inner.vault.clone(),
+                    server,
+                ),
+            ))),
             _ => None,
         }
     }
@@ -448,7 +456,8 @@ impl Clawkeeper {
                 None,
             );
         }
-        // The servers: Clawkeeper's login key rotates in one click; the rest not yet.
+        // The servers: Clawkeeper's login key and the assistant's token rotate in one
+        // click; the tailnet login not yet.
         let servers: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM instances WHERE target IN ('ssh', 'cloud') ORDER BY created_at, id",
         )
@@ -474,10 +483,8 @@ impl Clawkeeper {
                     &id,
                     KeyId::GatewayToken,
                     "Your keychain, and a private file on the server",
-                    HowToRotate::NotYet,
-                    Some(
-                        "Changing the assistant's token on a server isn't possible from here yet.",
-                    ),
+                    HowToRotate::OneClick,
+                    None,
                     None,
                 );
             }

@@ -382,13 +382,7 @@ impl Clawkeeper {
             .map_err(|e| e.to_string())?;
         let link =
             crate::server::ServerLink::new(self.inner.store.clone(), self.inner.vault.clone(), id);
-        let vault = self.inner.vault.clone();
-        let token_ref = link.token_ref();
-        let token: crate::gateway::TokenSource = Arc::new(move || {
-            vault
-                .read_blocking(&token_ref)
-                .map_err(|e| crate::gateway::Error::Auth(e.to_string()))
-        });
+        let token = link.token_source();
         let gw = crate::gateway::Gateway::spawn(
             format!("ws://{}", proxy.local_addr()),
             token,

@@ -438,7 +438,10 @@ fn sha256_hex(s: &Secret) -> String {
 }
 
 /// The "secrets" step: make the credential files on the server hold exactly our secrets,
-/// sending only the ones that differ, each alone on stdin.
+/// sending only the ones that differ, each alone on stdin. Per directory (see
+/// [`steps::ProvisionSpec::credential_dirs`]): files that don't belong there are removed
+/// (a server set up before the gateway token moved to a live file loses its root-only copy
+/// here; the "config" and "service" steps then point the gateway at the new one).
 async fn sync_secrets<R: Remote>(
     remote: &R,
     spec: &ProvisionSpec,
@@ -446,19 +449,37 @@ async fn sync_secrets<R: Remote>(
     host: &HostFacts,
     step: &StepDef,
 ) -> Result<()> {
-    let prepare = steps::script("secrets", spec, host).unwrap_or_default();
+    for dir in spec.credential_dirs() {
+        sync_dir(remote, &dir, spec, secrets, host, step).await?;
+    }
+    Ok(())
+}
+
+async fn sync_dir<R: Remote>(
+    remote: &R,
+    dir: &steps::CredentialDir,
+    spec: &ProvisionSpec,
+    secrets: &ProvisionSecrets,
+    host: &HostFacts,
+    step: &StepDef,
+) -> Result<()> {
+    let params = steps::secrets_params(dir);
+    let prepare = steps::render(steps::SECRETS_PREPARE, &params);
     run_script(remote, host, step, &prepare).await?;
-    let check = steps::render(steps::SECRETS_CHECK, &steps::secrets_params(spec));
-    let wanted: Vec<(&str, &Secret)> = spec
-        .credential_names()
-        .into_iter()
-        .filter_map(|n| match n {
+    let check = steps::render(steps::SECRETS_CHECK, &params);
+    let wanted: Vec<(&str, &Secret)> = dir
+        .names
+        .iter()
+        .filter_map(|&n| match n {
             steps::GATEWAY_TOKEN => Some((n, &secrets.gateway_token)),
             steps::PROVIDER_KEY => secrets.provider_key.as_ref().map(|k| (n, k)),
             _ => None,
         })
         .collect();
-    let owner = spec.delivery.owner();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let owner = dir.owner;
     let is_right = |states: &[steps::CredentialState], name: &str, secret: &Secret| {
         states.iter().any(|s| {
             s.name == name

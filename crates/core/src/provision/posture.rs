@@ -387,9 +387,11 @@ fn check(id: &'static str, label: &'static str, ok: bool, detail: String) -> Che
 
 /// The files whose modes the posture checks.
 pub fn stat_paths(spec: &ProvisionSpec) -> Vec<String> {
-    let dir = spec.delivery.source_dir();
-    let mut p = vec![dir.to_owned()];
-    p.extend(spec.credential_names().iter().map(|n| format!("{dir}/{n}")));
+    let mut p = Vec::new();
+    for d in spec.credential_dirs() {
+        p.push(d.dir.to_owned());
+        p.extend(d.names.iter().map(|n| format!("{}/{n}", d.dir)));
+    }
     p.extend(
         [
             layout::HOME,
@@ -601,17 +603,19 @@ pub fn evaluate(report: &str, spec: &ProvisionSpec) -> Vec<Check> {
 
     let stats = parse_stat(section("stat"));
     let mut bad = Vec::new();
-    let owner = spec.delivery.owner();
+    let dirs = spec.credential_dirs();
     for want in stat_paths(spec) {
         let Some(s) = stats.iter().find(|s| s.path == want) else {
             bad.push(format!("{want} is missing"));
             continue;
         };
         let private = s.mode & 0o077 == 0;
-        let is_cred_dir = want == spec.delivery.source_dir();
-        let is_cred = !is_cred_dir && want.starts_with(spec.delivery.source_dir());
-        let right_owner = if is_cred || is_cred_dir {
-            s.owner == owner
+        let dir = dirs
+            .iter()
+            .find(|d| want == d.dir || want.starts_with(&format!("{}/", d.dir)));
+        let is_cred = dir.is_some_and(|d| want != d.dir);
+        let right_owner = if let Some(d) = dir {
+            s.owner == d.owner
         } else if want == layout::NFT_RULES {
             s.owner == "root"
         } else {
@@ -636,8 +640,13 @@ pub fn evaluate(report: &str, spec: &ProvisionSpec) -> Vec<Check> {
         bad.is_empty(),
         if bad.is_empty() {
             format!(
-                "{} keys in 0600 files owned by {owner}; settings and state private to {}",
+                "{} keys in 0600 files ({}); settings and state private to {}",
                 spec.credential_names().len(),
+                dirs.iter()
+                    .filter(|d| !d.names.is_empty())
+                    .map(|d| format!("{} owned by {}", d.names.join(" and "), d.owner))
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 layout::USER
             )
         } else {
@@ -766,7 +775,7 @@ mod tests {
         let unit = parse_kv(&section("unit"));
         assert_eq!(unit["ActiveState"], "active");
         let st = parse_stat(&section("stat"));
-        assert_eq!(st.len(), 7);
+        assert_eq!(st.len(), 8);
         assert!(st
             .iter()
             .any(|s| s.path.ends_with("gateway-token") && s.mode == 0o600 && s.links == 1));
@@ -797,8 +806,8 @@ mod tests {
         assert_eq!(by(SSH_KEYS_ONLY), CheckStatus::Fail);
         assert_eq!(by(SSH_BRUTEFORCE), CheckStatus::Fail);
         let leaky = REAL.replace(
-            "600|root|root|1|regular file|/etc/clawkeeper/credentials/gateway-token",
-            "644|root|root|1|regular file|/etc/clawkeeper/credentials/gateway-token",
+            "600|openclaw|openclaw|1|regular file|/etc/clawkeeper/openclaw-credentials/gateway-token",
+            "644|openclaw|openclaw|1|regular file|/etc/clawkeeper/openclaw-credentials/gateway-token",
         );
         let c = evaluate(&leaky, &spec());
         let files = c.iter().find(|x| x.id == SECRET_FILES).unwrap();

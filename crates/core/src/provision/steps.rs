@@ -124,7 +124,9 @@ pub mod layout {
     pub const CREDENTIALS_DIR: &str = "/etc/clawkeeper/credentials";
     /// Where systemd puts them for the running unit (`$CREDENTIALS_DIRECTORY`).
     pub const RUN_CREDENTIALS_DIR: &str = "/run/credentials/clawkeeper-gateway.service";
-    /// Files owned by the service user, when credentials are delivered as plain files.
+    /// Files owned by the service user that the gateway reads as they are: the gateway
+    /// token always (so that a rotation can switch it without a restart), every secret
+    /// with [`super::SecretDelivery::ServiceUserFiles`].
     pub const USER_CREDENTIALS_DIR: &str = "/etc/clawkeeper/openclaw-credentials";
 }
 
@@ -132,45 +134,76 @@ pub mod layout {
 pub const GATEWAY_TOKEN: &str = "gateway-token";
 pub const PROVIDER_KEY: &str = "provider-key";
 
+/// The config's SecretRef providers (`file`, `singleValue`) of the two secrets.
+pub const GATEWAY_TOKEN_PROVIDER: &str = "clawkeeper_gateway_token";
+pub const PROVIDER_KEY_PROVIDER: &str = "clawkeeper_provider_key";
+
 /// How the gateway reads its secrets on the server.
+///
+/// The gateway token is, in both, a 0600 file owned by the service user in
+/// [`layout::USER_CREDENTIALS_DIR`] (0700, its own), read through a `file` SecretRef: a
+/// systemd credential is a copy made when the unit starts, so a new token in it would need
+/// a restart (15–20 s without a working token), whereas the config can name another file
+/// live (see `crate::rotation::server_token`). The service user can read the token either
+/// way (it is the gateway's own), so nothing is exposed that wasn't.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SecretDelivery {
-    /// Root-only 0600 files in [`layout::CREDENTIALS_DIR`], handed to the unit with
-    /// `LoadCredential=` and read by OpenClaw (SecretRef `file`, `singleValue`) from
-    /// [`layout::RUN_CREDENTIALS_DIR`]: the service user cannot read the source files, and the
-    /// copies exist only while the unit runs (on a non-swappable in-memory filesystem).
+    /// The model provider key: a root-only 0600 file in [`layout::CREDENTIALS_DIR`], handed
+    /// to the unit with `LoadCredential=` and read by OpenClaw (SecretRef `file`,
+    /// `singleValue`) from [`layout::RUN_CREDENTIALS_DIR`]: the service user cannot read the
+    /// source file, and the copy exists only while the unit runs (on a non-swappable
+    /// in-memory filesystem).
     #[default]
     SystemdCredentials,
-    /// 0600 files owned by the service user in a 0700 directory it owns
+    /// Every secret a 0600 file owned by the service user in a 0700 directory it owns
     /// ([`layout::USER_CREDENTIALS_DIR`]). For systems where OpenClaw refuses the systemd
     /// copies. Outside the state dir, so OpenClaw's backups never contain them.
     ServiceUserFiles,
 }
 
 impl SecretDelivery {
-    /// Where the secrets are written over SSH.
-    pub fn source_dir(self) -> &'static str {
-        match self {
-            SecretDelivery::SystemdCredentials => layout::CREDENTIALS_DIR,
-            SecretDelivery::ServiceUserFiles => layout::USER_CREDENTIALS_DIR,
+    /// Whether the secret `name` goes through `LoadCredential=`.
+    fn systemd(self, name: &str) -> bool {
+        self == SecretDelivery::SystemdCredentials && name != GATEWAY_TOKEN
+    }
+
+    /// Where the secret `name` is written over SSH, and who owns it there.
+    pub fn source_of(self, name: &str) -> (&'static str, &'static str) {
+        if self.systemd(name) {
+            (layout::CREDENTIALS_DIR, "root")
+        } else {
+            (layout::USER_CREDENTIALS_DIR, layout::USER)
         }
     }
 
-    /// Where the gateway reads them.
-    pub fn read_dir(self) -> &'static str {
-        match self {
-            SecretDelivery::SystemdCredentials => layout::RUN_CREDENTIALS_DIR,
-            SecretDelivery::ServiceUserFiles => layout::USER_CREDENTIALS_DIR,
+    /// Where the gateway reads the secret `name`.
+    pub fn read_path(self, name: &str) -> String {
+        if self.systemd(name) {
+            format!("{}/{name}", layout::RUN_CREDENTIALS_DIR)
+        } else {
+            format!("{}/{name}", layout::USER_CREDENTIALS_DIR)
         }
     }
 
-    /// Owner of the source files.
-    pub fn owner(self) -> &'static str {
+    /// The directories it writes secrets to, with their owners.
+    pub fn dirs(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            SecretDelivery::SystemdCredentials => "root",
-            SecretDelivery::ServiceUserFiles => layout::USER,
+            SecretDelivery::SystemdCredentials => &[
+                (layout::CREDENTIALS_DIR, "root"),
+                (layout::USER_CREDENTIALS_DIR, layout::USER),
+            ],
+            SecretDelivery::ServiceUserFiles => &[(layout::USER_CREDENTIALS_DIR, layout::USER)],
         }
     }
+}
+
+/// A directory of credential files on the server: its owner (also the files') and the
+/// files that belong in it (anything else there is removed by the "secrets" step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialDir {
+    pub dir: &'static str,
+    pub owner: &'static str,
+    pub names: Vec<&'static str>,
 }
 
 /// The model provider the gateway talks to (its key is a secret, given separately).
@@ -293,6 +326,28 @@ impl ProvisionSpec {
         }
         names
     }
+
+    /// Every directory the secrets go to (also one that holds none of them now: the
+    /// "secrets" step empties it), with the credentials in each.
+    pub fn credential_dirs(&self) -> Vec<CredentialDir> {
+        let mut dirs: Vec<CredentialDir> = self
+            .delivery
+            .dirs()
+            .iter()
+            .map(|&(dir, owner)| CredentialDir {
+                dir,
+                owner,
+                names: Vec::new(),
+            })
+            .collect();
+        for name in self.credential_names() {
+            let (dir, _) = self.delivery.source_of(name);
+            if let Some(d) = dirs.iter_mut().find(|d| d.dir == dir) {
+                d.names.push(name);
+            }
+        }
+        dirs
+    }
 }
 
 /// What the "os" step found out, needed by later steps.
@@ -392,29 +447,28 @@ fn service_params() -> Vec<(&'static str, String)> {
 /// The hardened gateway config for the server: the shared hardened base plus secrets read
 /// through SecretRef `file` providers (one file per secret, `singleValue`).
 pub fn gateway_config(spec: &ProvisionSpec) -> Value {
-    let dir = spec.delivery.read_dir();
     let file_ref =
         |provider: &str| json!({ "source": "file", "provider": provider, "id": "value" });
     let mut config = local_config::hardened_base(
         spec.port,
-        file_ref("clawkeeper_gateway_token"),
+        file_ref(GATEWAY_TOKEN_PROVIDER),
         layout::LOG_FILE,
     );
     let mut providers = serde_json::Map::new();
     providers.insert(
-        "clawkeeper_gateway_token".into(),
-        json!({ "source": "file", "path": format!("{dir}/{GATEWAY_TOKEN}"), "mode": "singleValue" }),
+        GATEWAY_TOKEN_PROVIDER.into(),
+        json!({ "source": "file", "path": spec.delivery.read_path(GATEWAY_TOKEN), "mode": "singleValue" }),
     );
     if let Some(m) = &spec.model {
         providers.insert(
-            "clawkeeper_provider_key".into(),
-            json!({ "source": "file", "path": format!("{dir}/{PROVIDER_KEY}"), "mode": "singleValue" }),
+            PROVIDER_KEY_PROVIDER.into(),
+            json!({ "source": "file", "path": spec.delivery.read_path(PROVIDER_KEY), "mode": "singleValue" }),
         );
         local_config::add_model(
             &mut config,
             &m.base_url,
             &m.model,
-            file_ref("clawkeeper_provider_key"),
+            file_ref(PROVIDER_KEY_PROVIDER),
         );
     }
     config["secrets"] = json!({ "providers": providers });
@@ -423,20 +477,14 @@ pub fn gateway_config(spec: &ProvisionSpec) -> Value {
 
 /// The systemd unit that runs the gateway.
 pub fn unit_file(spec: &ProvisionSpec) -> String {
-    let creds = match spec.delivery {
-        SecretDelivery::SystemdCredentials => spec
-            .credential_names()
-            .iter()
-            .map(|n| format!("LoadCredential={n}:{}/{n}\n", layout::CREDENTIALS_DIR))
-            .collect::<String>(),
-        SecretDelivery::ServiceUserFiles => String::new(),
-    };
-    let read_only = match spec.delivery {
-        SecretDelivery::SystemdCredentials => String::new(),
-        SecretDelivery::ServiceUserFiles => {
-            format!("ReadOnlyPaths={}\n", layout::USER_CREDENTIALS_DIR)
-        }
-    };
+    // No OPENCLAW_GATEWAY_TOKEN, ever: the token is the config's SecretRef only.
+    let creds = spec
+        .credential_names()
+        .iter()
+        .filter(|n| spec.delivery.source_of(n).0 == layout::CREDENTIALS_DIR)
+        .map(|n| format!("LoadCredential={n}:{}/{n}\n", layout::CREDENTIALS_DIR))
+        .collect::<String>();
+    let read_only = format!("ReadOnlyPaths={}\n", layout::USER_CREDENTIALS_DIR);
     format!(
         "# Written by Clawkeeper. Do not edit: provisioning rewrites it.
 [Unit]
@@ -584,7 +632,15 @@ pub fn script(id: &str, spec: &ProvisionSpec, host: &HostFacts) -> Option<String
                 ("CK_LOCK_B64", b64(sources::OPENCLAW_LOCK)),
             ],
         ),
-        "secrets" => render(SECRETS_PREPARE, &secrets_params(spec)),
+        // (The preparation of each directory: see `sync_secrets`.)
+        "secrets" => render(
+            SECRETS_PREPARE,
+            &spec
+                .credential_dirs()
+                .first()
+                .map(secrets_params)
+                .unwrap_or_default(),
+        ),
         "config" => {
             let mut p = service_params();
             let config = serde_json::to_string_pretty(&gateway_config(spec)).unwrap_or_default();
@@ -632,8 +688,8 @@ pub fn script(id: &str, spec: &ProvisionSpec, host: &HostFacts) -> Option<String
             let mut paths = vec![
                 format!("/etc/systemd/system/{}", layout::UNIT),
                 layout::CONFIG_PATH.to_owned(),
-                spec.delivery.source_dir().to_owned(),
             ];
+            paths.extend(spec.delivery.dirs().iter().map(|(d, _)| (*d).to_owned()));
             paths.push(sources::openclaw_prefix() + "/.complete");
             render(
                 START,
@@ -667,11 +723,11 @@ pub fn egress_entries(spec: &ProvisionSpec) -> Option<Vec<String>> {
     Some(out)
 }
 
-pub fn secrets_params(spec: &ProvisionSpec) -> Vec<(&'static str, String)> {
+pub fn secrets_params(dir: &CredentialDir) -> Vec<(&'static str, String)> {
     vec![
-        ("CK_CRED_DIR", spec.delivery.source_dir().into()),
-        ("CK_CRED_OWNER", spec.delivery.owner().into()),
-        ("CK_CRED_NAMES", spec.credential_names().join(" ")),
+        ("CK_CRED_DIR", dir.dir.into()),
+        ("CK_CRED_OWNER", dir.owner.into()),
+        ("CK_CRED_NAMES", dir.names.join(" ")),
     ]
 }
 
@@ -691,10 +747,10 @@ pub fn is_host_port(s: &str) -> bool {
 
 /// `install … /dev/stdin <path>`: writes one secret, given as the command's stdin.
 pub fn write_secret_command(spec: &ProvisionSpec, name: &str, host: &HostFacts) -> String {
-    let owner = spec.delivery.owner();
+    let (dir, owner) = spec.delivery.source_of(name);
     host.as_root(&format!(
         "install -m 0600 -o {owner} -g {owner} /dev/stdin {}",
-        shell_quote(&format!("{}/{name}", spec.delivery.source_dir()))
+        shell_quote(&format!("{dir}/{name}"))
     ))
 }
 
@@ -829,7 +885,11 @@ mod tests {
         assert_eq!(c["session"]["dmScope"], "per-channel-peer");
         assert_eq!(
             c["secrets"]["providers"]["clawkeeper_gateway_token"]["path"],
-            "/run/credentials/clawkeeper-gateway.service/gateway-token"
+            "/etc/clawkeeper/openclaw-credentials/gateway-token"
+        );
+        assert_eq!(
+            c["secrets"]["providers"]["clawkeeper_provider_key"]["path"],
+            "/run/credentials/clawkeeper-gateway.service/provider-key"
         );
         assert_eq!(
             c["models"]["providers"]["clawkeeper"]["apiKey"]["provider"],
@@ -840,7 +900,13 @@ mod tests {
 
     #[test]
     fn unit_is_hardened_and_loads_credentials() {
-        let spec = ProvisionSpec::new("srv");
+        let mut spec = ProvisionSpec::new("srv");
+        let u = unit_file(&spec);
+        assert!(!u.contains("provider-key"));
+        spec.model = Some(ModelEndpoint {
+            base_url: "https://openrouter.ai/api/v1".into(),
+            model: "openrouter/auto".into(),
+        });
         let u = unit_file(&spec);
         for line in [
             "User=openclaw",
@@ -850,14 +916,55 @@ mod tests {
             "PrivateTmp=yes",
             "ReadWritePaths=/var/lib/openclaw",
             "CapabilityBoundingSet=\n",
-            "LoadCredential=gateway-token:/etc/clawkeeper/credentials/gateway-token",
+            "LoadCredential=provider-key:/etc/clawkeeper/credentials/provider-key",
+            "ReadOnlyPaths=/etc/clawkeeper/openclaw-credentials",
             "Environment=OPENCLAW_NO_AUTO_UPDATE=1",
         ] {
             assert!(u.contains(line), "{line}");
         }
         assert!(!u.contains("\nMemoryDenyWriteExecute"));
         assert!(u.contains("RestartPreventExitStatus=78"));
-        assert!(!u.contains("provider-key"));
+        // The gateway token is a live file, never a credential copy or an environment variable.
+        assert!(!u.contains("gateway-token"), "{u}");
+        assert!(!u.contains("OPENCLAW_GATEWAY_TOKEN"), "{u}");
+    }
+
+    #[test]
+    fn the_gateway_token_is_a_live_file_of_the_service_user() {
+        let mut spec = ProvisionSpec::new("srv");
+        spec.model = Some(ModelEndpoint {
+            base_url: "https://openrouter.ai/api/v1".into(),
+            model: "openrouter/auto".into(),
+        });
+        let dirs = spec.credential_dirs();
+        assert_eq!(
+            dirs,
+            vec![
+                CredentialDir {
+                    dir: layout::CREDENTIALS_DIR,
+                    owner: "root",
+                    names: vec![PROVIDER_KEY],
+                },
+                CredentialDir {
+                    dir: layout::USER_CREDENTIALS_DIR,
+                    owner: layout::USER,
+                    names: vec![GATEWAY_TOKEN],
+                },
+            ]
+        );
+        spec.delivery = SecretDelivery::ServiceUserFiles;
+        assert_eq!(
+            spec.credential_dirs(),
+            vec![CredentialDir {
+                dir: layout::USER_CREDENTIALS_DIR,
+                owner: layout::USER,
+                names: vec![GATEWAY_TOKEN, PROVIDER_KEY],
+            }]
+        );
+        assert_eq!(
+            gateway_config(&spec)["secrets"]["providers"]["clawkeeper_provider_key"]["path"],
+            "/etc/clawkeeper/openclaw-credentials/provider-key"
+        );
     }
 
     #[test]
@@ -923,7 +1030,11 @@ mod tests {
         h.sudo = true;
         assert_eq!(
             write_secret_command(&spec, GATEWAY_TOKEN, &h),
-            "sudo -n install -m 0600 -o root -g root /dev/stdin '/etc/clawkeeper/credentials/gateway-token'"
+            "sudo -n install -m 0600 -o openclaw -g openclaw /dev/stdin '/etc/clawkeeper/openclaw-credentials/gateway-token'"
+        );
+        assert_eq!(
+            write_secret_command(&spec, PROVIDER_KEY, &h),
+            "sudo -n install -m 0600 -o root -g root /dev/stdin '/etc/clawkeeper/credentials/provider-key'"
         );
     }
 }

@@ -29,6 +29,7 @@ pub mod journal;
 pub mod local_config;
 pub mod provider_key;
 pub mod remind;
+pub mod server_token;
 pub mod ssh_key;
 
 use crate::secret::Secret;

@@ -78,20 +78,21 @@ impl ServerLink {
         Tunnel::open(self.clone(), "127.0.0.1", REMOTE_GATEWAY_PORT).await
     }
 
+    /// The token for a gateway client of this server: see [`crate::rotation::token_source`].
+    pub fn token_source(&self) -> gateway::TokenSource {
+        crate::rotation::token_source(self.shared.vault.clone(), self.token_ref())
+    }
+
     pub fn token_ref(&self) -> SecretRef {
         SecretRef::new(SecretKind::GatewayToken, &self.shared.instance_id)
     }
 
     /// A self-healing gateway client through `tunnel`, with the instance's token read
-    /// from the keychain on every (re)connect — the same client the local instance uses.
+    /// from the keychain on every (re)connect — the same client the local instance uses;
+    /// while a rotation of the token runs, the new one and the old one in turn (see
+    /// [`crate::rotation::token_source`]).
     pub fn gateway(&self, tunnel: &Tunnel) -> Gateway {
-        let vault = self.shared.vault.clone();
-        let token_ref = self.token_ref();
-        let token: gateway::TokenSource = Arc::new(move || {
-            vault
-                .read_blocking(&token_ref)
-                .map_err(|e| gateway::Error::Auth(e.to_string()))
-        });
+        let token = self.token_source();
         Gateway::spawn(
             format!("ws://{}", tunnel.local_addr()),
             token,

@@ -109,7 +109,17 @@ pub async fn provision_server(
 ) -> Result<Outcome> {
     let (spec, key_ref) = spec_for(store, instance_id).await?;
     let token_ref = SecretRef::new(SecretKind::GatewayToken, instance_id);
-    let gateway_token = match vault.read(&token_ref).await {
+    // Mid-rotation, the token being verified (the server's config names its file then):
+    // see `rotation::live_entry` and `rotation::server_token`.
+    let live = crate::rotation::live_entry(
+        store,
+        vault,
+        instance_id,
+        crate::rotation::KeyId::GatewayToken,
+        &token_ref,
+    )
+    .await;
+    let gateway_token = match vault.read(&live).await {
         Ok(t) => t,
         Err(crate::vault::Error::NotFound(_)) => {
             let t = Secret::random(32);
