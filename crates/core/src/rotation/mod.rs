@@ -22,6 +22,7 @@
 //! the new one discarded) if it failed before that. The old secret is revoked only after the
 //! new one was verified end to end.
 
+pub mod bot_token;
 pub mod cloud_token;
 pub mod driver;
 pub mod gateway_token;
@@ -110,15 +111,21 @@ pub enum KeyId {
     TailscaleNode,
     /// The cloud provider's API token (Hetzner) the app creates and deletes servers with.
     CloudToken,
+    /// The Telegram bot token of the assistant's Telegram chat (guided: BotFather).
+    TelegramBotToken,
+    /// The Discord bot token of the assistant's Discord chat (guided: Developer Portal).
+    DiscordBotToken,
 }
 
 impl KeyId {
-    pub const ALL: [KeyId; 5] = [
+    pub const ALL: [KeyId; 7] = [
         KeyId::GatewayToken,
         KeyId::ProviderKey,
         KeyId::SshKey,
         KeyId::TailscaleNode,
         KeyId::CloudToken,
+        KeyId::TelegramBotToken,
+        KeyId::DiscordBotToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +135,8 @@ impl KeyId {
             KeyId::SshKey => "ssh-key",
             KeyId::TailscaleNode => "tailscale-node",
             KeyId::CloudToken => "cloud-token",
+            KeyId::TelegramBotToken => "telegram-token",
+            KeyId::DiscordBotToken => "discord-token",
         }
     }
 
@@ -143,6 +152,8 @@ impl KeyId {
             KeyId::SshKey => Some(SecretKind::SshKey),
             KeyId::TailscaleNode => None,
             KeyId::CloudToken => Some(SecretKind::CloudToken),
+            KeyId::TelegramBotToken => Some(SecretKind::TelegramBotToken),
+            KeyId::DiscordBotToken => Some(SecretKind::DiscordBotToken),
         }
     }
 
@@ -154,6 +165,8 @@ impl KeyId {
             KeyId::SshKey => "Server login key (SSH)",
             KeyId::TailscaleNode => "Server's tailnet login",
             KeyId::CloudToken => "Hetzner API token",
+            KeyId::TelegramBotToken => "Telegram bot token",
+            KeyId::DiscordBotToken => "Discord bot token",
         }
     }
 }
