@@ -305,6 +305,13 @@ impl Clawkeeper {
                     Some(hint),
                 ));
             }
+            if !self.local_running() {
+                return Err(Problem::new(
+                    "assistant_not_running",
+                    "Your assistant isn't running, so the new token can't be put in use.",
+                    Some("Start it, then paste the token again. Nothing was changed."),
+                ));
+            }
             // Moved into the keychain: the rotation replaces it from there.
             if let Some(t) = outside {
                 let same = matches!(self.inner.vault.read(&entry).await, Ok(k) if k.expose() == t.expose());
