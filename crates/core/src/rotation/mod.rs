@@ -112,8 +112,10 @@ pub enum KeyId {
     /// The cloud provider's API token (Hetzner) the app creates and deletes servers with.
     CloudToken,
     /// The Telegram bot token of the assistant's Telegram chat (guided: BotFather).
+    #[serde(rename = "telegram-token")]
     TelegramBotToken,
     /// The Discord bot token of the assistant's Discord chat (guided: Developer Portal).
+    #[serde(rename = "discord-token")]
     DiscordBotToken,
 }
 
@@ -342,5 +344,21 @@ pub async fn live_entry(
         next
     } else {
         entry.clone()
+    }
+}
+
+#[cfg(test)]
+mod key_id_tests {
+    use super::KeyId;
+
+    #[test]
+    fn serialized_as_named() {
+        for k in KeyId::ALL {
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::Value::String(k.as_str().to_owned())
+            );
+            assert_eq!(KeyId::parse(k.as_str()), Some(k));
+        }
     }
 }
