@@ -334,6 +334,49 @@ async fn gateway_telegram_token_rotation_end_to_end() {
     let (ok, text) = cli.run(&["--json", "rotate", "--list"]);
     assert!(ok && text.contains("never hold it"), "{text}");
 
+    step("crash injection: the CLI killed at step boundaries, then resumed");
+    let marker = data.path().join("stop-marker");
+    let mut old = third.clone();
+    for stop in [
+        "telegram-token:install:after",
+        "telegram-token:verify_new",
+        "telegram-token:verify_old:after",
+        "telegram-token:commit",
+    ] {
+        let new = telegram.revoke(BOT_ID);
+        seen.push(new.clone());
+        cli.kill_at_with(
+            &["rotate", "telegram-token", "--new-key-stdin"],
+            Some(&new),
+            stop,
+            &marker,
+        );
+        let (ok, text) = cli.run(&["rotate", "--resume"]);
+        assert!(ok, "{stop}: {text}");
+        settled(&app, &vault, &telegram, &new, &old, stop).await;
+        old = new;
+    }
+    // Killed right after the check, before the journal noted it: the pasted token is gone
+    // with the process, so the rotation is undone; pasting it again finishes the change.
+    let new = telegram.revoke(BOT_ID);
+    seen.push(new.clone());
+    cli.kill_at_with(
+        &["rotate", "telegram-token", "--new-key-stdin"],
+        Some(&new),
+        "telegram-token:mint:after",
+        &marker,
+    );
+    let (ok, text) = cli.run(&["rotate", "--resume"]);
+    assert!(ok && text.contains("paste it again"), "{text}");
+    assert_eq!(
+        journal::recent(app.store(), 1).await.unwrap()[0].outcome,
+        Some(Outcome::RolledBack)
+    );
+    let (ok, text) = cli.run_with(&["rotate", "telegram-token", "--new-key-stdin"], Some(&new));
+    assert!(ok, "{text}");
+    settled(&app, &vault, &telegram, &new, &old, "pasted again").await;
+    let (third, second) = (new, old);
+
     step("the assistant restarted: its Telegram chat comes up with the newest token");
     app.stop().await.unwrap();
     app.start().await.unwrap();
