@@ -107,8 +107,13 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
                 done.new_fingerprint.as_deref().unwrap_or("-")
             ),
             Err(p) if p.code == "rotation_rolled_back" => eprintln!(
-                "Undid the interrupted rotation of the {}; the old key is kept. ({})",
+                "Undid the interrupted rotation of the {}; {} ({})",
                 r.key.label().to_lowercase(),
+                if matches!(r.key, KeyId::TelegramBotToken | KeyId::DiscordBotToken) {
+                    "your assistant is back on the old token, which making the new one has cancelled: paste the new token again."
+                } else {
+                    "the old key is kept."
+                },
                 p.message
             ),
             Err(p) => {
