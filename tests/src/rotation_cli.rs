@@ -57,16 +57,26 @@ impl RotationCli<'_> {
     /// Start `args` (a rotation) told to stop at `stop` (`<key>:<step>[:after]`); once it
     /// says it stopped there, SIGKILL it.
     pub fn kill_at(&self, args: &[&str], stop: &str, marker: &Path) {
+        self.kill_at_with(args, None, stop, marker)
+    }
+
+    /// [`RotationCli::kill_at`] with `stdin` (a new key for `--new-key-stdin`).
+    pub fn kill_at_with(&self, args: &[&str], stdin: Option<&str>, stop: &str, marker: &Path) {
         let _ = std::fs::remove_file(marker);
         let mut child = self
             .command(args)
             .env("CLAWKEEPER_TEST_ROTATION_STOP", stop)
             .env("CLAWKEEPER_TEST_ROTATION_MARKER", marker)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
         let deadline = Instant::now() + Duration::from_secs(120);
         while !marker.exists() {
             if let Some(status) = child.try_wait().unwrap() {

@@ -362,7 +362,14 @@ export type SpendAlert =
 // ---------- keys and their rotation ----------
 
 /** Which key (`KeyId` in the core). */
-export type KeyId = "gateway-token" | "provider-key" | "ssh-key" | "tailscale-node" | "cloud-token";
+export type KeyId =
+  | "gateway-token"
+  | "provider-key"
+  | "ssh-key"
+  | "tailscale-node"
+  | "cloud-token"
+  | "telegram-token"
+  | "discord-token";
 /** A rotation's steps, in order (`Step` in the core). */
 export type RotationStep = "mint" | "install" | "verify_new" | "revoke_old" | "verify_old" | "commit";
 export const ROTATION_STEPS: readonly RotationStep[] = ["mint", "install", "verify_new", "revoke_old", "verify_old", "commit"];

@@ -116,6 +116,11 @@ interface Shown {
 }
 /** What came of the last run. */
 let results: Shown[] | undefined;
+/** Keys the person makes at their provider and pastes here ("Change…"). */
+const PASTED: KeyId[] = ["provider-key", "cloud-token", "telegram-token", "discord-token"];
+/** Of those, the chat bots' tokens (checked to be the same bot's). */
+const BOT_TOKENS: KeyId[] = ["telegram-token", "discord-token"];
+
 /** The key whose "Change…" form is open (a guided rotation: the person pastes a new key). */
 let changing: KeyId | undefined;
 /** "Get a new key from OpenRouter" waits for the person to approve in their browser. */
@@ -199,7 +204,7 @@ function keyItem(k: KeyInfo): HTMLLIElement {
           disabled: busy || Boolean(k.running),
           on: { click: () => void rotateOne(k) },
         })
-      : k.how === "guided" && (k.key === "provider-key" || k.key === "cloud-token")
+      : k.how === "guided" && PASTED.includes(k.key)
         ? h("button", {
             type: "button",
             id: `key-change-${k.key}`,
@@ -340,12 +345,14 @@ function changeForm(k: KeyInfo): HTMLElement {
     "form",
     { class: "key-change mt-quarter", "data-testid": "key-change-form", on: { submit } },
     signIn,
-    h("label", { for: "key-new-secret", text: k.key === "cloud-token" ? "New token" : "New key" }),
+    h("label", { for: "key-new-secret", text: k.key === "provider-key" ? "New key" : "New token" }),
     input,
     h("p", {
       id: "key-new-help",
       class: "muted small",
-      text: "Clawkeeper checks it at the provider first: if it doesn't work, nothing changes.",
+      text: BOT_TOKENS.includes(k.key)
+        ? "Clawkeeper checks first that it works and is your bot's token: if not, nothing changes."
+        : "Clawkeeper checks it at the provider first: if it doesn't work, nothing changes.",
     }),
     h(
       "div",

@@ -8,7 +8,8 @@ use clawkeeper_core::rotation::KeyId;
 
 #[derive(clap::Args)]
 pub struct RotateArgs {
-    /// The key to rotate: gateway-token, provider-key, ssh-key, tailscale-node or cloud-token.
+    /// The key to rotate: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token,
+    /// telegram-token or discord-token.
     key: Option<String>,
     /// Every key that rotates in one click.
     #[arg(long, conflicts_with = "key")]
@@ -19,9 +20,10 @@ pub struct RotateArgs {
     /// Only finish rotations an earlier run left unfinished (the app does this by itself).
     #[arg(long, conflicts_with_all = ["key", "all", "list"])]
     resume: bool,
-    /// With provider-key or cloud-token: the new key, one you made at your provider, read
-    /// from standard input (never from arguments). Clawkeeper checks it, puts it in use,
-    /// then waits for you to delete the old one there.
+    /// With provider-key, cloud-token, telegram-token or discord-token: the new key, one
+    /// you made at your provider (a bot token: BotFather's /revoke, Discord's Reset Token),
+    /// read from standard input (never from arguments). Clawkeeper checks it, puts it in
+    /// use, then (if still needed) waits for you to delete the old one there.
     #[arg(long, conflicts_with_all = ["all", "list", "resume"])]
     new_key_stdin: bool,
     /// With provider-key at OpenRouter: get the new key by signing in with OpenRouter in
@@ -110,8 +112,13 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
                 done.new_fingerprint.as_deref().unwrap_or("-")
             ),
             Err(p) if p.code == "rotation_rolled_back" => eprintln!(
-                "Undid the interrupted rotation of the {}; the old key is kept. ({})",
+                "Undid the interrupted rotation of the {}; {} ({})",
                 r.key.label().to_lowercase(),
+                if matches!(r.key, KeyId::TelegramBotToken | KeyId::DiscordBotToken) {
+                    "your assistant is back on the old token, which making the new one has cancelled: paste the new token again."
+                } else {
+                    "the old key is kept."
+                },
                 p.message
             ),
             Err(p) => {
@@ -154,10 +161,10 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
         return Ok(());
     }
     let Some(name) = args.key else {
-        bail!("Say which key (gateway-token, provider-key, ssh-key, tailscale-node, cloud-token), or --all, or --list.");
+        bail!("Say which key (gateway-token, provider-key, ssh-key, tailscale-node, cloud-token, telegram-token, discord-token), or --all, or --list.");
     };
     let Some(key) = KeyId::parse(&name) else {
-        bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token.");
+        bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token, telegram-token, discord-token.");
     };
     let started = std::time::Instant::now();
     let r = if args.sign_in {
@@ -169,8 +176,14 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
         eprintln!("Waiting for the browser (up to 10 minutes)…");
         app.finish_provider_key_sign_in().await.map_err(fail)?
     } else if args.new_key_stdin {
-        if !matches!(key, KeyId::ProviderKey | KeyId::CloudToken) {
-            bail!("--new-key-stdin is for provider-key and cloud-token; the other keys are made by Clawkeeper.");
+        if !matches!(
+            key,
+            KeyId::ProviderKey
+                | KeyId::CloudToken
+                | KeyId::TelegramBotToken
+                | KeyId::DiscordBotToken
+        ) {
+            bail!("--new-key-stdin is for provider-key, cloud-token, telegram-token and discord-token; the other keys are made by Clawkeeper.");
         }
         use std::io::Read;
         let mut text = String::new();

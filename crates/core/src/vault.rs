@@ -67,6 +67,10 @@ pub enum SecretKind {
     /// The model provider's management key (OpenRouter: reads activity and credits, sets
     /// the spending cap on the assistant's key). Never given to the assistant.
     ProviderManagement,
+    /// The Telegram bot token of the assistant's Telegram chat (`channels.telegram`).
+    TelegramBotToken,
+    /// The Discord bot token of the assistant's Discord chat (`channels.discord`).
+    DiscordBotToken,
 }
 
 impl SecretKind {
@@ -79,6 +83,8 @@ impl SecretKind {
             SecretKind::CloudToken => "cloud-token",
             SecretKind::TailscaleApi => "tailscale-api",
             SecretKind::ProviderManagement => "provider-management",
+            SecretKind::TelegramBotToken => "telegram-bot-token",
+            SecretKind::DiscordBotToken => "discord-bot-token",
         }
     }
 
@@ -91,6 +97,8 @@ impl SecretKind {
             "cloud-token" => Some(SecretKind::CloudToken),
             "tailscale-api" => Some(SecretKind::TailscaleApi),
             "provider-management" => Some(SecretKind::ProviderManagement),
+            "telegram-bot-token" => Some(SecretKind::TelegramBotToken),
+            "discord-bot-token" => Some(SecretKind::DiscordBotToken),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 use super::{Clawkeeper, Event};
 use crate::local::LOCAL_ID;
 use crate::problem::{Problem, UserFacing};
+use crate::rotation::bot_token::{self, BotApi, Channel, LocalBotToken, TokenAt};
 use crate::rotation::cloud_token::HetznerToken;
 use crate::rotation::driver::{Driver, Progress};
 use crate::rotation::gateway_token::LocalGatewayToken;
@@ -121,6 +122,21 @@ impl Clawkeeper {
                     store: self.inner.store.clone(),
                 }))
             }
+            (LOCAL_ID, KeyId::TelegramBotToken | KeyId::DiscordBotToken) => {
+                let channel = Channel::of(key)?;
+                let found = bot_token::detect(&self.local_config(), channel);
+                let api_root = found.and_then(|f| f.api_root);
+                Some(Box::new(LocalBotToken {
+                    channel,
+                    config: self.local_config(),
+                    api: BotApi::for_channel(channel, api_root.as_deref()),
+                    gateway_url: self.inner.instance.url(),
+                    gateway_token: self.inner.instance.token_ref(),
+                    keys: Arc::new(self.inner.vault.clone()),
+                    entry: channel.entry(LOCAL_ID),
+                    given,
+                }))
+            }
             (HETZNER_ACCOUNT, KeyId::CloudToken) => Some(Box::new(HetznerToken {
                 api_base: super::server::hetzner_api(),
                 given,
@@ -213,6 +229,9 @@ impl Clawkeeper {
                 Some("Paste the key from your provider's website."),
             ));
         }
+        if let Some(channel) = Channel::of(key) {
+            return self.rotate_bot_token(channel, new_key).await;
+        }
         let instance = match key {
             KeyId::ProviderKey => LOCAL_ID,
             KeyId::CloudToken => HETZNER_ACCOUNT,
@@ -236,7 +255,117 @@ impl Clawkeeper {
                 Some("In the Keys section press Change…, or run clawkeeper-cli rotate cloud-token --new-key-stdin."),
             ));
         }
+        if let Some(channel) = Channel::of(key) {
+            return Err(Problem::new(
+                "rotation_guided",
+                format!("Clawkeeper can't make a {}: {}", key.label(), channel.steps()),
+                Some("In the Keys section press Change…, or run clawkeeper-cli rotate telegram-token (or discord-token) --new-key-stdin."),
+            ));
+        }
         self.rotate_in(instance, key, None, None).await
+    }
+
+    /// A chat channel's bot token replaced by `new_key`, one the person made (Telegram's
+    /// BotFather, Discord's Developer Portal), which cancelled the old one. The new token is
+    /// checked first — accepted by the service and the same bot's — and only then is
+    /// anything changed: a token in plain text in the assistant's settings (or in a token
+    /// file) is moved into the keychain, and the rotation puts the new one in use.
+    async fn rotate_bot_token(
+        &self,
+        channel: Channel,
+        new_key: Secret,
+    ) -> Result<Rotation, Problem> {
+        let key = channel.key();
+        let config = self.local_config();
+        let Some(found) = bot_token::detect(&config, channel) else {
+            return Err(Problem::new(
+                "rotation_unsupported",
+                format!(
+                    "Your assistant has no {} chat set up.",
+                    key.label().trim_end_matches(" bot token")
+                ),
+                Some("Nothing was changed."),
+            ));
+        };
+        let entry = channel.entry(LOCAL_ID);
+        let unfinished = matches!(
+            journal::running_of(&self.inner.store, LOCAL_ID, key).await,
+            Ok(Some(_))
+        );
+        if !unfinished {
+            // The token in use: in the keychain, or still in the settings (or a file).
+            let outside =
+                match &found.at {
+                    TokenAt::Elsewhere(why) => return Err(Problem::new(
+                        "rotation_unsupported",
+                        format!("The {} can't be changed from here: {why}.", key.label()),
+                        Some(
+                            "Change it by hand in your assistant's settings. Nothing was changed.",
+                        ),
+                    )),
+                    TokenAt::Plain | TokenAt::File(_) => {
+                        bot_token::token_outside_keychain(&config, channel, &found.at)
+                    }
+                    TokenAt::Keychain(_) => None,
+                };
+            let old = match &outside {
+                Some(t) => t.clone(),
+                None => self
+                    .inner
+                    .vault
+                    .read(&entry)
+                    .await
+                    .map_err(|e| e.problem())?,
+            };
+            // Checked before anything changes: a wrong token leaves all as it was.
+            let api = BotApi::for_channel(channel, found.api_root.as_deref());
+            if let Err(e) = api.check_new(&old, &new_key).await {
+                let (code, hint) = match e {
+                    crate::rotation::StepError::Transient(_) => (
+                        "rotation_unreachable",
+                        "Nothing was changed. Check this computer's internet connection, then paste the token again.",
+                    ),
+                    _ => ("rotation_key_refused", "Nothing was changed. Paste the token again."),
+                };
+                return Err(Problem::new(
+                    code,
+                    format!("The new {} wasn't taken: {}.", key.label(), e.message()),
+                    Some(hint),
+                ));
+            }
+            if !self.local_running() {
+                return Err(Problem::new(
+                    "assistant_not_running",
+                    "Your assistant isn't running, so the new token can't be put in use.",
+                    Some("Start it, then paste the token again. Nothing was changed."),
+                ));
+            }
+            // Moved into the keychain: the rotation replaces it from there.
+            if let Some(t) = outside {
+                let same = matches!(self.inner.vault.read(&entry).await, Ok(k) if k.expose() == t.expose());
+                if !same {
+                    self.inner
+                        .vault
+                        .store(&entry, &t)
+                        .await
+                        .map_err(|e| e.problem())?;
+                }
+            }
+        }
+        self.rotate_in(LOCAL_ID, key, None, Some(new_key))
+            .await
+            .map_err(|mut p| {
+                if p.code == "rotation_rolled_back" {
+                    p.hint = Some(format!(
+                        "Your assistant is back on the old token, which {} most likely cancelled already: paste the new token again.",
+                        match channel {
+                            Channel::Telegram => "BotFather",
+                            Channel::Discord => "Discord",
+                        }
+                    ));
+                }
+                p
+            })
     }
 
     async fn rotate_in(
@@ -455,6 +584,36 @@ impl Clawkeeper {
                 Some("Make a new token in the Hetzner Console (your project → Security → API tokens, Read & Write) and paste it here. Clawkeeper checks it, then asks you to delete the old one."),
                 None,
             );
+        }
+        // The assistant's chat channels: their bot tokens, guided.
+        let config = self.local_config();
+        for channel in [Channel::Telegram, Channel::Discord] {
+            let Some(found) = bot_token::detect(&config, channel) else {
+                continue;
+            };
+            let (lives, how, note) = match found.at {
+                TokenAt::Keychain(_) => (
+                    "Your keychain; your assistant's settings name it, never hold it",
+                    HowToRotate::Guided,
+                    channel.steps(),
+                ),
+                TokenAt::Plain => (
+                    "Your assistant's settings, in plain text: changing it moves it into your keychain",
+                    HowToRotate::Guided,
+                    channel.steps(),
+                ),
+                TokenAt::File(_) => (
+                    "A file your assistant's settings name: changing it moves it into your keychain",
+                    HowToRotate::Guided,
+                    channel.steps(),
+                ),
+                TokenAt::Elsewhere(why) => (
+                    why,
+                    HowToRotate::NotYet,
+                    "Clawkeeper changes a bot token kept in your keychain or in your assistant's settings; this one is elsewhere. Change it by hand.",
+                ),
+            };
+            push(LOCAL_ID, channel.key(), lives, how, Some(note), None);
         }
         // The servers: Clawkeeper's login key and the assistant's token rotate in one
         // click; the tailnet login not yet.

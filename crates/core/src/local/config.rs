@@ -128,6 +128,15 @@ pub fn add_model(config: &mut Value, base_url: &str, model: &str, api_key: Value
         json!({ "defaults": { "model": { "primary": format!("{MODEL_PROVIDER}/{model}") } } });
 }
 
+/// What of an existing config at `path` is kept when Clawkeeper writes it again: the chat
+/// channels (`channels`), which the person sets up (a bot token in it is moved into the
+/// keychain by its rotation, [`crate::rotation::bot_token`]).
+pub fn kept_from(path: &Path) -> Option<Value> {
+    let text = std::fs::read(path).ok()?;
+    let old: Value = serde_json::from_slice(&text).ok()?;
+    old.get("channels").filter(|c| c.is_object()).cloned()
+}
+
 /// Every string value in a config (to check that no secret is in it).
 pub fn strings(v: &Value, out: &mut Vec<String>) {
     match v {
@@ -183,5 +192,25 @@ mod tests {
             c["secrets"]["providers"]["clawkeeper"]["trustedDirs"][0],
             "/data/bin"
         );
+    }
+
+    #[test]
+    fn keeps_the_chat_channels_only() {
+        let dir = std::env::temp_dir().join(format!("ck-kept-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("openclaw.json");
+        std::fs::write(
+            &path,
+            r#"{"gateway":{"port":1},"channels":{"telegram":{"botToken":"1:x"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            kept_from(&path),
+            Some(json!({"telegram": {"botToken": "1:x"}}))
+        );
+        std::fs::write(&path, r#"{"gateway":{"port":1}}"#).unwrap();
+        assert_eq!(kept_from(&path), None);
+        assert_eq!(kept_from(&dir.join("missing.json")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

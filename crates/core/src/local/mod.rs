@@ -171,7 +171,8 @@ impl LocalInstance {
         Ok(dest)
     }
 
-    /// Write the hardened config and create the private directories.
+    /// Write the hardened config and create the private directories. The chat channels
+    /// the config had (`channels`) are kept.
     pub fn write_config(
         &self,
         model: Option<&ModelSettings>,
@@ -183,7 +184,7 @@ impl LocalInstance {
         let helper = self.install_helper()?;
         let log_file = self.log_dir().join("openclaw.log");
         let token_ref = token_entry.to_string();
-        let cfg = config::render(&GatewayConfig {
+        let mut cfg = config::render(&GatewayConfig {
             port: self.port,
             token_ref: &token_ref,
             helper: &helper,
@@ -191,6 +192,11 @@ impl LocalInstance {
             log_file: &log_file,
             model,
         });
+        // The person's chat channels (Telegram, Discord…) are theirs: kept as they are,
+        // with whatever keychain entry a bot token rotation named there last.
+        if let Some(channels) = config::kept_from(&self.config_path()) {
+            cfg["channels"] = channels;
+        }
         let text = serde_json::to_vec_pretty(&cfg).map_err(|e| Error::Config(e.to_string()))?;
         write_private(&self.config_path(), &text)?;
         Ok(())

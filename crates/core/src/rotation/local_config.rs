@@ -70,6 +70,54 @@ impl LocalConfig {
         self.write(&out).await
     }
 
+    /// The value at `pointer` in the config, if the file reads and has one there.
+    pub fn value_at(&self, pointer: &str) -> Option<Value> {
+        let text = std::fs::read(&self.config_path).ok()?;
+        let config: Value = serde_json::from_slice(&text).ok()?;
+        config.pointer(pointer).cloned()
+    }
+
+    /// Make `field` of the object at `section` a SecretRef naming the keychain entry `name`
+    /// (through our keychain helper), whatever it was (a plain-text secret, another
+    /// SecretRef, nothing), and remove the `drop` fields there (settings that would take
+    /// precedence over it, e.g. a token file). Nothing is written when it is so already.
+    /// `what` says in words what is missing when the config has no such section.
+    pub async fn put_secret_ref(
+        &self,
+        section: &str,
+        field: &str,
+        name: &str,
+        drop: &[&str],
+        what: &str,
+    ) -> StepResult {
+        let text = std::fs::read(&self.config_path).map_err(|e| {
+            StepError::Transient(format!("the assistant's settings can't be read ({e})"))
+        })?;
+        let mut config: Value = serde_json::from_slice(&text).map_err(|e| {
+            StepError::Permanent(format!("the assistant's settings are damaged ({e})"))
+        })?;
+        let Some(obj) = config.pointer_mut(section).and_then(Value::as_object_mut) else {
+            return Err(StepError::Permanent(format!(
+                "the assistant's settings have no {what}"
+            )));
+        };
+        let wanted = serde_json::json!({
+            "source": "exec",
+            "provider": crate::local::config::SECRETS_PROVIDER,
+            "id": name,
+        });
+        if obj.get(field) == Some(&wanted) && drop.iter().all(|d| !obj.contains_key(*d)) {
+            return Ok(());
+        }
+        obj.insert(field.to_owned(), wanted);
+        for d in drop {
+            obj.remove(*d);
+        }
+        let out =
+            serde_json::to_vec_pretty(&config).map_err(|e| StepError::Permanent(e.to_string()))?;
+        self.write(&out).await
+    }
+
     /// Write the config once the last write is old enough to have been applied.
     async fn write(&self, text: &[u8]) -> StepResult {
         let age = std::fs::metadata(&self.config_path)
@@ -168,5 +216,49 @@ mod tests {
         assert!(matches!(e, StepError::Permanent(m) if m.contains("model provider key")));
         assert_eq!(std::fs::read(&cfg.config_path).unwrap(), before);
         assert_eq!(cfg.named_at(&provider_key_at()), None);
+    }
+
+    #[tokio::test]
+    async fn puts_a_secret_ref_in_place_of_a_plain_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LocalConfig {
+            config_path: dir.path().join("openclaw.json"),
+            log_file: dir.path().join("openclaw.log"),
+        };
+        std::fs::write(
+            &cfg.config_path,
+            r#"{"channels":{"telegram":{"botToken":"123:plain","tokenFile":"/x","dmPolicy":"pairing"}}}"#,
+        )
+        .unwrap();
+        cfg.put_secret_ref(
+            "/channels/telegram",
+            "botToken",
+            "telegram-bot-token/local",
+            &["tokenFile"],
+            "Telegram chat",
+        )
+        .await
+        .unwrap();
+        let text = std::fs::read_to_string(&cfg.config_path).unwrap();
+        assert!(
+            !text.contains("123:plain") && !text.contains("tokenFile"),
+            "{text}"
+        );
+        assert_eq!(
+            cfg.named_at("/channels/telegram/botToken").as_deref(),
+            Some("telegram-bot-token/local")
+        );
+        assert_eq!(
+            cfg.value_at("/channels/telegram/dmPolicy"),
+            Some(Value::String("pairing".into()))
+        );
+        // No such section: refused, the file unchanged.
+        let before = std::fs::read(&cfg.config_path).unwrap();
+        let e = cfg
+            .put_secret_ref("/channels/discord", "token", "x/local", &[], "Discord chat")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StepError::Permanent(m) if m.contains("Discord chat")));
+        assert_eq!(std::fs::read(&cfg.config_path).unwrap(), before);
     }
 }

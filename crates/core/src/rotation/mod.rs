@@ -22,6 +22,7 @@
 //! the new one discarded) if it failed before that. The old secret is revoked only after the
 //! new one was verified end to end.
 
+pub mod bot_token;
 pub mod cloud_token;
 pub mod driver;
 pub mod gateway_token;
@@ -111,15 +112,23 @@ pub enum KeyId {
     TailscaleNode,
     /// The cloud provider's API token (Hetzner) the app creates and deletes servers with.
     CloudToken,
+    /// The Telegram bot token of the assistant's Telegram chat (guided: BotFather).
+    #[serde(rename = "telegram-token")]
+    TelegramBotToken,
+    /// The Discord bot token of the assistant's Discord chat (guided: Developer Portal).
+    #[serde(rename = "discord-token")]
+    DiscordBotToken,
 }
 
 impl KeyId {
-    pub const ALL: [KeyId; 5] = [
+    pub const ALL: [KeyId; 7] = [
         KeyId::GatewayToken,
         KeyId::ProviderKey,
         KeyId::SshKey,
         KeyId::TailscaleNode,
         KeyId::CloudToken,
+        KeyId::TelegramBotToken,
+        KeyId::DiscordBotToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -129,6 +138,8 @@ impl KeyId {
             KeyId::SshKey => "ssh-key",
             KeyId::TailscaleNode => "tailscale-node",
             KeyId::CloudToken => "cloud-token",
+            KeyId::TelegramBotToken => "telegram-token",
+            KeyId::DiscordBotToken => "discord-token",
         }
     }
 
@@ -144,6 +155,8 @@ impl KeyId {
             KeyId::SshKey => Some(SecretKind::SshKey),
             KeyId::TailscaleNode => None,
             KeyId::CloudToken => Some(SecretKind::CloudToken),
+            KeyId::TelegramBotToken => Some(SecretKind::TelegramBotToken),
+            KeyId::DiscordBotToken => Some(SecretKind::DiscordBotToken),
         }
     }
 
@@ -155,6 +168,8 @@ impl KeyId {
             KeyId::SshKey => "Server login key (SSH)",
             KeyId::TailscaleNode => "Server's tailnet login",
             KeyId::CloudToken => "Hetzner API token",
+            KeyId::TelegramBotToken => "Telegram bot token",
+            KeyId::DiscordBotToken => "Discord bot token",
         }
     }
 }
@@ -330,5 +345,21 @@ pub async fn live_entry(
         next
     } else {
         entry.clone()
+    }
+}
+
+#[cfg(test)]
+mod key_id_tests {
+    use super::KeyId;
+
+    #[test]
+    fn serialized_as_named() {
+        for k in KeyId::ALL {
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::Value::String(k.as_str().to_owned())
+            );
+            assert_eq!(KeyId::parse(k.as_str()), Some(k));
+        }
     }
 }

@@ -185,7 +185,7 @@ pub fn waits_for_person(r: &super::journal::Rotation) -> bool {
         KeyId::ProviderKey => {
             r.detail.get("new_hash").is_none() && r.detail.get("old_service_account").is_none()
         }
-        KeyId::CloudToken => true,
+        KeyId::CloudToken | KeyId::TelegramBotToken | KeyId::DiscordBotToken => true,
         _ => false,
     };
     guided
