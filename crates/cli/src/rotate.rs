@@ -8,7 +8,8 @@ use clawkeeper_core::rotation::KeyId;
 
 #[derive(clap::Args)]
 pub struct RotateArgs {
-    /// The key to rotate: gateway-token, provider-key, ssh-key, tailscale-node or cloud-token.
+    /// The key to rotate: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token
+    /// or tailscale-api.
     key: Option<String>,
     /// Every key that rotates in one click.
     #[arg(long, conflicts_with = "key")]
@@ -19,7 +20,7 @@ pub struct RotateArgs {
     /// Only finish rotations an earlier run left unfinished (the app does this by itself).
     #[arg(long, conflicts_with_all = ["key", "all", "list"])]
     resume: bool,
-    /// With provider-key or cloud-token: the new key, one you made at your provider, read
+    /// With provider-key, cloud-token or tailscale-api: the new key, one you made at your provider, read
     /// from standard input (never from arguments). Clawkeeper checks it, puts it in use,
     /// then waits for you to delete the old one there.
     #[arg(long, conflicts_with_all = ["all", "list", "resume"])]
@@ -87,6 +88,9 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
                     due,
                     k.how
                 );
+                if let Some(at) = &k.expires_at {
+                    println!("{:<12} {:<16} expires {at}", "", k.key.as_str());
+                }
             }
             println!("{}", reminder_line(&reminders));
         }
@@ -149,15 +153,15 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
         return Ok(());
     }
     let Some(name) = args.key else {
-        bail!("Say which key (gateway-token, provider-key, ssh-key, tailscale-node, cloud-token), or --all, or --list.");
+        bail!("Say which key (gateway-token, provider-key, ssh-key, tailscale-node, cloud-token, tailscale-api), or --all, or --list.");
     };
     let Some(key) = KeyId::parse(&name) else {
-        bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token.");
+        bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token, tailscale-api.");
     };
     let started = std::time::Instant::now();
     let r = if args.new_key_stdin {
-        if !matches!(key, KeyId::ProviderKey | KeyId::CloudToken) {
-            bail!("--new-key-stdin is for provider-key and cloud-token; the other keys are made by Clawkeeper.");
+        if !matches!(key, KeyId::ProviderKey | KeyId::CloudToken | KeyId::TailscaleApi) {
+            bail!("--new-key-stdin is for provider-key, cloud-token and tailscale-api; the other keys are made by Clawkeeper.");
         }
         use std::io::Read;
         let mut text = String::new();

@@ -7,11 +7,13 @@ mod reminders;
 mod rotation;
 mod server;
 mod tailnet;
+mod tailscale_access;
 mod usage;
 
 pub use detail::{HostFacts, StatusDetail, UpdateView};
 pub use reminders::{DueKey, Reminder, Reminders};
 pub use rotation::{HowToRotate, KeyInfo, RotateResult};
+pub use tailscale_access::AccessExpiry;
 pub use server::{
     server_summary, CloudOptions, Deleted, GrantView, IssuedView, Login, ScannedHost, ServerCheck,
     ServerJob, ServerView,

@@ -30,6 +30,8 @@ pub mod local_config;
 pub mod provider_key;
 pub mod remind;
 pub mod ssh_key;
+pub mod tailscale_api;
+pub mod tailscale_node;
 
 use crate::secret::Secret;
 use crate::vault::{SecretKind, SecretRef};
@@ -110,15 +112,19 @@ pub enum KeyId {
     TailscaleNode,
     /// The cloud provider's API token (Hetzner) the app creates and deletes servers with.
     CloudToken,
+    /// The Tailscale API credential (access token or OAuth client) the app mints auth keys
+    /// and looks up devices with.
+    TailscaleApi,
 }
 
 impl KeyId {
-    pub const ALL: [KeyId; 5] = [
+    pub const ALL: [KeyId; 6] = [
         KeyId::GatewayToken,
         KeyId::ProviderKey,
         KeyId::SshKey,
         KeyId::TailscaleNode,
         KeyId::CloudToken,
+        KeyId::TailscaleApi,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +134,7 @@ impl KeyId {
             KeyId::SshKey => "ssh-key",
             KeyId::TailscaleNode => "tailscale-node",
             KeyId::CloudToken => "cloud-token",
+            KeyId::TailscaleApi => "tailscale-api",
         }
     }
 
@@ -143,6 +150,7 @@ impl KeyId {
             KeyId::SshKey => Some(SecretKind::SshKey),
             KeyId::TailscaleNode => None,
             KeyId::CloudToken => Some(SecretKind::CloudToken),
+            KeyId::TailscaleApi => Some(SecretKind::TailscaleApi),
         }
     }
 
@@ -154,6 +162,7 @@ impl KeyId {
             KeyId::SshKey => "Server login key (SSH)",
             KeyId::TailscaleNode => "Server's tailnet login",
             KeyId::CloudToken => "Hetzner API token",
+            KeyId::TailscaleApi => "Tailscale API access",
         }
     }
 }

@@ -131,7 +131,7 @@ pub struct LocalProviderKey {
 pub fn waits_for_person(r: &super::journal::Rotation) -> bool {
     let guided = match r.key {
         KeyId::ProviderKey => r.detail.get("new_hash").is_none(),
-        KeyId::CloudToken => true,
+        KeyId::CloudToken | KeyId::TailscaleApi => true,
         _ => false,
     };
     guided
