@@ -160,7 +160,10 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let r = if args.new_key_stdin {
-        if !matches!(key, KeyId::ProviderKey | KeyId::CloudToken | KeyId::TailscaleApi) {
+        if !matches!(
+            key,
+            KeyId::ProviderKey | KeyId::CloudToken | KeyId::TailscaleApi
+        ) {
             bail!("--new-key-stdin is for provider-key, cloud-token and tailscale-api; the other keys are made by Clawkeeper.");
         }
         use std::io::Read;

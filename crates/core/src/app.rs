@@ -13,12 +13,12 @@ mod usage;
 pub use detail::{HostFacts, StatusDetail, UpdateView};
 pub use reminders::{DueKey, Reminder, Reminders};
 pub use rotation::{HowToRotate, KeyInfo, RotateResult};
-pub use tailscale_access::AccessExpiry;
 pub use server::{
     server_summary, CloudOptions, Deleted, GrantView, IssuedView, Login, ScannedHost, ServerCheck,
     ServerJob, ServerView,
 };
 pub use tailnet::{system_tailnet, DeviceView, TailnetView, EMBEDDED_SETTING};
+pub use tailscale_access::{long_date, AccessExpiry};
 pub use usage::{
     to_csv, CapView, Difference, Format, ProviderUsageView, UsageSummary, UsageView,
     PAUSED_SETTING, SYNC_EVERY,

@@ -193,7 +193,11 @@ impl Clawkeeper {
             return Ok(None);
         };
         let (summary, body, first) = match expiring {
-            Some((s, b)) => (s, format!("{b} {summary}: {body}"), vec![KeyId::TailscaleApi]),
+            Some((s, b)) => (
+                s,
+                format!("{b} {summary}: {body}"),
+                vec![KeyId::TailscaleApi],
+            ),
             None => (summary, body, Vec::new()),
         };
         let detail = due

@@ -159,7 +159,9 @@ impl Clawkeeper {
             &format!(
                 "Tailscale API access token {} expires {}",
                 e.fingerprint,
-                e.expires.map(crate::rotation::remind::format_time).unwrap_or_default()
+                e.expires
+                    .map(crate::rotation::remind::format_time)
+                    .unwrap_or_default()
             ),
         )
         .await;

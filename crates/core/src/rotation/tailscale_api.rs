@@ -45,7 +45,10 @@ pub fn client_at(base: Option<&str>, secret: &Secret) -> api::Result<TailscaleCl
 /// When the credential `secret` stops working, as the API says (`GET /tailnet/-/keys/{id}`
 /// with the token's own key id): `Ok(None)` for an OAuth client (it doesn't expire) or a
 /// token the API states no expiry for.
-pub async fn expiry(client: &TailscaleClient, secret: &Secret) -> api::Result<Option<OffsetDateTime>> {
+pub async fn expiry(
+    client: &TailscaleClient,
+    secret: &Secret,
+) -> api::Result<Option<OffsetDateTime>> {
     let creds = Credentials::from_pasted(secret.clone())?;
     let Some(id) = creds.api_token_id() else {
         return Ok(None);
@@ -165,7 +168,9 @@ impl Rotator for TailscaleApiKey {
         Box::pin(async move {
             match self.verdict(ctx.new_secret()?).await {
                 Verdict::Accepted => Ok(()),
-                Verdict::Refused => Err(StepError::Permanent("Tailscale refused the new key".into())),
+                Verdict::Refused => {
+                    Err(StepError::Permanent("Tailscale refused the new key".into()))
+                }
                 Verdict::Unknown(e) => Err(unknown(e)),
             }
         })

@@ -114,7 +114,9 @@ fn api_error(e: api::Error) -> StepError {
     let retry = e.may_have_applied()
         || matches!(
             e,
-            api::Error::RateLimited { .. } | api::Error::Network { .. } | api::Error::Unavailable { .. }
+            api::Error::RateLimited { .. }
+                | api::Error::Network { .. }
+                | api::Error::Unavailable { .. }
         );
     if retry {
         return transient_api(e);
@@ -311,7 +313,11 @@ impl Rotator for TailnetNode {
                     "Tailscale doesn't list the server's new node key yet".into(),
                 ));
             };
-            if state.node_key.as_ref().is_some_and(|k| *k != device.node_key) {
+            if state
+                .node_key
+                .as_ref()
+                .is_some_and(|k| *k != device.node_key)
+            {
                 return Err(StepError::Transient(
                     "the server and Tailscale's list name different node keys".into(),
                 ));
@@ -368,7 +374,9 @@ impl Rotator for TailnetNode {
                 let rm = s
                     .run(&host.as_root(&format!("rm -f {KEY_FILE}")), None)
                     .await
-                    .map_err(|e| StepError::Transient(format!("the server stopped answering ({e})")))?;
+                    .map_err(|e| {
+                        StepError::Transient(format!("the server stopped answering ({e})"))
+                    })?;
                 if !rm.success() {
                     return Err(StepError::Transient(format!(
                         "the key file on the server could not be removed: {}",
@@ -404,7 +412,9 @@ impl Rotator for TailnetNode {
                 loop {
                     let st = self.state(&s, &host).await;
                     match st {
-                        Ok(st) if st.backend != "NoState" || tokio::time::Instant::now() >= until => {
+                        Ok(st)
+                            if st.backend != "NoState" || tokio::time::Instant::now() >= until =>
+                        {
                             return match st.not_renewable() {
                                 None => Ok(()),
                                 Some(_) if st.backend == "Stopped" => Ok(()),
@@ -443,7 +453,11 @@ mod tests {
         );
         let starting = NodeState::parse(zero.as_bytes()).unwrap();
         assert_eq!(starting.node_key, None);
-        assert_eq!(starting.not_renewable(), None, "logged in, control unreachable");
+        assert_eq!(
+            starting.not_renewable(),
+            None,
+            "logged in, control unreachable"
+        );
         let out = NodeState::parse(br#"{"BackendState":"NeedsLogin"}"#).unwrap();
         assert!(out.not_renewable().unwrap().contains("isn't logged in"));
         let off = NodeState::parse(br#"{"BackendState":"Stopped","HaveNodeKey":true}"#).unwrap();
