@@ -20,8 +20,9 @@
 //! - **revoke old**: the auth key is revoked in the API (used or not); the old node key was
 //!   dropped by Tailscale when the new one registered;
 //! - **verify old**: no device of the tailnet lists the old node key any more.
-//! - **discard** (undo, before the revoke): the auth key revoked in the API and its file
-//!   removed; if the re-auth ran and did not go through, tailscaled is restarted, which
+//! - **discard** (undo, before the revoke): the auth key revoked in the API (also one an
+//!   attempt cut off before the journal noted it left in the file: a key carries its id) and
+//!   its file removed; if the re-auth ran and did not go through, tailscaled is restarted, which
 //!   drops the login attempt it may still be making in the background and comes back with
 //!   its old node key (tailscaled writes the new key to its state only once Tailscale
 //!   accepted it), and the server is checked to still hold a node key.
@@ -194,6 +195,31 @@ impl TailnetNode {
             .filter(|d| !d.node_key.is_empty() && d.node_key != old))
     }
 
+    /// The id of an auth key an earlier attempt left in [`KEY_FILE`] (a run cut off after
+    /// writing it and before the journal noted its id): a Tailscale key carries its id
+    /// (`tskey-auth-<id>-<secret>`), so it can be revoked.
+    async fn leftover(&self, s: &Session, host: &HostFacts) -> StepResult<Option<String>> {
+        let out = s
+            .run(
+                &host.as_root(&format!("cat {KEY_FILE} 2>/dev/null || true")),
+                None,
+            )
+            .await
+            .map_err(|e| StepError::Transient(format!("the server stopped answering ({e})")))?;
+        let mut text = out.stdout;
+        let key = Secret::new(String::from_utf8_lossy(&text).trim());
+        zeroize::Zeroize::zeroize(&mut text);
+        Ok(api::key_id_of(key.expose(), "tskey-auth-").map(str::to_owned))
+    }
+
+    async fn revoke_leftover(&self, s: &Session, host: &HostFacts) -> StepResult {
+        if let Some(id) = self.leftover(s, host).await? {
+            tracing::info!(key_id = %id, "revoking the auth key an earlier attempt left");
+            self.api.revoke_key(&id).await.map_err(api_error)?;
+        }
+        Ok(())
+    }
+
     async fn revoke_auth_key(&self, detail: &Value) -> StepResult {
         if let Some(id) = detail_str(detail, "auth_key") {
             self.api.revoke_key(&id).await.map_err(api_error)?;
@@ -247,6 +273,7 @@ impl Rotator for TailnetNode {
                 }
                 ctx.detail["device"] = json!(device.api_id());
                 ctx.detail["old_node_key"] = json!(device.node_key);
+                self.revoke_leftover(&s, &host).await?;
                 let key = self
                     .api
                     .mint_auth_key(&KeyRequest::for_instance(&self.instance))
@@ -371,6 +398,7 @@ impl Rotator for TailnetNode {
             self.revoke_auth_key(ctx.detail).await?;
             let (s, host) = self.session().await?;
             let result = async {
+                self.revoke_leftover(&s, &host).await?;
                 let rm = s
                     .run(&host.as_root(&format!("rm -f {KEY_FILE}")), None)
                     .await
