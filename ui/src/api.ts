@@ -362,7 +362,7 @@ export type SpendAlert =
 // ---------- keys and their rotation ----------
 
 /** Which key (`KeyId` in the core). */
-export type KeyId = "gateway-token" | "provider-key" | "ssh-key" | "tailscale-node" | "cloud-token";
+export type KeyId = "gateway-token" | "provider-key" | "ssh-key" | "tailscale-node" | "cloud-token" | "tailscale-api";
 /** A rotation's steps, in order (`Step` in the core). */
 export type RotationStep = "mint" | "install" | "verify_new" | "revoke_old" | "verify_old" | "commit";
 export const ROTATION_STEPS: readonly RotationStep[] = ["mint", "install", "verify_new", "revoke_old", "verify_old", "commit"];
@@ -422,6 +422,8 @@ export interface KeyInfo {
   dueAt?: string;
   /** Due for a change now. */
   due: boolean;
+  /** RFC 3339: when it stops working by itself (a Tailscale API access token). */
+  expiresAt?: string;
 }
 
 /** A key due for a change. */

@@ -195,7 +195,7 @@ function keyItem(k: KeyInfo): HTMLLIElement {
           disabled: busy || Boolean(k.running),
           on: { click: () => void rotateOne(k) },
         })
-      : k.how === "guided" && (k.key === "provider-key" || k.key === "cloud-token")
+      : k.how === "guided" && (k.key === "provider-key" || k.key === "cloud-token" || k.key === "tailscale-api")
         ? h("button", {
             type: "button",
             id: `key-change-${k.key}`,
@@ -268,6 +268,18 @@ function keyItem(k: KeyInfo): HTMLLIElement {
               text: reminders?.everyDays
                 ? `Due for a change: older than your ${reminders.everyDays}-day reminder`
                 : "Due for a change",
+            }),
+          )
+        : null,
+      k.expiresAt
+        ? h(
+            "div",
+            {
+              class: `item-sub${new Date(k.expiresAt).getTime() - Date.now() < 14 * 864e5 ? " key-due" : ""}`,
+              "data-testid": "key-expires",
+            },
+            h("span", {
+              text: `${new Date(k.expiresAt).getTime() <= Date.now() ? "Expired" : "Expires"} on ${dateWords(k.expiresAt)}`,
             }),
           )
         : null,
