@@ -35,6 +35,7 @@ use clawkeeper_core::tailnet::{credentials_ref, Credentials, TailscaleClient};
 use clawkeeper_core::vault::Vault;
 use clawkeeper_core::Secret;
 use clawkeeper_tests::apt_repo::{self, TailscaleAptRepo};
+use clawkeeper_tests::cli::Cli;
 use clawkeeper_tests::env;
 use clawkeeper_tests::fake_tailscale::{ContractFakeTailscale, FakeTailscaleConfig, TAG};
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
@@ -386,6 +387,85 @@ async fn a_reauth_that_cannot_reach_tailscale_leaves_the_node_logged_in() {
         );
     }
     api.check_minted_keys().unwrap();
+
+    // The same through the command line, as the Keys window's Rotate does: connect, the
+    // Tailscale key (checked with the API, kept in the keychain), the app's note that the
+    // server is on the tailnet (written into its store: no join can finish here), then
+    // `rotate tailscale-node --instance ID`.
+    std::env::set_var("CLAWKEEPER_TAILSCALE_API", api.base_url());
+    std::env::set_var("CLAWKEEPER_TAILSCALE_JOIN_TIMEOUT", "4");
+    let home = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        home: home.path().to_owned(),
+        registry: "http://127.0.0.1:9/".into(),
+    };
+    let key_file = home.path().join("id_person");
+    std::fs::write(&key_file, keys::to_openssh(&person).unwrap().expose()).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let cli_id = "cli-tsnode";
+    let addr = host.addr().to_string();
+    let fp = host.host_key_fingerprint_sha256().unwrap();
+    cli.ok(
+        &[
+            "connect",
+            "--host",
+            &addr,
+            "--id",
+            cli_id,
+            "--key-file",
+            key_file.to_str().unwrap(),
+            "--fingerprint",
+            &fp,
+        ],
+        None,
+    )
+    .unwrap();
+    cli.ok(&["tailnet", "key"], Some(&api.api_token())).unwrap();
+    let (cli_store, _) = Store::open(&home.path().join("clawkeeper.db"))
+        .await
+        .unwrap();
+    clawkeeper_core::tailnet::server::remember(&cli_store, cli_id, HOSTNAME)
+        .await
+        .unwrap();
+    cli_store.close().await;
+    let listed = cli.ok(&["rotate", "--list"], None).unwrap();
+    let node_line = listed
+        .lines()
+        .find(|l| l.contains("tailscale-node"))
+        .unwrap_or_default();
+    assert!(node_line.contains("OneClick"), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("tailscale-api") && l.contains("expires 20")),
+        "{listed}"
+    );
+    let keys_before = api.minted_keys().len();
+    let out = cli
+        .run(&["rotate", "tailscale-node", "--instance", cli_id], None)
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("CLI: {err}");
+    assert!(
+        err.contains("the server could not reach Tailscale to log in again")
+            && err.contains("→ Your old key still works"),
+        "{err}"
+    );
+    let minted_now = api.minted_keys();
+    assert_eq!(minted_now.len(), keys_before + 1);
+    assert!(minted_now.iter().all(|k| k.revoked && k.used_by.is_empty()));
+    assert_intact(&host, &before, "after the CLI's rotation").await;
+    api.check_minted_keys().unwrap();
+    let hits = clawkeeper_tests::scan::files_containing(
+        home.path(),
+        &[&api.api_token(), &minted_now.last().unwrap().key],
+    );
+    assert!(hits.is_empty(), "{hits:?}");
 
     // Planted-secret scan: no minted key on the server (files, journal), in the app's data
     // folder or in the store's audit and journal rows.
