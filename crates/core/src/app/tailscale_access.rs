@@ -35,9 +35,17 @@ pub struct AccessExpiry {
     /// When the token stops working (`None`: never, or not known yet).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires: Option<OffsetDateTime>,
-    /// When the API was last asked (`None`: not yet, e.g. it didn't answer).
+    /// When the API last answered (`None`: not yet, e.g. it didn't answer).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub checked_at: Option<OffsetDateTime>,
+    /// When it was last asked, answered or not (so that a Keys list opened while the API
+    /// doesn't answer doesn't wait for it each time).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub asked_at: Option<OffsetDateTime>,
 }
 
 /// The long date a person reads: "6 December 2026".
@@ -86,14 +94,24 @@ impl Clawkeeper {
                 oauth: true,
                 expires: None,
                 checked_at: None,
+                asked_at: None,
             });
         }
         let now = OffsetDateTime::now_utc();
         if let Some(c) = &cached {
-            if !ask && c.checked_at.is_some_and(|t| now - t < FRESH_FOR) {
+            let last = c.asked_at.or(c.checked_at);
+            if !ask && last.is_some_and(|t| now - t < FRESH_FOR) {
                 return cached;
             }
         }
+        let save = |e: &AccessExpiry| {
+            let text = serde_json::to_string(e).ok();
+            async move {
+                if let Some(text) = text {
+                    let _ = store.set_setting(CACHE, &text).await;
+                }
+            }
+        };
         let asked = async {
             let client = client_for(creds).ok()?;
             tokio::time::timeout(ASK_TIMEOUT, tailscale_api::expiry(&client, &secret))
@@ -108,22 +126,25 @@ impl Clawkeeper {
                     oauth: false,
                     expires,
                     checked_at: Some(now),
+                    asked_at: Some(now),
                 };
-                if let Ok(text) = serde_json::to_string(&e) {
-                    let _ = store.set_setting(CACHE, &text).await;
-                }
+                save(&e).await;
                 Some(e)
             }
             other => {
                 if let Some(Err(e)) = other {
                     tracing::info!(error = %e, "could not ask Tailscale when its access token expires");
                 }
-                cached.or(Some(AccessExpiry {
+                let mut e = cached.unwrap_or(AccessExpiry {
                     fingerprint,
                     oauth: false,
                     expires: None,
                     checked_at: None,
-                }))
+                    asked_at: None,
+                });
+                e.asked_at = Some(now);
+                save(&e).await;
+                Some(e)
             }
         }
     }
