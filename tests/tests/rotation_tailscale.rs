@@ -283,6 +283,17 @@ async fn a_reauth_that_cannot_reach_tailscale_leaves_the_node_logged_in() {
     driver.stop_at = None;
 
     // The rotation: the real `tailscale up --force-reauth` can't reach Tailscale.
+    let starts = || async {
+        host.inspect_ok(
+            "journalctl -u tailscaled --no-pager -o cat | grep -c 'Program starting' || true",
+        )
+        .await
+        .unwrap()
+        .trim()
+        .parse::<u32>()
+        .unwrap()
+    };
+    let started_before = starts().await;
     let t = std::time::Instant::now();
     let e = driver.rotate(&node, &id, None).await.unwrap_err();
     eprintln!("rotation: {e} ({:.1?})", t.elapsed());
@@ -308,6 +319,11 @@ async fn a_reauth_that_cannot_reach_tailscale_leaves_the_node_logged_in() {
     );
     api.check_minted_keys().unwrap();
     assert_intact(&host, &before, "after the failed re-auth").await;
+    assert_eq!(
+        starts().await,
+        started_before + 1,
+        "the undo restarted tailscaled (dropping the login it was still attempting)"
+    );
     assert_eq!(
         api.node_key(&node_id).as_deref(),
         Some(old_node_key.as_str())
