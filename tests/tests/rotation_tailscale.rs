@@ -38,6 +38,7 @@ use clawkeeper_tests::apt_repo::{self, TailscaleAptRepo};
 use clawkeeper_tests::cli::Cli;
 use clawkeeper_tests::env;
 use clawkeeper_tests::fake_tailscale::{ContractFakeTailscale, FakeTailscaleConfig, TAG};
+use clawkeeper_tests::rotation_cli::RotationCli;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -283,9 +284,11 @@ async fn a_reauth_that_cannot_reach_tailscale_leaves_the_node_logged_in() {
     driver.stop_at = None;
 
     // The rotation: the real `tailscale up --force-reauth` can't reach Tailscale.
+    // systemd says "Stopping tailscaled.service" only for a stop or restart it was asked
+    // for (not for a crash).
     let starts = || async {
         host.inspect_ok(
-            "journalctl -u tailscaled --no-pager -o cat | grep -c 'Program starting' || true",
+            "journalctl -u tailscaled --no-pager -o cat | grep -c '^Stopping tailscaled' || true",
         )
         .await
         .unwrap()
@@ -319,10 +322,14 @@ async fn a_reauth_that_cannot_reach_tailscale_leaves_the_node_logged_in() {
     );
     api.check_minted_keys().unwrap();
     assert_intact(&host, &before, "after the failed re-auth").await;
+    let journal = host
+        .inspect_ok("journalctl -u tailscaled --no-pager -o short-precise | grep -E 'Program starting|Stopping|Started|exited|Login' | tail -n 20")
+        .await
+        .unwrap();
     assert_eq!(
         starts().await,
         started_before + 1,
-        "the undo restarted tailscaled (dropping the login it was still attempting)"
+        "the undo restarted tailscaled (dropping the login it was still attempting):\n{journal}"
     );
     assert_eq!(
         api.node_key(&node_id).as_deref(),
@@ -478,10 +485,45 @@ async fn a_reauth_that_cannot_reach_tailscale_leaves_the_node_logged_in() {
     assert!(minted_now.iter().all(|k| k.revoked && k.used_by.is_empty()));
     assert_intact(&host, &before, "after the CLI's rotation").await;
     api.check_minted_keys().unwrap();
-    let hits = clawkeeper_tests::scan::files_containing(
-        home.path(),
-        &[&api.api_token(), &minted_now.last().unwrap().key],
-    );
+    // Crash injection with real kills: the CLI SIGKILLed where the key waits on the server
+    // (after the mint's work, before the journal notes it; before the install), then any
+    // `rotate` finishes the interrupted rotation first: undone, every key revoked, the node
+    // as it was.
+    let paths = Paths::under(home.path());
+    let rcli = RotationCli { paths: &paths };
+    let marker = home.path().join("stopped");
+    for stop in ["tailscale-node:mint:after", "tailscale-node:install"] {
+        rcli.kill_at(
+            &["rotate", "tailscale-node", "--instance", cli_id],
+            stop,
+            &marker,
+        );
+        let waiting = host
+            .inspect_ok(&format!("stat -c '%a %U' {}", tailnet::KEY_FILE))
+            .await
+            .unwrap();
+        assert_eq!(waiting.trim(), "600 root", "{stop}");
+        let (ok, text) = rcli.run(&["rotate", "--resume"]);
+        assert!(ok, "{stop}: {text}");
+        assert!(
+            text.contains("Undid the interrupted rotation of the server's tailnet login")
+                && text.contains("could not reach Tailscale"),
+            "{stop}: {text}"
+        );
+        assert!(
+            api.minted_keys()
+                .iter()
+                .all(|k| k.revoked && k.used_by.is_empty()),
+            "{stop}: every key minted is revoked"
+        );
+        assert_intact(&host, &before, stop).await;
+    }
+    api.check_minted_keys().unwrap();
+    let all: Vec<String> = api.minted_keys().into_iter().map(|k| k.key).collect();
+    let mut needles: Vec<&str> = all.iter().map(String::as_str).collect();
+    let token = api.api_token();
+    needles.push(&token);
+    let hits = clawkeeper_tests::scan::files_containing(home.path(), &needles);
     assert!(hits.is_empty(), "{hits:?}");
 
     // Planted-secret scan: no minted key on the server (files, journal), in the app's data
