@@ -31,7 +31,7 @@ cmds=()
 [[ "$what" == rotate || "$what" == all ]] && cmds+=("$CARGO_TARGET_DIR/release/clawkeeper-bench rotate 5")
 ((${#cmds[@]})) || die "usage: scripts/bench.sh [chat|app|deploy|embedded-rss|usage|rotate|all]"
 
-if [[ "$what" == deploy || "$what" == all ]]; then
+if [[ "$what" == deploy || "$what" == rotate || "$what" == all ]]; then
   # Built (once, cached) outside the sandbox: they need the Debian mirror and the npm registry.
   step "Provisioning test host image (scripts/testhost-image.sh)"
   CLAWKEEPER_TESTHOST_IMAGE="$(bash "$CK_ROOT/scripts/testhost-image.sh")"

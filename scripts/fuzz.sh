@@ -22,7 +22,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CARGO_FUZZ_VERSION="0.13.2"
-ALL_TARGETS=(gateway_frame chat_event proc_net_tcp secret_ref hetzner_response tailscale_response tailscale_local tailscale_serve usage_sessions openrouter_usage posture_ss posture_sshd posture_nft posture_kv_stat posture_audit posture_report)
+ALL_TARGETS=(gateway_frame chat_event proc_net_tcp secret_ref hetzner_response tailscale_response tailscale_local tailscale_serve usage_sessions openrouter_usage openai_admin posture_ss posture_sshd posture_nft posture_kv_stat posture_audit posture_report)
 
 SECONDS_PER_TARGET="${1:-60}"
 [[ "$SECONDS_PER_TARGET" =~ ^[0-9]+$ && "$SECONDS_PER_TARGET" -gt 0 ]] ||

@@ -42,6 +42,8 @@ const COMMANDS: &[&str] = &[
     "set_key_reminders",
     "rotate_key",
     "rotate_key_with",
+    "rotate_key_sign_in",
+    "rotate_key_sign_in_cancel",
     "rotate_all",
     "rotations_resume",
     "open_window",

@@ -107,6 +107,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::keys::keys_inventory,
             commands::keys::rotate_key,
             commands::keys::rotate_key_with,
+            commands::keys::rotate_key_sign_in,
+            commands::keys::rotate_key_sign_in_cancel,
             commands::keys::rotate_all,
             commands::keys::key_reminders,
             commands::keys::set_key_reminders,

@@ -31,13 +31,21 @@
 //!   then, when `stream_options.include_usage` is true, a chunk with empty
 //!   `choices` and `usage`, then `data: [DONE]`.
 //!
+//! * Anthropic (optional, see [`ContractFakeModel::speak_anthropic_models`]): `GET
+//!   /v1/models` follows Anthropic's own API instead — the key in `x-api-key` with an
+//!   `anthropic-version` header (a bearer token is refused), Anthropic's list shape
+//!   (`data[].type = "model"`, `display_name`, `has_more`, `first_id`, `last_id`) and error
+//!   envelope (`{"type":"error","error":{"type":"authentication_error",…}}`); chat
+//!   completions stay OpenAI-shaped with a bearer token, as Anthropic's OpenAI SDK
+//!   compatibility endpoint takes them.
+//!
 //! Every request is recorded (see [`ContractFakeModel::requests`]). The
 //! server runs on a tokio task bound to `127.0.0.1:0` and stops on drop.
 
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -135,6 +143,8 @@ struct Shared {
     price: Option<TokenPrice>,
     /// Tokens and dollars of every usage object sent.
     reported: Mutex<(u64, f64)>,
+    /// `GET /v1/models` as Anthropic's own API answers it.
+    anthropic: AtomicBool,
 }
 
 impl Shared {
@@ -206,9 +216,15 @@ impl ContractFakeModel {
             counter: AtomicU64::new(0),
             price,
             reported: Mutex::new((0, 0.0)),
+            anthropic: AtomicBool::new(false),
         });
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(Self { addr, shared, task })
+    }
+
+    /// Answer `GET /v1/models` as Anthropic's API does (see the module docs).
+    pub fn speak_anthropic_models(&self, on: bool) {
+        self.shared.anthropic.store(on, Ordering::SeqCst);
     }
 
     /// The socket address it listens on.
@@ -316,6 +332,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let api_key = req
+        .headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let anthropic_version = req.headers().contains_key("anthropic-version");
     let auth_present = auth.is_some();
     let auth_ok = auth
         .as_deref()
@@ -346,6 +368,27 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 
     let route = path.trim_end_matches('/');
     let response = match (&method, route) {
+        (&Method::GET, "/v1/models") if shared.anthropic.load(Ordering::SeqCst) => {
+            let key_ok = api_key.as_deref().is_some_and(|k| shared.auth.accepts(k));
+            record.auth_present = api_key.is_some();
+            record.auth_ok = key_ok;
+            shared.record(record);
+            if !key_ok {
+                anthropic_error(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    "invalid x-api-key",
+                )
+            } else if !anthropic_version {
+                anthropic_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "anthropic-version: header is required",
+                )
+            } else {
+                anthropic_models_response(&shared)
+            }
+        }
         (&Method::GET, "/v1/models") => {
             shared.record(record);
             if auth_ok {
@@ -408,6 +451,32 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
     };
     Ok(response)
+}
+
+/// Anthropic's error envelope.
+fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    json_response(
+        status,
+        &json!({"type": "error", "error": {"type": kind, "message": message}}),
+    )
+}
+
+/// Anthropic's model list (one page).
+fn anthropic_models_response(shared: &Shared) -> Response<Body> {
+    let data: Vec<Value> = shared
+        .model_ids
+        .iter()
+        .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": "2026-01-01T00:00:00Z"}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "data": data,
+            "has_more": false,
+            "first_id": shared.model_ids.first(),
+            "last_id": shared.model_ids.last(),
+        }),
+    )
 }
 
 fn models_response(shared: &Shared) -> Response<Body> {

@@ -345,6 +345,67 @@ async fn provider_key_rotation_end_to_end_and_crash_safe() {
         "no stale hash for the spend cap"
     );
 
+    step("\"Get a new key from OpenRouter\": the key comes from signing in, then it waits for the old one's deletion");
+    let (ok, text) = cli.run(&["--json", "rotate", "--list"]);
+    assert!(ok && text.contains("\"signIn\": true"), "{text}");
+    let before = vault.read(&entry()).await.unwrap();
+    let mut child =
+        tokio::process::Command::from(cli.command(&["rotate", "provider-key", "--sign-in"]))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the CLI prints the page to open");
+        if line.starts_with("http") {
+            break line;
+        }
+    };
+    assert!(url.starts_with(openrouter.origin()), "{url}");
+    // The person's browser: OpenRouter's page, Authorize, back to Clawkeeper's loopback page.
+    let page = reqwest::get(&url).await.unwrap();
+    assert!(page.status().is_success(), "{}", page.status());
+    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    eprintln!("$ clawkeeper-cli rotate provider-key --sign-in\n{text}");
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("delete the old key"), "{text}");
+    let issued = openrouter.issued().last().cloned().unwrap();
+    seen.push(Secret::new(issued.clone()));
+    assert_eq!(
+        vault.read(&staging(&entry())).await.unwrap().expose(),
+        issued,
+        "the key OpenRouter gave out is the one being switched to"
+    );
+    assert_eq!(
+        app.chat_round_trip("signed in", Duration::from_secs(120))
+            .await
+            .unwrap(),
+        "Echo: signed in"
+    );
+    let old_hash = openrouter.hash_of(before.expose()).unwrap();
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/keys/{old_hash}", openrouter.api_base()))
+        .bearer_auth(&management)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+    let (ok, text) = cli.run(&["rotate", "--resume"]);
+    assert!(ok, "{text}");
+    let now = settled(&app, &vault, &openrouter, &before, "signed in").await;
+    assert_eq!(now.expose(), issued);
+
     step(
         "no key, old or new, on disk, in logs, in process arguments, the journal or the audit log",
     );

@@ -422,6 +422,8 @@ export interface KeyInfo {
   dueAt?: string;
   /** Due for a change now. */
   due: boolean;
+  /** A new key can come from signing in at the provider (OpenRouter) instead of being pasted. */
+  signIn?: boolean;
   /** RFC 3339: when it stops working by itself (a Tailscale API access token). */
   expiresAt?: string;
 }
@@ -664,6 +666,10 @@ export const rotateKey = (key: KeyId, instanceId?: string) =>
  * person made at the provider (checked there first); the rotation then waits for them to
  * delete the old one (`rotation_needs_you`). */
 export const rotateKeyWith = (key: KeyId, secret: string) => call<Rotation>("rotate_key_with", { key, secret });
+/** "Get a new key from OpenRouter": opens the sign-in in the browser, waits for it (up to 10 minutes), then rotates to the key it gives, like rotateKeyWith. */
+export const rotateKeySignIn = () => call<Rotation>("rotate_key_sign_in");
+/** Stop waiting for that sign-in; the key is unchanged. */
+export const rotateKeySignInCancel = () => call<void>("rotate_key_sign_in_cancel");
 /** "Rotate all": every one-click key, one after the other; the others as `needs_you`. */
 export const rotateAll = () => call<RotateResult[]>("rotate_all");
 /** "Try again": carry on the unfinished rotations. */

@@ -18,6 +18,8 @@ import {
   keysInventory,
   rotateAll,
   rotateKey,
+  rotateKeySignIn,
+  rotateKeySignInCancel,
   rotateKeyWith,
   rotationsResume,
   setKeyReminders,
@@ -116,6 +118,8 @@ interface Shown {
 let results: Shown[] | undefined;
 /** The key whose "Change…" form is open (a guided rotation: the person pastes a new key). */
 let changing: KeyId | undefined;
+/** "Get a new key from OpenRouter" waits for the person to approve in their browser. */
+let signingIn = false;
 
 // ---------- the skeleton ----------
 
@@ -322,9 +326,32 @@ function changeForm(k: KeyInfo): HTMLElement {
     changing = undefined;
     void changeWith(k, secret);
   };
+  const signIn = k.signIn
+    ? h(
+        "div",
+        { class: "key-sign-in" },
+        h("button", {
+          type: "button",
+          class: "btn btn-primary btn-small",
+          "data-testid": "key-sign-in",
+          text: "Get a new key from OpenRouter",
+          on: {
+            click: () => {
+              changing = undefined;
+              void changeBySignIn(k);
+            },
+          },
+        }),
+        h("p", {
+          class: "muted small",
+          text: "Opens OpenRouter in your browser: sign in and press Authorize. Or paste a key you made there:",
+        }),
+      )
+    : null;
   return h(
     "form",
     { class: "key-change mt-quarter", "data-testid": "key-change-form", on: { submit } },
+    signIn,
     h("label", { for: "key-new-secret", text: k.key === "cloud-token" ? "New token" : "New key" }),
     input,
     h("p", {
@@ -360,6 +387,35 @@ function renderProgress() {
     return;
   }
   progress.hidden = false;
+  if (signingIn && !run.rotations.size) {
+    progressBlocks.replaceChildren(
+      h(
+        "div",
+        { class: "notice", "data-testid": "key-sign-in-wait" },
+        icon("busy"),
+        h(
+          "div",
+          { class: "notice-body" },
+          h("span", { class: "notice-title", text: "Finish signing in in your browser" }),
+          h("span", {
+            text: "OpenRouter opened in your browser: sign in there and press Authorize. Clawkeeper carries on by itself when you're done.",
+          }),
+          h(
+            "div",
+            { class: "row" },
+            h("button", {
+              type: "button",
+              class: "btn btn-secondary btn-small",
+              "data-testid": "key-sign-in-cancel",
+              text: "Cancel",
+              on: { click: () => void rotateKeySignInCancel().catch(() => undefined) },
+            }),
+          ),
+        ),
+      ),
+    );
+    return;
+  }
   const blocks = run.keys.map(({ slot, label }) => {
     const r = run?.rotations.get(slot);
     const at = r ? ROTATION_STEPS.indexOf(r.step) : -1;
@@ -562,6 +618,21 @@ async function changeWith(k: KeyInfo, secret: string) {
       return [fromRotation(r, labelOf(slot))];
     } catch (e) {
       return [fromProblem(slot, labelOf(slot), toApiError(e))];
+    }
+  });
+}
+
+async function changeBySignIn(k: KeyInfo) {
+  const slot = slotOf(k.instanceId, k.key);
+  signingIn = true;
+  await during([slot], async () => {
+    try {
+      const r = await rotateKeySignIn();
+      return [fromRotation(r, labelOf(slot))];
+    } catch (e) {
+      return [fromProblem(slot, labelOf(slot), toApiError(e))];
+    } finally {
+      signingIn = false;
     }
   });
 }

@@ -109,6 +109,8 @@ export function inventory(k: MockKeys): KeyInfo[] {
       ...(k.providerFingerprint ? { fingerprint: k.providerFingerprint } : {}),
       how: "guided",
       note: "Make a new key in your provider's account and paste it here. Clawkeeper checks it, switches your assistant to it, then asks you to delete the old one.",
+      // The mock's provider is OpenRouter: its sign-in gives a new key.
+      signIn: true,
       ...(k.providerRunning ? { running: k.providerRunning, waitingForYou: true } : {}),
       ...dueOf(k, k.providerRotatedAt ?? k.providerSetAt),
     });

@@ -631,6 +631,12 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
     });
   },
   rotate_key_with: (a) => mockKeys.rotateProviderKeyWith(state.keys, String(a.secret), assistantUp(), emitRotation, save),
+  // The mock's "browser" approves after a moment with a key of its own making.
+  rotate_key_sign_in: async () => {
+    await delay(2000);
+    return mockKeys.rotateProviderKeyWith(state.keys, `sk-or-v1-mock-signed-in-${Date.now()}`, assistantUp(), emitRotation, save);
+  },
+  rotate_key_sign_in_cancel: () => undefined,
   rotate_all: () => mockKeys.rotateAll(state.keys, assistantUp(), emitRotation, save),
   rotations_resume: () => mockKeys.resume(state.keys, assistantUp(), emitRotation, save),
   key_reminders: () => mockKeys.reminders(state.keys),

@@ -60,6 +60,18 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Save an OpenAI Admin key (read from standard input, never from arguments) so the
+    /// assistant's OpenAI key rotates in one click: `rotate provider-key` then makes a new
+    /// project service account and deletes the old one. Kept in the keychain only.
+    OpenaiAdminKey {
+        /// The project the assistant's key belongs to (`proj_…`); may be left out when the
+        /// organization has only one.
+        #[arg(long)]
+        project: Option<String>,
+        /// Forget the admin key instead (the provider key then rotates as a guided one).
+        #[arg(long, conflicts_with = "project")]
+        forget: bool,
+    },
     /// Connect a server you already have, over SSH.
     Connect(server::ConnectArgs),
     /// Save your Hetzner Cloud API token (read from standard input) in the keychain.
@@ -180,6 +192,30 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Tailnet(cmd) => tailnet::run(&app, cmd, cli.json).await,
         Command::Usage(args) => usage::run(&app, args, cli.json).await,
         Command::Rotate(args) => rotate::run(&app, args, cli.json).await,
+        Command::OpenaiAdminKey { forget: true, .. } => {
+            app.openai_admin_forget().await.map_err(fail)?;
+            println!("Forgot the OpenAI admin key.");
+            Ok(())
+        }
+        Command::OpenaiAdminKey { project, .. } => {
+            let mut text = String::new();
+            std::io::stdin().take(64 * 1024).read_to_string(&mut text)?;
+            let key = Secret::new(text.trim());
+            zeroize_string(&mut text);
+            if key.is_empty() {
+                bail!("No admin key on standard input.\n→ Run: clawkeeper-cli openai-admin-key --project proj_… < keyfile   (or paste it and press Ctrl-D)");
+            }
+            let saved = app.openai_admin_save(key, project).await.map_err(fail)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&saved)?);
+            } else {
+                println!(
+                    "Saved in your keychain. Your assistant's OpenAI key in project {} now rotates in one click (clawkeeper-cli rotate provider-key).",
+                    saved.project_id
+                );
+            }
+            Ok(())
+        }
         Command::Provider {
             kind,
             base_url,

@@ -25,6 +25,11 @@ pub struct RotateArgs {
     /// then waits for you to delete the old one there.
     #[arg(long, conflicts_with_all = ["all", "list", "resume"])]
     new_key_stdin: bool,
+    /// With provider-key at OpenRouter: get the new key by signing in with OpenRouter in
+    /// your browser (this prints the page to open) instead of pasting one. Clawkeeper
+    /// checks it, puts it in use, then waits for you to delete the old one there.
+    #[arg(long, conflicts_with_all = ["all", "list", "resume", "new_key_stdin"])]
+    sign_in: bool,
     /// Remind to change the keys every DAYS days (30, 90, 180, …), or `never`.
     #[arg(long, value_name = "DAYS|never", conflicts_with_all = ["key", "all", "list", "resume"])]
     remind: Option<String>,
@@ -159,7 +164,15 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
         bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token, tailscale-api.");
     };
     let started = std::time::Instant::now();
-    let r = if args.new_key_stdin {
+    let r = if args.sign_in {
+        if key != KeyId::ProviderKey {
+            bail!("--sign-in is for provider-key (at OpenRouter).");
+        }
+        let url = app.begin_provider_key_sign_in().await.map_err(fail)?;
+        println!("Open this page in your browser and approve Clawkeeper at OpenRouter:\n{url}");
+        eprintln!("Waiting for the browser (up to 10 minutes)…");
+        app.finish_provider_key_sign_in().await.map_err(fail)?
+    } else if args.new_key_stdin {
         if !matches!(
             key,
             KeyId::ProviderKey | KeyId::CloudToken | KeyId::TailscaleApi

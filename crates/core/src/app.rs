@@ -3,6 +3,7 @@
 //! The person's own servers are in [`server`].
 
 mod detail;
+mod openai;
 mod reminders;
 mod rotation;
 mod server;
@@ -11,6 +12,7 @@ mod tailscale_access;
 mod usage;
 
 pub use detail::{HostFacts, StatusDetail, UpdateView};
+pub use openai::{OpenAiAdminView, OPENAI_PROJECT};
 pub use reminders::{DueKey, Reminder, Reminders};
 pub use rotation::{HowToRotate, KeyInfo, RotateResult};
 pub use server::{
@@ -266,6 +268,11 @@ struct Inner {
     last_view: StdMutex<Option<AssistantView>>,
     /// What the model provider said about spend when last asked.
     provider_usage: StdMutex<Option<ProviderUsageView>>,
+    /// "Get a new key from OpenRouter" in the Keys section: the sign-in waiting for the
+    /// browser, and how to cancel it (see `rotation::begin_provider_key_sign_in`).
+    key_sign_in: Mutex<Option<(crate::openrouter::SignIn, CancellationToken)>>,
+    /// The cancel of the sign-in being waited for.
+    key_sign_in_cancel: Mutex<Option<CancellationToken>>,
 }
 
 /// The application core. Cheap to clone.
@@ -276,6 +283,12 @@ pub struct Clawkeeper {
 
 fn problem(e: &impl UserFacing) -> Problem {
     e.problem()
+}
+
+/// OpenRouter's website, where "Sign in with OpenRouter" goes (a contract fake in tests).
+fn openrouter_site() -> String {
+    std::env::var("CLAWKEEPER_OPENROUTER_SITE")
+        .unwrap_or_else(|_| crate::openrouter::SITE.to_owned())
 }
 
 impl Clawkeeper {
@@ -349,6 +362,8 @@ impl Clawkeeper {
                 tailnet: StdMutex::new(tailnet::system_tailnet()),
                 last_view: StdMutex::new(None),
                 provider_usage: StdMutex::new(None),
+                key_sign_in: Mutex::new(None),
+                key_sign_in_cancel: Mutex::new(None),
             }),
         };
         app.forward_status();
@@ -621,9 +636,7 @@ impl Clawkeeper {
     /// Begin "Sign in with OpenRouter": returns the page to open in the browser. When the
     /// browser comes back, the key is saved like a pasted one and a `provider` event says so.
     pub async fn start_openrouter_sign_in(&self) -> Result<String, Problem> {
-        let site = std::env::var("CLAWKEEPER_OPENROUTER_SITE")
-            .unwrap_or_else(|_| crate::openrouter::SITE.to_owned());
-        let signin = crate::openrouter::SignIn::begin(&site)
+        let signin = crate::openrouter::SignIn::begin(&openrouter_site())
             .await
             .map_err(|e| problem(&e))?;
         let url = signin.url();

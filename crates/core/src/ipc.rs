@@ -381,6 +381,12 @@ pub async fn dispatch(core: &Clawkeeper, method: &str, p: Value) -> Result<Value
             let key = key_id(&key)?;
             to_value(core.rotate_with(key, secret).await?)
         }
+        "rotate_key_sign_in_begin" => to_value(core.begin_provider_key_sign_in().await?),
+        "rotate_key_sign_in_finish" => to_value(core.finish_provider_key_sign_in().await?),
+        "rotate_key_sign_in_cancel" => {
+            core.cancel_provider_key_sign_in().await;
+            Ok(Value::Null)
+        }
         "rotate_all" => to_value(core.rotate_all().await?),
         "key_reminders" => to_value(core.key_reminders().await?),
         "set_key_reminders" => {

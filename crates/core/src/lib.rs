@@ -8,6 +8,7 @@ pub mod gateway;
 #[cfg(unix)]
 pub mod ipc;
 pub mod local;
+pub mod openai;
 pub mod openrouter;
 pub mod paths;
 pub mod problem;

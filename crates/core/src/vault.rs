@@ -222,8 +222,23 @@ fn map_err(e: keyring_core::Error, r: Option<&SecretRef>) -> Error {
         keyring_core::Error::NoStorageAccess(_) => Error::Locked,
         keyring_core::Error::NoDefaultStore => Error::Unavailable("no keychain store".into()),
         // Platform messages never contain secret values (they are D-Bus/OS errors).
-        other => Error::Platform(other.to_string()),
+        other => Error::Platform(platform_words(&other.to_string())),
     }
+}
+
+/// The keychain's own words without the layers' prefixes: "Platform failure: zbus error:
+/// org.freedesktop.DBus.Error.Failed: Couldn't set item secret" → "Couldn't set item secret".
+fn platform_words(message: &str) -> String {
+    let mut rest = message.trim();
+    while let Some((head, tail)) = rest.split_once(": ") {
+        let layer = matches!(head, "Platform failure" | "zbus error")
+            || (head.starts_with("org.") && !head.contains(' '));
+        if !layer || tail.trim().is_empty() {
+            break;
+        }
+        rest = tail.trim();
+    }
+    rest.to_owned()
 }
 
 impl Vault {
@@ -336,6 +351,23 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_messages_keep_the_keychains_own_words() {
+        assert_eq!(
+            platform_words("Platform failure: zbus error: org.freedesktop.DBus.Error.Failed: Couldn't set item secret"),
+            "Couldn't set item secret"
+        );
+        assert_eq!(
+            platform_words("Platform failure: zbus error: org.freedesktop.DBus.Error.Failed: Couldn't create item: An error occurred on the device"),
+            "Couldn't create item: An error occurred on the device"
+        );
+        assert_eq!(
+            platform_words("Access denied: locked"),
+            "Access denied: locked"
+        );
+        assert_eq!(platform_words("Platform failure: "), "Platform failure:");
+    }
 
     #[test]
     fn refs_round_trip_and_reject_junk() -> Result<()> {

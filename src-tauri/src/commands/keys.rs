@@ -53,6 +53,30 @@ pub async fn rotate_key_with(
         .await
 }
 
+/// "Get a new key from OpenRouter": the daemon listens for the browser's return, the sign-in
+/// page opens in the person's browser, and the daemon rotates to the key OpenRouter gives
+/// (it never crosses here). Waits up to 10 minutes, or until "Cancel".
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn rotate_key_sign_in(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
+    let url = daemon.0.call("rotate_key_sign_in_begin", json!({})).await?;
+    let url = url
+        .as_str()
+        .ok_or_else(|| Problem::new("ipc_error", "Clawkeeper couldn't start the sign-in.", None))?;
+    if let Err(p) = super::provider::open_in_browser(url) {
+        let _ = daemon.0.call("rotate_key_sign_in_cancel", json!({})).await;
+        return Err(p);
+    }
+    daemon.0.call("rotate_key_sign_in_finish", json!({})).await
+}
+
+/// "Cancel" while that sign-in waits for the browser; the key is unchanged.
+#[tauri::command]
+#[tracing::instrument(skip(daemon))]
+pub async fn rotate_key_sign_in_cancel(daemon: State<'_, Daemon>) -> Result<Value, Problem> {
+    daemon.0.call("rotate_key_sign_in_cancel", json!({})).await
+}
+
 /// "Rotate all": every key that rotates in one click; the others listed as needing you.
 #[tauri::command]
 #[tracing::instrument(skip(daemon))]

@@ -36,7 +36,7 @@ pub async fn start_openrouter_sign_in(daemon: State<'_, Daemon>) -> Result<(), P
     open_in_browser(url)
 }
 
-fn open_in_browser(url: &str) -> Result<(), Problem> {
+pub(crate) fn open_in_browser(url: &str) -> Result<(), Problem> {
     let mut cmd = if cfg!(target_os = "macos") {
         std::process::Command::new("open")
     } else if cfg!(target_os = "windows") {

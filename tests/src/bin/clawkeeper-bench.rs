@@ -1824,11 +1824,43 @@ async fn usage(events: u64) -> Result<()> {
 /// provider OpenRouter's contract fake with a management key), `n` times: wall time, the
 /// app's CPU, the time spent waiting on the gateway and the provider (the rest), and each
 /// step's share (from the rotation events).
+/// Boot a test host that takes a one-time root password and connect it with the CLI (its
+/// host key confirmed by fingerprint), as `rotation_ssh` does: Clawkeeper's own key is
+/// installed and kept in the keychain.
+async fn connect_server_for_rotation(home: &Path) -> Result<TestHost> {
+    const PASSWORD: &str = "one-time-Pw-bench-rot-5e1d";
+    let person = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPReM7GrxNV983Nfnr997sz9WPMZLnryVZfJmBMInnVS me@laptop";
+    let mut opts = HostOptions::with_key(person);
+    opts.password_login = Some(("root".into(), PASSWORD.into()));
+    let host = TestHost::boot(opts).await?;
+    let cli = clawkeeper_tests::cli::Cli {
+        home: home.to_path_buf(),
+        // Nothing here installs packages.
+        registry: "http://127.0.0.1:9/".into(),
+    };
+    let addr = host.addr().to_string();
+    let fp = host.host_key_fingerprint_sha256()?;
+    cli.ok(
+        &[
+            "connect",
+            "--host",
+            &addr,
+            "--id",
+            "bench-server",
+            "--password-stdin",
+            "--fingerprint",
+            &fp,
+        ],
+        Some(PASSWORD),
+    )?;
+    Ok(host)
+}
+
 async fn rotate(n: usize) -> Result<()> {
     use clawkeeper_core::app::Event;
     use clawkeeper_tests::fake_model::KeyAuth;
     use clawkeeper_tests::fake_openrouter::ContractFakeOpenRouter;
-    let (app, _plain, _data) = local_core("clawkeeper-bench-rotate").await?;
+    let (app, _plain, data) = local_core("clawkeeper-bench-rotate").await?;
     // The provider: OpenRouter's contract fake with a management key (so its key rotates in
     // one click), and a model server that serves exactly the keys the fake account holds.
     let openrouter = ContractFakeOpenRouter::start(true).await?;
@@ -1860,6 +1892,14 @@ async fn rotate(n: usize) -> Result<()> {
     app.chat_round_trip("warm up", Duration::from_secs(120))
         .await
         .map_err(|p| anyhow!("{p}"))?;
+    // A server of the person's (the nspawn test host: real systemd and sshd), connected as
+    // the app does: its SSH key rotates in one click too.
+    let _host = if std::env::var_os("CLAWKEEPER_TESTHOST_IMAGE").is_some() {
+        Some(connect_server_for_rotation(&data.path().join("data")).await?)
+    } else {
+        println!("(CLAWKEEPER_TESTHOST_IMAGE not set: no server's SSH key in this run)");
+        None
+    };
     let one_click = app
         .keys_inventory()
         .await
@@ -1868,7 +1908,7 @@ async fn rotate(n: usize) -> Result<()> {
         .filter(|k| k.how == clawkeeper_core::app::HowToRotate::OneClick)
         .count();
     println!(
-        "rotate all: {one_click} key(s) rotate in one click here (the assistant's access token, the OpenRouter key); load average {}",
+        "rotate all: {one_click} key(s) rotate in one click here (the assistant's access token, the OpenRouter key, a server's SSH key); load average {}",
         loadavg()
     );
     // Step times from the rotation events: when each step began.

@@ -9,7 +9,9 @@ use crate::rotation::driver::{Driver, Progress};
 use crate::rotation::gateway_token::LocalGatewayToken;
 use crate::rotation::journal::{self, Rotation};
 use crate::rotation::local_config::LocalConfig;
-use crate::rotation::provider_key::{waits_for_person, KeyCheck, LocalProviderKey, Mint};
+use crate::rotation::provider_key::{
+    is_anthropic, waits_for_person, KeyCheck, LocalProviderKey, Mint,
+};
 use crate::rotation::remind;
 use crate::rotation::ssh_key::ServerSshKey;
 use crate::rotation::tailscale_api::TailscaleApiKey;
@@ -68,6 +70,10 @@ pub struct KeyInfo {
     pub due_at: Option<String>,
     /// Due for a change now.
     pub due: bool,
+    /// A new key can come from signing in at the provider ("Get a new key from OpenRouter":
+    /// its OAuth sign-in, no management key needed) instead of being pasted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sign_in: bool,
     /// When it stops working by itself (RFC 3339): a Tailscale API access token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
@@ -175,21 +181,35 @@ impl Clawkeeper {
                 };
                 Some((KeyCheck::OpenRouter(api), mint))
             }
-            ProviderKind::OpenaiCompatible => Some((
-                KeyCheck::Models {
-                    base_url: rec.base_url,
-                },
-                Mint::Given(given),
-            )),
+            ProviderKind::OpenaiCompatible => {
+                let key = self
+                    .inner
+                    .vault
+                    .read(&self.inner.instance.provider_key_ref())
+                    .await
+                    .ok();
+                let check = if is_anthropic(&rec.base_url, key.as_ref()) {
+                    KeyCheck::Anthropic {
+                        base_url: rec.base_url,
+                    }
+                } else {
+                    KeyCheck::Models {
+                        base_url: rec.base_url,
+                    }
+                };
+                // With an OpenAI admin key: a new project service account.
+                let mint = match (given, self.openai_admin().await) {
+                    (Some(k), _) => Mint::Given(Some(k)),
+                    (None, Some((api, admin_key, project_id))) => Mint::OpenAiAdmin {
+                        api,
+                        admin_key,
+                        project_id,
+                    },
+                    (None, None) => Mint::Given(None),
+                };
+                Some((check, mint))
+            }
         }
-    }
-
-    /// Whether the provider key rotates in one click (OpenRouter with a management key).
-    async fn provider_one_click(&self) -> bool {
-        matches!(
-            self.provider_rotation(None).await,
-            Some((_, Mint::OpenRouter { .. }))
-        )
     }
 
     /// Rotate `key` of this computer's assistant (or finish its unfinished rotation).
@@ -368,6 +388,7 @@ impl Clawkeeper {
     pub async fn keys_inventory(&self) -> Result<Vec<KeyInfo>, Problem> {
         let store = &self.inner.store;
         let ages = journal::ages(store).await.map_err(|e| e.problem())?;
+        let sign_in = self.provider_sign_in_possible().await;
         let running = journal::unfinished(store).await.map_err(|e| e.problem())?;
         let mut out = Vec::new();
         // `known`: when it was set and its fingerprint, from elsewhere than a rotation (a
@@ -402,6 +423,7 @@ impl Clawkeeper {
                 running,
                 due_at: None,
                 due: false,
+                sign_in: false,
                 expires_at: None,
             });
         };
@@ -418,8 +440,29 @@ impl Clawkeeper {
             );
         }
         if has(self.inner.instance.provider_key_ref()).await {
-            let (how, note) = if self.provider_one_click().await {
-                (HowToRotate::OneClick, None)
+            let openai_first = match self.openai_admin().await {
+                Some((_, _, project)) => !self.openai_key_is_ours(&project).await,
+                None => false,
+            };
+            let rotation = self.provider_rotation(None).await;
+            let (how, note) = if matches!(
+                rotation,
+                Some((_, Mint::OpenRouter { .. } | Mint::OpenAiAdmin { .. }))
+            ) {
+                let note = openai_first.then_some(
+                    "Clawkeeper makes the new key with your OpenAI admin key. The key in use now was made by you, so this once you delete it yourself at platform.openai.com/api-keys when asked; after that, each change is one click.",
+                );
+                (HowToRotate::OneClick, note)
+            } else if matches!(rotation, Some((KeyCheck::Anthropic { .. }, _))) {
+                (
+                    HowToRotate::Guided,
+                    Some("Make a new key in the Claude Console (console.anthropic.com → Settings → API keys) and paste it here. Clawkeeper checks it, switches your assistant to it, then asks you to delete the old one."),
+                )
+            } else if sign_in {
+                (
+                    HowToRotate::Guided,
+                    Some("Get a new key by signing in with OpenRouter, or make one in your OpenRouter account and paste it. Clawkeeper checks it, switches your assistant to it, then asks you to delete the old one."),
+                )
             } else {
                 (
                     HowToRotate::Guided,
@@ -528,7 +571,84 @@ impl Clawkeeper {
             k.due_at = d.due_at.map(remind::format_time);
             k.due = d.due;
         }
+        if sign_in {
+            for k in out.iter_mut() {
+                k.sign_in |= k.instance_id == LOCAL_ID
+                    && k.key == KeyId::ProviderKey
+                    && k.how == HowToRotate::Guided;
+            }
+        }
         Ok(out)
+    }
+
+    /// Whether this computer's provider is OpenRouter, whose sign-in gives a new key.
+    async fn provider_sign_in_possible(&self) -> bool {
+        matches!(
+            self.inner.store.provider(LOCAL_ID).await,
+            Ok(Some(rec)) if rec.kind == ProviderKind::Openrouter
+        )
+    }
+
+    /// "Get a new key from OpenRouter" (the model provider key's rotation without a
+    /// management key), first half: listen for the browser's return and give the page to
+    /// open there. The person signs in and approves; [`Self::finish_provider_key_sign_in`]
+    /// then rotates to the key OpenRouter gives out. A sign-in begun before and not finished
+    /// is dropped.
+    pub async fn begin_provider_key_sign_in(&self) -> Result<String, Problem> {
+        if !self.provider_sign_in_possible().await {
+            return Err(Problem::new(
+                "rotation_sign_in_unavailable",
+                "Only an OpenRouter key can come from signing in.",
+                Some("Make a new key at your provider and paste it with Change…."),
+            ));
+        }
+        let signin = crate::openrouter::SignIn::begin(&super::openrouter_site())
+            .await
+            .map_err(|e| e.problem())?;
+        let url = signin.url();
+        let mut pending = self.inner.key_sign_in.lock().await;
+        if let Some((_, cancel)) = pending.take() {
+            cancel.cancel();
+        }
+        *pending = Some((signin, tokio_util::sync::CancellationToken::new()));
+        Ok(url)
+    }
+
+    /// Second half: wait (up to 10 minutes) for the browser to come back with OpenRouter's
+    /// approval, then rotate to the new key as if it had been pasted: checked at OpenRouter,
+    /// switched to, verified with a real completion; then the rotation waits for the person
+    /// to delete the old key (only a management key could). The new key never leaves this
+    /// process.
+    pub async fn finish_provider_key_sign_in(&self) -> Result<Rotation, Problem> {
+        let Some((signin, cancel)) = self.inner.key_sign_in.lock().await.take() else {
+            return Err(Problem::new(
+                "rotation_sign_in_missing",
+                "No sign-in with OpenRouter is waiting.",
+                Some("Press \"Get a new key from OpenRouter\" again."),
+            ));
+        };
+        // Cancellable from the window while it waits (the lock is not held meanwhile).
+        *self.inner.key_sign_in_cancel.lock().await = Some(cancel.clone());
+        let key = tokio::select! {
+            () = cancel.cancelled() => Err(Problem::new(
+                "rotation_sign_in_cancelled",
+                "Signing in with OpenRouter was cancelled. Your key is unchanged.",
+                None,
+            )),
+            key = signin.finish(std::time::Duration::from_secs(600)) => key.map_err(|e| e.problem()),
+        };
+        self.inner.key_sign_in_cancel.lock().await.take();
+        self.rotate_with(KeyId::ProviderKey, key?).await
+    }
+
+    /// "Cancel" while the sign-in waits for the browser.
+    pub async fn cancel_provider_key_sign_in(&self) {
+        if let Some((_, cancel)) = self.inner.key_sign_in.lock().await.take() {
+            cancel.cancel();
+        }
+        if let Some(cancel) = self.inner.key_sign_in_cancel.lock().await.take() {
+            cancel.cancel();
+        }
     }
 }
 

@@ -7,6 +7,11 @@
 //! - **OpenRouter with a management key** ([`Mint::OpenRouter`]): a new key with the old
 //!   one's spending cap and reset period (`POST /keys`), the old one deleted (`DELETE
 //!   /keys/{hash}`) once the new one answered through the assistant. All in one click.
+//! - **OpenAI with an Admin key** ([`Mint::OpenAiAdmin`]): a new service account of the
+//!   person's project, with its own key; the old key's service account deleted once the
+//!   new key answered through the assistant. Which service account holds the key in use is
+//!   remembered ([`OPENAI_SERVICE_ACCOUNT`]); a key the person made (the first rotation)
+//!   isn't one of ours, so that once the person deletes the old key, as for a given key.
 //! - **A key the person made** ([`Mint::Given`]; a provider without a key API, or
 //!   OpenRouter without a management key — a new OpenRouter sign-in gives one): it is
 //!   checked at the provider before anything is installed; the old key is deleted by the
@@ -29,6 +34,7 @@ use super::gateway_token::Verdict;
 use super::local_config::{provider_key_at, LocalConfig};
 use super::{Ctx, KeyId, Rotator, StepError, StepFuture, StepResult};
 use crate::gateway::{self, chat, ClientInfo};
+use crate::openai::{AdminError, OpenAiAdmin};
 use crate::openrouter::{ApiError, OpenRouterApi};
 use crate::secret::Secret;
 use crate::store::Store;
@@ -52,6 +58,11 @@ const APPLY_WAIT: Duration = Duration::from_secs(10);
 /// The setting that remembers the OpenRouter hash of the assistant's key (for its cap).
 pub const OPENROUTER_KEY_HASH: &str = "openrouter.key_hash";
 
+/// The setting that remembers which OpenAI service account holds the assistant's key:
+/// JSON `{"project", "id", "key"}` (`key`: the key's fingerprint, so that a key changed
+/// since by other means isn't taken for it).
+pub const OPENAI_SERVICE_ACCOUNT: &str = "openai.service_account";
+
 /// How a key is checked at its provider.
 #[derive(Debug, Clone)]
 pub enum KeyCheck {
@@ -59,6 +70,35 @@ pub enum KeyCheck {
     OpenRouter(OpenRouterApi),
     /// An OpenAI-compatible provider's `GET {base}/models` with the key.
     Models { base_url: String },
+    /// Anthropic (through its OpenAI-compatible endpoint): its own `GET {base}/models`
+    /// takes the key as `x-api-key` with an `anthropic-version`, not as a bearer token.
+    Anthropic { base_url: String },
+}
+
+/// The `anthropic-version` Clawkeeper speaks.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Whether a provider is Anthropic: its API's host, or its keys' prefix (`sk-ant-`).
+pub fn is_anthropic(base_url: &str, key: Option<&Secret>) -> bool {
+    let host = reqwest::Url::parse(base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    host.is_some_and(|h| h == "anthropic.com" || h.ends_with(".anthropic.com"))
+        || key.is_some_and(|k| k.expose().starts_with("sk-ant-"))
+}
+
+/// What a provider's answer to `GET {base}/models` says of a key.
+async fn models_verdict(request: reqwest::RequestBuilder) -> Verdict {
+    match request.timeout(Duration::from_secs(20)).send().await {
+        Ok(r) if r.status().is_success() => Verdict::Accepted,
+        Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Verdict::Refused,
+        Ok(r) => Verdict::Unknown(format!("HTTP {}", r.status().as_u16())),
+        Err(e) => Verdict::Unknown(e.without_url().to_string()),
+    }
+}
+
+fn models_url(base_url: &str) -> String {
+    format!("{}/models", base_url.trim_end_matches('/'))
 }
 
 impl KeyCheck {
@@ -71,19 +111,21 @@ impl KeyCheck {
                 Err(e) => Verdict::Unknown(e.to_string()),
             },
             KeyCheck::Models { base_url } => {
-                let url = format!("{}/models", base_url.trim_end_matches('/'));
-                match reqwest::Client::new()
-                    .get(&url)
-                    .bearer_auth(key.expose())
-                    .timeout(Duration::from_secs(20))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => Verdict::Accepted,
-                    Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Verdict::Refused,
-                    Ok(r) => Verdict::Unknown(format!("HTTP {}", r.status().as_u16())),
-                    Err(e) => Verdict::Unknown(e.without_url().to_string()),
-                }
+                models_verdict(
+                    reqwest::Client::new()
+                        .get(models_url(base_url))
+                        .bearer_auth(key.expose()),
+                )
+                .await
+            }
+            KeyCheck::Anthropic { base_url } => {
+                models_verdict(
+                    reqwest::Client::new()
+                        .get(models_url(base_url))
+                        .header("x-api-key", key.expose())
+                        .header("anthropic-version", ANTHROPIC_VERSION),
+                )
+                .await
             }
         }
     }
@@ -93,6 +135,9 @@ impl KeyCheck {
         match self {
             KeyCheck::OpenRouter(_) => "at openrouter.ai/settings/keys",
             KeyCheck::Models { .. } => "in your model provider's account",
+            KeyCheck::Anthropic { .. } => {
+                "in the Claude Console (console.anthropic.com → Settings → API keys)"
+            }
         }
     }
 }
@@ -104,6 +149,13 @@ pub enum Mint {
     OpenRouter {
         api: OpenRouterApi,
         management: Secret,
+    },
+    /// Made at OpenAI as a new service account of `project_id` with the organization's
+    /// Admin key; the old key's service account (when it is one of ours) is deleted there.
+    OpenAiAdmin {
+        api: OpenAiAdmin,
+        admin_key: Secret,
+        project_id: String,
     },
     /// Made by the person (pasted, or from a new sign-in); they delete the old one.
     /// `None` when resuming a rotation whose new key is already in the keychain.
@@ -130,7 +182,9 @@ pub struct LocalProviderKey {
 /// that got to the revoke.
 pub fn waits_for_person(r: &super::journal::Rotation) -> bool {
     let guided = match r.key {
-        KeyId::ProviderKey => r.detail.get("new_hash").is_none(),
+        KeyId::ProviderKey => {
+            r.detail.get("new_hash").is_none() && r.detail.get("old_service_account").is_none()
+        }
         KeyId::CloudToken | KeyId::TailscaleApi => true,
         _ => false,
     };
@@ -142,6 +196,29 @@ pub fn waits_for_person(r: &super::journal::Rotation) -> bool {
 /// The name a rotation gives the key it makes at OpenRouter (found again by it after a crash).
 fn minted_name(rotation_id: i64) -> String {
     format!("Clawkeeper assistant (rotation {rotation_id})")
+}
+
+fn admin_step_error(e: AdminError, what: &str) -> StepError {
+    if e.is_transient() {
+        StepError::Transient(format!("{what}: {e}"))
+    } else {
+        StepError::Permanent(format!("{what}: {e}"))
+    }
+}
+
+/// The service account that holds `key` in `project`, as remembered (none: not known, or
+/// the remembered one held another key).
+pub async fn remembered_service_account(
+    store: &Store,
+    project: &str,
+    key: &Secret,
+) -> Option<String> {
+    let raw = store.setting(OPENAI_SERVICE_ACCOUNT).await.ok().flatten()?;
+    let v: Value = serde_json::from_str(&raw).ok()?;
+    let same = v.get("project").and_then(Value::as_str) == Some(project)
+        && v.get("key").and_then(Value::as_str) == Some(key.fingerprint().as_str());
+    same.then(|| v.get("id").and_then(Value::as_str).map(str::to_owned))
+        .flatten()
 }
 
 fn api_step_error(e: ApiError, what: &str) -> StepError {
@@ -164,6 +241,46 @@ impl LocalProviderKey {
             }
             _ => None,
         }
+    }
+
+    /// OpenAI's Admin API, the admin key and the project, when this rotation made its new
+    /// key at OpenAI and the old key's service account is known (so it deletes it), and the
+    /// admin key is still here.
+    fn openai_revokes(&self, detail: &Value) -> Option<(&OpenAiAdmin, &Secret, &str, String)> {
+        match &self.mint {
+            Mint::OpenAiAdmin {
+                api,
+                admin_key,
+                project_id,
+            } if detail.get("new_service_account").is_some() => detail
+                .get("old_service_account")
+                .and_then(Value::as_str)
+                .map(|old| (api, admin_key, project_id.as_str(), old.to_owned())),
+            _ => None,
+        }
+    }
+
+    /// Delete the service accounts this rotation made at OpenAI (found by their name: a
+    /// crash may have come before the id was noted), but `keep`.
+    async fn delete_minted_accounts(
+        api: &OpenAiAdmin,
+        admin_key: &Secret,
+        project: &str,
+        rotation_id: i64,
+        keep: Option<&str>,
+    ) -> Result<(), AdminError> {
+        let name = minted_name(rotation_id);
+        let listed = api.service_accounts(admin_key, project).await?;
+        for a in listed
+            .iter()
+            .filter(|a| a.name == name && Some(a.id.as_str()) != keep)
+        {
+            match api.delete_service_account(admin_key, project, &a.id).await {
+                Ok(()) | Err(AdminError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// One completion through the assistant, with whichever gateway token it takes.
@@ -267,6 +384,60 @@ impl Rotator for LocalProviderKey {
                         ))),
                     }
                 }
+                Mint::OpenAiAdmin {
+                    api,
+                    admin_key,
+                    project_id,
+                } => {
+                    // A crash after a create and before the journal noted it left an
+                    // account whose key we can't read: delete it first.
+                    Self::delete_minted_accounts(api, admin_key, project_id, ctx.rotation_id, None)
+                        .await
+                        .map_err(|e| {
+                            admin_step_error(e, "OpenAI's service accounts can't be read")
+                        })?;
+                    let old = match ctx
+                        .detail
+                        .get("old_service_account")
+                        .and_then(Value::as_str)
+                    {
+                        Some(id) => Some(id.to_owned()),
+                        None => {
+                            match remembered_service_account(&self.store, project_id, ctx.old).await
+                            {
+                                // Still there? (Deleted by hand: the old key is then refused
+                                // anyway, which the revoke checks.)
+                                Some(id) => api
+                                    .service_accounts(admin_key, project_id)
+                                    .await
+                                    .map_err(|e| {
+                                        admin_step_error(
+                                            e,
+                                            "OpenAI's service accounts can't be read",
+                                        )
+                                    })?
+                                    .into_iter()
+                                    .any(|a| a.id == id)
+                                    .then_some(id),
+                                None => None,
+                            }
+                        }
+                    };
+                    let created = api
+                        .create_service_account(
+                            admin_key,
+                            project_id,
+                            &minted_name(ctx.rotation_id),
+                        )
+                        .await
+                        .map_err(|e| admin_step_error(e, "OpenAI didn't make a new key"))?;
+                    ctx.detail["project"] = json!(project_id);
+                    ctx.detail["new_service_account"] = json!(created.account.id);
+                    if let Some(old) = old {
+                        ctx.detail["old_service_account"] = json!(old);
+                    }
+                    Ok(created.key)
+                }
                 Mint::OpenRouter { api, management } => {
                     // A crash after a create and before the journal noted it left a key we
                     // can't read (OpenRouter shows a key's text once): delete it first.
@@ -330,6 +501,12 @@ impl Rotator for LocalProviderKey {
 
     fn revoke_old<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
         Box::pin(async move {
+            if let Some((api, admin_key, project, old)) = self.openai_revokes(ctx.detail) {
+                return match api.delete_service_account(admin_key, project, &old).await {
+                    Ok(()) | Err(AdminError::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(admin_step_error(e, "OpenAI didn't delete the old key")),
+                };
+            }
             let old_hash = ctx.detail.get("old_hash").and_then(Value::as_str);
             match (self.managed(ctx.detail), old_hash) {
                 (Some((api, management)), Some(hash)) => {
@@ -354,15 +531,16 @@ impl Rotator for LocalProviderKey {
             match self.check.verdict(ctx.old).await {
                 Verdict::Refused => {}
                 Verdict::Accepted => {
-                    return Err(match self.managed(ctx.detail) {
-                        Some(_) => {
-                            StepError::Permanent("your provider still accepts the old key".into())
-                        }
-                        None => StepError::NeedsYou(format!(
+                    let ours = self.managed(ctx.detail).is_some()
+                        || self.openai_revokes(ctx.detail).is_some();
+                    return Err(if ours {
+                        StepError::Permanent("your provider still accepts the old key".into())
+                    } else {
+                        StepError::NeedsYou(format!(
                             "The old key still works. Delete it {}, then Clawkeeper finishes.",
                             self.check.where_to_delete()
-                        )),
-                    })
+                        ))
+                    });
                 }
                 Verdict::Unknown(e) => {
                     return Err(StepError::Transient(format!(
@@ -388,6 +566,39 @@ impl Rotator for LocalProviderKey {
                 let old = ctx.detail.get("old_hash").and_then(Value::as_str);
                 Self::delete_minted(api, management, ctx.rotation_id, old).await?;
             }
+            if let Mint::OpenAiAdmin {
+                api,
+                admin_key,
+                project_id,
+            } = &self.mint
+            {
+                let old = ctx
+                    .detail
+                    .get("old_service_account")
+                    .and_then(Value::as_str);
+                match Self::delete_minted_accounts(api, admin_key, project_id, ctx.rotation_id, old)
+                    .await
+                {
+                    Ok(()) => {}
+                    // The admin key is refused and this rotation noted no account of its own
+                    // (it failed before making one, or a crash came right after a create):
+                    // nothing can be looked up; a leftover would carry this rotation's name.
+                    Err(AdminError::AdminKeyRefused { .. } | AdminError::Forbidden { .. })
+                        if ctx.detail.get("new_service_account").is_none() =>
+                    {
+                        tracing::warn!(
+                            rotation = ctx.rotation_id,
+                            "OpenAI refused the admin key; no service account of this rotation is known"
+                        );
+                    }
+                    Err(e) => {
+                        return Err(admin_step_error(
+                            e,
+                            "the new service account can't be deleted",
+                        ))
+                    }
+                }
+            }
             Ok(())
         })
     }
@@ -412,7 +623,50 @@ impl Rotator for LocalProviderKey {
                 Some(h) => self.store.set_setting(OPENROUTER_KEY_HASH, h).await,
                 None => self.store.delete_setting(OPENROUTER_KEY_HASH).await,
             };
+            noted.map_err(|e| StepError::Transient(format!("a setting can't be saved ({e})")))?;
+            // Which OpenAI service account holds the new key (none: one the person made).
+            let account = match (
+                ctx.detail.get("project").and_then(Value::as_str),
+                ctx.detail
+                    .get("new_service_account")
+                    .and_then(Value::as_str),
+            ) {
+                (Some(project), Some(id)) => Some(json!({
+                    "project": project, "id": id, "key": new.fingerprint()
+                })),
+                _ => None,
+            };
+            let noted = match account {
+                Some(a) => {
+                    self.store
+                        .set_setting(OPENAI_SERVICE_ACCOUNT, &a.to_string())
+                        .await
+                }
+                None => self.store.delete_setting(OPENAI_SERVICE_ACCOUNT).await,
+            };
             noted.map_err(|e| StepError::Transient(format!("a setting can't be saved ({e})")))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_is_known_by_its_host_or_its_keys() {
+        assert!(is_anthropic("https://api.anthropic.com/v1", None));
+        assert!(is_anthropic("https://API.Anthropic.com/v1/", None));
+        assert!(!is_anthropic("https://anthropic.com.example.net/v1", None));
+        assert!(!is_anthropic("https://openrouter.ai/api/v1", None));
+        assert!(is_anthropic(
+            "http://127.0.0.1:9/v1",
+            Some(&Secret::new("sk-ant-api03-abc"))
+        ));
+        assert!(!is_anthropic(
+            "http://127.0.0.1:9/v1",
+            Some(&Secret::new("sk-proj-abc"))
+        ));
+        assert!(!is_anthropic("not a url", None));
     }
 }
