@@ -15,10 +15,14 @@
 //!   `tag:<name>` owned in the policy's `tagOwners` ("requested tags [..] are invalid or not
 //!   permitted", 400); with an OAuth access token the key must carry tags, all of them the
 //!   client's own (400 otherwise). `GET` and `DELETE /tailnet/-/keys/{id}` (no key in the
-//!   answer; delete revokes);
+//!   answer; delete revokes), for auth keys (`keyType: "auth"`) and for API access tokens
+//!   (`keyType: "api"`, whose `expires` says when the token stops working; a token's key id
+//!   is the part after `tskey-api-`, as in Tailscale's tokens);
 //! * `GET /tailnet/-/devices[?fields=all]` → `{"devices": [...]}` (untagged devices have no
 //!   `tags`; `fields=all` adds `advertisedRoutes`, `enabledRoutes`, `clientConnectivity`),
-//!   `DELETE /device/{id}` by `nodeId` or numeric `id` (404 when unknown);
+//!   `DELETE /device/{id}` by `nodeId` or numeric `id` (404 when unknown); each device has a
+//!   `nodeKey` (`nodekey:<64 hex>`), which a re-authentication replaces
+//!   ([`ContractFakeTailscale::reauth`]);
 //! * `GET /tailnet/-/acl`: HuJSON with a comment by default, JSON with
 //!   `Accept: application/json`.
 //!
@@ -73,6 +77,8 @@ pub struct FakeTailscaleConfig {
     pub token_lifetime: Duration,
     /// The tailnet policy (its JSON form).
     pub policy: Value,
+    /// How long `api_token` stays valid from the fake's start (Tailscale: 1 to 90 days).
+    pub api_token_lifetime: Duration,
 }
 
 impl Default for FakeTailscaleConfig {
@@ -90,6 +96,7 @@ impl Default for FakeTailscaleConfig {
             oauth_tags: vec![TAG.into()],
             token_lifetime: Duration::from_secs(3600),
             policy: policy_with_tag(),
+            api_token_lifetime: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -180,6 +187,15 @@ struct IssuedToken {
     valid_until: Instant,
 }
 
+/// An API access token of the tailnet (`tskey-api-<id>-<secret>`).
+struct ApiTokenRec {
+    id: String,
+    token: String,
+    created: OffsetDateTime,
+    expires: OffsetDateTime,
+    revoked: bool,
+}
+
 struct FaultRule {
     method: String,
     path: String,
@@ -191,6 +207,7 @@ struct State {
     cfg: FakeTailscaleConfig,
     next: u64,
     tokens: Vec<IssuedToken>,
+    api_tokens: Vec<ApiTokenRec>,
     keys: Vec<KeyRec>,
     devices: Vec<Value>,
     faults: Vec<FaultRule>,
@@ -215,10 +232,19 @@ impl ContractFakeTailscale {
     pub async fn start(cfg: FakeTailscaleConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}/api/v2", listener.local_addr()?);
+        let now = OffsetDateTime::now_utc();
+        let first = ApiTokenRec {
+            id: token_id(&cfg.api_token),
+            token: cfg.api_token.clone(),
+            created: now,
+            expires: now + cfg.api_token_lifetime,
+            revoked: false,
+        };
         let state = Arc::new(Mutex::new(State {
             cfg,
             next: 1,
             tokens: Vec::new(),
+            api_tokens: vec![first],
             keys: Vec::new(),
             devices: Vec::new(),
             faults: Vec::new(),
@@ -273,6 +299,84 @@ impl ContractFakeTailscale {
 
     pub fn oauth_client_secret(&self) -> String {
         self.with(|s| s.cfg.oauth_client_secret.clone())
+    }
+
+    /// Another API access token of the same tailnet (as the person makes one in the admin
+    /// console), valid for `lifetime`.
+    pub fn add_api_token(&self, lifetime: Duration) -> String {
+        self.with(|s| {
+            let id = format!("k{}FakeApiCNTRL", next(s));
+            let token = format!("tskey-api-{id}-{}", random_part());
+            let now = OffsetDateTime::now_utc();
+            s.api_tokens.push(ApiTokenRec {
+                id,
+                token: token.clone(),
+                created: now,
+                expires: now + lifetime,
+                revoked: false,
+            });
+            token
+        })
+    }
+
+    /// The person deletes (revokes) an API access token in the admin console.
+    pub fn delete_api_token(&self, token: &str) {
+        self.with(|s| {
+            s.api_tokens
+                .iter_mut()
+                .filter(|t| t.token == token)
+                .for_each(|t| t.revoked = true)
+        });
+    }
+
+    /// Whether `token` is an API access token the tailnet accepts now.
+    pub fn api_token_valid(&self, token: &str) -> bool {
+        self.with(|s| token_state(s, token) == Some(true))
+    }
+
+    /// A device's current node key.
+    pub fn node_key(&self, node_id: &str) -> Option<String> {
+        self.with(|s| {
+            s.devices
+                .iter()
+                .find(|d| d["nodeId"] == node_id)
+                .and_then(|d| d["nodeKey"].as_str().map(str::to_owned))
+        })
+    }
+
+    /// What `tailscale up --force-reauth --auth-key=<key>` on the node `node_id` does at
+    /// Tailscale: the key is checked as for a join and marked used, and the device (same
+    /// `nodeId`, addresses and tags) gets the node's new node key, seen now. The new key.
+    pub fn reauth(&self, key: &str, node_id: &str) -> Result<String, String> {
+        self.with(|s| {
+            let rec = s
+                .keys
+                .iter_mut()
+                .find(|k| k.minted.key == key)
+                .ok_or("invalid key: not found")?;
+            let k = &mut rec.minted;
+            if k.revoked {
+                return Err("invalid key: revoked".to_owned());
+            }
+            if Instant::now() >= rec.expires_at {
+                return Err("invalid key: expired".to_owned());
+            }
+            if !k.reusable && !k.used_by.is_empty() {
+                return Err("invalid key: unable to reuse a single-use key".to_owned());
+            }
+            let d = s
+                .devices
+                .iter_mut()
+                .find(|d| d["nodeId"] == node_id)
+                .ok_or("no such node")?;
+            let hostname = d["hostname"].as_str().unwrap_or("").to_owned();
+            let new_key = node_key();
+            d["nodeKey"] = json!(new_key);
+            d["lastSeen"] = json!(now_rfc3339());
+            d["connectedToControl"] = json!(true);
+            k.used_by.push(hostname);
+            Ok(new_key)
+        })
     }
 
     pub fn set_policy(&self, policy: Value) {
@@ -447,6 +551,9 @@ impl ContractFakeTailscale {
                     s.cfg.oauth_client_secret.as_str(),
                 ),
             ];
+            for t in &s.api_tokens {
+                secrets.push((format!("API access token {}", t.id), &t.token));
+            }
             for (i, t) in s.tokens.iter().enumerate() {
                 secrets.push((format!("OAuth access token #{}", i + 1), &t.token));
             }
@@ -466,6 +573,28 @@ impl ContractFakeTailscale {
 }
 
 // ------------------------------------------------------------------------------- helpers
+
+/// The key id of an API access token (`tskey-api-<id>-…`).
+fn token_id(token: &str) -> String {
+    token
+        .strip_prefix("tskey-api-")
+        .and_then(|r| r.split_once('-'))
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_default()
+}
+
+/// `Some(true)`: a valid API access token; `Some(false)`: one revoked or expired.
+fn token_state(s: &State, token: &str) -> Option<bool> {
+    s.api_tokens
+        .iter()
+        .find(|t| t.token == token)
+        .map(|t| !t.revoked && OffsetDateTime::now_utc() < t.expires)
+}
+
+/// A new node key as the API writes them.
+fn node_key() -> String {
+    format!("nodekey:{}{}", random_part(), random_part())
+}
 
 fn next(s: &mut State) -> u64 {
     let n = s.next;
@@ -504,6 +633,8 @@ fn register(s: &mut State, d: NewDevice<'_>) -> String {
         "expires": d.expires.as_deref().unwrap_or(NEVER),
         "lastSeen": d.last_seen.clone().unwrap_or_else(now_rfc3339),
         "connectedToControl": d.last_seen.is_none(),
+        "nodeKey": node_key(),
+        "machineKey": format!("mkey:{}{}", random_part(), random_part()),
         "isExternal": false,
         "updateAvailable": false,
         "blocksIncomingConnections": false,
@@ -626,6 +757,7 @@ fn key_view(k: &KeyRec, with_key: bool) -> Value {
     let expires = k.created + time::Duration::seconds(i64::try_from(m.expiry_seconds).unwrap_or(0));
     let mut v = json!({
         "id": m.id,
+        "keyType": "auth",
         "description": m.description,
         "created": rfc3339(k.created),
         "expires": rfc3339(expires),
@@ -781,8 +913,10 @@ fn who(s: &State, auth: Option<&str>) -> Caller {
     let Some(token) = auth.and_then(|a| a.strip_prefix("Bearer ")) else {
         return Caller::None;
     };
-    if token == s.cfg.api_token {
-        return Caller::ApiToken;
+    match token_state(s, token) {
+        Some(true) => return Caller::ApiToken,
+        Some(false) => return Caller::Invalid,
+        None => {}
     }
     match s.tokens.iter().find(|t| t.token == token) {
         Some(t) if Instant::now() < t.valid_until => Caller::OAuth,
@@ -807,6 +941,24 @@ fn route(
         (m @ ("GET" | "DELETE"), ["tailnet", "-", "keys", id]) => {
             if !allowed(s, caller, "auth_keys", m == "DELETE") {
                 return message(403, NOT_PERMITTED);
+            }
+            if let Some(t) = s.api_tokens.iter_mut().find(|t| t.id == *id) {
+                if m == "DELETE" {
+                    t.revoked = true;
+                    return (StatusCode::OK, Value::Null);
+                }
+                let mut v = json!({
+                    "id": t.id,
+                    "keyType": "api",
+                    "description": "",
+                    "created": rfc3339(t.created),
+                    "expires": rfc3339(t.expires),
+                    "invalid": t.revoked || OffsetDateTime::now_utc() >= t.expires,
+                });
+                if t.revoked {
+                    v["revoked"] = json!(now_rfc3339());
+                }
+                return (StatusCode::OK, v);
             }
             let Some(k) = s.keys.iter_mut().find(|k| k.minted.id == *id) else {
                 return message(404, "key not found");

@@ -16,7 +16,13 @@
 //! its state in a temp dir, joins with that key through `--auth-key=file:` (0600), waits
 //! for `Running` through the app's LocalAPI client, finds the node as a device through the
 //! API (tagged, with a 100.x address), checks the key cannot be used again, dials its own
-//! tailnet address through the LocalAPI, and finally deletes the device and revokes the key
+//! tailnet address through the LocalAPI; then rotates the node's key as
+//! `rotation::tailscale_node` does on a server — a second single-use key in a 0600 root
+//! file at `/run/clawkeeper/tailscale-authkey` (so: run as root), the app's own re-auth
+//! script (`tailscale up --force-reauth --auth-key=file:…` with the join's flags) — and
+//! checks the success path no test here can reach: Running again, the same device (same
+//! `nodeId` and address) with a *new* node key, connected, no device listing the old node
+//! key, the key spent and then revoked; and finally deletes the device and revokes the keys
 //! — nothing is left on the tailnet.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -94,6 +100,8 @@ async fn live_tailnet_mint_join_find_and_clean_up() {
         .arg(format!("--auth-key=file:{}", key_file.display()))
         .arg(format!("--hostname={hostname}"))
         .arg(format!("--advertise-tags={TAG}"))
+        // The server's join's flags (provision/scripts/tailscale_join.sh).
+        .arg("--accept-dns=false")
         .arg("--timeout=60s")
         .status()
         .unwrap();
@@ -133,9 +141,98 @@ async fn live_tailnet_mint_join_find_and_clean_up() {
         let _ = s.read(&mut b).await;
     }
 
+    // The key rotation of the node (the success path of rotation::tailscale_node).
+    let reauth_key = reauth(&client, &bin, &sock, &hostname).await;
+    let after = client.find_device(&hostname).await.unwrap().unwrap();
+    assert_eq!(after.api_id(), device.api_id(), "the same device");
+    assert_eq!(after.ipv4(), device.ipv4(), "the same address");
+    assert!(
+        !after.node_key.is_empty() && after.node_key != device.node_key,
+        "a new node key"
+    );
+    assert_ne!(after.connected_to_control, Some(false));
+    let devices = client.devices().await.unwrap();
+    assert!(
+        devices.iter().all(|d| d.node_key != device.node_key),
+        "no device lists the old node key"
+    );
+    let status = api.status().await.unwrap();
+    assert_eq!(status.backend_state, BackendState::Running);
+    eprintln!(
+        "re-authenticated: expiry {:?} -> {:?}",
+        device.expires, after.expires
+    );
+    client.revoke_key(&reauth_key).await.unwrap();
+    let k = client.key_info(&reauth_key).await.unwrap();
+    assert!(k.revoked.is_some() || k.invalid, "{k:?}");
+
     client.delete_device(device.api_id()).await.unwrap();
     client.revoke_key(&key.info.id).await.unwrap();
     assert!(client.find_device(&hostname).await.unwrap().is_none());
     let _ = daemon.kill();
     let _ = daemon.wait();
+}
+
+/// Log the node in again as the app does on a server: a fresh single-use key in
+/// `/run/clawkeeper/tailscale-authkey` (root, 0600) and the app's re-auth script, with
+/// `tailscale` on PATH speaking to this test's tailscaled. The key's id.
+async fn reauth(
+    client: &TailscaleClient,
+    bin: &std::path::Path,
+    sock: &std::path::Path,
+    hostname: &str,
+) -> String {
+    use clawkeeper_core::provision::tailnet::{self, TailnetSpec};
+    use std::os::unix::fs::PermissionsExt;
+    let key = client
+        .mint_auth_key(&KeyRequest::for_instance(hostname))
+        .await
+        .unwrap();
+    let file = std::path::Path::new(tailnet::KEY_FILE);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, key.key.expose()).unwrap();
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let wrap = tempfile::tempdir().unwrap();
+    let tailscale = wrap.path().join("tailscale");
+    std::fs::write(
+        &tailscale,
+        format!(
+            "#!/bin/sh\nexec {} --socket={} \"$@\"\n",
+            bin.join("tailscale").display(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tailscale, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut ts = TailnetSpec::new(hostname);
+    ts.join_timeout_secs = 60;
+    let mut child = Command::new("bash")
+        .arg("-s")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                wrap.path().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(tailnet::reauth_script(&ts).as_bytes())
+        .unwrap();
+    let out = child.wait().unwrap();
+    assert!(out.success(), "the re-auth script");
+    assert!(!file.exists(), "the key file is gone");
+    let spent = client.key_info(&key.info.id).await.unwrap();
+    eprintln!(
+        "re-auth key after use: invalid={} revoked={:?}",
+        spent.invalid, spent.revoked
+    );
+    key.info.id
 }

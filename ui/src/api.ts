@@ -369,7 +369,8 @@ export type KeyId =
   | "tailscale-node"
   | "cloud-token"
   | "telegram-token"
-  | "discord-token";
+  | "discord-token"
+  | "tailscale-api";
 /** A rotation's steps, in order (`Step` in the core). */
 export type RotationStep = "mint" | "install" | "verify_new" | "revoke_old" | "verify_old" | "commit";
 export const ROTATION_STEPS: readonly RotationStep[] = ["mint", "install", "verify_new", "revoke_old", "verify_old", "commit"];
@@ -431,6 +432,8 @@ export interface KeyInfo {
   due: boolean;
   /** A new key can come from signing in at the provider (OpenRouter) instead of being pasted. */
   signIn?: boolean;
+  /** RFC 3339: when it stops working by itself (a Tailscale API access token). */
+  expiresAt?: string;
 }
 
 /** A key due for a change. */

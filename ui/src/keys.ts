@@ -117,7 +117,7 @@ interface Shown {
 /** What came of the last run. */
 let results: Shown[] | undefined;
 /** Keys the person makes at their provider and pastes here ("Change…"). */
-const PASTED: KeyId[] = ["provider-key", "cloud-token", "telegram-token", "discord-token"];
+const PASTED: KeyId[] = ["provider-key", "cloud-token", "telegram-token", "discord-token", "tailscale-api"];
 /** Of those, the chat bots' tokens (checked to be the same bot's). */
 const BOT_TOKENS: KeyId[] = ["telegram-token", "discord-token"];
 
@@ -277,6 +277,18 @@ function keyItem(k: KeyInfo): HTMLLIElement {
               text: reminders?.everyDays
                 ? `Due for a change: older than your ${reminders.everyDays}-day reminder`
                 : "Due for a change",
+            }),
+          )
+        : null,
+      k.expiresAt
+        ? h(
+            "div",
+            {
+              class: `item-sub${new Date(k.expiresAt).getTime() - Date.now() < 14 * 864e5 ? " key-due" : ""}`,
+              "data-testid": "key-expires",
+            },
+            h("span", {
+              text: `${new Date(k.expiresAt).getTime() <= Date.now() ? "Expired" : "Expires"} on ${dateWords(k.expiresAt)}`,
             }),
           )
         : null,

@@ -9,7 +9,7 @@ use clawkeeper_core::rotation::KeyId;
 #[derive(clap::Args)]
 pub struct RotateArgs {
     /// The key to rotate: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token,
-    /// telegram-token or discord-token.
+    /// telegram-token, discord-token or tailscale-api.
     key: Option<String>,
     /// Every key that rotates in one click.
     #[arg(long, conflicts_with = "key")]
@@ -20,10 +20,10 @@ pub struct RotateArgs {
     /// Only finish rotations an earlier run left unfinished (the app does this by itself).
     #[arg(long, conflicts_with_all = ["key", "all", "list"])]
     resume: bool,
-    /// With provider-key, cloud-token, telegram-token or discord-token: the new key, one
-    /// you made at your provider (a bot token: BotFather's /revoke, Discord's Reset Token),
-    /// read from standard input (never from arguments). Clawkeeper checks it, puts it in
-    /// use, then (if still needed) waits for you to delete the old one there.
+    /// With provider-key, cloud-token, telegram-token, discord-token or tailscale-api: the
+    /// new key, one you made at your provider (a bot token: BotFather's /revoke, Discord's
+    /// Reset Token), read from standard input (never from arguments). Clawkeeper checks it,
+    /// puts it in use, then (if still needed) waits for you to delete the old one there.
     #[arg(long, conflicts_with_all = ["all", "list", "resume"])]
     new_key_stdin: bool,
     /// With provider-key at OpenRouter: get the new key by signing in with OpenRouter in
@@ -94,6 +94,9 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
                     due,
                     k.how
                 );
+                if let Some(at) = &k.expires_at {
+                    println!("{:<12} {:<16} expires {at}", "", k.key.as_str());
+                }
             }
             println!("{}", reminder_line(&reminders));
         }
@@ -161,10 +164,10 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
         return Ok(());
     }
     let Some(name) = args.key else {
-        bail!("Say which key (gateway-token, provider-key, ssh-key, tailscale-node, cloud-token, telegram-token, discord-token), or --all, or --list.");
+        bail!("Say which key (gateway-token, provider-key, ssh-key, tailscale-node, cloud-token, telegram-token, discord-token, tailscale-api), or --all, or --list.");
     };
     let Some(key) = KeyId::parse(&name) else {
-        bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token, telegram-token, discord-token.");
+        bail!("No key called {name:?}. The keys: gateway-token, provider-key, ssh-key, tailscale-node, cloud-token, telegram-token, discord-token, tailscale-api.");
     };
     let started = std::time::Instant::now();
     let r = if args.sign_in {
@@ -182,8 +185,9 @@ pub async fn run(app: &Clawkeeper, args: RotateArgs, json: bool) -> Result<()> {
                 | KeyId::CloudToken
                 | KeyId::TelegramBotToken
                 | KeyId::DiscordBotToken
+                | KeyId::TailscaleApi
         ) {
-            bail!("--new-key-stdin is for provider-key, cloud-token, telegram-token and discord-token; the other keys are made by Clawkeeper.");
+            bail!("--new-key-stdin is for provider-key, cloud-token, telegram-token, discord-token and tailscale-api; the other keys are made by Clawkeeper.");
         }
         use std::io::Read;
         let mut text = String::new();

@@ -8,6 +8,7 @@ mod reminders;
 mod rotation;
 mod server;
 mod tailnet;
+mod tailscale_access;
 mod usage;
 
 pub use detail::{HostFacts, StatusDetail, UpdateView};
@@ -19,6 +20,7 @@ pub use server::{
     ServerJob, ServerView,
 };
 pub use tailnet::{system_tailnet, DeviceView, TailnetView, EMBEDDED_SETTING};
+pub use tailscale_access::{long_date, AccessExpiry};
 pub use usage::{
     to_csv, CapView, Difference, Format, ProviderUsageView, UsageSummary, UsageView,
     PAUSED_SETTING, SYNC_EVERY,

@@ -172,12 +172,33 @@ impl Clawkeeper {
                 )
             })
             .collect();
+        // The Tailscale API access token expires by itself: warned of two weeks before,
+        // first in the notification.
+        let expiring = self.tailscale_expiry_warning(now).await;
         let Some((summary, body)) = remind::words(&listed) else {
+            if let Some((summary, body)) = expiring {
+                let reminder = Reminder {
+                    summary,
+                    body,
+                    keys: vec![KeyId::TailscaleApi],
+                };
+                tracing::info!("Tailscale access expiry reminder");
+                self.emit(Event::RotationReminder(reminder.clone()));
+                return Ok(Some(reminder));
+            }
             tracing::debug!(
                 keys = keys.len(),
                 "rotation reminders: nothing to remind of"
             );
             return Ok(None);
+        };
+        let (summary, body, first) = match expiring {
+            Some((s, b)) => (
+                s,
+                format!("{b} {summary}: {body}"),
+                vec![KeyId::TailscaleApi],
+            ),
+            None => (summary, body, Vec::new()),
         };
         let detail = due
             .iter()
@@ -204,7 +225,7 @@ impl Clawkeeper {
         let reminder = Reminder {
             summary,
             body,
-            keys: due.iter().map(|k| k.key).collect(),
+            keys: first.into_iter().chain(due.iter().map(|k| k.key)).collect(),
         };
         tracing::info!(keys = ?reminder.keys, "rotation reminder");
         self.emit(Event::RotationReminder(reminder.clone()));

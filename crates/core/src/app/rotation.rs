@@ -16,6 +16,8 @@ use crate::rotation::provider_key::{
 use crate::rotation::remind;
 use crate::rotation::server_token::ServerGatewayToken;
 use crate::rotation::ssh_key::ServerSshKey;
+use crate::rotation::tailscale_api::TailscaleApiKey;
+use crate::rotation::tailscale_node::TailnetNode;
 use crate::rotation::{KeyId, Rotator};
 use crate::secret::Secret;
 use crate::store::ProviderKind;
@@ -74,6 +76,9 @@ pub struct KeyInfo {
     /// its OAuth sign-in, no management key needed) instead of being pasted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sign_in: bool,
+    /// When it stops working by itself (RFC 3339): a Tailscale API access token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 impl Clawkeeper {
@@ -141,6 +146,15 @@ impl Clawkeeper {
                 api_base: super::server::hetzner_api(),
                 given,
             })),
+            (crate::tailnet::VAULT_ACCOUNT, KeyId::TailscaleApi) => {
+                Some(Box::new(TailscaleApiKey {
+                    api_base: std::env::var(super::tailnet::API_ENV)
+                        .ok()
+                        .map(|b| b.trim().to_owned())
+                        .filter(|b| !b.is_empty()),
+                    given,
+                }))
+            }
             (LOCAL_ID, _) => None,
             (server, KeyId::SshKey) => Some(Box::new(ServerSshKey {
                 store: self.inner.store.clone(),
@@ -153,6 +167,23 @@ impl Clawkeeper {
                     server,
                 ),
             ))),
+            (server, KeyId::TailscaleNode) => {
+                let node = crate::tailnet::server::get(&self.inner.store, server)
+                    .await
+                    .ok()
+                    .flatten()?;
+                let api = self.tailscale_client().await.ok()?;
+                let mut spec = crate::server::ops::tailnet_spec(server);
+                spec.hostname = node.hostname;
+                Some(Box::new(TailnetNode {
+                    store: self.inner.store.clone(),
+                    vault: self.inner.vault.clone(),
+                    instance: server.to_owned(),
+                    api,
+                    spec,
+                    restart_wait: std::time::Duration::from_secs(10),
+                }))
+            }
             _ => None,
         }
     }
@@ -235,6 +266,7 @@ impl Clawkeeper {
         let instance = match key {
             KeyId::ProviderKey => LOCAL_ID,
             KeyId::CloudToken => HETZNER_ACCOUNT,
+            KeyId::TailscaleApi => crate::tailnet::VAULT_ACCOUNT,
             _ => {
                 return Err(Problem::new(
                     "rotation_input",
@@ -260,6 +292,13 @@ impl Clawkeeper {
                 "rotation_guided",
                 format!("Clawkeeper can't make a {}: {}", key.label(), channel.steps()),
                 Some("In the Keys section press Change…, or run clawkeeper-cli rotate telegram-token (or discord-token) --new-key-stdin."),
+            ));
+        }
+        if key == KeyId::TailscaleApi {
+            return Err(Problem::new(
+                "rotation_guided",
+                "Clawkeeper can't make a Tailscale API key: make a new one in the Tailscale admin console (Settings → Keys, or Settings → OAuth clients), then paste it.",
+                Some("In the Keys section press Change…, or run clawkeeper-cli rotate tailscale-api --new-key-stdin."),
             ));
         }
         self.rotate_in(instance, key, None, None).await
@@ -392,7 +431,7 @@ impl Clawkeeper {
                     Some("Start it, then rotate again. Your keys are unchanged."),
                 ))
             }
-            LOCAL_ID | HETZNER_ACCOUNT => {}
+            LOCAL_ID | HETZNER_ACCOUNT | crate::tailnet::VAULT_ACCOUNT => {}
             server => self.server_reachable(server).await?,
         }
         let r = self
@@ -522,6 +561,7 @@ impl Clawkeeper {
                 due_at: None,
                 due: false,
                 sign_in: false,
+                expires_at: None,
             });
         };
         let vault = &self.inner.vault;
@@ -615,8 +655,28 @@ impl Clawkeeper {
             };
             push(LOCAL_ID, channel.key(), lives, how, Some(note), None);
         }
-        // The servers: Clawkeeper's login key and the assistant's token rotate in one
-        // click; the tailnet login not yet.
+        let tailscale = has(crate::tailnet::credentials_ref()).await;
+        let tailscale_expiry = if tailscale {
+            self.tailscale_access_expiry(false).await
+        } else {
+            None
+        };
+        if let Some(e) = &tailscale_expiry {
+            push(
+                crate::tailnet::VAULT_ACCOUNT,
+                KeyId::TailscaleApi,
+                "Your keychain; Clawkeeper uses it to put your servers on your tailnet and to look them up",
+                HowToRotate::Guided,
+                Some(if e.oauth {
+                    "An OAuth client doesn't expire. To change it, make a new one in the Tailscale admin console (Settings → OAuth clients) and paste it here. Clawkeeper checks it, then asks you to delete the old one."
+                } else {
+                    "API access tokens expire (90 days at most). Make a new one in the Tailscale admin console (Settings → Keys) and paste it here. Clawkeeper checks it, then asks you to delete the old one."
+                }),
+                None,
+            );
+        }
+        // The servers: Clawkeeper's login key, the assistant's token and the tailnet login
+        // rotate in one click.
         let servers: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM instances WHERE target IN ('ssh', 'cloud') ORDER BY created_at, id",
         )
@@ -648,14 +708,24 @@ impl Clawkeeper {
                 );
             }
             if matches!(crate::tailnet::server::get(store, &id).await, Ok(Some(_))) {
+                let (how, note) = if tailscale {
+                    (HowToRotate::OneClick, Some("Clawkeeper logs the server in to your tailnet again with a fresh single-use key; its device gets a new node key."))
+                } else {
+                    (HowToRotate::NotYet, Some("Save your Tailscale API key (Private network) to renew it in one click."))
+                };
                 push(
                     &id,
                     KeyId::TailscaleNode,
                     "On the server only; your tailnet lists its device",
-                    HowToRotate::NotYet,
-                    Some("Not from here yet. To renew it by hand, remove the server's device in your Tailscale admin page, then put the server on your tailnet again."),
+                    how,
+                    note,
                     None,
                 );
+            }
+        }
+        if let Some(e) = tailscale_expiry {
+            for k in out.iter_mut().filter(|k| k.key == KeyId::TailscaleApi) {
+                k.expires_at = e.expires.map(remind::format_time);
             }
         }
         let keys: Vec<(String, KeyId)> =

@@ -209,6 +209,15 @@ impl Clawkeeper {
             &format!("Tailscale {kind} {}", creds.secret().fingerprint()),
         )
         .await;
+        // Its age, for the keys list (set now: a key saved again is a new one).
+        let _ = crate::rotation::journal::note_set(
+            &self.inner.store,
+            crate::tailnet::VAULT_ACCOUNT,
+            crate::rotation::KeyId::TailscaleApi,
+            Some(&creds.secret().fingerprint()),
+            false,
+        )
+        .await;
         let mut view = self.tailnet_view_local(server).await;
         view.tag_owners_ok = Some(ok);
         if let Some(id) = server {
@@ -464,7 +473,7 @@ impl Clawkeeper {
     }
 }
 
-fn client_for(creds: Credentials) -> Result<TailscaleClient, Problem> {
+pub(super) fn client_for(creds: Credentials) -> Result<TailscaleClient, Problem> {
     let client = match std::env::var(API_ENV) {
         Ok(base) if !base.trim().is_empty() => {
             TailscaleClient::with_base_url(base.trim(), creds, RetryPolicy::default())

@@ -87,6 +87,26 @@ const EXIT_UNREACHABLE: u32 = 17;
 const INSTALL: &str = include_str!("scripts/tailscale_install.sh");
 const JOIN: &str = include_str!("scripts/tailscale_join.sh");
 const SERVE: &str = include_str!("scripts/tailscale_serve.sh");
+const REAUTH: &str = include_str!("scripts/tailscale_reauth.sh");
+
+/// Exit code of the re-auth script when the server's Tailscale settings differ from the
+/// join's (the other codes are the join's: 14 no key, 15 key refused, 16 tag refused, 17
+/// Tailscale unreachable).
+pub const EXIT_SETTINGS_CHANGED: u32 = 18;
+
+/// The script that logs the server's node in again with the auth key in [`KEY_FILE`]
+/// (`tailscale up --force-reauth`, the join's flags): key rotation of the node.
+pub fn reauth_script(ts: &TailnetSpec) -> String {
+    steps::render(
+        REAUTH,
+        &[
+            ("CK_TS_HOSTNAME", hostname_for(&ts.hostname)),
+            ("CK_TS_TAG", TAG.into()),
+            ("CK_TS_KEYFILE", KEY_FILE.into()),
+            ("CK_TS_TIMEOUT", ts.join_timeout_secs.max(1).to_string()),
+        ],
+    )
+}
 
 /// Where the server's Tailscale comes from and what it is called on the tailnet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,7 +403,7 @@ fn serve_script(port: u16, reset: bool) -> String {
 }
 
 /// Write the auth key to [`KEY_FILE`]: root only, 0600, from stdin.
-async fn send_key<R: Remote>(
+pub async fn send_key<R: Remote>(
     remote: &R,
     host: &HostFacts,
     step: &StepDef,

@@ -32,6 +32,8 @@ pub mod provider_key;
 pub mod remind;
 pub mod server_token;
 pub mod ssh_key;
+pub mod tailscale_api;
+pub mod tailscale_node;
 
 use crate::secret::Secret;
 use crate::vault::{SecretKind, SecretRef};
@@ -118,10 +120,13 @@ pub enum KeyId {
     /// The Discord bot token of the assistant's Discord chat (guided: Developer Portal).
     #[serde(rename = "discord-token")]
     DiscordBotToken,
+    /// The Tailscale API credential (access token or OAuth client) the app mints auth keys
+    /// and looks up devices with.
+    TailscaleApi,
 }
 
 impl KeyId {
-    pub const ALL: [KeyId; 7] = [
+    pub const ALL: [KeyId; 8] = [
         KeyId::GatewayToken,
         KeyId::ProviderKey,
         KeyId::SshKey,
@@ -129,6 +134,7 @@ impl KeyId {
         KeyId::CloudToken,
         KeyId::TelegramBotToken,
         KeyId::DiscordBotToken,
+        KeyId::TailscaleApi,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -140,6 +146,7 @@ impl KeyId {
             KeyId::CloudToken => "cloud-token",
             KeyId::TelegramBotToken => "telegram-token",
             KeyId::DiscordBotToken => "discord-token",
+            KeyId::TailscaleApi => "tailscale-api",
         }
     }
 
@@ -157,6 +164,7 @@ impl KeyId {
             KeyId::CloudToken => Some(SecretKind::CloudToken),
             KeyId::TelegramBotToken => Some(SecretKind::TelegramBotToken),
             KeyId::DiscordBotToken => Some(SecretKind::DiscordBotToken),
+            KeyId::TailscaleApi => Some(SecretKind::TailscaleApi),
         }
     }
 
@@ -170,6 +178,7 @@ impl KeyId {
             KeyId::CloudToken => "Hetzner API token",
             KeyId::TelegramBotToken => "Telegram bot token",
             KeyId::DiscordBotToken => "Discord bot token",
+            KeyId::TailscaleApi => "Tailscale API access",
         }
     }
 }

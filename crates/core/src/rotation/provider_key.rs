@@ -185,7 +185,10 @@ pub fn waits_for_person(r: &super::journal::Rotation) -> bool {
         KeyId::ProviderKey => {
             r.detail.get("new_hash").is_none() && r.detail.get("old_service_account").is_none()
         }
-        KeyId::CloudToken | KeyId::TelegramBotToken | KeyId::DiscordBotToken => true,
+        KeyId::CloudToken
+        | KeyId::TelegramBotToken
+        | KeyId::DiscordBotToken
+        | KeyId::TailscaleApi => true,
         _ => false,
     };
     guided

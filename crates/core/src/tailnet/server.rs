@@ -292,6 +292,7 @@ mod tests {
             created: None,
             connected_to_control: Some(true),
             os: "linux".into(),
+            node_key: String::new(),
         }
     }
 
