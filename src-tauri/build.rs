@@ -44,6 +44,7 @@ const COMMANDS: &[&str] = &[
     "rotate_key_with",
     "rotate_key_sign_in",
     "rotate_key_sign_in_cancel",
+    "openai_admin_save",
     "rotate_all",
     "rotations_resume",
     "open_window",

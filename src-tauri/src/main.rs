@@ -109,6 +109,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             commands::keys::rotate_key_with,
             commands::keys::rotate_key_sign_in,
             commands::keys::rotate_key_sign_in_cancel,
+            commands::keys::openai_admin_save,
             commands::keys::rotate_all,
             commands::keys::key_reminders,
             commands::keys::set_key_reminders,

@@ -2,7 +2,8 @@
 //! installed — here for Anthropic, whose own API takes the key as `x-api-key` (with an
 //! `anthropic-version`), not as the bearer token the OpenAI-compatible check sends. Against
 //! the contract fake model speaking Anthropic's `GET /v1/models`; the keys list (real
-//! keychain and SQLite) names the Claude Console as the place to make and delete keys.
+//! keychain and SQLite) names the Claude Console as the place to make and delete keys, and
+//! for OpenAI itself offers to take an Admin key.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -100,4 +101,24 @@ async fn an_anthropic_key_is_checked_the_way_anthropic_takes_it() {
         "{row:?}"
     );
     assert!(!row.sign_in, "no OpenRouter sign-in for Anthropic");
+    assert!(!row.admin_key, "no OpenAI Admin key for Anthropic");
+
+    // OpenAI itself: an Admin key would make it one click, and the window offers to take one.
+    app.save_provider(ProviderInput {
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: Some("https://api.openai.com/v1".into()),
+        model: Some("gpt-5-mini".into()),
+        api_key: Secret::new(format!("sk-proj-{}", Secret::random(12).expose())),
+    })
+    .await
+    .unwrap();
+    let keys = app.keys_inventory().await.unwrap();
+    let row = keys
+        .iter()
+        .find(|k| k.key == KeyId::ProviderKey)
+        .expect("a provider key row");
+    assert_eq!(row.how, HowToRotate::Guided, "no admin key saved yet");
+    assert!(row.admin_key && !row.sign_in, "{row:?}");
+    let json = serde_json::to_value(row).unwrap();
+    assert_eq!(json["adminKey"], true, "{json}");
 }

@@ -432,6 +432,8 @@ export interface KeyInfo {
   due: boolean;
   /** A new key can come from signing in at the provider (OpenRouter) instead of being pasted. */
   signIn?: boolean;
+  /** An OpenAI Admin key would make it one click (the provider is OpenAI). */
+  adminKey?: boolean;
   /** RFC 3339: when it stops working by itself (a Tailscale API access token). */
   expiresAt?: string;
 }
@@ -678,6 +680,9 @@ export const rotateKeyWith = (key: KeyId, secret: string) => call<Rotation>("rot
 export const rotateKeySignIn = () => call<Rotation>("rotate_key_sign_in");
 /** Stop waiting for that sign-in; the key is unchanged. */
 export const rotateKeySignInCancel = () => call<void>("rotate_key_sign_in_cancel");
+/** An OpenAI Admin key (checked at OpenAI first) and the project of the assistant's key (none: the organization's only one). */
+export const openaiAdminSave = (secret: string, project?: string) =>
+  call<{ projectId: string; serviceAccounts: number }>("openai_admin_save", { secret, project: project || null });
 /** "Rotate all": every one-click key, one after the other; the others as `needs_you`. */
 export const rotateAll = () => call<RotateResult[]>("rotate_all");
 /** "Try again": carry on the unfinished rotations. */

@@ -16,6 +16,7 @@ import {
   ROTATION_STEPS,
   keyReminders,
   keysInventory,
+  openaiAdminSave,
   rotateAll,
   rotateKey,
   rotateKeySignIn,
@@ -123,6 +124,8 @@ const BOT_TOKENS: KeyId[] = ["telegram-token", "discord-token"];
 
 /** The key whose "Change…" form is open (a guided rotation: the person pastes a new key). */
 let changing: KeyId | undefined;
+/** What came of the last "Save admin key" (OpenAI): saved, or why not. */
+let adminResult: { ok: true; project: string } | { ok: false; error: ApiError } | undefined;
 /** "Get a new key from OpenRouter" waits for the person to approve in their browser. */
 let signingIn = false;
 
@@ -294,6 +297,7 @@ function keyItem(k: KeyInfo): HTMLLIElement {
         : null,
       k.note ? h("div", { class: "item-sub", "data-testid": "key-note", text: k.note }) : null,
       form,
+      k.adminKey && !k.running ? adminKeyForm() : null,
       running,
       k.fingerprint
         ? h(
@@ -381,6 +385,74 @@ function changeForm(k: KeyInfo): HTMLElement {
           },
         },
       }),
+    ),
+  );
+}
+
+/** OpenAI: "Make changing it one click" — the person's Admin key (and project), so Clawkeeper
+ * makes each new key itself. The field is emptied as soon as its text is sent. */
+function adminKeyForm(): HTMLElement {
+  const key = h("input", {
+    id: "openai-admin-key",
+    type: "password",
+    autocomplete: "off",
+    spellcheck: "false",
+    class: "input",
+    "data-testid": "openai-admin-key",
+  }) as HTMLInputElement;
+  const project = h("input", {
+    id: "openai-admin-project",
+    type: "text",
+    autocomplete: "off",
+    spellcheck: "false",
+    class: "input",
+    placeholder: "proj_…",
+    "data-testid": "openai-admin-project",
+  }) as HTMLInputElement;
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const secret = key.value.trim();
+    key.value = "";
+    if (!secret) {
+      key.focus();
+      return;
+    }
+    try {
+      const saved = await openaiAdminSave(secret, project.value.trim());
+      adminResult = { ok: true, project: saved.projectId };
+      await refreshKeys();
+    } catch (err) {
+      adminResult = { ok: false, error: toApiError(err) };
+      renderList();
+    }
+  };
+  const outcome =
+    adminResult === undefined
+      ? null
+      : adminResult.ok
+        ? h("p", { class: "small", "data-testid": "openai-admin-result", text: `Saved for project ${adminResult.project}.` })
+        : errorPanel(adminResult.error, [], { compact: true });
+  return h(
+    "details",
+    { class: "disclosure", "data-testid": "openai-admin" },
+    h("summary", { text: "Make changing it one click: give Clawkeeper an OpenAI Admin key" }),
+    h(
+      "form",
+      { class: "key-change mt-quarter", on: { submit: (e: Event) => void submit(e) } },
+      h("p", {
+        class: "muted small",
+        text: "Make an Admin key at platform.openai.com (Settings → Organization → Admin keys). It stays in your keychain; your assistant never gets it. Clawkeeper uses it only to make your assistant's new key and delete the old one.",
+      }),
+      h("label", { for: "openai-admin-key", text: "Admin key" }),
+      key,
+      h("label", { for: "openai-admin-project", text: "Project ID (only if your organization has several projects)" }),
+      project,
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "submit", class: "btn btn-secondary btn-small", "data-testid": "openai-admin-save", text: "Check and save" }),
+      ),
+      outcome,
     ),
   );
 }

@@ -637,6 +637,7 @@ const commands: Record<string, (args: Record<string, unknown>) => unknown> = {
     return mockKeys.rotateProviderKeyWith(state.keys, `sk-or-v1-mock-signed-in-${Date.now()}`, assistantUp(), emitRotation, save);
   },
   rotate_key_sign_in_cancel: () => undefined,
+  openai_admin_save: () => ({ projectId: "proj_mock", serviceAccounts: 1 }),
   rotate_all: () => mockKeys.rotateAll(state.keys, assistantUp(), emitRotation, save),
   rotations_resume: () => mockKeys.resume(state.keys, assistantUp(), emitRotation, save),
   key_reminders: () => mockKeys.reminders(state.keys),

@@ -546,6 +546,18 @@ async fn dispatch_usage(core: &Clawkeeper, method: &str, p: Value) -> Result<Val
             core.provider_management_save(secret).await?;
             to_value(core.usage_view(days).await?)
         }
+        "openai_admin_save" => {
+            #[derive(Deserialize)]
+            struct P {
+                #[serde(deserialize_with = "secret_from_str")]
+                secret: Secret,
+                #[serde(default)]
+                project: Option<String>,
+            }
+            let P { secret, project } = params(p)?;
+            let project = project.filter(|p| !p.trim().is_empty());
+            to_value(core.openai_admin_save(secret, project).await?)
+        }
         "provider_management_forget" => {
             core.provider_management_forget().await?;
             to_value(core.usage_view(days_of(&p)).await?)

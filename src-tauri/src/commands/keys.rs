@@ -70,6 +70,27 @@ pub async fn rotate_key_sign_in(daemon: State<'_, Daemon>) -> Result<Value, Prob
     daemon.0.call("rotate_key_sign_in_finish", json!({})).await
 }
 
+/// An OpenAI Admin key (and the project of the assistant's key, if the organization has
+/// several), so the OpenAI key rotates in one click: a [`Secret`] at once, across only the
+/// daemon's 0600 socket; checked at OpenAI before it is kept; the answer has no secret.
+#[tauri::command]
+#[tracing::instrument(skip(daemon, secret))]
+pub async fn openai_admin_save(
+    daemon: State<'_, Daemon>,
+    secret: String,
+    project: Option<String>,
+) -> Result<Value, Problem> {
+    let secret = Secret::new(secret);
+    daemon
+        .0
+        .call_with_secrets(
+            "openai_admin_save",
+            json!({ "project": project }),
+            &[("secret", &secret)],
+        )
+        .await
+}
+
 /// "Cancel" while that sign-in waits for the browser; the key is unchanged.
 #[tauri::command]
 #[tracing::instrument(skip(daemon))]

@@ -76,6 +76,9 @@ pub struct KeyInfo {
     /// its OAuth sign-in, no management key needed) instead of being pasted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sign_in: bool,
+    /// An admin key would make it one click (OpenAI: the person can give an Admin key).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub admin_key: bool,
     /// When it stops working by itself (RFC 3339): a Tailscale API access token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
@@ -561,6 +564,7 @@ impl Clawkeeper {
                 due_at: None,
                 due: false,
                 sign_in: false,
+                admin_key: false,
                 expires_at: None,
             });
         };
@@ -737,6 +741,13 @@ impl Clawkeeper {
             k.due_at = d.due_at.map(remind::format_time);
             k.due = d.due;
         }
+        if self.openai_admin_possible().await {
+            for k in out.iter_mut() {
+                k.admin_key |= k.instance_id == LOCAL_ID
+                    && k.key == KeyId::ProviderKey
+                    && k.how == HowToRotate::Guided;
+            }
+        }
         if sign_in {
             for k in out.iter_mut() {
                 k.sign_in |= k.instance_id == LOCAL_ID
@@ -745,6 +756,18 @@ impl Clawkeeper {
             }
         }
         Ok(out)
+    }
+
+    /// Whether this computer's provider is OpenAI itself (whose Admin key makes keys).
+    async fn openai_admin_possible(&self) -> bool {
+        let Ok(Some(rec)) = self.inner.store.provider(LOCAL_ID).await else {
+            return false;
+        };
+        rec.kind == ProviderKind::OpenaiCompatible
+            && reqwest::Url::parse(&rec.base_url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .is_some_and(|h| h == "api.openai.com")
     }
 
     /// Whether this computer's provider is OpenRouter, whose sign-in gives a new key.
