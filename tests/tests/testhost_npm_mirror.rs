@@ -1,14 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The offline npm registry (scripts/npm-mirror.sh + tests/src/npm_mirror.rs)
-//! is complete: a real `npm install openclaw@<pinned>` with the pinned Node
-//! and no network but the mirror succeeds, and never asks for anything the
-//! mirror lacks. Provisioning tests depend on this; when it fails, the list
+//! is complete: a real `npm ci` of the tree provisioning pins (its package.json
+//! and package-lock.json, as crates/core/src/provision/scripts/openclaw.sh
+//! installs them on a server) with the pinned Node and no network but the
+//! mirror succeeds, and never asks for anything the mirror lacks. Provisioning tests depend on this; when it fails, the list
 //! of 404s says what scripts/npm-mirror.sh must add.
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Instant;
 
+use clawkeeper_core::provision::sources;
 use clawkeeper_tests::npm_mirror::NpmMirror;
 
 const OPENCLAW_VERSION: &str = "2026.9.6";
@@ -43,18 +45,15 @@ async fn testhost_npm_mirror_installs_openclaw_offline() {
         node_bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let prefix = tmp.path().join("prefix");
+    std::fs::create_dir(&prefix).unwrap();
+    std::fs::write(prefix.join("package.json"), sources::OPENCLAW_PACKAGE_JSON).unwrap();
+    std::fs::write(prefix.join("package-lock.json"), sources::OPENCLAW_LOCK).unwrap();
     let t0 = Instant::now();
     // The system's npm, run by the pinned Node first on PATH (as scripts/setup.sh does).
     let out = tokio::process::Command::new("npm")
-        .args([
-            "install",
-            "--ignore-scripts",
-            "--no-audit",
-            "--no-fund",
-            "--prefix",
-        ])
-        .arg(tmp.path().join("prefix"))
-        .arg(format!("openclaw@{OPENCLAW_VERSION}"))
+        .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+        .current_dir(&prefix)
         .env("PATH", path)
         .env("npm_config_userconfig", &npmrc)
         .env("npm_config_globalconfig", tmp.path().join("npmrc-global"))
@@ -64,13 +63,13 @@ async fn testhost_npm_mirror_installs_openclaw_offline() {
         .await
         .unwrap();
     eprintln!(
-        "npm install from the mirror: {:?}, {} requests served",
+        "npm ci from the mirror: {:?}, {} requests served",
         t0.elapsed(),
         mirror.requests_served()
     );
     assert!(
         out.status.success(),
-        "npm install failed; 404s: {:?}\n{}",
+        "npm ci failed; 404s: {:?}\n{}",
         mirror.not_found(),
         String::from_utf8_lossy(&out.stderr)
     );
