@@ -406,6 +406,46 @@ async fn provider_key_rotation_end_to_end_and_crash_safe() {
     let now = settled(&app, &vault, &openrouter, &before, "signed in").await;
     assert_eq!(now.expose(), issued);
 
+    step("Cancel of \"Get a new key from OpenRouter\", before its wait and during it: cancelled, key unchanged");
+    let before = vault.read(&entry()).await.unwrap();
+    let issued_before = openrouter.issued().len();
+    app.begin_provider_key_sign_in().await.unwrap();
+    app.cancel_provider_key_sign_in().await;
+    let err = app.finish_provider_key_sign_in().await.unwrap_err();
+    assert_eq!(err.code, "rotation_sign_in_cancelled", "{err:?}");
+    let url = app.begin_provider_key_sign_in().await.unwrap();
+    let waiting = {
+        let app = app.clone();
+        tokio::spawn(async move { app.finish_provider_key_sign_in().await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the finish waits for the browser");
+    app.cancel_provider_key_sign_in().await;
+    let err = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code, "rotation_sign_in_cancelled", "{err:?}");
+    assert!(err.message.contains("unchanged"), "{err:?}");
+    // The browser coming back late finds no listener: no key is given out.
+    let late = reqwest::get(&url).await;
+    assert!(
+        late.map(|r| !r.status().is_success()).unwrap_or(true),
+        "a cancelled sign-in must not take the browser's return"
+    );
+    assert_eq!(openrouter.issued().len(), issued_before, "no key made");
+    assert_eq!(
+        vault.read(&entry()).await.unwrap().expose(),
+        before.expose()
+    );
+    assert!(
+        vault.read(&staging(&entry())).await.is_err(),
+        "nothing staged"
+    );
+    let err = app.finish_provider_key_sign_in().await.unwrap_err();
+    assert_eq!(err.code, "rotation_sign_in_missing", "{err:?}");
+
     step(
         "no key, old or new, on disk, in logs, in process arguments, the journal or the audit log",
     );

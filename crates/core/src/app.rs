@@ -268,11 +268,9 @@ struct Inner {
     last_view: StdMutex<Option<AssistantView>>,
     /// What the model provider said about spend when last asked.
     provider_usage: StdMutex<Option<ProviderUsageView>>,
-    /// "Get a new key from OpenRouter" in the Keys section: the sign-in waiting for the
-    /// browser, and how to cancel it (see `rotation::begin_provider_key_sign_in`).
-    key_sign_in: Mutex<Option<(crate::openrouter::SignIn, CancellationToken)>>,
-    /// The cancel of the sign-in being waited for.
-    key_sign_in_cancel: Mutex<Option<CancellationToken>>,
+    /// "Get a new key from OpenRouter" in the Keys section: the one sign-in begun and not
+    /// yet over (see `rotation::begin_provider_key_sign_in`).
+    key_sign_in: Mutex<Option<rotation::KeySignIn>>,
 }
 
 /// The application core. Cheap to clone.
@@ -363,7 +361,6 @@ impl Clawkeeper {
                 last_view: StdMutex::new(None),
                 provider_usage: StdMutex::new(None),
                 key_sign_in: Mutex::new(None),
-                key_sign_in_cancel: Mutex::new(None),
             }),
         };
         app.forward_status();

@@ -796,10 +796,9 @@ impl Clawkeeper {
             .map_err(|e| e.problem())?;
         let url = signin.url();
         let mut pending = self.inner.key_sign_in.lock().await;
-        if let Some((_, cancel)) = pending.take() {
-            cancel.cancel();
+        if let Some(old) = pending.replace(KeySignIn::new(signin)) {
+            old.cancel.cancel();
         }
-        *pending = Some((signin, tokio_util::sync::CancellationToken::new()));
         Ok(url)
     }
 
@@ -807,38 +806,82 @@ impl Clawkeeper {
     /// approval, then rotate to the new key as if it had been pasted: checked at OpenRouter,
     /// switched to, verified with a real completion; then the rotation waits for the person
     /// to delete the old key (only a management key could). The new key never leaves this
-    /// process.
+    /// process. A Cancel before or during the wait ends it with "cancelled".
     pub async fn finish_provider_key_sign_in(&self) -> Result<Rotation, Problem> {
-        let Some((signin, cancel)) = self.inner.key_sign_in.lock().await.take() else {
-            return Err(Problem::new(
-                "rotation_sign_in_missing",
-                "No sign-in with OpenRouter is waiting.",
-                Some("Press \"Get a new key from OpenRouter\" again."),
-            ));
+        let (signin, cancel, id) = {
+            let mut pending = self.inner.key_sign_in.lock().await;
+            match pending.as_mut() {
+                Some(p) if p.cancel.is_cancelled() => {
+                    *pending = None;
+                    return Err(sign_in_cancelled());
+                }
+                Some(p) => match p.signin.take() {
+                    Some(signin) => (signin, p.cancel.clone(), p.id),
+                    // Another finish is already waiting for this sign-in.
+                    None => return Err(sign_in_missing()),
+                },
+                None => return Err(sign_in_missing()),
+            }
         };
         // Cancellable from the window while it waits (the lock is not held meanwhile).
-        *self.inner.key_sign_in_cancel.lock().await = Some(cancel.clone());
         let key = tokio::select! {
-            () = cancel.cancelled() => Err(Problem::new(
-                "rotation_sign_in_cancelled",
-                "Signing in with OpenRouter was cancelled. Your key is unchanged.",
-                None,
-            )),
+            () = cancel.cancelled() => Err(sign_in_cancelled()),
             key = signin.finish(std::time::Duration::from_secs(600)) => key.map_err(|e| e.problem()),
         };
-        self.inner.key_sign_in_cancel.lock().await.take();
+        {
+            // Over: forget it, unless a new sign-in has taken its place meanwhile.
+            let mut pending = self.inner.key_sign_in.lock().await;
+            if pending.as_ref().is_some_and(|p| p.id == id) {
+                *pending = None;
+            }
+        }
         self.rotate_with(KeyId::ProviderKey, key?).await
     }
 
-    /// "Cancel" while the sign-in waits for the browser.
+    /// "Cancel" while the sign-in waits for the browser, or before its wait has begun: the
+    /// browser's return is no longer listened for, and the finish says "cancelled".
     pub async fn cancel_provider_key_sign_in(&self) {
-        if let Some((_, cancel)) = self.inner.key_sign_in.lock().await.take() {
-            cancel.cancel();
-        }
-        if let Some(cancel) = self.inner.key_sign_in_cancel.lock().await.take() {
-            cancel.cancel();
+        if let Some(p) = self.inner.key_sign_in.lock().await.as_mut() {
+            p.cancel.cancel();
+            p.signin = None;
         }
     }
+}
+
+/// "Get a new key from OpenRouter": a sign-in begun and not over. Its listener for the
+/// browser's return is taken out by the finish that waits on it, or dropped by a Cancel.
+pub(super) struct KeySignIn {
+    /// Tells this sign-in from one begun after it.
+    id: u64,
+    signin: Option<crate::openrouter::SignIn>,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl KeySignIn {
+    fn new(signin: crate::openrouter::SignIn) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            signin: Some(signin),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+}
+
+fn sign_in_missing() -> Problem {
+    Problem::new(
+        "rotation_sign_in_missing",
+        "No sign-in with OpenRouter is waiting.",
+        Some("Press \"Get a new key from OpenRouter\" again."),
+    )
+}
+
+fn sign_in_cancelled() -> Problem {
+    Problem::new(
+        "rotation_sign_in_cancelled",
+        "Signing in with OpenRouter was cancelled. Your key is unchanged.",
+        None,
+    )
 }
 
 /// One key's result in "Rotate all".
