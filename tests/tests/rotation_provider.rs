@@ -446,6 +446,51 @@ async fn provider_key_rotation_end_to_end_and_crash_safe() {
     let err = app.finish_provider_key_sign_in().await.unwrap_err();
     assert_eq!(err.code, "rotation_sign_in_missing", "{err:?}");
 
+    step("a server set up with this computer's provider key: changing the key here is refused and changes nothing");
+    let before = vault.read(&entry()).await.unwrap();
+    app.store()
+        .upsert_instance(&clawkeeper_core::store::InstanceRecord {
+            id: "shared-srv".into(),
+            name: "Office server".into(),
+            target: "ssh".into(),
+            port: 22,
+            desired_state: clawkeeper_core::store::DesiredState::Running,
+            openclaw_version: "2026.9.6".into(),
+            created_at: "2026-11-26T00:00:00Z".into(),
+        })
+        .await
+        .unwrap();
+    let server_token = SecretRef::new(SecretKind::GatewayToken, "shared-srv");
+    vault
+        .store(
+            &server_token,
+            &Secret::new("server-token-for-the-shared-key-check"),
+        )
+        .await
+        .unwrap();
+    // A good new key the person made: without the server it would be taken (as above).
+    let made = openrouter.add_key("made by hand, server sharing");
+    seen.push(Secret::new(made.clone()));
+    let (ok, text) = cli.run_with(&["rotate", "provider-key", "--new-key-stdin"], Some(&made));
+    eprintln!("$ clawkeeper-cli rotate provider-key --new-key-stdin\n{text}");
+    assert!(!ok, "{text}");
+    let last = journal::recent(app.store(), 1).await.unwrap();
+    assert_ne!(last[0].outcome, None, "no rotation left running: {last:?}");
+    assert!(
+        text.contains("Office server") && text.contains("Nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(
+        vault.read(&entry()).await.unwrap().expose(),
+        before.expose()
+    );
+    assert!(
+        vault.read(&staging(&entry())).await.is_err(),
+        "nothing staged"
+    );
+    // Without the server's assistant (its token gone) the key rotates again.
+    vault.delete(&server_token).await.unwrap();
+
     step(
         "no key, old or new, on disk, in logs, in process arguments, the journal or the audit log",
     );

@@ -437,6 +437,9 @@ impl Clawkeeper {
             LOCAL_ID | HETZNER_ACCOUNT | crate::tailnet::VAULT_ACCOUNT => {}
             server => self.server_reachable(server).await?,
         }
+        if instance == LOCAL_ID && key == KeyId::ProviderKey {
+            self.provider_key_not_shared().await?;
+        }
         let r = self
             .rotation_driver()
             .rotate(rotator.as_ref(), instance, batch)
@@ -445,6 +448,62 @@ impl Clawkeeper {
         tracing::info!(key = key.as_str(), instance, "rotated");
         self.after_rotation(&r).await;
         Ok(r)
+    }
+
+    /// A server set up from this computer without a provider of its own was given a copy of
+    /// this computer's provider key, and the rotation only changes it here: deleting the old
+    /// key at the provider would stop the assistant on that server. So a new rotation of the
+    /// key is refused, before anything changes, while such a server exists (an unfinished
+    /// one is let through to finish or be undone).
+    async fn provider_key_not_shared(&self) -> Result<(), Problem> {
+        let store = &self.inner.store;
+        if journal::running_of(store, LOCAL_ID, KeyId::ProviderKey)
+            .await
+            .map_err(|e| e.problem())?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let local = store.provider(LOCAL_ID).await.map_err(|e| e.problem())?;
+        let servers: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, name FROM instances WHERE target IN ('ssh', 'cloud') ORDER BY created_at, id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .map_err(|e| crate::store::Error::from(e).problem())?;
+        let mut sharing = Vec::new();
+        for (id, name) in servers {
+            // Set up with OpenClaw: it has an assistant token.
+            if self
+                .inner
+                .vault
+                .read(&SecretRef::new(SecretKind::GatewayToken, &id))
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            let own = store.provider(&id).await.map_err(|e| e.problem())?;
+            let shares = match (&own, &local) {
+                (None, _) => true,
+                (Some(own), Some(local)) => own.key_ref == local.key_ref,
+                (Some(_), None) => false,
+            };
+            if shares {
+                sharing.push(if name.is_empty() { id } else { name });
+            }
+        }
+        if sharing.is_empty() {
+            return Ok(());
+        }
+        Err(Problem::new(
+            "rotation_key_shared",
+            format!(
+                "Your server {} uses this model provider key too, and Clawkeeper can only change it on this computer: the old key's deletion would stop the assistant there. Nothing was changed.",
+                sharing.join(", ")
+            ),
+            Some("Change the key by hand at your provider and paste it in Settings → Provider, then press \"Set up again\" on the server so it gets the new key."),
+        ))
     }
 
     /// After a server's SSH key changed: the chat's SSH connection to it (logged in with the
