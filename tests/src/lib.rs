@@ -2,6 +2,7 @@
 
 pub mod apt_repo;
 pub mod cli;
+pub mod discord_plugin;
 pub mod dns;
 pub mod env;
 pub mod fake_discord;

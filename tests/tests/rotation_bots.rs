@@ -17,11 +17,17 @@
 //! - no token, old or new, on disk, in logs, in a process's arguments, the journal or the
 //!   audit log.
 //!
-//! Discord: the token check only, against the **contract fake of Discord's REST API** (its
-//! channel is a separate plugin not in the pinned runtime, and needs a WebSocket gateway
-//! the fake doesn't have — see tests/src/fake_discord.rs): listed as guided; another bot's
-//! token and a malformed one refused; the right one passes the check; nothing changes
-//! while the assistant isn't running.
+//! Discord, the same way against the real gateway with OpenClaw's Discord plugin
+//! (`@openclaw/discord`, installed offline the way a person adds it: `openclaw plugins
+//! install`, from the npm cache scripts/discord-plugin.sh filled) and the **contract fake
+//! of Discord** (REST and WebSocket gateway on one loopback port; the gateway gets
+//! `DISCORD_API_URL` through Clawkeeper's environment): the channel connects (IDENTIFY →
+//! READY); listed as guided; another bot's token, a malformed one, one Discord never issued
+//! and the one in use are refused and nothing changes; Reset Token at the fake (the old
+//! token's session closed 4004, the channel down); the new token is checked, moved into the
+//! keychain, the channel restarts and IDENTIFYs with it, runs and is connected, the old one
+//! refused; no token on disk, in logs, process arguments, the journal or the audit log.
+//! And the token check alone while the assistant isn't running.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -35,7 +41,8 @@ use clawkeeper_core::rotation::{staging, KeyId};
 use clawkeeper_core::store::ProviderKind;
 use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
 use clawkeeper_core::Secret;
-use clawkeeper_tests::fake_discord::ContractFakeDiscord;
+use clawkeeper_tests::discord_plugin;
+use clawkeeper_tests::fake_discord::{ContractFakeDiscord, GatewayEvent};
 use clawkeeper_tests::fake_model::ContractFakeModel;
 use clawkeeper_tests::fake_telegram::ContractFakeTelegram;
 use clawkeeper_tests::rotation_cli::RotationCli;
@@ -60,7 +67,13 @@ fn write_channels(path: &Path, channels: Value) {
     let dir = path.parent().unwrap();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::write(path, json!({ "channels": channels }).to_string()).unwrap();
+    // What else is there (a plugin's `plugins.entries`) is kept.
+    let mut cfg: Value = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| json!({}));
+    cfg["channels"] = channels;
+    std::fs::write(path, cfg.to_string()).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
@@ -97,8 +110,8 @@ async fn polled_with(fake: &ContractFakeTelegram, token: &str, at_least: usize, 
     }
 }
 
-/// The Telegram channel as the gateway reports it.
-async fn channel_state(app: &Clawkeeper, vault: &Vault) -> ChannelState {
+/// A chat channel as the gateway reports it.
+async fn channel_state(app: &Clawkeeper, vault: &Vault, channel: Channel) -> ChannelState {
     let token = vault
         .read(&SecretRef::new(SecretKind::GatewayToken, "local"))
         .await
@@ -111,7 +124,7 @@ async fn channel_state(app: &Clawkeeper, vault: &Vault) -> ChannelState {
         .await
         .unwrap();
     conn.close().await;
-    ChannelState::from_status(&status, Channel::Telegram).unwrap()
+    ChannelState::from_status(&status, channel).unwrap()
 }
 
 /// After a finished rotation: the keychain holds `now` (the fake's current token), no
@@ -148,7 +161,7 @@ async fn settled(
         "{what}: a token in the settings"
     );
     polled_with(fake, now, 2, what).await;
-    let state = channel_state(app, vault).await;
+    let state = channel_state(app, vault, Channel::Telegram).await;
     assert!(
         state.running && state.last_error.is_none(),
         "{what}: {state:?}"
@@ -160,15 +173,31 @@ async fn settled(
     assert_eq!(api.identity(&Secret::new(old)).await, Identity::Refused);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_telegram_token_rotation_end_to_end() {
-    let Some(runtime_dir) = env::test_runtime().filter(|_| env::isolated()) else {
+/// Whether the tests that start the real gateway can run here (scripts/test.sh's runtime
+/// cache and test session); says why not.
+fn gateway_tests_can_run() -> bool {
+    let ok = env::test_runtime().is_some() && env::isolated();
+    if !ok {
         eprintln!(
             "skipped: run through scripts/test.sh (needs the runtime cache and the test session)"
         );
-        return;
-    };
-    let namespace = format!("clawkeeper-test-rotation-bots-{}", std::process::id());
+    }
+    ok
+}
+
+/// Clawkeeper with its model provider (a contract fake) and the person's chat `channels`
+/// in the settings, not started yet.
+struct Assistant {
+    app: Clawkeeper,
+    vault: Vault,
+    paths: Paths,
+    data: tempfile::TempDir,
+    _model: ContractFakeModel,
+}
+
+async fn assistant(label: &str, channels: Value) -> Assistant {
+    let runtime_dir = env::test_runtime().unwrap();
+    let namespace = format!("clawkeeper-test-rotation-{label}-{}", std::process::id());
     std::env::set_var("CLAWKEEPER_KEYCHAIN_NAMESPACE", &namespace);
     std::env::set_var("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"));
     std::env::set_var("CLAWKEEPER_PORT", env::free_port().to_string());
@@ -177,10 +206,7 @@ async fn gateway_telegram_token_rotation_end_to_end() {
         data_dir: data.path().join("data"),
         runtime_dir,
     };
-    let telegram = ContractFakeTelegram::start().await.unwrap();
-    let first = telegram.add_bot(BOT_ID, "ck_assistant_bot");
-    let someone_else = telegram.add_bot(700_999_999, "someone_elses_bot");
-    let provider_key = format!("sk-bots-{}", Secret::random(12).expose());
+    let provider_key = format!("sk-{label}-{}", Secret::random(12).expose());
     let model = ContractFakeModel::start_on(
         ([127, 0, 0, 1], 0).into(),
         provider_key.clone(),
@@ -194,24 +220,48 @@ async fn gateway_telegram_token_rotation_end_to_end() {
         ..Policy::default()
     };
     let app = Clawkeeper::open(paths.clone(), policy).await.unwrap();
-    write_channels(
-        &app.instance().config_path(),
+    write_channels(&app.instance().config_path(), channels);
+    app.save_provider(ProviderInput {
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: Some(model.base_url()),
+        model: Some("echo-1".into()),
+        api_key: Secret::new(provider_key),
+    })
+    .await
+    .unwrap();
+    Assistant {
+        app,
+        vault: Vault::new(&namespace),
+        paths,
+        data,
+        _model: model,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_telegram_token_rotation_end_to_end() {
+    if !gateway_tests_can_run() {
+        return;
+    }
+    let telegram = ContractFakeTelegram::start().await.unwrap();
+    let first = telegram.add_bot(BOT_ID, "ck_assistant_bot");
+    let someone_else = telegram.add_bot(700_999_999, "someone_elses_bot");
+    let Assistant {
+        app,
+        vault,
+        paths,
+        data,
+        _model,
+    } = assistant(
+        "bots",
         json!({"telegram": {
             "enabled": true,
             "botToken": first,
             "apiRoot": telegram.api_root(),
             "dmPolicy": "pairing",
         }}),
-    );
-    app.save_provider(ProviderInput {
-        kind: ProviderKind::OpenaiCompatible,
-        base_url: Some(model.base_url()),
-        model: Some("echo-1".into()),
-        api_key: Secret::new(provider_key.clone()),
-    })
-    .await
-    .unwrap();
-    let vault = Vault::new(&namespace);
+    )
+    .await;
     let cli = RotationCli { paths: &paths };
     let mut seen = vec![first.clone(), someone_else.clone()];
 
@@ -499,4 +549,284 @@ async fn discord_token_is_checked_against_the_contract_fake() {
     assert!(discord.checks_with(&second) >= 2, "the CLI asked Discord");
     let files = scan::files_containing(data.path(), &[second.as_str(), other.as_str()]);
     assert!(files.is_empty(), "tokens in files: {files:?}");
+}
+
+const DISCORD_BOT: &str = "1234567890123456789";
+
+fn dc_entry() -> SecretRef {
+    SecretRef::new(SecretKind::DiscordBotToken, "local")
+}
+
+/// Until `what` holds (checked every 200 ms), or panic with `why()` after `secs`.
+async fn until(secs: u64, what: &str, mut ok: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: {}", why());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Until the gateway says the Discord channel runs, connected, without error.
+async fn discord_up(app: &Clawkeeper, vault: &Vault, what: &str) -> ChannelState {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = channel_state(app, vault, Channel::Discord).await;
+        if state.running && state.connected == Some(true) && state.last_error.is_none() {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "{what}: {state:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_discord_token_rotation_end_to_end() {
+    if !gateway_tests_can_run() {
+        return;
+    }
+    let plugin = discord_plugin::cache().unwrap_or_else(|| {
+        panic!(
+            "no Discord plugin cache (${}): scripts/test.sh fetches it (scripts/discord-plugin.sh)",
+            discord_plugin::ENV
+        )
+    });
+    let discord = ContractFakeDiscord::start().await.unwrap();
+    // The channel (the gateway's environment) and Clawkeeper's own checks at the fake.
+    std::env::set_var("DISCORD_API_URL", discord.api_base());
+    std::env::set_var("CLAWKEEPER_DISCORD_API", discord.api_base());
+    let first = discord.add_bot(DISCORD_BOT, "ck_assistant");
+    let someone_else = discord.add_bot("9876543210987654321", "someone_else");
+    let Assistant {
+        app,
+        vault,
+        paths,
+        data,
+        _model,
+    } = assistant("discord", json!({})).await;
+    let cli = RotationCli { paths: &paths };
+    let mut seen = vec![first.clone(), someone_else.clone()];
+
+    step("the person adds OpenClaw's Discord plugin (openclaw plugins install, offline), then sets up the chat");
+    // Plugin first: `plugins install` keeps copies of the config as it was
+    // (openclaw.json.bak*), which would hold a token set up before in plain text.
+    let scratch = tempfile::tempdir().unwrap();
+    let out = discord_plugin::install(app.instance(), &plugin, scratch.path())
+        .await
+        .unwrap_or_else(|e| panic!("the plugin didn't install: {e}"));
+    eprintln!("{}", out.lines().last().unwrap_or(""));
+    assert_eq!(
+        config(&app)["plugins"]["entries"]["discord"]["enabled"],
+        true
+    );
+    write_channels(
+        &app.instance().config_path(),
+        json!({"discord": {"enabled": true, "token": first}}),
+    );
+
+    step("Clawkeeper keeps the Discord chat and its plugin; the channel connects at the fake");
+    app.start().await.unwrap();
+    app.wait_healthy(Duration::from_secs(180)).await.unwrap();
+    let cfg = config(&app);
+    assert_eq!(cfg["channels"]["discord"]["token"], json!(first));
+    assert_eq!(
+        cfg["plugins"]["entries"]["discord"],
+        json!({"enabled": true})
+    );
+    assert_eq!(
+        cfg["gateway"]["bind"], "loopback",
+        "still Clawkeeper's settings"
+    );
+    until(
+        120,
+        "first start: READY with the first token",
+        || discord.ready_with(&first) >= 1,
+        || format!("{:?} {:?}", discord.calls(), discord.events()),
+    )
+    .await;
+    discord_up(&app, &vault, "first start").await;
+    let calls = discord.calls();
+    for path in ["/users/@me", "/gateway/bot", "/oauth2/applications/@me"] {
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.path == path && c.token == first && c.status == 200),
+            "{path} not called: {calls:?}"
+        );
+    }
+    let events = discord.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, GatewayEvent::Opened { query }
+            if query.contains("v=10") && query.contains("encoding=json"))),
+        "{events:?}"
+    );
+
+    step("the keys list shows the bot token as guided, in plain text in the settings");
+    let (ok, text) = cli.run(&["--json", "rotate", "--list"]);
+    assert!(ok, "{text}");
+    let list: Value =
+        serde_json::from_str(&text[text.find('[').unwrap()..=text.rfind(']').unwrap()]).unwrap();
+    let dc = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "discord-token")
+        .unwrap_or_else(|| panic!("no discord-token in {text}"));
+    assert_eq!(dc["how"], "guided", "{dc}");
+    assert!(dc["lives"].as_str().unwrap().contains("plain text"), "{dc}");
+    assert!(dc["note"].as_str().unwrap().contains("Reset Token"), "{dc}");
+
+    step("not a token, a token Discord never issued, or another bot's: refused, nothing changes");
+    let before = std::fs::read(app.instance().config_path()).unwrap();
+    let never_issued = format!(
+        "{}.AbCdEf.{}",
+        first.split('.').next().unwrap(),
+        "x".repeat(38)
+    );
+    for (wrong, says) in [
+        (someone_else.as_str(), "another bot (@someone_else)"),
+        ("has spaces in it", "doesn't look like a Discord bot token"),
+        (never_issued.as_str(), "Discord refused the new token"),
+        (first.as_str(), "already in use"),
+    ] {
+        let (ok, text) = cli.run_with(&["rotate", "discord-token", "--new-key-stdin"], Some(wrong));
+        assert!(!ok && text.contains(says), "{says}: {text}");
+        assert!(text.contains("Nothing was changed"), "{text}");
+        assert_eq!(std::fs::read(app.instance().config_path()).unwrap(), before);
+        assert!(
+            vault.read(&dc_entry()).await.is_err(),
+            "nothing in the keychain"
+        );
+        assert!(journal::recent(app.store(), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.key != KeyId::DiscordBotToken));
+    }
+    assert_eq!(
+        discord.ready_with(&someone_else),
+        0,
+        "the gateway never used it"
+    );
+    discord_up(&app, &vault, "after the refused tokens").await;
+
+    step("Reset Token at the Developer Portal: the old token dies at once, the bot goes offline");
+    let second = discord.reset_token(DISCORD_BOT);
+    seen.push(second.clone());
+    assert!(!discord.accepts(&first));
+    until(
+        30,
+        "the fake closed the session of the old token",
+        || discord.live_sessions_with(&first) == 0,
+        || format!("{:?}", discord.events()),
+    )
+    .await;
+    assert!(discord.events().contains(&GatewayEvent::ClosedByFake {
+        token: first.clone(),
+        code: 4004
+    }));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = channel_state(&app, &vault, Channel::Discord).await;
+        if state.connected != Some(true) {
+            eprintln!("the gateway says: {state:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the channel never noticed: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (ok, text) = cli.run_with(
+        &["rotate", "discord-token", "--new-key-stdin"],
+        Some(&someone_else),
+    );
+    assert!(!ok && text.contains("another bot"), "{text}");
+
+    step("the new token pasted: checked, moved into the keychain, the channel restarted");
+    let log = app.instance().log_dir().join("openclaw.log");
+    let mark = std::fs::metadata(&log).unwrap().len() as usize;
+    let t0 = Instant::now();
+    let (ok, text) = cli.run_with(
+        &["rotate", "discord-token", "--new-key-stdin"],
+        Some(&format!("  {second}\n")),
+    );
+    assert!(ok, "{text}");
+    eprintln!("rotation took {:.1} s", t0.elapsed().as_secs_f64());
+    assert!(text.contains("Rotated the Discord bot token"), "{text}");
+    assert!(
+        discord.checks_with(&second) >= 2,
+        "checked before and after the install"
+    );
+    assert!(
+        discord.ready_with(&second) >= 1,
+        "the channel IDENTIFYed with the new token: {:?}",
+        discord.events()
+    );
+    let state = discord_up(&app, &vault, "after the rotation").await;
+    assert!(state.running && state.connected == Some(true), "{state:?}");
+    assert_eq!(vault.read(&dc_entry()).await.unwrap().expose(), second);
+    assert!(
+        vault.read(&staging(&dc_entry())).await.is_err(),
+        "no staging entry left"
+    );
+    let ledger = journal::unfinished(app.store()).await.unwrap();
+    assert!(ledger.is_empty(), "unfinished: {ledger:?}");
+    let cfg = config(&app);
+    assert_eq!(
+        cfg["channels"]["discord"]["token"],
+        json!({"source": "exec", "provider": "clawkeeper", "id": "discord-bot-token/local"})
+    );
+    assert_eq!(cfg["plugins"]["entries"]["discord"]["enabled"], true);
+    let settings = std::fs::read_to_string(app.instance().config_path()).unwrap();
+    assert!(
+        !settings.contains(&second) && !settings.contains(&first),
+        "a token in the settings"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged[mark..].contains("restarting discord channel"),
+        "the gateway restarted the channel"
+    );
+    let api = BotApi::for_channel(Channel::Discord, None);
+    assert_eq!(
+        api.identity(&Secret::new(first.clone())).await,
+        Identity::Refused
+    );
+    assert!(discord.refused_identify_with(&second) == 0);
+    let last = journal::recent(app.store(), 1).await.unwrap();
+    assert_eq!(last[0].key, KeyId::DiscordBotToken);
+    assert_eq!(last[0].outcome, Some(Outcome::Done));
+    assert_eq!(
+        last[0].new_fingerprint.as_deref(),
+        Some(Secret::new(second.clone()).fingerprint().as_str())
+    );
+    let (ok, text) = cli.run(&["--json", "rotate", "--list"]);
+    assert!(ok && text.contains("never hold it"), "{text}");
+
+    step("no token, old or new, on disk, in logs, in process arguments, the journal or the audit log");
+    let needles: Vec<&str> = seen.iter().map(String::as_str).collect();
+    let files = scan::files_containing(data.path(), &needles);
+    assert!(files.is_empty(), "tokens in files: {files:?}");
+    let procs = scan::processes_containing(&needles);
+    assert!(procs.is_empty(), "tokens in process arguments: {procs:?}");
+    let journal_text = format!("{:?}", journal::recent(app.store(), 100).await.unwrap());
+    let audit_text = format!(
+        "{:?}",
+        clawkeeper_core::audit::recent(app.store(), 500)
+            .await
+            .unwrap()
+    );
+    for n in &needles {
+        assert!(!journal_text.contains(n), "a token in the journal");
+        assert!(!audit_text.contains(n), "a token in the audit log");
+    }
+    assert!(
+        audit_text.contains("rotation.done")
+            && audit_text.contains(&Secret::new(second.clone()).fingerprint()),
+        "{audit_text}"
+    );
+    app.stop().await.unwrap();
 }

@@ -137,6 +137,28 @@ pub fn kept_from(path: &Path) -> Option<Value> {
     old.get("channels").filter(|c| c.is_object()).cloned()
 }
 
+/// The `plugins.entries.<id>.enabled` of an existing config at `path` for the chat
+/// channels kept (`channels`, from [`kept_from`]): a channel that is an external plugin
+/// (Discord, `@openclaw/discord`) loads only when its entry says `enabled: true` — OpenClaw
+/// says "external plugin \"discord\" is installed without explicit trust" otherwise. Only
+/// that flag is kept (no plugin config, env or hooks), and only for a channel the config
+/// has. `None` when there is none.
+pub fn kept_plugin_entries(path: &Path, channels: &Value) -> Option<Value> {
+    let text = std::fs::read(path).ok()?;
+    let old: Value = serde_json::from_slice(&text).ok()?;
+    let entries = old.pointer("/plugins/entries")?.as_object()?;
+    let channels = channels.as_object()?;
+    let kept: serde_json::Map<String, Value> = entries
+        .iter()
+        .filter(|(id, _)| channels.contains_key(id.as_str()))
+        .filter_map(|(id, e)| {
+            let enabled = e.get("enabled")?.as_bool()?;
+            Some((id.clone(), json!({ "enabled": enabled })))
+        })
+        .collect();
+    (!kept.is_empty()).then_some(Value::Object(kept))
+}
+
 /// Every string value in a config (to check that no secret is in it).
 pub fn strings(v: &Value, out: &mut Vec<String>) {
     match v {
@@ -211,6 +233,25 @@ mod tests {
         std::fs::write(&path, r#"{"gateway":{"port":1}}"#).unwrap();
         assert_eq!(kept_from(&path), None);
         assert_eq!(kept_from(&dir.join("missing.json")), None);
+
+        std::fs::write(
+            &path,
+            r#"{"channels":{"discord":{"token":"x"}},"plugins":{"load":{"paths":["/x"]},
+               "entries":{"discord":{"enabled":true,"env":{"A":"b"},"config":{}},
+                          "voice-call":{"enabled":true},"telegram":{"config":{}}}}}"#,
+        )
+        .unwrap();
+        let channels = kept_from(&path).unwrap();
+        assert_eq!(
+            kept_plugin_entries(&path, &channels),
+            Some(json!({"discord": {"enabled": true}})),
+            "only the kept channels' enabled flag"
+        );
+        assert_eq!(
+            kept_plugin_entries(&path, &json!({"telegram": {}})),
+            None,
+            "an entry without the flag"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -195,6 +195,12 @@ impl LocalInstance {
         // The person's chat channels (Telegram, Discord…) are theirs: kept as they are,
         // with whatever keychain entry a bot token rotation named there last.
         if let Some(channels) = config::kept_from(&self.config_path()) {
+            // A channel that is an external plugin (Discord: `@openclaw/discord`, added
+            // with `openclaw plugins install`) loads only with its `plugins.entries.<id>
+            // .enabled`: kept for those channels, nothing else of `plugins`.
+            if let Some(entries) = config::kept_plugin_entries(&self.config_path(), &channels) {
+                cfg["plugins"] = serde_json::json!({ "entries": entries });
+            }
             cfg["channels"] = channels;
         }
         let text = serde_json::to_vec_pretty(&cfg).map_err(|e| Error::Config(e.to_string()))?;
@@ -205,6 +211,21 @@ impl LocalInstance {
     /// The environment the gateway runs with: a short allowlist, never a provider key
     /// under its standard name, never the gateway token.
     pub fn gateway_env(&self) -> Vec<(String, std::ffi::OsString)> {
+        self.gateway_env_from(|k| std::env::var_os(k))
+    }
+
+    /// [`Self::gateway_env`], with Clawkeeper's own environment read through `var`.
+    ///
+    /// Passed through when set: `HOME`, the locale, D-Bus and the keychain namespace (the
+    /// keychain helper needs them), and `DISCORD_API_URL` — the one setting of OpenClaw's
+    /// Discord plugin that exists only as an environment variable (its REST base, and so
+    /// its WebSocket gateway's origin; docs/openclaw-rotation.md): a Discord-compatible
+    /// endpoint Clawkeeper was started with, which the tests use to point the channel at
+    /// their contract fake. Nothing else of the environment reaches the gateway.
+    pub fn gateway_env_from(
+        &self,
+        var: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Vec<(String, std::ffi::OsString)> {
         let mut env: Vec<(String, std::ffi::OsString)> = Vec::new();
         for k in [
             "HOME",
@@ -214,8 +235,9 @@ impl LocalInstance {
             "DBUS_SESSION_BUS_ADDRESS",
             "XDG_RUNTIME_DIR",
             "CLAWKEEPER_KEYCHAIN_NAMESPACE",
+            "DISCORD_API_URL",
         ] {
-            if let Some(v) = std::env::var_os(k) {
+            if let Some(v) = var(k).filter(|v| !v.is_empty()) {
                 env.push((k.to_owned(), v));
             }
         }
@@ -304,4 +326,77 @@ pub fn find_helper() -> Option<PathBuf> {
     [dir.join(HELPER_NAME), dir.parent()?.join(HELPER_NAME)]
         .into_iter()
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    #[test]
+    fn the_gateway_gets_an_allowlist_of_the_environment_and_discord_api_url() {
+        let paths = Paths {
+            data_dir: PathBuf::from("/data"),
+            runtime_dir: PathBuf::from("/runtime"),
+        };
+        let inst = LocalInstance::new(&paths, &Vault::new("ns"), DEFAULT_PORT);
+        let outside: HashMap<&str, &str> = [
+            ("HOME", "/home/p"),
+            ("DISCORD_API_URL", "http://127.0.0.1:4000/api/v10"),
+            ("DISCORD_BOT_TOKEN", "MTIz.abc.def"),
+            ("OPENAI_API_KEY", "sk-secret"),
+            ("OPENCLAW_GATEWAY_TOKEN", "tok"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("NODE_OPTIONS", "--require /tmp/x.js"),
+            ("LANG", ""),
+        ]
+        .into_iter()
+        .collect();
+        let env: HashMap<String, OsString> = inst
+            .gateway_env_from(|k| outside.get(k).map(OsString::from))
+            .into_iter()
+            .collect();
+        assert_eq!(
+            env.get("DISCORD_API_URL").and_then(|v| v.to_str()),
+            Some("http://127.0.0.1:4000/api/v10")
+        );
+        assert_eq!(env.get("HOME").and_then(|v| v.to_str()), Some("/home/p"));
+        for k in [
+            "DISCORD_BOT_TOKEN",
+            "OPENAI_API_KEY",
+            "OPENCLAW_GATEWAY_TOKEN",
+            "HTTPS_PROXY",
+            "NODE_OPTIONS",
+            "LANG",
+        ] {
+            assert!(!env.contains_key(k), "{k} passed to the gateway");
+        }
+        let mut names: Vec<&str> = env.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "DISCORD_API_URL",
+                "HOME",
+                "OPENCLAW_CONFIG_PATH",
+                "OPENCLAW_DISABLE_BONJOUR",
+                "OPENCLAW_EXEC_SHELL_SNAPSHOT",
+                "OPENCLAW_NO_AUTO_UPDATE",
+                "OPENCLAW_NO_RESPAWN",
+                "OPENCLAW_STATE_DIR",
+                "PATH",
+                "TMPDIR"
+            ],
+            "nothing else"
+        );
+
+        let without: HashMap<String, OsString> =
+            inst.gateway_env_from(|_| None).into_iter().collect();
+        assert!(
+            !without.contains_key("DISCORD_API_URL"),
+            "unset: not passed"
+        );
+    }
 }

@@ -51,11 +51,18 @@ pub const DISCORD_API: &str = "https://discord.com/api/v10";
 /// How long the gateway may take to say it applied a config change.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 
-/// How long the channel may take to run again after the install.
+/// How long the Telegram channel may take to run again after the install.
 const RUNNING_WITHIN: Duration = Duration::from_secs(40);
 
-/// No restart of the channel this long after the install: the config is written again.
+/// No restart of the Telegram channel this long after the install: the config is written
+/// again.
 const KICK_AFTER: Duration = Duration::from_secs(12);
+
+/// The same for Discord: its plugin's reload retires the old plugin instance first (up to
+/// 5 s, "forced retirement after 5000ms"), and on the loaded 2-core test machine the
+/// restart came ~60 s after the config change (docs/openclaw-rotation.md).
+const DISCORD_RUNNING_WITHIN: Duration = Duration::from_secs(120);
+const DISCORD_KICK_AFTER: Duration = Duration::from_secs(75);
 
 /// Which chat channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +99,15 @@ impl Channel {
         match self {
             Channel::Telegram => "Telegram",
             Channel::Discord => "Discord",
+        }
+    }
+
+    /// How long it may take to run again after its token changed in the config, and after
+    /// how long without a restart the config is written again.
+    fn restart_waits(self) -> (Duration, Duration) {
+        match self {
+            Channel::Telegram => (RUNNING_WITHIN, KICK_AFTER),
+            Channel::Discord => (DISCORD_RUNNING_WITHIN, DISCORD_KICK_AFTER),
         }
     }
 
@@ -552,9 +568,10 @@ impl LocalBotToken {
     /// config is written again once if it doesn't restart the channel.
     async fn wait_running(&self, since_ms: i64) -> StepResult {
         let started = Instant::now();
+        let (running_within, kick_after) = self.channel.restart_waits();
         let mut kicked = false;
         let mut last = String::new();
-        while started.elapsed() < RUNNING_WITHIN {
+        while started.elapsed() < running_within {
             match self.state().await {
                 Ok(s) if s.up_since(since_ms) => return Ok(()),
                 Ok(s) => {
@@ -564,7 +581,7 @@ impl LocalBotToken {
                         None => "it hasn't connected yet".into(),
                     };
                     let restarted = s.last_start_ms.is_some_and(|t| t >= since_ms);
-                    if !restarted && !kicked && started.elapsed() > KICK_AFTER {
+                    if !restarted && !kicked && started.elapsed() > kick_after {
                         self.config.kick()?;
                         kicked = true;
                     }
