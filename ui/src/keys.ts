@@ -126,6 +126,10 @@ const BOT_TOKENS: KeyId[] = ["telegram-token", "discord-token"];
 let changing: KeyId | undefined;
 /** What came of the last "Save admin key" (OpenAI): saved, or why not. */
 let adminResult: { ok: true; project: string } | { ok: false; error: ApiError } | undefined;
+/** The "Make changing it one click" form is open (kept open across re-renders, so what came of
+ * "Check and save" stays in view), and the project typed there (not a secret). */
+let adminOpen = false;
+let adminProject = "";
 /** "Get a new key from OpenRouter" waits for the person to approve in their browser. */
 let signingIn = false;
 
@@ -298,6 +302,16 @@ function keyItem(k: KeyInfo): HTMLLIElement {
       k.note ? h("div", { class: "item-sub", "data-testid": "key-note", text: k.note }) : null,
       form,
       k.adminKey && !k.running ? adminKeyForm() : null,
+      adminResult?.ok && k.key === "provider-key" && k.instanceId === LOCAL && k.how === "one_click"
+        ? h(
+            "div",
+            { class: "item-sub", "data-testid": "openai-admin-saved" },
+            icon("ok"),
+            h("span", {
+              text: `OpenAI Admin key saved in your keychain (project ${adminResult.project}). Changing this key is now one click: press Rotate.`,
+            }),
+          )
+        : null,
       running,
       k.fingerprint
         ? h(
@@ -407,8 +421,16 @@ function adminKeyForm(): HTMLElement {
     spellcheck: "false",
     class: "input",
     placeholder: "proj_…",
+    value: adminProject,
     "data-testid": "openai-admin-project",
+    on: { input: () => (adminProject = project.value) },
   }) as HTMLInputElement;
+  const save = h("button", {
+    type: "submit",
+    class: "btn btn-secondary btn-small",
+    "data-testid": "openai-admin-save",
+    text: "Check and save",
+  }) as HTMLButtonElement;
   const submit = async (e: Event) => {
     e.preventDefault();
     const secret = key.value.trim();
@@ -417,9 +439,13 @@ function adminKeyForm(): HTMLElement {
       key.focus();
       return;
     }
+    save.disabled = true;
+    save.textContent = "Checking at OpenAI…";
     try {
       const saved = await openaiAdminSave(secret, project.value.trim());
       adminResult = { ok: true, project: saved.projectId };
+      adminOpen = false;
+      adminProject = "";
       await refreshKeys();
     } catch (err) {
       adminResult = { ok: false, error: toApiError(err) };
@@ -432,9 +458,9 @@ function adminKeyForm(): HTMLElement {
       : adminResult.ok
         ? h("p", { class: "small", "data-testid": "openai-admin-result", text: `Saved for project ${adminResult.project}.` })
         : errorPanel(adminResult.error, [], { compact: true });
-  return h(
+  const details = h(
     "details",
-    { class: "disclosure", "data-testid": "openai-admin" },
+    { class: "disclosure", "data-testid": "openai-admin", open: adminOpen },
     h("summary", { text: "Make changing it one click: give Clawkeeper an OpenAI Admin key" }),
     h(
       "form",
@@ -450,11 +476,13 @@ function adminKeyForm(): HTMLElement {
       h(
         "div",
         { class: "row" },
-        h("button", { type: "submit", class: "btn btn-secondary btn-small", "data-testid": "openai-admin-save", text: "Check and save" }),
+        save,
       ),
       outcome,
     ),
   );
+  details.addEventListener("toggle", () => (adminOpen = details.open));
+  return details;
 }
 
 const STEP_ICON: Record<string, IconName> = { done: "ok", active: "busy", todo: "pending", failed: "bad" };
@@ -662,6 +690,7 @@ async function during(runKeys: Slot[], work: () => Promise<Shown[]>) {
   busy = true;
   run = { keys: runKeys.map((slot) => ({ slot, label: labelOf(slot) })), rotations: new Map() };
   results = undefined;
+  adminResult = undefined; // said once, until the next change
   render();
   progressTitle.focus();
   try {
