@@ -2,6 +2,15 @@
 //! (tauri-driver → `clawkeeper-window` → the tray daemon, opened as the tray's "Rotate
 //! keys…" opens it), the real OpenClaw gateway, the real keychain and SQLite:
 //!
+//! - **"Get a new key from OpenRouter"** (an OpenRouter key without a management key), with
+//!   the **contract fake of OpenRouter** (PKCE sign-in, keys) and the contract fake model
+//!   serving exactly the keys live there. The app opens the sign-in page with `xdg-open`:
+//!   here a stand-in on PATH that notes the address, and the test is the person's browser
+//!   (the fake approves at once and sends it back to the app's loopback page). Cancel while
+//!   it waits: said calmly, nothing changed, the page no longer listened for. Then for real:
+//!   "Finish signing in in your browser", the browser comes back, the assistant is switched
+//!   to the key OpenRouter gave out, "One more step: delete the old key"; once the person
+//!   deleted it there, "Check again" finishes; the assistant answers with the new key.
 //! - **The OpenAI Admin key** ("Make changing it one click"), with the **contract fake of
 //!   OpenAI's Admin API** and the contract fake model standing in for api.openai.com/v1
 //!   (`CLAWKEEPER_OPENAI_MODEL_API`). A wrong admin key: a clear refusal in view, the field
@@ -10,7 +19,8 @@
 //!   the key they made, then "Check again"); "Rotate" again: one click, the old service
 //!   account deleted at OpenAI, the assistant answers with the new key.
 //!
-//! No key ever on the page. Screenshot: docs/screenshots/keys-openai-admin.png.
+//! No key ever on the page. Screenshots: docs/screenshots/keys-signin-waiting.png,
+//! keys-openai-admin.png.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use anyhow::{Context, Result};
@@ -18,18 +28,56 @@ use clawkeeper_core::rotation::staging;
 use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
 use clawkeeper_tests::fake_model::{ContractFakeModel, KeyAuth};
 use clawkeeper_tests::fake_openai::ContractFakeOpenAi;
+use clawkeeper_tests::fake_openrouter::ContractFakeOpenRouter;
 use clawkeeper_tests::local_window::{
     keys_in_view_and_working, text_of, window_needs, LocalWindow,
 };
 use clawkeeper_tests::webdriver::{click, displayed, js, screenshot, wait_until};
 use fantoccini::Client;
 use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const PROVIDER_LI: &str = "#keys-list li[data-key='provider-key']";
 
 fn provider_entry() -> SecretRef {
     SecretRef::new(SecretKind::ProviderKey, "local")
+}
+
+/// A stand-in `xdg-open` in `dir/bin` that notes each address it is given in `dir/opened`
+/// (one a line) instead of opening a browser; returns PATH with it first, and the notes.
+fn stand_in_browser(dir: &Path) -> Result<(OsString, PathBuf)> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let notes = dir.join("opened");
+    let script = bin.join("xdg-open");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n",
+            notes.display()
+        ),
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    let mut path = vec![bin];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    Ok((std::env::join_paths(path)?, notes))
+}
+
+/// The `n`th address the app asked the browser to open (1-based), once it has.
+async fn opened(notes: &Path, n: usize) -> Result<String> {
+    wait_until(
+        &format!("the app to open page {n} in the browser"),
+        Duration::from_secs(60),
+        || async {
+            let text = std::fs::read_to_string(notes).unwrap_or_default();
+            Ok(text.lines().nth(n - 1).map(str::to_owned))
+        },
+    )
+    .await
 }
 
 /// Clear the last result, press `css`, and wait for the provider key's new result (it
@@ -75,6 +123,194 @@ async fn center(c: &Client, css: &str) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_keys_openrouter_sign_in() -> Result<()> {
+    let Some(needs) = window_needs()? else {
+        return Ok(());
+    };
+    let tmp = tempfile::tempdir()?;
+    let mut app = LocalWindow::new(tmp.path(), "e2e-keys-signin")?;
+    let openrouter = ContractFakeOpenRouter::start(true).await?;
+    // The CLI below (it checks the key at OpenRouter) and the app.
+    std::env::set_var("CLAWKEEPER_OPENROUTER_SITE", openrouter.origin());
+    let first = openrouter.add_key("Clawkeeper");
+    // Only the person's own use of openrouter.ai (deleting the old key); Clawkeeper never has it.
+    let management = openrouter.add_management_key();
+    let model = ContractFakeModel::start_with_auth(
+        ([127, 0, 0, 1], 0).into(),
+        KeyAuth::Check(openrouter.key_check()),
+        vec!["echo-1".into()],
+        None,
+    )
+    .await?;
+    let (path, notes) = stand_in_browser(tmp.path())?;
+
+    eprintln!("=== the provider: OpenRouter, no management key (CLI, key on stdin)");
+    app.cli(
+        &[
+            "provider",
+            "--kind",
+            "openrouter",
+            "--base-url",
+            &model.base_url(),
+            "--model",
+            "echo-1",
+        ],
+        Some(&first),
+    )?;
+    let env: [(&str, OsString); 2] = [
+        ("CLAWKEEPER_OPENROUTER_SITE", openrouter.origin().into()),
+        ("PATH", path),
+    ];
+    let c = app.open(&needs, &env, &["--open", "status#keys"]).await?;
+    let result = sign_in(&c, &app, &openrouter, &management, &first, &notes).await;
+    app.close(c, result, "failure-keys-signin.png").await
+}
+
+async fn sign_in(
+    c: &Client,
+    app: &LocalWindow,
+    openrouter: &ContractFakeOpenRouter,
+    management: &str,
+    first: &str,
+    notes: &Path,
+) -> Result<()> {
+    let vault = Vault::new(&app.namespace);
+    keys_in_view_and_working(c).await?;
+    let item = text_of(c, PROVIDER_LI).await?;
+    assert!(
+        item.contains("Model provider key") && item.contains("Rotated with a few steps"),
+        "{item}"
+    );
+
+    eprintln!("=== Change…: the form offers a key from signing in with OpenRouter");
+    click(c, "#key-change-provider-key").await?;
+    let offer = text_of(c, "[data-testid=key-change-form]").await?;
+    assert!(
+        offer.contains("Get a new key from OpenRouter") && offer.contains("Authorize"),
+        "{offer}"
+    );
+
+    eprintln!("=== the sign-in waits for the browser; Cancel: nothing changed");
+    click(c, "[data-testid=key-sign-in]").await?;
+    let wait = wait_until("\"Finish signing in\"", Duration::from_secs(30), || async {
+        let t = text_of(c, "[data-testid=key-sign-in-wait]").await?;
+        Ok(t.contains("Cancel").then_some(t))
+    })
+    .await?;
+    assert!(wait.contains("in your browser"), "{wait}");
+    let stale = opened(notes, 1).await?;
+    eprintln!("the app opened: {stale}");
+    assert!(
+        stale.starts_with(&format!("{}/auth?", openrouter.origin()))
+            && stale.contains("callback_url=")
+            && stale.contains("code_challenge="),
+        "the app opened OpenRouter's sign-in page: {stale}"
+    );
+    // A person takes a moment to decide.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let result = press_for_result(
+        c,
+        "[data-testid=key-sign-in-cancel]",
+        Duration::from_secs(30),
+    )
+    .await?;
+    assert!(
+        result.contains("Cancelled") && result.contains("nothing changed"),
+        "{result}"
+    );
+    let tone = js(
+        c,
+        "return document.querySelector('#keys-result [data-key=provider-key]').dataset.result",
+    )
+    .await?;
+    assert_eq!(tone, "info", "a Cancel is said calmly, not as a failure");
+    assert!(
+        displayed(c, "#keys [role=alert]").await?.is_none(),
+        "no error shown"
+    );
+    assert_eq!(vault.read(&provider_entry()).await?.expose(), first);
+    assert!(vault.read(&staging(&provider_entry())).await.is_err());
+    // The page opened before Cancel no longer leads anywhere: OpenRouter's approval of it
+    // reaches no one, and no key is made.
+    let _ = reqwest::get(&stale).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(openrouter.issued().is_empty(), "no key made after Cancel");
+    assert_eq!(vault.read(&provider_entry()).await?.expose(), first);
+    let item = text_of(c, PROVIDER_LI).await?;
+    assert!(!item.contains("Check again"), "nothing unfinished: {item}");
+
+    eprintln!("=== again, and the person approves in the browser");
+    click(c, "#key-change-provider-key").await?;
+    click(c, "[data-testid=key-sign-in]").await?;
+    displayed(c, "[data-testid=key-sign-in-wait]")
+        .await?
+        .context("the wait notice")?;
+    center(c, "[data-testid=key-sign-in-wait]").await?;
+    screenshot(c, "keys-signin-waiting.png").await?;
+    let url = opened(notes, 2).await?;
+    assert_ne!(url, stale, "a new sign-in, a new page");
+    // The person's browser: OpenRouter's page, Authorize, back to Clawkeeper's loopback page.
+    let page = reqwest::get(&url).await?;
+    assert!(page.status().is_success(), "{}", page.status());
+    let result = wait_until("the sign-in's result", Duration::from_secs(180), || async {
+        let t = text_of(c, "#keys-result").await?;
+        Ok(t.contains("Model provider key").then_some(t))
+    })
+    .await?;
+    eprintln!("result: {result}");
+    assert!(
+        result.contains("One more step: delete the old key"),
+        "{result}"
+    );
+    let issued = openrouter.issued();
+    assert_eq!(issued.len(), 1, "one key made by the sign-in");
+    let new = issued[0].clone();
+    assert_eq!(
+        vault.read(&staging(&provider_entry())).await?.expose(),
+        new,
+        "the key OpenRouter gave out is the one switched to"
+    );
+    let item = wait_until("the waiting notice", Duration::from_secs(30), || async {
+        let t = text_of(c, PROVIDER_LI).await?;
+        Ok(t.contains("Check again").then_some(t))
+    })
+    .await?;
+    assert!(item.contains("already uses the new key"), "{item}");
+    answers(app, "signed in, waiting for you")?;
+
+    eprintln!("=== the person deletes the old key at openrouter.ai; Check again finishes");
+    let old_hash = openrouter
+        .hash_of(first)
+        .context("the old key at OpenRouter")?;
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/keys/{old_hash}", openrouter.api_base()))
+        .bearer_auth(management)
+        .send()
+        .await?;
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let result = press_for_result(c, "#keys-resume", Duration::from_secs(180)).await?;
+    assert!(result.contains("Model provider key: Rotated"), "{result}");
+    assert_eq!(
+        vault.read(&provider_entry()).await?.expose(),
+        new,
+        "the keychain holds the new key"
+    );
+    assert!(
+        vault.read(&staging(&provider_entry())).await.is_err(),
+        "no staging entry left"
+    );
+    assert!(!openrouter.would_allow(first), "the old key is refused");
+    answers(app, "hello with the new key")?;
+    let item = wait_until("\"Rotated today\"", Duration::from_secs(30), || async {
+        let t = text_of(c, PROVIDER_LI).await?;
+        Ok(t.contains("Rotated today").then_some(t))
+    })
+    .await?;
+    assert!(!item.contains("Check again"), "{item}");
+    no_key_on_page(c, &[first, &new, management]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,7 +111,7 @@ let run: { keys: { slot: Slot; label: string }[]; rotations: Map<Slot, Rotation>
 interface Shown {
   slot: Slot;
   label: string;
-  tone: "ok" | "warn" | "bad";
+  tone: "ok" | "info" | "warn" | "bad";
   title: string;
   text?: string;
 }
@@ -132,6 +132,8 @@ let adminOpen = false;
 let adminProject = "";
 /** "Get a new key from OpenRouter" waits for the person to approve in their browser. */
 let signingIn = false;
+/** The person pressed Cancel on that wait. */
+let signInCancelled = false;
 
 // ---------- the skeleton ----------
 
@@ -515,7 +517,12 @@ function renderProgress() {
               class: "btn btn-secondary btn-small",
               "data-testid": "key-sign-in-cancel",
               text: "Cancel",
-              on: { click: () => void rotateKeySignInCancel().catch(() => undefined) },
+              on: {
+                click: () => {
+                  signInCancelled = true;
+                  void rotateKeySignInCancel().catch(() => undefined);
+                },
+              },
             }),
           ),
         ),
@@ -573,7 +580,7 @@ function renderResults() {
     resultBox.replaceChildren();
     return;
   }
-  const TONE_ICON: Record<Shown["tone"], IconName> = { ok: "ok", warn: "warn", bad: "warn" };
+  const TONE_ICON: Record<Shown["tone"], IconName> = { ok: "ok", info: "idle", warn: "warn", bad: "warn" };
   resultBox.replaceChildren(
     h(
       "ul",
@@ -581,7 +588,7 @@ function renderResults() {
       ...results.map((r) =>
         h(
           "li",
-          { class: `notice ${r.tone}`, "data-key": r.slot, "data-result": r.tone },
+          { class: r.tone === "info" ? "notice" : `notice ${r.tone}`, "data-key": r.slot, "data-result": r.tone },
           icon(TONE_ICON[r.tone]),
           h(
             "div",
@@ -648,6 +655,16 @@ function fromRotation(r: Rotation, label: string): Shown {
   if (r.outcome === "rolled_back")
     return unchanged(slot, label, r.error ? { code: "rotation_rolled_back", message: r.error } : undefined);
   return pending(slot, label, r.error ? { code: "rotation_pending", message: r.error } : undefined);
+}
+
+function signInStopped(slot: Slot, label: string): Shown {
+  return {
+    slot,
+    label,
+    tone: "info",
+    title: "Cancelled — nothing changed",
+    text: "Your assistant keeps using the key it has. Press Change… whenever you want a new one.",
+  };
 }
 
 function needsYou(slot: Slot, label: string, p?: ApiError): Shown {
@@ -733,14 +750,21 @@ async function changeWith(k: KeyInfo, secret: string) {
 async function changeBySignIn(k: KeyInfo) {
   const slot = slotOf(k.instanceId, k.key);
   signingIn = true;
+  signInCancelled = false;
   await during([slot], async () => {
     try {
       const r = await rotateKeySignIn();
       return [fromRotation(r, labelOf(slot))];
     } catch (e) {
-      return [fromProblem(slot, labelOf(slot), toApiError(e))];
+      const p = toApiError(e);
+      // The person's own Cancel is no error. (Pressed before the wait had begun, it can
+      // come back as "no sign-in is waiting": nothing was changed either way.)
+      if (p.code === "rotation_sign_in_cancelled" || (signInCancelled && p.code === "rotation_sign_in_missing"))
+        return [signInStopped(slot, labelOf(slot))];
+      return [fromProblem(slot, labelOf(slot), p)];
     } finally {
       signingIn = false;
+      signInCancelled = false;
     }
   });
 }
