@@ -194,7 +194,19 @@ function renderList() {
     );
     return;
   }
+  // The list is rebuilt whenever the app says something (the assistant started, a reminder):
+  // a key being typed into a form stays in its field, and the focus where it was.
+  const typing = ["key-new-secret", "openai-admin-key"].map((id) => {
+    const el = document.getElementById(id) as HTMLInputElement | null;
+    return { id, value: el?.value ?? "", focused: el !== null && document.activeElement === el };
+  });
   list.replaceChildren(...keys.map(keyItem));
+  for (const t of typing) {
+    const el = document.getElementById(t.id) as HTMLInputElement | null;
+    if (!el) continue;
+    if (t.value) el.value = t.value;
+    if (t.focused) el.focus();
+  }
 }
 
 function keyItem(k: KeyInfo): HTMLLIElement {
