@@ -13,6 +13,7 @@ pub mod fake_openai;
 pub mod fake_openrouter;
 pub mod fake_tailscale;
 pub mod fake_telegram;
+pub mod local_window;
 pub mod npm_mirror;
 pub mod openclaw_state;
 pub mod private_keyring;

@@ -18,73 +18,26 @@
 //! Screenshots: docs/screenshots/keys.png, keys-rotated.png, keys-provider-waiting.png.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clawkeeper_core::rotation::gateway_token::{try_token, Verdict};
 use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
-use clawkeeper_tests::cli::local_ok as cli;
-use clawkeeper_tests::env;
 use clawkeeper_tests::fake_model::{ContractFakeModel, KeyAuth};
-use clawkeeper_tests::webdriver::{
-    app_session, click, displayed, js, kill, screenshot, tauri_driver, wait_until,
+use clawkeeper_tests::local_window::{
+    keys_in_view_and_working, text_of, window_needs, LocalWindow,
 };
+use clawkeeper_tests::webdriver::{click, displayed, js, screenshot, wait_until};
 use fantoccini::Client;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-struct Procs {
-    driver: Option<Child>,
-    home: PathBuf,
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        if let Some(pid) = std::fs::read_to_string(self.home.join("clawkeeper.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-        {
-            kill(pid, "-TERM");
-            let deadline = Instant::now() + Duration::from_secs(45);
-            while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-        if let Some(mut c) = self.driver.take() {
-            kill(c.id(), "-TERM");
-            std::thread::sleep(Duration::from_millis(300));
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_keys_rotate_the_access_token() -> Result<()> {
-    if !env::isolated() || std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
-        eprintln!("SKIPPED: needs scripts/test.sh (keychain, display)");
-        return Ok(());
-    }
-    let Some(driver_bin) = tauri_driver() else {
-        eprintln!(
-            "SKIPPED: tauri-driver not found (cargo install tauri-driver --version ^2 --locked)"
-        );
+    let Some(needs) = window_needs()? else {
         return Ok(());
     };
-    let Some(runtime) = env::test_runtime() else {
-        eprintln!("SKIPPED: CLAWKEEPER_TEST_RUNTIME is not set (scripts/test.sh sets it)");
-        return Ok(());
-    };
-    let app_exe = env::bin("clawkeeper-window");
-    if !app_exe.is_file() {
-        bail!("build the app first: cargo build -p clawkeeper-window -p clawkeeper-tray-daemon");
-    }
-    let namespace = format!("clawkeeper-test-e2e-keys-{}", std::process::id());
     let tmp = tempfile::tempdir()?;
-    let home = tmp.path().join("clawkeeper-home");
-    std::fs::create_dir_all(&home)?;
-    let port = env::free_port();
+    let mut app = LocalWindow::new(tmp.path(), "e2e-keys")?;
     let api_key = format!("sk-e2e-keys-{}", std::process::id());
     // The provider "account": the keys it serves now.
     let live: Live = Arc::new(Mutex::new(HashSet::from([api_key.clone()])));
@@ -98,10 +51,7 @@ async fn e2e_keys_rotate_the_access_token() -> Result<()> {
     .await?;
 
     eprintln!("=== the provider (CLI, key on stdin)");
-    cli(
-        &home,
-        &namespace,
-        port,
+    app.cli(
         &[
             "provider",
             "--kind",
@@ -114,46 +64,10 @@ async fn e2e_keys_rotate_the_access_token() -> Result<()> {
         Some(&api_key),
     )?;
 
-    let log = tmp.path().join("app.log");
-    let log_file = std::fs::File::create(&log)?;
-    let (driver_port, native_port) = (env::free_port(), env::free_port());
-    let mut driver_cmd = Command::new(&driver_bin);
-    driver_cmd
-        .args([
-            "--port",
-            &driver_port.to_string(),
-            "--native-port",
-            &native_port.to_string(),
-        ])
-        .env("CLAWKEEPER_HOME", &home)
-        .env("CLAWKEEPER_KEYCHAIN_NAMESPACE", &namespace)
-        .env("CLAWKEEPER_RUNTIME_DIR", &runtime)
-        .env("CLAWKEEPER_PORT", port.to_string())
-        .env("CLAWKEEPER_KEYHELPER", env::bin("clawkeeper-keyhelper"))
-        .env("CLAWKEEPER_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file);
-    let procs = Procs {
-        driver: Some(driver_cmd.spawn().context("starting tauri-driver")?),
-        home: home.clone(),
-    };
     // As the tray's "Rotate keys…" asks for it.
-    let c = app_session(driver_port, &app_exe, &["--open", "status#keys"]).await?;
-    let result = drive(&c, &namespace, port, &api_key, &live).await;
-    if result.is_err() {
-        let _ = screenshot(&c, "failure-keys.png").await;
-        if let Ok(text) = std::fs::read_to_string(&log) {
-            eprintln!("--- app / driver log (last lines) ---");
-            let tail: Vec<&str> = text.lines().rev().take(80).collect();
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-        }
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), c.close()).await;
-    drop(procs);
-    result
+    let c = app.open(&needs, &[], &["--open", "status#keys"]).await?;
+    let result = drive(&c, &app.namespace, app.port, &api_key, &live).await;
+    app.close(c, result, "failure-keys.png").await
 }
 
 /// The keys the contract fake model serves (the provider account's live keys).
@@ -161,42 +75,8 @@ type Live = Arc<Mutex<HashSet<String>>>;
 
 const TOKEN_LI: &str = "#keys-list li[data-key='gateway-token']";
 
-async fn text_of(c: &Client, css: &str) -> Result<String> {
-    js(
-        c,
-        &format!("return document.querySelector(\"{css}\")?.innerText ?? ''"),
-    )
-    .await
-}
-
 async fn drive(c: &Client, namespace: &str, port: u16, api_key: &str, live: &Live) -> Result<()> {
-    wait_until("the status window", Duration::from_secs(60), || async {
-        Ok(c.title().await?.contains("Status").then_some(()))
-    })
-    .await?;
-
-    eprintln!("=== opened at the Keys section: it is in view");
-    wait_until(
-        "the Keys section in view",
-        Duration::from_secs(30),
-        || async {
-            let top = js(
-                c,
-                "const r = document.getElementById('keys').getBoundingClientRect(); \
-             return String(r.top >= -1 && r.top < window.innerHeight / 2)",
-            )
-            .await?;
-            Ok((top == "true").then_some(()))
-        },
-    )
-    .await?;
-
-    eprintln!("=== the assistant starts on its own (provider configured)");
-    wait_until("Working", Duration::from_secs(180), || async {
-        let t = js(c, "return document.getElementById('status-line').innerText").await?;
-        Ok(t.contains("Working").then_some(()))
-    })
-    .await?;
+    keys_in_view_and_working(c).await?;
 
     eprintln!("=== the keys: the access token in one click, the provider key guided");
     let token_item = wait_until(

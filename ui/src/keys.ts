@@ -111,7 +111,7 @@ let run: { keys: { slot: Slot; label: string }[]; rotations: Map<Slot, Rotation>
 interface Shown {
   slot: Slot;
   label: string;
-  tone: "ok" | "warn" | "bad";
+  tone: "ok" | "info" | "warn" | "bad";
   title: string;
   text?: string;
 }
@@ -126,8 +126,14 @@ const BOT_TOKENS: KeyId[] = ["telegram-token", "discord-token"];
 let changing: KeyId | undefined;
 /** What came of the last "Save admin key" (OpenAI): saved, or why not. */
 let adminResult: { ok: true; project: string } | { ok: false; error: ApiError } | undefined;
+/** The "Make changing it one click" form is open (kept open across re-renders, so what came of
+ * "Check and save" stays in view), and the project typed there (not a secret). */
+let adminOpen = false;
+let adminProject = "";
 /** "Get a new key from OpenRouter" waits for the person to approve in their browser. */
 let signingIn = false;
+/** The person pressed Cancel on that wait. */
+let signInCancelled = false;
 
 // ---------- the skeleton ----------
 
@@ -188,7 +194,19 @@ function renderList() {
     );
     return;
   }
+  // The list is rebuilt whenever the app says something (the assistant started, a reminder):
+  // a key being typed into a form stays in its field, and the focus where it was.
+  const typing = ["key-new-secret", "openai-admin-key"].map((id) => {
+    const el = document.getElementById(id) as HTMLInputElement | null;
+    return { id, value: el?.value ?? "", focused: el !== null && document.activeElement === el };
+  });
   list.replaceChildren(...keys.map(keyItem));
+  for (const t of typing) {
+    const el = document.getElementById(t.id) as HTMLInputElement | null;
+    if (!el) continue;
+    if (t.value) el.value = t.value;
+    if (t.focused) el.focus();
+  }
 }
 
 function keyItem(k: KeyInfo): HTMLLIElement {
@@ -298,6 +316,16 @@ function keyItem(k: KeyInfo): HTMLLIElement {
       k.note ? h("div", { class: "item-sub", "data-testid": "key-note", text: k.note }) : null,
       form,
       k.adminKey && !k.running ? adminKeyForm() : null,
+      adminResult?.ok && k.key === "provider-key" && k.instanceId === LOCAL && k.how === "one_click"
+        ? h(
+            "div",
+            { class: "item-sub", "data-testid": "openai-admin-saved" },
+            icon("ok"),
+            h("span", {
+              text: `OpenAI Admin key saved in your keychain (project ${adminResult.project}). Changing this key is now one click: press Rotate.`,
+            }),
+          )
+        : null,
       running,
       k.fingerprint
         ? h(
@@ -407,8 +435,16 @@ function adminKeyForm(): HTMLElement {
     spellcheck: "false",
     class: "input",
     placeholder: "proj_…",
+    value: adminProject,
     "data-testid": "openai-admin-project",
+    on: { input: () => (adminProject = project.value) },
   }) as HTMLInputElement;
+  const save = h("button", {
+    type: "submit",
+    class: "btn btn-secondary btn-small",
+    "data-testid": "openai-admin-save",
+    text: "Check and save",
+  }) as HTMLButtonElement;
   const submit = async (e: Event) => {
     e.preventDefault();
     const secret = key.value.trim();
@@ -417,9 +453,13 @@ function adminKeyForm(): HTMLElement {
       key.focus();
       return;
     }
+    save.disabled = true;
+    save.textContent = "Checking at OpenAI…";
     try {
       const saved = await openaiAdminSave(secret, project.value.trim());
       adminResult = { ok: true, project: saved.projectId };
+      adminOpen = false;
+      adminProject = "";
       await refreshKeys();
     } catch (err) {
       adminResult = { ok: false, error: toApiError(err) };
@@ -432,9 +472,9 @@ function adminKeyForm(): HTMLElement {
       : adminResult.ok
         ? h("p", { class: "small", "data-testid": "openai-admin-result", text: `Saved for project ${adminResult.project}.` })
         : errorPanel(adminResult.error, [], { compact: true });
-  return h(
+  const details = h(
     "details",
-    { class: "disclosure", "data-testid": "openai-admin" },
+    { class: "disclosure", "data-testid": "openai-admin", open: adminOpen },
     h("summary", { text: "Make changing it one click: give Clawkeeper an OpenAI Admin key" }),
     h(
       "form",
@@ -450,11 +490,13 @@ function adminKeyForm(): HTMLElement {
       h(
         "div",
         { class: "row" },
-        h("button", { type: "submit", class: "btn btn-secondary btn-small", "data-testid": "openai-admin-save", text: "Check and save" }),
+        save,
       ),
       outcome,
     ),
   );
+  details.addEventListener("toggle", () => (adminOpen = details.open));
+  return details;
 }
 
 const STEP_ICON: Record<string, IconName> = { done: "ok", active: "busy", todo: "pending", failed: "bad" };
@@ -487,7 +529,12 @@ function renderProgress() {
               class: "btn btn-secondary btn-small",
               "data-testid": "key-sign-in-cancel",
               text: "Cancel",
-              on: { click: () => void rotateKeySignInCancel().catch(() => undefined) },
+              on: {
+                click: () => {
+                  signInCancelled = true;
+                  void rotateKeySignInCancel().catch(() => undefined);
+                },
+              },
             }),
           ),
         ),
@@ -545,7 +592,7 @@ function renderResults() {
     resultBox.replaceChildren();
     return;
   }
-  const TONE_ICON: Record<Shown["tone"], IconName> = { ok: "ok", warn: "warn", bad: "warn" };
+  const TONE_ICON: Record<Shown["tone"], IconName> = { ok: "ok", info: "idle", warn: "warn", bad: "warn" };
   resultBox.replaceChildren(
     h(
       "ul",
@@ -553,7 +600,7 @@ function renderResults() {
       ...results.map((r) =>
         h(
           "li",
-          { class: `notice ${r.tone}`, "data-key": r.slot, "data-result": r.tone },
+          { class: r.tone === "info" ? "notice" : `notice ${r.tone}`, "data-key": r.slot, "data-result": r.tone },
           icon(TONE_ICON[r.tone]),
           h(
             "div",
@@ -622,6 +669,16 @@ function fromRotation(r: Rotation, label: string): Shown {
   return pending(slot, label, r.error ? { code: "rotation_pending", message: r.error } : undefined);
 }
 
+function signInStopped(slot: Slot, label: string): Shown {
+  return {
+    slot,
+    label,
+    tone: "info",
+    title: "Cancelled — nothing changed",
+    text: "Your assistant keeps using the key it has. Press Change… whenever you want a new one.",
+  };
+}
+
 function needsYou(slot: Slot, label: string, p?: ApiError): Shown {
   return { slot, label, tone: "warn", title: "One more step: delete the old key", text: words(p) };
 }
@@ -662,6 +719,7 @@ async function during(runKeys: Slot[], work: () => Promise<Shown[]>) {
   busy = true;
   run = { keys: runKeys.map((slot) => ({ slot, label: labelOf(slot) })), rotations: new Map() };
   results = undefined;
+  adminResult = undefined; // said once, until the next change
   render();
   progressTitle.focus();
   try {
@@ -704,14 +762,21 @@ async function changeWith(k: KeyInfo, secret: string) {
 async function changeBySignIn(k: KeyInfo) {
   const slot = slotOf(k.instanceId, k.key);
   signingIn = true;
+  signInCancelled = false;
   await during([slot], async () => {
     try {
       const r = await rotateKeySignIn();
       return [fromRotation(r, labelOf(slot))];
     } catch (e) {
-      return [fromProblem(slot, labelOf(slot), toApiError(e))];
+      const p = toApiError(e);
+      // The person's own Cancel is no error. (Pressed before the wait had begun, it can
+      // come back as "no sign-in is waiting": nothing was changed either way.)
+      if (p.code === "rotation_sign_in_cancelled" || (signInCancelled && p.code === "rotation_sign_in_missing"))
+        return [signInStopped(slot, labelOf(slot))];
+      return [fromProblem(slot, labelOf(slot), p)];
     } finally {
       signingIn = false;
+      signInCancelled = false;
     }
   });
 }

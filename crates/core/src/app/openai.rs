@@ -30,6 +30,36 @@ pub(super) fn openai_admin_api() -> Result<OpenAiAdmin, Problem> {
     OpenAiAdmin::with_base_url(&base, RetryPolicy::default()).map_err(|e| e.problem())
 }
 
+/// Whether a provider at `base_url` is OpenAI itself (`api.openai.com`), whose Admin key
+/// makes keys. `CLAWKEEPER_OPENAI_MODEL_API` names one more address that counts (tests: the
+/// contract fake model standing in for `https://api.openai.com/v1`, as
+/// `CLAWKEEPER_OPENAI_API` stands in for the Admin API).
+pub(super) fn is_openai_itself(base_url: &str) -> bool {
+    is_openai_with(
+        base_url,
+        std::env::var("CLAWKEEPER_OPENAI_MODEL_API").ok().as_deref(),
+    )
+}
+
+fn is_openai_with(base_url: &str, stand_in: Option<&str>) -> bool {
+    let Ok(url) = reqwest::Url::parse(base_url) else {
+        return false;
+    };
+    let origin = |u: &reqwest::Url| {
+        (
+            u.scheme().to_owned(),
+            u.host_str().map(str::to_ascii_lowercase),
+            u.port_or_known_default(),
+        )
+    };
+    url.host_str()
+        .is_some_and(|h| h.eq_ignore_ascii_case("api.openai.com"))
+        || stand_in
+            .filter(|s| !s.is_empty())
+            .and_then(|s| reqwest::Url::parse(s).ok())
+            .is_some_and(|s| origin(&s) == origin(&url))
+}
+
 /// What was saved (no secret).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -171,5 +201,30 @@ impl Clawkeeper {
         let _ = store.delete_setting(OPENAI_PROJECT).await;
         let _ = audit::append(store, None, "provider.admin_key_forgotten", "OpenAI").await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_openai_with;
+
+    #[test]
+    fn openai_itself_is_its_api_host_or_the_named_stand_in() {
+        assert!(is_openai_with("https://api.openai.com/v1", None));
+        assert!(is_openai_with("https://API.OpenAI.com/v1/", Some("")));
+        assert!(!is_openai_with("https://openrouter.ai/api/v1", None));
+        assert!(!is_openai_with("https://api.openai.com.example/v1", None));
+        assert!(!is_openai_with("not a url", None));
+        let fake = Some("http://127.0.0.1:4100/v1");
+        assert!(is_openai_with("http://127.0.0.1:4100/v1", fake));
+        assert!(
+            !is_openai_with("http://127.0.0.1:4101/v1", fake),
+            "another port"
+        );
+        assert!(
+            !is_openai_with("https://127.0.0.1:4100/v1", fake),
+            "another scheme"
+        );
+        assert!(is_openai_with("https://api.openai.com/v1", fake));
     }
 }

@@ -822,11 +822,7 @@ impl Clawkeeper {
         let Ok(Some(rec)) = self.inner.store.provider(LOCAL_ID).await else {
             return false;
         };
-        rec.kind == ProviderKind::OpenaiCompatible
-            && reqwest::Url::parse(&rec.base_url)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-                .is_some_and(|h| h == "api.openai.com")
+        rec.kind == ProviderKind::OpenaiCompatible && super::openai::is_openai_itself(&rec.base_url)
     }
 
     /// Whether this computer's provider is OpenRouter, whose sign-in gives a new key.
