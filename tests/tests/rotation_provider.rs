@@ -446,7 +446,7 @@ async fn provider_key_rotation_end_to_end_and_crash_safe() {
     let err = app.finish_provider_key_sign_in().await.unwrap_err();
     assert_eq!(err.code, "rotation_sign_in_missing", "{err:?}");
 
-    step("a server set up with this computer's provider key: changing the key here is refused and changes nothing");
+    step("a server set up with this computer's provider key that can't be reached: the rotation is refused and changes nothing");
     let before = vault.read(&entry()).await.unwrap();
     app.store()
         .upsert_instance(&clawkeeper_core::store::InstanceRecord {

@@ -251,30 +251,23 @@ impl Store {
     }
 
     pub async fn instance(&self, id: &str) -> Result<Option<InstanceRecord>> {
-        let row = sqlx::query(
-            "SELECT id, name, target, port, desired_state, openclaw_version, created_at FROM instances WHERE id = ?1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            let desired: String = r.try_get("desired_state")?;
-            let port: i64 = r.try_get("port")?;
-            Ok(InstanceRecord {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                target: r.try_get("target")?,
-                port: u16::try_from(port).map_err(|_| Error::BadValue(format!("port {port}")))?,
-                desired_state: if desired == "running" {
-                    DesiredState::Running
-                } else {
-                    DesiredState::Stopped
-                },
-                openclaw_version: r.try_get("openclaw_version")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(instance_record).transpose()
+    }
+
+    /// The servers (SSH and cloud instances), oldest first.
+    pub async fn servers(&self) -> Result<Vec<InstanceRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE target IN ('ssh', 'cloud') ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(instance_record).collect()
     }
 
     pub async fn set_desired_state(&self, id: &str, state: DesiredState) -> Result<()> {
@@ -551,6 +544,27 @@ fn restrict_permissions(path: &Path) {
 
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &Path) {}
+
+const INSTANCE_COLUMNS: &str =
+    "id, name, target, port, desired_state, openclaw_version, created_at";
+
+fn instance_record(r: &sqlx::sqlite::SqliteRow) -> Result<InstanceRecord> {
+    let desired: String = r.try_get("desired_state")?;
+    let port: i64 = r.try_get("port")?;
+    Ok(InstanceRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        target: r.try_get("target")?,
+        port: u16::try_from(port).map_err(|_| Error::BadValue(format!("port {port}")))?,
+        desired_state: if desired == "running" {
+            DesiredState::Running
+        } else {
+            DesiredState::Stopped
+        },
+        openclaw_version: r.try_get("openclaw_version")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
 
 #[cfg(test)]
 mod tests {

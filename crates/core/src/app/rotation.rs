@@ -14,6 +14,7 @@ use crate::rotation::provider_key::{
     is_anthropic, waits_for_person, KeyCheck, LocalProviderKey, Mint,
 };
 use crate::rotation::remind;
+use crate::rotation::server_provider_key::SharedServer;
 use crate::rotation::server_token::ServerGatewayToken;
 use crate::rotation::ssh_key::ServerSshKey;
 use crate::rotation::tailscale_api::TailscaleApiKey;
@@ -119,6 +120,24 @@ impl Clawkeeper {
             })),
             (LOCAL_ID, KeyId::ProviderKey) => {
                 let (check, mint) = self.provider_rotation(given).await?;
+                let servers = self
+                    .servers_sharing_provider_key()
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .map(|(id, name)| {
+                        SharedServer::new(
+                            &id,
+                            &name,
+                            crate::server::ServerLink::new(
+                                self.inner.store.clone(),
+                                self.inner.vault.clone(),
+                                &id,
+                            ),
+                            Arc::new(self.inner.vault.clone()),
+                        )
+                    })
+                    .collect();
                 Some(Box::new(LocalProviderKey {
                     config: self.local_config(),
                     gateway_url: self.inner.instance.url(),
@@ -128,6 +147,7 @@ impl Clawkeeper {
                     check,
                     mint,
                     store: self.inner.store.clone(),
+                    servers,
                 }))
             }
             (LOCAL_ID, KeyId::TelegramBotToken | KeyId::DiscordBotToken) => {
@@ -438,7 +458,7 @@ impl Clawkeeper {
             server => self.server_reachable(server).await?,
         }
         if instance == LOCAL_ID && key == KeyId::ProviderKey {
-            self.provider_key_not_shared().await?;
+            self.sharing_servers_reachable().await?;
         }
         let r = self
             .rotation_driver()
@@ -450,30 +470,17 @@ impl Clawkeeper {
         Ok(r)
     }
 
-    /// A server set up from this computer without a provider of its own was given a copy of
-    /// this computer's provider key, and the rotation only changes it here: deleting the old
-    /// key at the provider would stop the assistant on that server. So a new rotation of the
-    /// key is refused, before anything changes, while such a server exists (an unfinished
-    /// one is let through to finish or be undone).
-    async fn provider_key_not_shared(&self) -> Result<(), Problem> {
+    /// The servers set up from this computer with its provider key (without a provider of
+    /// their own, or with the same keychain entry) and with OpenClaw on them (they have an
+    /// assistant token): id and name. The key's rotation changes it there too.
+    pub(crate) async fn servers_sharing_provider_key(
+        &self,
+    ) -> Result<Vec<(String, String)>, Problem> {
         let store = &self.inner.store;
-        if journal::running_of(store, LOCAL_ID, KeyId::ProviderKey)
-            .await
-            .map_err(|e| e.problem())?
-            .is_some()
-        {
-            return Ok(());
-        }
         let local = store.provider(LOCAL_ID).await.map_err(|e| e.problem())?;
-        let servers: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, name FROM instances WHERE target IN ('ssh', 'cloud') ORDER BY created_at, id",
-        )
-        .fetch_all(store.pool())
-        .await
-        .map_err(|e| crate::store::Error::from(e).problem())?;
         let mut sharing = Vec::new();
-        for (id, name) in servers {
-            // Set up with OpenClaw: it has an assistant token.
+        for server in store.servers().await.map_err(|e| e.problem())? {
+            let (id, name) = (server.id, server.name);
             if self
                 .inner
                 .vault
@@ -490,20 +497,36 @@ impl Clawkeeper {
                 (Some(_), None) => false,
             };
             if shares {
-                sharing.push(if name.is_empty() { id } else { name });
+                sharing.push((id, name));
             }
         }
-        if sharing.is_empty() {
+        Ok(sharing)
+    }
+
+    /// A new rotation of this computer's provider key changes it on every server that
+    /// shares it, so each must answer now (an unfinished rotation is let through: it
+    /// waits for a server that doesn't).
+    async fn sharing_servers_reachable(&self) -> Result<(), Problem> {
+        if journal::running_of(&self.inner.store, LOCAL_ID, KeyId::ProviderKey)
+            .await
+            .map_err(|e| e.problem())?
+            .is_some()
+        {
             return Ok(());
         }
-        Err(Problem::new(
-            "rotation_key_shared",
-            format!(
-                "Your server {} uses this model provider key too, and Clawkeeper can only change it on this computer: the old key's deletion would stop the assistant there. Nothing was changed.",
-                sharing.join(", ")
-            ),
-            Some("Change the key by hand at your provider and paste it in Settings → Provider, then press \"Set up again\" on the server so it gets the new key."),
-        ))
+        for (id, name) in self.servers_sharing_provider_key().await? {
+            if let Err(p) = self.server_reachable(&id).await {
+                let name = if name.is_empty() { id } else { name };
+                return Err(Problem::new(
+                    &p.code,
+                    format!(
+                        "Your server {name} uses this model provider key too, so the new key must be put in use there before the old one is deleted, and it can't be reached now. Nothing was changed."
+                    ),
+                    Some("Your key keeps working. Rotate again once the server answers (or remove it from Clawkeeper if it is gone)."),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// After a server's SSH key changed: the chat's SSH connection to it (logged in with the
@@ -669,10 +692,15 @@ impl Clawkeeper {
                     Some("Make a new key in your provider's account and paste it here. Clawkeeper checks it, switches your assistant to it, then asks you to delete the old one."),
                 )
             };
+            let shared = !self.servers_sharing_provider_key().await?.is_empty();
             push(
                 LOCAL_ID,
                 KeyId::ProviderKey,
-                "Your keychain, and your model provider's account",
+                if shared {
+                    "Your keychain, your model provider's account, and a private file on each server set up with it (changed there too)"
+                } else {
+                    "Your keychain, and your model provider's account"
+                },
                 how,
                 note,
                 None,
@@ -740,13 +768,13 @@ impl Clawkeeper {
         }
         // The servers: Clawkeeper's login key, the assistant's token and the tailnet login
         // rotate in one click.
-        let servers: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM instances WHERE target IN ('ssh', 'cloud') ORDER BY created_at, id",
-        )
-        .fetch_all(store.pool())
-        .await
-        .map_err(|e| crate::store::Error::from(e).problem())?;
-        for id in servers {
+        for id in store
+            .servers()
+            .await
+            .map_err(|e| e.problem())?
+            .into_iter()
+            .map(|s| s.id)
+        {
             let Ok(Some(host)) = crate::ssh::hosts::get(store, &id).await else {
                 continue;
             };

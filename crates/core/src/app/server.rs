@@ -19,7 +19,6 @@ use crate::ssh::{self, hosts, Target};
 use crate::time::now_rfc3339;
 use crate::vault::{SecretKind, SecretRef};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -360,12 +359,7 @@ impl Clawkeeper {
     /// The adopted servers (and cloud servers being created), oldest first.
     pub async fn servers(&self) -> Result<Vec<ServerView>, Problem> {
         let store = &self.inner.store;
-        let rows = sqlx::query(
-            "SELECT id, name, target FROM instances WHERE target IN ('ssh', 'cloud') ORDER BY created_at, id",
-        )
-        .fetch_all(store.pool())
-        .await
-        .map_err(|e| problem(&crate::store::Error::from(e)))?;
+        let rows = store.servers().await.map_err(|e| problem(&e))?;
         let jobs = self
             .servers_state()
             .jobs
@@ -374,8 +368,8 @@ impl Clawkeeper {
             .unwrap_or_default();
         let mut out = Vec::new();
         for r in rows {
-            let id: String = r.get("id");
-            let kind: String = r.get("target");
+            let id = r.id;
+            let kind = r.target;
             let host = hosts::get(store, &id).await.map_err(|e| problem(&e))?;
             let job = match jobs.get(&id) {
                 Some(j) => Some(j.clone()),
@@ -395,7 +389,7 @@ impl Clawkeeper {
             }
             let stored = self.stored_checks(&id).await;
             out.push(ServerView {
-                name: r.get("name"),
+                name: r.name,
                 kind,
                 address: host.as_ref().map(|h| h.target.host.clone()),
                 port: host.as_ref().map(|h| h.target.port),

@@ -30,6 +30,7 @@ pub mod journal;
 pub mod local_config;
 pub mod provider_key;
 pub mod remind;
+pub mod server_provider_key;
 pub mod server_token;
 pub mod ssh_key;
 pub mod tailscale_api;

@@ -18,13 +18,18 @@
 //!   person at the provider, and the rotation waits for that ([`StepError::NeedsYou`])
 //!   and checks it is refused.
 //!
+//! The key may be shared: a server set up from this computer without a provider of its own
+//! has a copy of it. Each such server ([`SharedServer`]) gets the new key in the same steps,
+//! and its assistant must answer with it, before the old one is deleted.
+//!
 //! The steps:
-//! - **install**: the config names the staging entry (tagged with the rotation);
+//! - **install**: the config names the staging entry (tagged with the rotation); on each
+//!   sharing server, the new key in a file the config there is switched to;
 //! - **verify new**: the provider accepts the new key, and a real completion through the
-//!   assistant answers;
+//!   assistant answers (here and on each sharing server);
 //! - **revoke old**: deleted at OpenRouter, or done by the person;
 //! - **verify old**: the provider refuses the old key, and the assistant still answers — so
-//!   it is the new key it uses;
+//!   it is the new key it uses (here and on each sharing server);
 //! - **settle**: the config names the entry again; the provider record's fingerprint (and
 //!   the key's OpenRouter hash the spend cap uses) follow;
 //! - **discard**: the config names the entry; a key minted at OpenRouter is deleted.
@@ -32,8 +37,8 @@
 use super::driver::{candidates, Keys};
 use super::gateway_token::Verdict;
 use super::local_config::{provider_key_at, LocalConfig};
+use super::server_provider_key::{answer, SharedServer};
 use super::{Ctx, KeyId, Rotator, StepError, StepFuture, StepResult};
-use crate::gateway::{self, chat, ClientInfo};
 use crate::openai::{AdminError, OpenAiAdmin};
 use crate::openrouter::{ApiError, OpenRouterApi};
 use crate::secret::Secret;
@@ -47,10 +52,7 @@ use std::time::Duration;
 pub const CHECK_SESSION: &str = "clawkeeper-key-check";
 
 /// What the checks ask the assistant.
-const CHECK_PROMPT: &str = "Clawkeeper is checking your model key. Reply with just: OK";
-
-/// How long a check's completion may take.
-const ANSWER_WITHIN: Duration = Duration::from_secs(120);
+pub(super) const CHECK_PROMPT: &str = "Clawkeeper is checking your model key. Reply with just: OK";
 
 /// How long the gateway may take to say it applied the install's config change.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
@@ -175,6 +177,9 @@ pub struct LocalProviderKey {
     pub check: KeyCheck,
     pub mint: Mint,
     pub store: Store,
+    /// The servers whose assistant uses this key too: the new key is put in use and
+    /// verified on each before the old one is deleted.
+    pub servers: Vec<SharedServer>,
 }
 
 /// Whether `r` waits for the person to delete the old key at the provider: a guided
@@ -291,33 +296,7 @@ impl LocalProviderKey {
         let tokens = candidates(self.keys.as_ref(), &self.gateway_token)
             .await
             .map_err(|e| StepError::Transient(format!("the access token can't be read ({e})")))?;
-        let mut last = String::from("no access token");
-        for token in &tokens {
-            let mut conn =
-                match gateway::connect_once(&self.gateway_url, token, &ClientInfo::default()).await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        last = e.to_string();
-                        continue;
-                    }
-                };
-            let answer = chat::ask(&mut conn, CHECK_SESSION, CHECK_PROMPT, ANSWER_WITHIN).await;
-            conn.close().await;
-            return match answer {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(p)) => Err(StepError::Transient(format!(
-                    "your assistant couldn't reach the model: {}",
-                    p.message
-                ))),
-                Err(e) => Err(StepError::Transient(format!(
-                    "your assistant didn't answer ({e})"
-                ))),
-            };
-        }
-        Err(StepError::Transient(format!(
-            "your assistant didn't answer ({last})"
-        )))
+        answer(&self.gateway_url, &tokens, "your assistant").await
     }
 
     /// Name `entry` in the config and wait until the gateway says it applied it.
@@ -479,7 +458,14 @@ impl Rotator for LocalProviderKey {
     fn install<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
         // Tagged with the rotation, like the gateway token's (a name no earlier config had).
         let name = format!("{}#{}", super::staging(&self.entry), ctx.rotation_id);
-        Box::pin(async move { self.name_and_wait(&name).await })
+        Box::pin(async move {
+            self.name_and_wait(&name).await?;
+            let new = ctx.new_secret()?;
+            for server in &self.servers {
+                server.install(ctx.rotation_id, new).await?;
+            }
+            Ok(())
+        })
     }
 
     fn verify_new<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
@@ -498,7 +484,11 @@ impl Rotator for LocalProviderKey {
                     )))
                 }
             }
-            self.answer().await
+            self.answer().await?;
+            for server in &self.servers {
+                server.verify_new(ctx.rotation_id, new).await?;
+            }
+            Ok(())
         })
     }
 
@@ -557,13 +547,21 @@ impl Rotator for LocalProviderKey {
                 // Make the gateway read its settings again before the next attempt.
                 self.config.kick()?;
             }
-            answered
+            answered?;
+            let new = ctx.new_secret()?;
+            for server in &self.servers {
+                server.verify_in_use(ctx.rotation_id, new).await?;
+            }
+            Ok(())
         })
     }
 
     fn discard<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
         Box::pin(async move {
             self.name_and_wait(&self.entry.to_string()).await?;
+            for server in &self.servers {
+                server.discard(ctx.old).await?;
+            }
             // By name: a crash may have come between the create and the journal.
             if let Mint::OpenRouter { api, management } = &self.mint {
                 let old = ctx.detail.get("old_hash").and_then(Value::as_str);
@@ -612,13 +610,21 @@ impl Rotator for LocalProviderKey {
             // this waits for it (as the gateway token's settle).
             self.name_and_wait(&self.entry.to_string()).await?;
             let new = ctx.new_secret()?;
-            if let Ok(Some(mut rec)) = self.store.provider(ctx.instance).await {
-                rec.key_fingerprint = new.fingerprint();
-                rec.key_saved_at = crate::time::now_rfc3339();
-                if let Err(e) = self.store.save_provider(&rec).await {
-                    return Err(StepError::Transient(format!(
-                        "the provider settings can't be saved ({e})"
-                    )));
+            for server in &self.servers {
+                server.settle(new).await?;
+            }
+            let instances = std::iter::once(ctx.instance)
+                .chain(self.servers.iter().map(|s| s.instance.as_str()));
+            for instance in instances {
+                // A server's record of its own (it shares the key: the same entry).
+                if let Ok(Some(mut rec)) = self.store.provider(instance).await {
+                    rec.key_fingerprint = new.fingerprint();
+                    rec.key_saved_at = crate::time::now_rfc3339();
+                    if let Err(e) = self.store.save_provider(&rec).await {
+                        return Err(StepError::Transient(format!(
+                            "the provider settings can't be saved ({e})"
+                        )));
+                    }
                 }
             }
             let hash = ctx.detail.get("new_hash").and_then(Value::as_str);

@@ -68,16 +68,22 @@ const OLD_LAYOUT: &str = "this server was set up by an earlier version of Clawke
 
 /// The gateway token of the server `instance`.
 pub struct ServerGatewayToken {
+    shell: ServerShell,
+}
+
+/// A server's assistant as the rotations of its secret files see and change it: commands
+/// run as root over SSH, and the server's script ([`SCRIPT`]) on the files of one secret.
+pub struct ServerShell {
     link: ServerLink,
     /// Whether the login user is root (else commands go through `sudo -n`).
     root: tokio::sync::OnceCell<bool>,
 }
 
-/// What the server has: its config, the token files (name → sha256) and whether an
-/// `OPENCLAW_GATEWAY_TOKEN` is set for the gateway.
+/// What the server has: its config, the files of one secret (name → sha256) and whether
+/// an `OPENCLAW_GATEWAY_TOKEN` is set for the gateway.
 #[derive(Debug)]
-struct State {
-    config: Value,
+pub(super) struct State {
+    pub(super) config: Value,
     files: Vec<(String, String)>,
     env_token: Option<String>,
 }
@@ -116,7 +122,7 @@ impl State {
         })
     }
 
-    fn sha_of(&self, name: &str) -> Option<&str> {
+    pub(super) fn sha_of(&self, name: &str) -> Option<&str> {
         self.files
             .iter()
             .find(|(n, _)| n == name)
@@ -125,9 +131,15 @@ impl State {
 
     /// The file the config's token names now (its name in the token directory).
     fn named(&self) -> Option<String> {
+        self.named_at("/gateway/auth/token")
+    }
+
+    /// The file the SecretRef at `pointer` names now, when it is one of the service
+    /// user's files (its name in [`layout::USER_CREDENTIALS_DIR`]).
+    pub(super) fn named_at(&self, pointer: &str) -> Option<String> {
         let provider = self
             .config
-            .pointer("/gateway/auth/token/provider")?
+            .pointer(&format!("{pointer}/provider"))?
             .as_str()?;
         let path = self
             .config
@@ -159,7 +171,7 @@ impl State {
     }
 }
 
-fn live_path(name: &str) -> String {
+pub(super) fn live_path(name: &str) -> String {
     format!("{}/{name}", layout::USER_CREDENTIALS_DIR)
 }
 
@@ -214,7 +226,7 @@ fn config_naming(config: &Value, file: &str) -> StepResult<Value> {
 
 /// How a failed SSH login or command counts: the server not answering is worth waiting
 /// for; a server Clawkeeper no longer knows or that refuses its key is not.
-fn classify(e: &ssh::Error) -> StepError {
+pub(super) fn classify(e: &ssh::Error) -> StepError {
     match e {
         ssh::Error::Unreachable { .. }
         | ssh::Error::Timeout { .. }
@@ -228,7 +240,7 @@ fn classify(e: &ssh::Error) -> StepError {
     }
 }
 
-impl ServerGatewayToken {
+impl ServerShell {
     pub fn new(link: ServerLink) -> Self {
         Self {
             link,
@@ -236,8 +248,12 @@ impl ServerGatewayToken {
         }
     }
 
+    pub fn link(&self) -> &ServerLink {
+        &self.link
+    }
+
     /// Run `command` (as root: through `sudo -n` when the login user isn't root).
-    async fn run(&self, command: &str, stdin: Option<&[u8]>) -> StepResult<Output> {
+    pub(super) async fn run(&self, command: &str, stdin: Option<&[u8]>) -> StepResult<Output> {
         let session = self.link.session().await.map_err(|e| classify(&e))?;
         let root = self
             .root
@@ -262,10 +278,16 @@ impl ServerGatewayToken {
             .map_err(|e| StepError::Transient(format!("the server stopped answering ({e})")))
     }
 
-    /// The server's script with `action` and `params`.
-    async fn script(&self, action: &str, params: &[(&str, String)]) -> StepResult<String> {
+    /// The server's script with `action` on the files of `prefix`, and `params`.
+    pub(super) async fn script(
+        &self,
+        action: &str,
+        prefix: &str,
+        params: &[(&str, String)],
+    ) -> StepResult<String> {
         let mut p: Vec<(&str, String)> = vec![
             ("CK_ACTION", action.into()),
+            ("CK_PREFIX", prefix.into()),
             ("CK_DIR", layout::USER_CREDENTIALS_DIR.into()),
             ("CK_CONFIG_PATH", layout::CONFIG_PATH.into()),
             ("CK_LOG", layout::LOG_FILE.into()),
@@ -283,7 +305,7 @@ impl ServerGatewayToken {
                 match action {
                     "state" => "show the assistant's settings",
                     "config" => "change the assistant's settings",
-                    _ => "remove the old token",
+                    _ => "remove the old key",
                 },
                 out.tail(3)
             )));
@@ -291,13 +313,14 @@ impl ServerGatewayToken {
         Ok(out.stdout_lossy())
     }
 
-    async fn state(&self) -> StepResult<State> {
-        State::parse(&self.script("state", &[]).await?)
+    /// The config and the files of `prefix`.
+    pub(super) async fn state(&self, prefix: &str) -> StepResult<State> {
+        State::parse(&self.script("state", prefix, &[]).await?)
     }
 
     /// Write `token` to `name` in the token directory (0600, the service user's; atomic),
     /// unless it holds it already. The token goes on stdin only.
-    async fn put(&self, state: &State, name: &str, token: &Secret) -> StepResult {
+    pub(super) async fn put(&self, state: &State, name: &str, token: &Secret) -> StepResult {
         if state.sha_of(name) == Some(sha256_hex(token).as_str()) {
             return Ok(());
         }
@@ -319,25 +342,31 @@ impl ServerGatewayToken {
             Ok(())
         } else {
             Err(StepError::Transient(format!(
-                "the new token couldn't be written on the server: {}",
+                "the new key couldn't be written on the server: {}",
                 out.tail(3)
             )))
         }
     }
 
-    /// Make the config name `file` (written only if that changes it; `force`: written
-    /// again anyway, which makes the gateway look at it again).
-    async fn name_in_config(&self, state: &State, file: &str, force: bool) -> StepResult {
-        let want = config_naming(&state.config, file)?;
-        if want == state.config && !force {
+    /// Write `want` as the config (only if that changes it; `force`: written again
+    /// anyway, which makes the gateway look at it again), and wait a moment for the
+    /// gateway's word that it applied it.
+    pub(super) async fn write_config(
+        &self,
+        state: &State,
+        want: &Value,
+        force: bool,
+    ) -> StepResult {
+        if *want == state.config && !force {
             return Ok(());
         }
-        let text = serde_json::to_string_pretty(&want)
+        let text = serde_json::to_string_pretty(want)
             .map_err(|e| StepError::Permanent(e.to_string()))?
             + "\n";
         let out = self
             .script(
                 "config",
+                "-",
                 &[
                     (
                         "CK_CONFIG_B64",
@@ -354,15 +383,43 @@ impl ServerGatewayToken {
         Ok(())
     }
 
-    async fn prune(&self, keep: &str) -> StepResult {
-        self.script("prune", &[("CK_KEEP", keep.to_owned())])
+    /// Remove the files of `prefix` but `keep`.
+    pub(super) async fn prune(&self, prefix: &str, keep: &str) -> StepResult {
+        self.script("prune", prefix, &[("CK_KEEP", keep.to_owned())])
             .await
             .map(drop)
+    }
+}
+
+impl ServerGatewayToken {
+    pub fn new(link: ServerLink) -> Self {
+        Self {
+            shell: ServerShell::new(link),
+        }
+    }
+
+    async fn state(&self) -> StepResult<State> {
+        self.shell.state(GATEWAY_TOKEN).await
+    }
+
+    async fn put(&self, state: &State, name: &str, token: &Secret) -> StepResult {
+        self.shell.put(state, name, token).await
+    }
+
+    /// Make the config name `file` (written only if that changes it; `force`: written
+    /// again anyway, which makes the gateway look at it again).
+    async fn name_in_config(&self, state: &State, file: &str, force: bool) -> StepResult {
+        let want = config_naming(&state.config, file)?;
+        self.shell.write_config(state, &want, force).await
+    }
+
+    async fn prune(&self, keep: &str) -> StepResult {
+        self.shell.prune(GATEWAY_TOKEN, keep).await
     }
 
     /// What the server's gateway says to `token`, through a tunnel over SSH.
     async fn try_token(&self, token: &Secret) -> Verdict {
-        match self.link.gateway_tunnel().await {
+        match self.shell.link.gateway_tunnel().await {
             Ok(tunnel) => try_token(&format!("ws://{}", tunnel.local_addr()), token).await,
             Err(e) => Verdict::Unknown(e.to_string()),
         }
@@ -373,7 +430,7 @@ impl ServerGatewayToken {
     async fn until(&self, token: &Secret, want: Verdict, what: &str, kick: bool) -> StepResult {
         // A server that doesn't let us in now won't in a moment either: leave it for later
         // at once (the driver retries, then the rotation waits).
-        self.link.session().await.map_err(|e| classify(&e))?;
+        self.shell.link.session().await.map_err(|e| classify(&e))?;
         let started = Instant::now();
         let mut kicked = !kick;
         loop {
@@ -617,6 +674,7 @@ mod tests {
             use std::io::Write;
             let mut p = vec![
                 ("CK_ACTION", action.to_owned()),
+                ("CK_PREFIX", GATEWAY_TOKEN.to_owned()),
                 ("CK_DIR", d.display().to_string()),
                 ("CK_CONFIG_PATH", cfg.display().to_string()),
                 ("CK_LOG", d.join("log").display().to_string()),

@@ -1,17 +1,18 @@
 # shellcheck shell=bash
-# A server's gateway token, as its rotation sees and changes it (run as root; see
-# server_token.rs). Sent on stdin to `bash -s` after `set -euo pipefail` and the CK_*
-# parameters. No secret is ever in here or in what it prints: token files are written by a
-# separate `install … /dev/stdin` and only named by their sha256 here.
+# A server's secret files (the gateway token; the provider key), as their rotations see and
+# change them (run as root; see server_token.rs). CK_PREFIX names the secret's files. Sent
+# on stdin to `bash -s` after `set -euo pipefail` and the CK_* parameters. No secret is ever
+# in here or in what it prints: secret files are written by a separate `install …
+# /dev/stdin` and only named by their sha256 here.
 #   CK_ACTION=state   prints "@@config", the gateway's config (SecretRefs only), then
-#                     "@@files" and "<sha256> <name>" per token file, then "@@env" and
+#                     "@@files" and "<sha256> <name>" per file of CK_PREFIX, then "@@env" and
 #                     "env_token=unit|process" when an OPENCLAW_GATEWAY_TOKEN is set.
 #   CK_ACTION=config  writes CK_CONFIG_B64 as the config (atomically, once the last write
 #                     is 2 s old, only if it differs unless CK_FORCE=1), then waits up to
 #                     CK_WAIT s for the gateway's "reload applied" line; prints changed=1,
 #                     applied=0|1.
-#   CK_ACTION=prune   removes the token files not named in CK_KEEP.
-: "${CK_ACTION:?}" "${CK_DIR:?}" "${CK_CONFIG_PATH:?}" "${CK_LOG:?}" "${CK_UNIT:?}" "${CK_USER:?}"
+#   CK_ACTION=prune   removes the files of CK_PREFIX not named in CK_KEEP.
+: "${CK_ACTION:?}" "${CK_PREFIX:?}" "${CK_DIR:?}" "${CK_CONFIG_PATH:?}" "${CK_LOG:?}" "${CK_UNIT:?}" "${CK_USER:?}"
 export LC_ALL=C
 umask 077
 
@@ -22,7 +23,7 @@ state)
 	echo
 	echo "@@files"
 	if [ -d "$CK_DIR" ]; then
-		for f in "$CK_DIR"/gateway-token*; do
+		for f in "$CK_DIR/$CK_PREFIX"*; do
 			if ! [ -f "$f" ] || [ -L "$f" ]; then continue; fi
 			echo "$(sha256sum <"$f" | cut -d' ' -f1) $(basename "$f")"
 		done
@@ -74,7 +75,7 @@ config)
 	;;
 prune)
 	: "${CK_KEEP:?}"
-	for f in "$CK_DIR"/gateway-token* "$CK_DIR"/.gateway-token*; do
+	for f in "$CK_DIR/$CK_PREFIX"* "$CK_DIR/.$CK_PREFIX"*; do
 		[ -e "$f" ] || [ -L "$f" ] || continue
 		case " $CK_KEEP " in
 		*" $(basename "$f") "*) ;;

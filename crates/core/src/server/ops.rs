@@ -128,7 +128,17 @@ pub async fn provision_server(
         }
         Err(e) => return Err(e.into()),
     };
-    let provider_key = vault.read(&key_ref).await?;
+    // Mid-rotation of the provider key (this computer's, which the server shares), the
+    // key being verified: see `rotation::server_provider_key`.
+    let live_key = crate::rotation::live_entry(
+        store,
+        vault,
+        &key_ref.instance,
+        crate::rotation::KeyId::ProviderKey,
+        &key_ref,
+    )
+    .await;
+    let provider_key = vault.read(&live_key).await?;
     let session = super::open_session(store, vault, instance_id).await?;
     let _ = audit::append(
         store,
