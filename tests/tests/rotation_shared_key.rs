@@ -184,20 +184,7 @@ impl World<'_> {
         );
         let open = journal::unfinished(self.app.store()).await.unwrap();
         assert!(open.is_empty(), "{what}: unfinished: {open:?}");
-        assert_eq!(
-            self.app
-                .chat_round_trip(what, Duration::from_secs(120))
-                .await
-                .unwrap(),
-            format!("{REPLY_PREFIX}{what}")
-        );
-        server_answers(
-            self.app.store(),
-            self.vault,
-            &format!("server {what}"),
-            Duration::from_secs(60),
-        )
-        .await;
+        self.both_answer(what).await;
         let (files, provider, path) = server_keys(self.host).await;
         let sum = sha256(now.expose());
         assert!(

@@ -38,7 +38,6 @@ use super::server_token::{live_path, ServerShell, State};
 use super::{StepError, StepResult};
 use crate::gateway::{self, chat, ClientInfo};
 use crate::provision::steps::{layout, PROVIDER_KEY, PROVIDER_KEY_PROVIDER};
-use crate::remote::shell_quote;
 use crate::secret::Secret;
 use crate::server::ServerLink;
 use crate::vault::SecretRef;
@@ -265,27 +264,8 @@ impl SharedServer {
 
     /// The root-only source of the systemd credential (when the server has one) holds `key`.
     async fn put_source(&self, key: &Secret) -> StepResult {
-        let f = format!("{}/{PROVIDER_KEY}", layout::CREDENTIALS_DIR);
-        let cmd = format!(
-            "[ -f {f} ] || exit 0; install -m 0600 -o root -g root /dev/stdin {t} && mv -f {t} {f}",
-            f = shell_quote(&f),
-            t = shell_quote(&format!("{f}.tmp")),
-        );
-        let out = self
-            .shell
-            .run(
-                &format!("sh -c {}", shell_quote(&cmd)),
-                Some(key.expose().as_bytes()),
-            )
-            .await?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(StepError::Transient(format!(
-                "the new key couldn't be written on the server: {}",
-                out.tail(3)
-            )))
-        }
+        let source = format!("{}/{PROVIDER_KEY}", layout::CREDENTIALS_DIR);
+        self.shell.write_secret(&source, "root", key, true).await
     }
 
     /// Back on the old key (see the module's **discard**). Written, not just named again:

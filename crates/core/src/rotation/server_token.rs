@@ -324,18 +324,33 @@ impl ServerShell {
         if state.sha_of(name) == Some(sha256_hex(token).as_str()) {
             return Ok(());
         }
-        let dir = layout::USER_CREDENTIALS_DIR;
-        let tmp = format!("{dir}/.{name}.tmp");
-        let cmd = format!(
-            "install -m 0600 -o {u} -g {u} /dev/stdin {t} && mv -f {t} {f}",
-            u = layout::USER,
-            t = shell_quote(&tmp),
-            f = shell_quote(&format!("{dir}/{name}")),
-        );
+        let path = format!("{}/{name}", layout::USER_CREDENTIALS_DIR);
+        self.write_secret(&path, layout::USER, token, false).await
+    }
+
+    /// Write `secret` to `path` (0600, `owner`'s; atomic through a temporary file beside
+    /// it; `only_if_there`: only if the file exists). The secret goes on stdin only.
+    pub(super) async fn write_secret(
+        &self,
+        path: &str,
+        owner: &str,
+        secret: &Secret,
+        only_if_there: bool,
+    ) -> StepResult {
+        let (dir, name) = path.rsplit_once('/').unwrap_or((".", path));
+        let f = shell_quote(path);
+        let t = shell_quote(&format!("{dir}/.{name}.tmp"));
+        let guard = if only_if_there {
+            format!("[ -f {f} ] || exit 0; ")
+        } else {
+            String::new()
+        };
+        let cmd =
+            format!("{guard}install -m 0600 -o {owner} -g {owner} /dev/stdin {t} && mv -f {t} {f}");
         let out = self
             .run(
                 &format!("sh -c {}", shell_quote(&cmd)),
-                Some(token.expose().as_bytes()),
+                Some(secret.expose().as_bytes()),
             )
             .await?;
         if out.success() {
