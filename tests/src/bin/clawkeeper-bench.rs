@@ -23,6 +23,11 @@
 //!                               CPU, the gateway's CPU), against `openclaw status --usage
 //!                               --json` and `openclaw gateway call usage.cost` (2 days) on
 //!                               the same running gateway; the Usage section's view latency
+//!   clawkeeper-bench rotate [N] "Rotate all" N times (5): this computer's gateway token, the
+//!                               OpenRouter key (contract fake, management key) and, with a
+//!                               test host image, a server set up with the real OpenClaw (its
+//!                               SSH key and gateway token): wall, app CPU vs waiting, per key
+//!                               and per step
 //!
 //! Run through `scripts/bench.sh`, which provides the isolated environment (loopback-only
 //! network namespace, D-Bus session, unlocked keyring, Xvfb) and the release build.
@@ -44,6 +49,7 @@ use clawkeeper_core::ssh::{self, keys, Auth, Session, Target};
 use clawkeeper_core::store::{ProviderKind, Store};
 use clawkeeper_core::vault::Vault;
 use clawkeeper_core::{Secret, UserFacing};
+use clawkeeper_tests::cli::Cli;
 use clawkeeper_tests::env;
 use clawkeeper_tests::fake_hetzner::{BootHook, ContractFakeHetzner, FakeHetznerConfig};
 use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS};
@@ -84,7 +90,9 @@ async fn main() -> Result<()> {
             ))
             .await
         }
-        Some("rotate") => rotate(args.next().and_then(|n| n.parse().ok()).unwrap_or(5)).await,
+        Some("rotate") => {
+            Box::pin(rotate(args.next().and_then(|n| n.parse().ok()).unwrap_or(5))).await
+        }
         _ => bail!(
             "usage: clawkeeper-bench chat [N] | app | deploy [N] [P] | embedded-rss [S] | usage [EVENTS] | rotate [N]"
         ),
@@ -1820,24 +1828,29 @@ async fn usage(events: u64) -> Result<()> {
 
 // ----------------------------------------------------------------------------- rotate
 
-/// Issue 7: "Rotate all" against the assistant on this computer (the real gateway; the
-/// provider OpenRouter's contract fake with a management key), `n` times: wall time, the
-/// app's CPU, the time spent waiting on the gateway and the provider (the rest), and each
-/// step's share (from the rotation events).
-/// Boot a test host that takes a one-time root password and connect it with the CLI (its
-/// host key confirmed by fingerprint), as `rotation_ssh` does: Clawkeeper's own key is
-/// installed and kept in the keychain.
-async fn connect_server_for_rotation(home: &Path) -> Result<TestHost> {
-    const PASSWORD: &str = "one-time-Pw-bench-rot-5e1d";
+/// The server of the rotate bench: its id in the app.
+const ROT_SERVER: &str = "bench-server";
+
+/// A test host that takes a one-time root password (the nspawn host: real systemd and
+/// sshd), booted before the provider's model server so that one can listen where the
+/// host reaches it.
+async fn boot_server_for_rotation() -> Result<TestHost> {
     let person = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPReM7GrxNV983Nfnr997sz9WPMZLnryVZfJmBMInnVS me@laptop";
     let mut opts = HostOptions::with_key(person);
-    opts.password_login = Some(("root".into(), PASSWORD.into()));
-    let host = TestHost::boot(opts).await?;
-    let cli = clawkeeper_tests::cli::Cli {
-        home: home.to_path_buf(),
-        // Nothing here installs packages.
-        registry: "http://127.0.0.1:9/".into(),
-    };
+    opts.password_login = Some(("root".into(), ROT_SERVER_PASSWORD.into()));
+    TestHost::boot(opts).await
+}
+
+const ROT_SERVER_PASSWORD: &str = "one-time-Pw-bench-rot-5e1d";
+
+/// Connect `host` with the CLI and a one-time password (its host key confirmed by
+/// fingerprint), as `rotation_ssh` does — Clawkeeper's own key is installed and kept in the
+/// keychain — then set the assistant up on it as `rotation_server_token` does
+/// (`clawkeeper-cli provision`: the real OpenClaw from the offline npm mirror, this
+/// computer's provider and key, the gateway token in a live file), and wait until its
+/// gateway takes the keychain's token. Returns how long the set-up took.
+async fn set_up_server_for_rotation(app: &Clawkeeper, host: &TestHost, cli: &Cli) -> Result<f64> {
+    use clawkeeper_core::rotation::gateway_token::Verdict;
     let addr = host.addr().to_string();
     let fp = host.host_key_fingerprint_sha256()?;
     cli.ok(
@@ -1846,21 +1859,111 @@ async fn connect_server_for_rotation(home: &Path) -> Result<TestHost> {
             "--host",
             &addr,
             "--id",
-            "bench-server",
+            ROT_SERVER,
             "--password-stdin",
             "--fingerprint",
             &fp,
         ],
-        Some(PASSWORD),
+        Some(ROT_SERVER_PASSWORD),
     )?;
-    Ok(host)
+    let t = Instant::now();
+    cli.ok(&["provision", "--id", ROT_SERVER], None)?;
+    let took = t.elapsed().as_secs_f64();
+    let token = app
+        .vault()
+        .read(&clawkeeper_core::vault::SecretRef::new(
+            clawkeeper_core::vault::SecretKind::GatewayToken,
+            ROT_SERVER,
+        ))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = server_token_verdict(app, &token).await;
+        if v == Verdict::Accepted {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the server's gateway still says {v:?} to the keychain's token"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(took)
 }
 
+/// What the server's gateway says to `token`, through the app's SSH tunnel.
+async fn server_token_verdict(
+    app: &Clawkeeper,
+    token: &Secret,
+) -> clawkeeper_core::rotation::gateway_token::Verdict {
+    use clawkeeper_core::rotation::gateway_token::{try_token, Verdict};
+    let link = clawkeeper_core::server::ServerLink::new(
+        app.store().clone(),
+        app.vault().clone(),
+        ROT_SERVER,
+    );
+    let v = match link.gateway_tunnel().await {
+        Ok(t) => try_token(&format!("ws://{}", t.local_addr()), token).await,
+        Err(e) => Verdict::Unknown(e.to_string()),
+    };
+    link.reset().await;
+    v
+}
+
+/// A message to the server's assistant through the CLI (`chat --server`): its answer, or
+/// why there was none (at most 120 s).
+async fn server_chat(cli: &Cli, message: &str) -> std::result::Result<String, String> {
+    let mut cmd =
+        tokio::process::Command::from(cli.cmd(&["chat", "--server", ROT_SERVER, message]));
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    match tokio::time::timeout(Duration::from_secs(120), cmd.output()).await {
+        Err(_) => Err("no answer within 120 s".into()),
+        Ok(Err(e)) => Err(format!("clawkeeper-cli didn't run: {e}")),
+        Ok(Ok(out)) if out.status.success() => {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        }
+        Ok(Ok(out)) => Err(String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" / ")),
+    }
+}
+
+/// `ms` added to `name`'s figures in `v` (kept in the order names first came).
+fn add(v: &mut Vec<(String, Vec<f64>)>, name: String, ms: f64) {
+    match v.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, ms_all)) => ms_all.push(ms),
+        None => v.push((name, vec![ms])),
+    }
+}
+
+/// Issue 7: "Rotate all" against the assistant on this computer (the real gateway; the
+/// provider OpenRouter's contract fake with a management key) and, with
+/// `CLAWKEEPER_TESTHOST_IMAGE` and `CLAWKEEPER_NPM_MIRROR` set, a server set up with the
+/// real OpenClaw, `n` times: wall time, the app's CPU, the time spent waiting on the
+/// gateways, the provider and the server (the rest), and each key's and step's share (from
+/// the rotation events).
 async fn rotate(n: usize) -> Result<()> {
     use clawkeeper_core::app::Event;
     use clawkeeper_tests::fake_model::KeyAuth;
     use clawkeeper_tests::fake_openrouter::ContractFakeOpenRouter;
+    ensure!(n > 0, "rotate: at least one run");
     let (app, _plain, data) = local_core("clawkeeper-bench-rotate").await?;
+    // A server of the person's, set up with OpenClaw as the app does: booted first, so the
+    // model server below listens where both gateways reach it (our side of its veth).
+    let server = if std::env::var_os("CLAWKEEPER_TESTHOST_IMAGE").is_some() {
+        let host = boot_server_for_rotation().await?;
+        let mirror = NpmMirror::start_from_env((host.gateway_addr(), 0).into()).await?;
+        Some((host, mirror))
+    } else {
+        println!("(CLAWKEEPER_TESTHOST_IMAGE not set: no server in this run)");
+        None
+    };
+    let model_ip = server
+        .as_ref()
+        .map_or(std::net::Ipv4Addr::LOCALHOST, |(h, _)| h.gateway_addr());
     // The provider: OpenRouter's contract fake with a management key (so its key rotates in
     // one click), and a model server that serves exactly the keys the fake account holds.
     let openrouter = ContractFakeOpenRouter::start(true).await?;
@@ -1868,7 +1971,7 @@ async fn rotate(n: usize) -> Result<()> {
     let key = openrouter.add_key("Clawkeeper");
     openrouter.set_limit(&key, Some(20.0), Some("monthly"));
     let model = ContractFakeModel::start_with_auth(
-        ([127, 0, 0, 1], 0).into(),
+        (model_ip, 0).into(),
         KeyAuth::Check(openrouter.key_check()),
         vec!["echo-1".into()],
         None,
@@ -1892,27 +1995,39 @@ async fn rotate(n: usize) -> Result<()> {
     app.chat_round_trip("warm up", Duration::from_secs(120))
         .await
         .map_err(|p| anyhow!("{p}"))?;
-    // A server of the person's (the nspawn test host: real systemd and sshd), connected as
-    // the app does: its SSH key rotates in one click too.
-    let _host = if std::env::var_os("CLAWKEEPER_TESTHOST_IMAGE").is_some() {
-        Some(connect_server_for_rotation(&data.path().join("data")).await?)
-    } else {
-        println!("(CLAWKEEPER_TESTHOST_IMAGE not set: no server's SSH key in this run)");
-        None
-    };
-    let one_click = app
+    let cli = server.as_ref().map(|(_, mirror)| Cli {
+        home: data.path().join("data"),
+        registry: mirror.url(),
+    });
+    if let (Some((host, mirror)), Some(cli)) = (&server, &cli) {
+        let took = Box::pin(set_up_server_for_rotation(&app, host, cli)).await?;
+        ensure!(
+            mirror.not_found().is_empty(),
+            "missing from the npm mirror: {:?}",
+            mirror.not_found()
+        );
+        println!(
+            "server set up with OpenClaw (clawkeeper-cli provision) in {took:.1} s; its chat before: {:?}",
+            server_chat(cli, "hello before rotating").await
+        );
+    }
+    let one_click: Vec<String> = app
         .keys_inventory()
         .await
         .map_err(|p| anyhow!("{p}"))?
         .iter()
         .filter(|k| k.how == clawkeeper_core::app::HowToRotate::OneClick)
-        .count();
+        .map(|k| format!("{} {}", k.instance_id, k.key.as_str()))
+        .collect();
     println!(
-        "rotate all: {one_click} key(s) rotate in one click here (the assistant's access token, the OpenRouter key, a server's SSH key); load average {}",
+        "rotate all: {} key(s) rotate in one click here ({}); load average {}",
+        one_click.len(),
+        one_click.join(", "),
         loadavg()
     );
     // Step times from the rotation events: when each step began.
-    let marks: std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>> = Default::default();
+    let marks: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Instant)>>> =
+        Default::default();
     {
         let marks = marks.clone();
         let mut rx = app.events();
@@ -1921,7 +2036,8 @@ async fn rotate(n: usize) -> Result<()> {
                 if let Event::Rotation(r) = ev {
                     if let Ok(mut m) = marks.lock() {
                         m.push((
-                            format!("{} {}", r.key.as_str(), r.step.as_str()),
+                            format!("{} {}", r.instance_id, r.key.as_str()),
+                            r.step.as_str().to_owned(),
                             Instant::now(),
                         ));
                     }
@@ -1930,7 +2046,9 @@ async fn rotate(n: usize) -> Result<()> {
         });
     }
     let (mut walls, mut cpus) = (Vec::new(), Vec::new());
-    let mut per_step: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    // In the order they first happened: (key, ms per run) and (key step, ms per run).
+    let mut per_key: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut per_step: Vec<(String, Vec<f64>)> = Vec::new();
     for i in 0..n {
         // A person's clicks are seconds apart; right after a rotation the next one first
         // waits for the gateway to have applied the last config write (gateway_token.rs).
@@ -1956,33 +2074,74 @@ async fn rotate(n: usize) -> Result<()> {
             bail!("run {i}: {results:?}");
         }
         let m = marks.lock().map(|m| m.clone()).unwrap_or_default();
-        for (j, (step, at)) in m.iter().enumerate() {
-            let next = m.get(j + 1).map_or(end, |(_, t)| *t);
-            per_step
-                .entry(step.clone())
-                .or_default()
-                .push((next - *at).as_secs_f64() * 1000.0);
+        let mut key_began: Option<(&str, Instant)> = None;
+        for (j, (key, step, at)) in m.iter().enumerate() {
+            let next = m.get(j + 1).map_or(end, |(_, _, t)| *t);
+            add(
+                &mut per_step,
+                format!("{key} {step}"),
+                (next - *at).as_secs_f64() * 1000.0,
+            );
+            // A key's share: from its first event to the next key's first (or the end).
+            if key_began.is_none_or(|(k, _)| k != key.as_str()) {
+                if let Some((k, began)) = key_began {
+                    add(
+                        &mut per_key,
+                        k.to_owned(),
+                        (*at - began).as_secs_f64() * 1000.0,
+                    );
+                }
+                key_began = Some((key.as_str(), *at));
+            }
+        }
+        if let Some((k, began)) = key_began {
+            add(
+                &mut per_key,
+                k.to_owned(),
+                (end - began).as_secs_f64() * 1000.0,
+            );
         }
         println!(
-            "  run {i}: wall {:.0} ms, app CPU {:.1} ms, waiting on the gateway {:.0} ms",
+            "  run {i}: wall {:.0} ms, app CPU {:.1} ms, waiting on the gateways, provider and server {:.0} ms ({})",
             wall * 1000.0,
             cpu * 1000.0,
-            (wall - cpu).max(0.0) * 1000.0
+            (wall - cpu).max(0.0) * 1000.0,
+            results
+                .iter()
+                .map(|r| format!("{} {}: {}", r.instance_id, r.key.as_str(), r.result))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         walls.push(wall);
         cpus.push(cpu);
     }
     let (w, c) = (median(&walls), median(&cpus));
+    let (_, wmin, wmax) = median_min_max(&walls.iter().map(|s| s * 1000.0).collect::<Vec<_>>());
     println!(
-        "rotate all, median of {n}: wall {:.0} ms (target <= 10000 ms), app CPU {:.1} ms ({:.1} % of the wall), waiting on the gateway and the provider {:.0} ms",
+        "rotate all, median of {n}: wall {:.0} ms ({wmin:.0}-{wmax:.0}; target <= 10000 ms, {} of {n} runs over), app CPU {:.1} ms ({:.1} % of the wall), waiting on the gateways, the provider and the server {:.0} ms",
         w * 1000.0,
+        walls.iter().filter(|s| **s > 10.0).count(),
         c * 1000.0,
         100.0 * c / w,
         (w - c) * 1000.0
     );
+    for (key, ms) in &per_key {
+        println!("  key {key}: median {:.0} ms", median(ms));
+    }
     for (step, ms) in &per_step {
         println!("  step {step}: median {:.0} ms", median(ms));
     }
+    if let Some(cli) = &cli {
+        // The server's assistant was set up with this computer's provider key, which
+        // "Rotate all" replaced (and deleted at OpenRouter).
+        println!(
+            "the server's chat after rotate all: {:?}",
+            server_chat(cli, "hello after rotating").await
+        );
+    }
     app.stop().await.map_err(|p| anyhow!("{p}"))?;
+    if let Some((host, _)) = server {
+        host.stop().await;
+    }
     Ok(())
 }
