@@ -2011,20 +2011,18 @@ async fn rotate(n: usize) -> Result<()> {
             server_chat(cli, "hello before rotating").await
         );
     }
-    let one_click: Vec<String> = app
-        .keys_inventory()
-        .await
-        .map_err(|p| anyhow!("{p}"))?
-        .iter()
-        .filter(|k| k.how == clawkeeper_core::app::HowToRotate::OneClick)
-        .map(|k| format!("{} {}", k.instance_id, k.key.as_str()))
-        .collect();
+    let one_click = one_click_keys(&app).await?;
     println!(
         "rotate all: {} key(s) rotate in one click here ({}); load average {}",
         one_click.len(),
-        one_click.join(", "),
+        one_click
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         loadavg()
     );
+    ensure!(!one_click.is_empty(), "no key rotates in one click here");
     // Step times from the rotation events: when each step began.
     let marks: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Instant)>>> =
         Default::default();
@@ -2045,7 +2043,12 @@ async fn rotate(n: usize) -> Result<()> {
             }
         });
     }
-    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+    let me = std::process::id();
+    let server_root = server.as_ref().map_or(0, |(h, _)| h.leader_pid());
+    let (mut walls, mut cpus, mut locals, mut remotes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Runs where a one-click key was not rotated (or did not change): what went wrong.
+    let mut failed: Vec<String> = Vec::new();
     // In the order they first happened: (key, ms per run) and (key step, ms per run).
     let mut per_key: Vec<(String, Vec<f64>)> = Vec::new();
     let mut per_step: Vec<(String, Vec<f64>)> = Vec::new();
@@ -2053,25 +2056,52 @@ async fn rotate(n: usize) -> Result<()> {
         // A person's clicks are seconds apart; right after a rotation the next one first
         // waits for the gateway to have applied the last config write (gateway_token.rs).
         tokio::time::sleep(Duration::from_secs(3)).await;
+        let before = one_click_keys(&app).await?;
         if let Ok(mut m) = marks.lock() {
             m.clear();
         }
+        let (server0, children0) = (tree_cpu(server_root), tree_cpu(me) - own_cpu_ticks());
         let (t, c0) = (Instant::now(), own_cpu());
         let results = app.rotate_all().await.map_err(|p| anyhow!("{p}"))?;
         let wall = t.elapsed().as_secs_f64();
         let cpu = (own_cpu() - c0).as_secs_f64();
         let end = Instant::now();
-        if !results
-            .iter()
-            .all(|r| r.result == "rotated" || r.result == "needs_you")
-        {
+        let server_cpu = (tree_cpu(server_root) - server0).max(0.0);
+        let local_cpu = (tree_cpu(me) - own_cpu_ticks() - children0 - server_cpu).max(0.0);
+        // Every key that was one click must say "rotated" and have a new fingerprint; the
+        // others ("needs you": guided or not from here) are not part of the one click.
+        let after = one_click_keys(&app).await?;
+        let mut wrong = Vec::new();
+        for (key, fp) in &before {
+            match results
+                .iter()
+                .find(|r| format!("{} {}", r.instance_id, r.key.as_str()) == *key)
+            {
+                None => wrong.push(format!("{key}: not in Rotate all's results")),
+                Some(r) if r.result != "rotated" => wrong.push(format!(
+                    "{key}: {}{}",
+                    r.result,
+                    r.problem
+                        .as_ref()
+                        .map(|p| format!(" ({}: {})", p.code, p.message))
+                        .unwrap_or_default()
+                )),
+                Some(_) => match after.iter().find(|(k, _)| k == key) {
+                    None => wrong.push(format!("{key}: said rotated, but is no longer one click")),
+                    Some((_, now)) if now.is_none() || now == fp => wrong.push(format!(
+                        "{key}: said rotated, but its fingerprint is {now:?} (was {fp:?})"
+                    )),
+                    Some(_) => {}
+                },
+            }
+        }
+        if wrong.iter().any(|w| w.starts_with("local ")) {
             // What the gateway said about its config meanwhile.
             let log = std::fs::read_to_string(app.instance().log_dir().join("openclaw.log"))
                 .unwrap_or_default();
             for line in log.lines().filter(|l| l.contains("gateway/reload")) {
                 println!("  gateway: {}", line.chars().take(300).collect::<String>());
             }
-            bail!("run {i}: {results:?}");
         }
         let m = marks.lock().map(|m| m.clone()).unwrap_or_default();
         let mut key_began: Option<(&str, Instant)> = None;
@@ -2102,46 +2132,131 @@ async fn rotate(n: usize) -> Result<()> {
             );
         }
         println!(
-            "  run {i}: wall {:.0} ms, app CPU {:.1} ms, waiting on the gateways, provider and server {:.0} ms ({})",
+            "  run {i}: wall {:.0} ms, app CPU {:.1} ms, waiting {:.0} ms (meanwhile CPU of this computer's gateway and helpers {:.0} ms, of the server {:.0} ms); {}",
             wall * 1000.0,
             cpu * 1000.0,
             (wall - cpu).max(0.0) * 1000.0,
+            local_cpu * 1000.0,
+            server_cpu * 1000.0,
             results
                 .iter()
                 .map(|r| format!("{} {}: {}", r.instance_id, r.key.as_str(), r.result))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if !wrong.is_empty() {
+            println!("  RUN {i} FAILED: {}", wrong.join("; "));
+            failed.push(format!("run {i}: {}", wrong.join("; ")));
+        }
         walls.push(wall);
         cpus.push(cpu);
+        locals.push(local_cpu);
+        remotes.push(server_cpu);
     }
     let (w, c) = (median(&walls), median(&cpus));
     let (_, wmin, wmax) = median_min_max(&walls.iter().map(|s| s * 1000.0).collect::<Vec<_>>());
     println!(
-        "rotate all, median of {n}: wall {:.0} ms ({wmin:.0}-{wmax:.0}; target <= 10000 ms, {} of {n} runs over), app CPU {:.1} ms ({:.1} % of the wall), waiting on the gateways, the provider and the server {:.0} ms",
+        "rotate all, median of {n}{}: wall {:.0} ms ({wmin:.0}-{wmax:.0}; target <= 10000 ms, {} of {n} runs over), app CPU {:.1} ms ({:.1} % of the wall), waiting on the gateways, the provider and the server {:.0} ms ({:.1} %; meanwhile CPU of this computer's gateway and helpers {:.0} ms, of the server {:.0} ms)",
+        if failed.is_empty() {
+            ""
+        } else {
+            " (FAILED RUNS INCLUDED: not every key rotated)"
+        },
         w * 1000.0,
         walls.iter().filter(|s| **s > 10.0).count(),
         c * 1000.0,
         100.0 * c / w,
-        (w - c) * 1000.0
+        (w - c) * 1000.0,
+        100.0 * (w - c) / w,
+        median(&locals) * 1000.0,
+        median(&remotes) * 1000.0,
     );
     for (key, ms) in &per_key {
-        println!("  key {key}: median {:.0} ms", median(ms));
+        println!(
+            "  key {key}: median {:.0} ms ({} run(s))",
+            median(ms),
+            ms.len()
+        );
     }
     for (step, ms) in &per_step {
-        println!("  step {step}: median {:.0} ms", median(ms));
+        println!(
+            "  step {step}: median {:.0} ms ({} run(s))",
+            median(ms),
+            ms.len()
+        );
+    }
+    // Both assistants still answer, with whatever keys they hold now.
+    if let Err(p) = app
+        .chat_round_trip("hello after rotating", Duration::from_secs(120))
+        .await
+    {
+        println!("this computer's chat after rotate all: FAILED: {p}");
+        failed.push(format!("this computer's chat after: {p}"));
+    } else {
+        println!("this computer's chat after rotate all: answered");
     }
     if let Some(cli) = &cli {
-        // The server's assistant was set up with this computer's provider key, which
-        // "Rotate all" replaced (and deleted at OpenRouter).
-        println!(
-            "the server's chat after rotate all: {:?}",
-            server_chat(cli, "hello after rotating").await
-        );
+        match server_chat(cli, "hello after rotating").await {
+            Ok(a) => println!("the server's chat after rotate all: answered: {a:?}"),
+            Err(e) => {
+                println!("the server's chat after rotate all: FAILED: {e}");
+                failed.push(format!("the server's chat after: {e}"));
+            }
+        }
     }
     app.stop().await.map_err(|p| anyhow!("{p}"))?;
     if let Some((host, _)) = server {
         host.stop().await;
     }
+    if !failed.is_empty() {
+        bail!(
+            "ROTATE ALL FAILED ({} problem(s)):\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
+    }
     Ok(())
+}
+
+/// The keys "Rotate all" changes in one click now ("<instance> <key>"), with their
+/// fingerprints.
+async fn one_click_keys(app: &Clawkeeper) -> Result<Vec<(String, Option<String>)>> {
+    Ok(app
+        .keys_inventory()
+        .await
+        .map_err(|p| anyhow!("{p}"))?
+        .into_iter()
+        .filter(|k| k.how == clawkeeper_core::app::HowToRotate::OneClick)
+        .map(|k| {
+            (
+                format!("{} {}", k.instance_id, k.key.as_str()),
+                k.fingerprint,
+            )
+        })
+        .collect())
+}
+
+/// CPU seconds of the processes under `root` (itself included; none when 0): each live
+/// one's user + system time, plus what each has reaped (its cutime + cstime), so a process
+/// that ended meanwhile still counts once, in its parent's figure.
+fn tree_cpu(root: u32) -> f64 {
+    if root == 0 {
+        return 0.0;
+    }
+    let mut ticks = 0;
+    for p in process_tree(root) {
+        if let Some(f) = stat_fields(p) {
+            ticks += f.iter().skip(11).take(4).sum::<u64>();
+        }
+    }
+    ticks as f64 * TICK
+}
+
+/// This process's own user + system time as `/proc` counts it (seconds, tick-rounded), to
+/// take out of [`tree_cpu`] of it.
+fn own_cpu_ticks() -> f64 {
+    stat_fields(std::process::id())
+        .map(|f| f.iter().skip(11).take(2).sum::<u64>())
+        .unwrap_or(0) as f64
+        * TICK
 }
