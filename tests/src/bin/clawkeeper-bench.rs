@@ -25,9 +25,11 @@
 //!                               the same running gateway; the Usage section's view latency
 //!   clawkeeper-bench rotate [N] "Rotate all" N times (5): this computer's gateway token, the
 //!                               OpenRouter key (contract fake, management key) and, with a
-//!                               test host image, a server set up with the real OpenClaw (its
-//!                               SSH key and gateway token): wall, app CPU vs waiting, per key
-//!                               and per step
+//!                               test host image, a server set up with the real OpenClaw and
+//!                               no provider of its own (so it shares that key, which the
+//!                               rotation installs there too; its SSH key and gateway token):
+//!                               wall, app CPU vs waiting, per key and per step; a one-click
+//!                               key not rotated fails the run
 //!
 //! Run through `scripts/bench.sh`, which provides the isolated environment (loopback-only
 //! network namespace, D-Bus session, unlocked keyring, Xvfb) and the release build.
@@ -61,7 +63,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -2023,8 +2025,9 @@ async fn rotate(n: usize) -> Result<()> {
         loadavg()
     );
     ensure!(!one_click.is_empty(), "no key rotates in one click here");
-    // Step times from the rotation events: when each step began.
-    let marks: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Instant)>>> =
+    // Step times from the rotation events: when each step began (the clock of the journal's
+    // started_at / finished_at, which end each key's last step).
+    let marks: std::sync::Arc<std::sync::Mutex<Vec<(String, String, SystemTime)>>> =
         Default::default();
     {
         let marks = marks.clone();
@@ -2036,7 +2039,7 @@ async fn rotate(n: usize) -> Result<()> {
                         m.push((
                             format!("{} {}", r.instance_id, r.key.as_str()),
                             r.step.as_str().to_owned(),
-                            Instant::now(),
+                            SystemTime::now(),
                         ));
                     }
                 }
@@ -2061,11 +2064,11 @@ async fn rotate(n: usize) -> Result<()> {
             m.clear();
         }
         let (server0, children0) = (tree_cpu(server_root), tree_cpu(me) - own_cpu_ticks());
-        let (t, c0) = (Instant::now(), own_cpu());
+        let (t, t_sys, c0) = (Instant::now(), SystemTime::now(), own_cpu());
         let results = app.rotate_all().await.map_err(|p| anyhow!("{p}"))?;
         let wall = t.elapsed().as_secs_f64();
         let cpu = (own_cpu() - c0).as_secs_f64();
-        let end = Instant::now();
+        let end = SystemTime::now();
         let server_cpu = (tree_cpu(server_root) - server0).max(0.0);
         let local_cpu = (tree_cpu(me) - own_cpu_ticks() - children0 - server_cpu).max(0.0);
         // Every key that was one click must say "rotated" and have a new fingerprint; the
@@ -2104,33 +2107,39 @@ async fn rotate(n: usize) -> Result<()> {
             }
         }
         let m = marks.lock().map(|m| m.clone()).unwrap_or_default();
-        let mut key_began: Option<(&str, Instant)> = None;
-        for (j, (key, step, at)) in m.iter().enumerate() {
-            let next = m.get(j + 1).map_or(end, |(_, _, t)| *t);
+        // Each key in turn: the checks before its rotation began (the keys list, the
+        // server answering: from the previous key's end), then its steps, the last one
+        // ending when its rotation finished; what follows the last key.
+        let since = |a: SystemTime, b: SystemTime| b.duration_since(a).unwrap_or_default();
+        let mut prev_end = t_sys;
+        for r in &results {
+            let Some(rot) = &r.rotation else { continue };
+            let (Some(started), Some(finished)) = (
+                journal_time(&rot.started_at),
+                rot.finished_at.as_deref().and_then(journal_time),
+            ) else {
+                continue;
+            };
+            let key = format!("{} {}", r.instance_id, r.key.as_str());
             add(
                 &mut per_step,
-                format!("{key} {step}"),
-                (next - *at).as_secs_f64() * 1000.0,
+                format!("{key} (checks before it)"),
+                ms(since(prev_end, started)),
             );
-            // A key's share: from its first event to the next key's first (or the end).
-            if key_began.is_none_or(|(k, _)| k != key.as_str()) {
-                if let Some((k, began)) = key_began {
-                    add(
-                        &mut per_key,
-                        k.to_owned(),
-                        (*at - began).as_secs_f64() * 1000.0,
-                    );
-                }
-                key_began = Some((key.as_str(), *at));
+            let steps: Vec<&(String, String, SystemTime)> =
+                m.iter().filter(|(k, _, _)| *k == key).collect();
+            for (j, (_, step, at)) in steps.iter().enumerate() {
+                let next = steps.get(j + 1).map_or(finished, |(_, _, t)| *t);
+                add(&mut per_step, format!("{key} {step}"), ms(since(*at, next)));
             }
+            add(&mut per_key, key, ms(since(prev_end, finished)));
+            prev_end = finished;
         }
-        if let Some((k, began)) = key_began {
-            add(
-                &mut per_key,
-                k.to_owned(),
-                (end - began).as_secs_f64() * 1000.0,
-            );
-        }
+        add(
+            &mut per_step,
+            "after the last key".into(),
+            ms(since(prev_end, end)),
+        );
         println!(
             "  run {i}: wall {:.0} ms, app CPU {:.1} ms, waiting {:.0} ms (meanwhile CPU of this computer's gateway and helpers {:.0} ms, of the server {:.0} ms); {}",
             wall * 1000.0,
@@ -2173,7 +2182,7 @@ async fn rotate(n: usize) -> Result<()> {
     );
     for (key, ms) in &per_key {
         println!(
-            "  key {key}: median {:.0} ms ({} run(s))",
+            "  key {key} (with the checks before it): median {:.0} ms ({} run(s))",
             median(ms),
             ms.len()
         );
@@ -2216,6 +2225,13 @@ async fn rotate(n: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A journal time (RFC 3339, as the rotation records write them).
+fn journal_time(s: &str) -> Option<SystemTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(SystemTime::from)
 }
 
 /// The keys "Rotate all" changes in one click now ("<instance> <key>"), with their
