@@ -366,6 +366,12 @@ impl TestHost {
         self.slot().gateway()
     }
 
+    /// PID (in our PID namespace) of the host's init (systemd): the root of every process
+    /// the host runs, for measuring what they use (0 while not booted).
+    pub fn leader_pid(&self) -> u32 {
+        self.leader
+    }
+
     /// sshd's port on [`Self::addr`].
     pub fn ssh_port(&self) -> u16 {
         22

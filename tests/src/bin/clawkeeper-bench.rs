@@ -23,6 +23,13 @@
 //!                               CPU, the gateway's CPU), against `openclaw status --usage
 //!                               --json` and `openclaw gateway call usage.cost` (2 days) on
 //!                               the same running gateway; the Usage section's view latency
+//!   clawkeeper-bench rotate [N] "Rotate all" N times (5): this computer's gateway token, the
+//!                               OpenRouter key (contract fake, management key) and, with a
+//!                               test host image, a server set up with the real OpenClaw and
+//!                               no provider of its own (so it shares that key, which the
+//!                               rotation installs there too; its SSH key and gateway token):
+//!                               wall, app CPU vs waiting, per key and per step; a one-click
+//!                               key not rotated fails the run
 //!
 //! Run through `scripts/bench.sh`, which provides the isolated environment (loopback-only
 //! network namespace, D-Bus session, unlocked keyring, Xvfb) and the release build.
@@ -44,6 +51,7 @@ use clawkeeper_core::ssh::{self, keys, Auth, Session, Target};
 use clawkeeper_core::store::{ProviderKind, Store};
 use clawkeeper_core::vault::Vault;
 use clawkeeper_core::{Secret, UserFacing};
+use clawkeeper_tests::cli::Cli;
 use clawkeeper_tests::env;
 use clawkeeper_tests::fake_hetzner::{BootHook, ContractFakeHetzner, FakeHetznerConfig};
 use clawkeeper_tests::fake_model::{ContractFakeModel, DEFAULT_MODEL_IDS};
@@ -55,7 +63,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +92,9 @@ async fn main() -> Result<()> {
             ))
             .await
         }
-        Some("rotate") => rotate(args.next().and_then(|n| n.parse().ok()).unwrap_or(5)).await,
+        Some("rotate") => {
+            Box::pin(rotate(args.next().and_then(|n| n.parse().ok()).unwrap_or(5))).await
+        }
         _ => bail!(
             "usage: clawkeeper-bench chat [N] | app | deploy [N] [P] | embedded-rss [S] | usage [EVENTS] | rotate [N]"
         ),
@@ -1820,24 +1830,29 @@ async fn usage(events: u64) -> Result<()> {
 
 // ----------------------------------------------------------------------------- rotate
 
-/// Issue 7: "Rotate all" against the assistant on this computer (the real gateway; the
-/// provider OpenRouter's contract fake with a management key), `n` times: wall time, the
-/// app's CPU, the time spent waiting on the gateway and the provider (the rest), and each
-/// step's share (from the rotation events).
-/// Boot a test host that takes a one-time root password and connect it with the CLI (its
-/// host key confirmed by fingerprint), as `rotation_ssh` does: Clawkeeper's own key is
-/// installed and kept in the keychain.
-async fn connect_server_for_rotation(home: &Path) -> Result<TestHost> {
-    const PASSWORD: &str = "one-time-Pw-bench-rot-5e1d";
+/// The server of the rotate bench: its id in the app.
+const ROT_SERVER: &str = "bench-server";
+
+/// A test host that takes a one-time root password (the nspawn host: real systemd and
+/// sshd), booted before the provider's model server so that one can listen where the
+/// host reaches it.
+async fn boot_server_for_rotation() -> Result<TestHost> {
     let person = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPReM7GrxNV983Nfnr997sz9WPMZLnryVZfJmBMInnVS me@laptop";
     let mut opts = HostOptions::with_key(person);
-    opts.password_login = Some(("root".into(), PASSWORD.into()));
-    let host = TestHost::boot(opts).await?;
-    let cli = clawkeeper_tests::cli::Cli {
-        home: home.to_path_buf(),
-        // Nothing here installs packages.
-        registry: "http://127.0.0.1:9/".into(),
-    };
+    opts.password_login = Some(("root".into(), ROT_SERVER_PASSWORD.into()));
+    TestHost::boot(opts).await
+}
+
+const ROT_SERVER_PASSWORD: &str = "one-time-Pw-bench-rot-5e1d";
+
+/// Connect `host` with the CLI and a one-time password (its host key confirmed by
+/// fingerprint), as `rotation_ssh` does — Clawkeeper's own key is installed and kept in the
+/// keychain — then set the assistant up on it as `rotation_server_token` does
+/// (`clawkeeper-cli provision`: the real OpenClaw from the offline npm mirror, this
+/// computer's provider and key, the gateway token in a live file), and wait until its
+/// gateway takes the keychain's token. Returns how long the set-up took.
+async fn set_up_server_for_rotation(app: &Clawkeeper, host: &TestHost, cli: &Cli) -> Result<f64> {
+    use clawkeeper_core::rotation::gateway_token::Verdict;
     let addr = host.addr().to_string();
     let fp = host.host_key_fingerprint_sha256()?;
     cli.ok(
@@ -1846,21 +1861,111 @@ async fn connect_server_for_rotation(home: &Path) -> Result<TestHost> {
             "--host",
             &addr,
             "--id",
-            "bench-server",
+            ROT_SERVER,
             "--password-stdin",
             "--fingerprint",
             &fp,
         ],
-        Some(PASSWORD),
+        Some(ROT_SERVER_PASSWORD),
     )?;
-    Ok(host)
+    let t = Instant::now();
+    cli.ok(&["provision", "--id", ROT_SERVER], None)?;
+    let took = t.elapsed().as_secs_f64();
+    let token = app
+        .vault()
+        .read(&clawkeeper_core::vault::SecretRef::new(
+            clawkeeper_core::vault::SecretKind::GatewayToken,
+            ROT_SERVER,
+        ))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = server_token_verdict(app, &token).await;
+        if v == Verdict::Accepted {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the server's gateway still says {v:?} to the keychain's token"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(took)
 }
 
+/// What the server's gateway says to `token`, through the app's SSH tunnel.
+async fn server_token_verdict(
+    app: &Clawkeeper,
+    token: &Secret,
+) -> clawkeeper_core::rotation::gateway_token::Verdict {
+    use clawkeeper_core::rotation::gateway_token::{try_token, Verdict};
+    let link = clawkeeper_core::server::ServerLink::new(
+        app.store().clone(),
+        app.vault().clone(),
+        ROT_SERVER,
+    );
+    let v = match link.gateway_tunnel().await {
+        Ok(t) => try_token(&format!("ws://{}", t.local_addr()), token).await,
+        Err(e) => Verdict::Unknown(e.to_string()),
+    };
+    link.reset().await;
+    v
+}
+
+/// A message to the server's assistant through the CLI (`chat --server`): its answer, or
+/// why there was none (at most 120 s).
+async fn server_chat(cli: &Cli, message: &str) -> std::result::Result<String, String> {
+    let mut cmd =
+        tokio::process::Command::from(cli.cmd(&["chat", "--server", ROT_SERVER, message]));
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    match tokio::time::timeout(Duration::from_secs(120), cmd.output()).await {
+        Err(_) => Err("no answer within 120 s".into()),
+        Ok(Err(e)) => Err(format!("clawkeeper-cli didn't run: {e}")),
+        Ok(Ok(out)) if out.status.success() => {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        }
+        Ok(Ok(out)) => Err(String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" / ")),
+    }
+}
+
+/// `ms` added to `name`'s figures in `v` (kept in the order names first came).
+fn add(v: &mut Vec<(String, Vec<f64>)>, name: String, ms: f64) {
+    match v.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, ms_all)) => ms_all.push(ms),
+        None => v.push((name, vec![ms])),
+    }
+}
+
+/// Issue 7: "Rotate all" against the assistant on this computer (the real gateway; the
+/// provider OpenRouter's contract fake with a management key) and, with
+/// `CLAWKEEPER_TESTHOST_IMAGE` and `CLAWKEEPER_NPM_MIRROR` set, a server set up with the
+/// real OpenClaw, `n` times: wall time, the app's CPU, the time spent waiting on the
+/// gateways, the provider and the server (the rest), and each key's and step's share (from
+/// the rotation events).
 async fn rotate(n: usize) -> Result<()> {
     use clawkeeper_core::app::Event;
     use clawkeeper_tests::fake_model::KeyAuth;
     use clawkeeper_tests::fake_openrouter::ContractFakeOpenRouter;
+    ensure!(n > 0, "rotate: at least one run");
     let (app, _plain, data) = local_core("clawkeeper-bench-rotate").await?;
+    // A server of the person's, set up with OpenClaw as the app does: booted first, so the
+    // model server below listens where both gateways reach it (our side of its veth).
+    let server = if std::env::var_os("CLAWKEEPER_TESTHOST_IMAGE").is_some() {
+        let host = boot_server_for_rotation().await?;
+        let mirror = NpmMirror::start_from_env((host.gateway_addr(), 0).into()).await?;
+        Some((host, mirror))
+    } else {
+        println!("(CLAWKEEPER_TESTHOST_IMAGE not set: no server in this run)");
+        None
+    };
+    let model_ip = server
+        .as_ref()
+        .map_or(std::net::Ipv4Addr::LOCALHOST, |(h, _)| h.gateway_addr());
     // The provider: OpenRouter's contract fake with a management key (so its key rotates in
     // one click), and a model server that serves exactly the keys the fake account holds.
     let openrouter = ContractFakeOpenRouter::start(true).await?;
@@ -1868,7 +1973,7 @@ async fn rotate(n: usize) -> Result<()> {
     let key = openrouter.add_key("Clawkeeper");
     openrouter.set_limit(&key, Some(20.0), Some("monthly"));
     let model = ContractFakeModel::start_with_auth(
-        ([127, 0, 0, 1], 0).into(),
+        (model_ip, 0).into(),
         KeyAuth::Check(openrouter.key_check()),
         vec!["echo-1".into()],
         None,
@@ -1892,27 +1997,38 @@ async fn rotate(n: usize) -> Result<()> {
     app.chat_round_trip("warm up", Duration::from_secs(120))
         .await
         .map_err(|p| anyhow!("{p}"))?;
-    // A server of the person's (the nspawn test host: real systemd and sshd), connected as
-    // the app does: its SSH key rotates in one click too.
-    let _host = if std::env::var_os("CLAWKEEPER_TESTHOST_IMAGE").is_some() {
-        Some(connect_server_for_rotation(&data.path().join("data")).await?)
-    } else {
-        println!("(CLAWKEEPER_TESTHOST_IMAGE not set: no server's SSH key in this run)");
-        None
-    };
-    let one_click = app
-        .keys_inventory()
-        .await
-        .map_err(|p| anyhow!("{p}"))?
-        .iter()
-        .filter(|k| k.how == clawkeeper_core::app::HowToRotate::OneClick)
-        .count();
+    let cli = server.as_ref().map(|(_, mirror)| Cli {
+        home: data.path().join("data"),
+        registry: mirror.url(),
+    });
+    if let (Some((host, mirror)), Some(cli)) = (&server, &cli) {
+        let took = Box::pin(set_up_server_for_rotation(&app, host, cli)).await?;
+        ensure!(
+            mirror.not_found().is_empty(),
+            "missing from the npm mirror: {:?}",
+            mirror.not_found()
+        );
+        println!(
+            "server set up with OpenClaw (clawkeeper-cli provision) in {took:.1} s; its chat before: {:?}",
+            server_chat(cli, "hello before rotating").await
+        );
+    }
+    let one_click = one_click_keys(&app).await?;
     println!(
-        "rotate all: {one_click} key(s) rotate in one click here (the assistant's access token, the OpenRouter key, a server's SSH key); load average {}",
+        "rotate all: {} key(s) rotate in one click here ({}); load average {}",
+        one_click.len(),
+        one_click
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         loadavg()
     );
-    // Step times from the rotation events: when each step began.
-    let marks: std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>> = Default::default();
+    ensure!(!one_click.is_empty(), "no key rotates in one click here");
+    // Step times from the rotation events: when each step began (the clock of the journal's
+    // started_at / finished_at, which end each key's last step).
+    let marks: std::sync::Arc<std::sync::Mutex<Vec<(String, String, SystemTime)>>> =
+        Default::default();
     {
         let marks = marks.clone();
         let mut rx = app.events();
@@ -1921,68 +2037,242 @@ async fn rotate(n: usize) -> Result<()> {
                 if let Event::Rotation(r) = ev {
                     if let Ok(mut m) = marks.lock() {
                         m.push((
-                            format!("{} {}", r.key.as_str(), r.step.as_str()),
-                            Instant::now(),
+                            format!("{} {}", r.instance_id, r.key.as_str()),
+                            r.step.as_str().to_owned(),
+                            SystemTime::now(),
                         ));
                     }
                 }
             }
         });
     }
-    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
-    let mut per_step: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let me = std::process::id();
+    let server_root = server.as_ref().map_or(0, |(h, _)| h.leader_pid());
+    let (mut walls, mut cpus, mut locals, mut remotes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Runs where a one-click key was not rotated (or did not change): what went wrong.
+    let mut failed: Vec<String> = Vec::new();
+    // In the order they first happened: (key, ms per run) and (key step, ms per run).
+    let mut per_key: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut per_step: Vec<(String, Vec<f64>)> = Vec::new();
     for i in 0..n {
         // A person's clicks are seconds apart; right after a rotation the next one first
         // waits for the gateway to have applied the last config write (gateway_token.rs).
         tokio::time::sleep(Duration::from_secs(3)).await;
+        let before = one_click_keys(&app).await?;
         if let Ok(mut m) = marks.lock() {
             m.clear();
         }
-        let (t, c0) = (Instant::now(), own_cpu());
+        let (server0, children0) = (tree_cpu(server_root), tree_cpu(me) - own_cpu_ticks());
+        let (t, t_sys, c0) = (Instant::now(), SystemTime::now(), own_cpu());
         let results = app.rotate_all().await.map_err(|p| anyhow!("{p}"))?;
         let wall = t.elapsed().as_secs_f64();
         let cpu = (own_cpu() - c0).as_secs_f64();
-        let end = Instant::now();
-        if !results
-            .iter()
-            .all(|r| r.result == "rotated" || r.result == "needs_you")
-        {
+        let end = SystemTime::now();
+        let server_cpu = (tree_cpu(server_root) - server0).max(0.0);
+        let local_cpu = (tree_cpu(me) - own_cpu_ticks() - children0 - server_cpu).max(0.0);
+        // Every key that was one click must say "rotated" and have a new fingerprint; the
+        // others ("needs you": guided or not from here) are not part of the one click.
+        let after = one_click_keys(&app).await?;
+        let mut wrong = Vec::new();
+        for (key, fp) in &before {
+            match results
+                .iter()
+                .find(|r| format!("{} {}", r.instance_id, r.key.as_str()) == *key)
+            {
+                None => wrong.push(format!("{key}: not in Rotate all's results")),
+                Some(r) if r.result != "rotated" => wrong.push(format!(
+                    "{key}: {}{}",
+                    r.result,
+                    r.problem
+                        .as_ref()
+                        .map(|p| format!(" ({}: {})", p.code, p.message))
+                        .unwrap_or_default()
+                )),
+                Some(_) => match after.iter().find(|(k, _)| k == key) {
+                    None => wrong.push(format!("{key}: said rotated, but is no longer one click")),
+                    Some((_, now)) if now.is_none() || now == fp => wrong.push(format!(
+                        "{key}: said rotated, but its fingerprint is {now:?} (was {fp:?})"
+                    )),
+                    Some(_) => {}
+                },
+            }
+        }
+        if wrong.iter().any(|w| w.starts_with("local ")) {
             // What the gateway said about its config meanwhile.
             let log = std::fs::read_to_string(app.instance().log_dir().join("openclaw.log"))
                 .unwrap_or_default();
             for line in log.lines().filter(|l| l.contains("gateway/reload")) {
                 println!("  gateway: {}", line.chars().take(300).collect::<String>());
             }
-            bail!("run {i}: {results:?}");
         }
         let m = marks.lock().map(|m| m.clone()).unwrap_or_default();
-        for (j, (step, at)) in m.iter().enumerate() {
-            let next = m.get(j + 1).map_or(end, |(_, t)| *t);
-            per_step
-                .entry(step.clone())
-                .or_default()
-                .push((next - *at).as_secs_f64() * 1000.0);
+        // Each key in turn: the checks before its rotation began (the keys list, the
+        // server answering: from the previous key's end), then its steps, the last one
+        // ending when its rotation finished; what follows the last key.
+        let since = |a: SystemTime, b: SystemTime| b.duration_since(a).unwrap_or_default();
+        let mut prev_end = t_sys;
+        for r in &results {
+            let Some(rot) = &r.rotation else { continue };
+            let (Some(started), Some(finished)) = (
+                journal_time(&rot.started_at),
+                rot.finished_at.as_deref().and_then(journal_time),
+            ) else {
+                continue;
+            };
+            let key = format!("{} {}", r.instance_id, r.key.as_str());
+            add(
+                &mut per_step,
+                format!("{key} (checks before it)"),
+                ms(since(prev_end, started)),
+            );
+            let steps: Vec<&(String, String, SystemTime)> =
+                m.iter().filter(|(k, _, _)| *k == key).collect();
+            for (j, (_, step, at)) in steps.iter().enumerate() {
+                let next = steps.get(j + 1).map_or(finished, |(_, _, t)| *t);
+                add(&mut per_step, format!("{key} {step}"), ms(since(*at, next)));
+            }
+            add(&mut per_key, key, ms(since(prev_end, finished)));
+            prev_end = finished;
         }
+        add(
+            &mut per_step,
+            "after the last key".into(),
+            ms(since(prev_end, end)),
+        );
         println!(
-            "  run {i}: wall {:.0} ms, app CPU {:.1} ms, waiting on the gateway {:.0} ms",
+            "  run {i}: wall {:.0} ms, app CPU {:.1} ms, waiting {:.0} ms (meanwhile CPU of this computer's gateway and helpers {:.0} ms, of the server {:.0} ms); {}",
             wall * 1000.0,
             cpu * 1000.0,
-            (wall - cpu).max(0.0) * 1000.0
+            (wall - cpu).max(0.0) * 1000.0,
+            local_cpu * 1000.0,
+            server_cpu * 1000.0,
+            results
+                .iter()
+                .map(|r| format!("{} {}: {}", r.instance_id, r.key.as_str(), r.result))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
+        if !wrong.is_empty() {
+            println!("  RUN {i} FAILED: {}", wrong.join("; "));
+            failed.push(format!("run {i}: {}", wrong.join("; ")));
+        }
         walls.push(wall);
         cpus.push(cpu);
+        locals.push(local_cpu);
+        remotes.push(server_cpu);
     }
     let (w, c) = (median(&walls), median(&cpus));
+    let (_, wmin, wmax) = median_min_max(&walls.iter().map(|s| s * 1000.0).collect::<Vec<_>>());
     println!(
-        "rotate all, median of {n}: wall {:.0} ms (target <= 10000 ms), app CPU {:.1} ms ({:.1} % of the wall), waiting on the gateway and the provider {:.0} ms",
+        "rotate all, median of {n}{}: wall {:.0} ms ({wmin:.0}-{wmax:.0}; target <= 10000 ms, {} of {n} runs over), app CPU {:.1} ms ({:.1} % of the wall), waiting on the gateways, the provider and the server {:.0} ms ({:.1} %; meanwhile CPU of this computer's gateway and helpers {:.0} ms, of the server {:.0} ms)",
+        if failed.is_empty() {
+            ""
+        } else {
+            " (FAILED RUNS INCLUDED: not every key rotated)"
+        },
         w * 1000.0,
+        walls.iter().filter(|s| **s > 10.0).count(),
         c * 1000.0,
         100.0 * c / w,
-        (w - c) * 1000.0
+        (w - c) * 1000.0,
+        100.0 * (w - c) / w,
+        median(&locals) * 1000.0,
+        median(&remotes) * 1000.0,
     );
+    for (key, ms) in &per_key {
+        println!(
+            "  key {key} (with the checks before it): median {:.0} ms ({} run(s))",
+            median(ms),
+            ms.len()
+        );
+    }
     for (step, ms) in &per_step {
-        println!("  step {step}: median {:.0} ms", median(ms));
+        println!(
+            "  step {step}: median {:.0} ms ({} run(s))",
+            median(ms),
+            ms.len()
+        );
+    }
+    // Both assistants still answer, with whatever keys they hold now.
+    if let Err(p) = app
+        .chat_round_trip("hello after rotating", Duration::from_secs(120))
+        .await
+    {
+        println!("this computer's chat after rotate all: FAILED: {p}");
+        failed.push(format!("this computer's chat after: {p}"));
+    } else {
+        println!("this computer's chat after rotate all: answered");
+    }
+    if let Some(cli) = &cli {
+        match server_chat(cli, "hello after rotating").await {
+            Ok(a) => println!("the server's chat after rotate all: answered: {a:?}"),
+            Err(e) => {
+                println!("the server's chat after rotate all: FAILED: {e}");
+                failed.push(format!("the server's chat after: {e}"));
+            }
+        }
     }
     app.stop().await.map_err(|p| anyhow!("{p}"))?;
+    if let Some((host, _)) = server {
+        host.stop().await;
+    }
+    if !failed.is_empty() {
+        bail!(
+            "ROTATE ALL FAILED ({} problem(s)):\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
+    }
     Ok(())
+}
+
+/// A journal time (RFC 3339, as the rotation records write them).
+fn journal_time(s: &str) -> Option<SystemTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(SystemTime::from)
+}
+
+/// The keys "Rotate all" changes in one click now ("<instance> <key>"), with their
+/// fingerprints.
+async fn one_click_keys(app: &Clawkeeper) -> Result<Vec<(String, Option<String>)>> {
+    Ok(app
+        .keys_inventory()
+        .await
+        .map_err(|p| anyhow!("{p}"))?
+        .into_iter()
+        .filter(|k| k.how == clawkeeper_core::app::HowToRotate::OneClick)
+        .map(|k| {
+            (
+                format!("{} {}", k.instance_id, k.key.as_str()),
+                k.fingerprint,
+            )
+        })
+        .collect())
+}
+
+/// CPU seconds of the processes under `root` (itself included; none when 0): each live
+/// one's user + system time, plus what each has reaped (its cutime + cstime), so a process
+/// that ended meanwhile still counts once, in its parent's figure.
+fn tree_cpu(root: u32) -> f64 {
+    if root == 0 {
+        return 0.0;
+    }
+    let mut ticks = 0;
+    for p in process_tree(root) {
+        if let Some(f) = stat_fields(p) {
+            ticks += f.iter().skip(11).take(4).sum::<u64>();
+        }
+    }
+    ticks as f64 * TICK
+}
+
+/// This process's own user + system time as `/proc` counts it (seconds, tick-rounded), to
+/// take out of [`tree_cpu`] of it.
+fn own_cpu_ticks() -> f64 {
+    stat_fields(std::process::id())
+        .map(|f| f.iter().skip(11).take(2).sum::<u64>())
+        .unwrap_or(0) as f64
+        * TICK
 }
