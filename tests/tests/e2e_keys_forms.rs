@@ -80,8 +80,29 @@ async fn opened(notes: &Path, n: usize) -> Result<String> {
     .await
 }
 
-/// Clear the last result, press `css`, and wait for the provider key's new result (it
-/// says the key's name).
+/// The text of `css` once it says `needle` (`what` names it in a timeout's message).
+async fn text_saying(
+    c: &Client,
+    what: &str,
+    css: &str,
+    needle: &str,
+    timeout: Duration,
+) -> Result<String> {
+    wait_until(what, timeout, || async {
+        let t = text_of(c, css).await?;
+        Ok(t.contains(needle).then_some(t))
+    })
+    .await
+}
+
+/// The provider key's result once there is one (it says the key's name).
+async fn provider_result(c: &Client, what: &str, timeout: Duration) -> Result<String> {
+    let result = text_saying(c, what, "#keys-result", "Model provider key", timeout).await?;
+    eprintln!("result: {result}");
+    Ok(result)
+}
+
+/// Clear the last result, press `css`, and wait for the provider key's new result.
 async fn press_for_result(c: &Client, css: &str, timeout: Duration) -> Result<String> {
     js(
         c,
@@ -89,13 +110,35 @@ async fn press_for_result(c: &Client, css: &str, timeout: Duration) -> Result<St
     )
     .await?;
     click(c, css).await?;
-    let result = wait_until("the provider key's result", timeout, || async {
-        let t = text_of(c, "#keys-result").await?;
-        Ok(t.contains("Model provider key").then_some(t))
-    })
-    .await?;
-    eprintln!("result: {result}");
-    Ok(result)
+    provider_result(c, "the provider key's result", timeout).await
+}
+
+/// The contract fake model (model `echo-1`) taking the keys `auth` lets through.
+async fn model_taking(auth: KeyAuth) -> Result<ContractFakeModel> {
+    Ok(ContractFakeModel::start_with_auth(
+        ([127, 0, 0, 1], 0).into(),
+        auth,
+        vec!["echo-1".into()],
+        None,
+    )
+    .await?)
+}
+
+/// The assistant's provider: `kind` at `model`, with `key` (CLI, key on stdin).
+fn provider_is(app: &LocalWindow, kind: &str, model: &ContractFakeModel, key: &str) -> Result<()> {
+    app.cli(
+        &[
+            "provider",
+            "--kind",
+            kind,
+            "--base-url",
+            &model.base_url(),
+            "--model",
+            "echo-1",
+        ],
+        Some(key),
+    )?;
+    Ok(())
 }
 
 /// The assistant answers through the real gateway (`clawkeeper-cli chat`).
@@ -138,28 +181,11 @@ async fn e2e_keys_openrouter_sign_in() -> Result<()> {
     let first = openrouter.add_key("Clawkeeper");
     // Only the person's own use of openrouter.ai (deleting the old key); Clawkeeper never has it.
     let management = openrouter.add_management_key();
-    let model = ContractFakeModel::start_with_auth(
-        ([127, 0, 0, 1], 0).into(),
-        KeyAuth::Check(openrouter.key_check()),
-        vec!["echo-1".into()],
-        None,
-    )
-    .await?;
+    let model = model_taking(KeyAuth::Check(openrouter.key_check())).await?;
     let (path, notes) = stand_in_browser(tmp.path())?;
 
     eprintln!("=== the provider: OpenRouter, no management key (CLI, key on stdin)");
-    app.cli(
-        &[
-            "provider",
-            "--kind",
-            "openrouter",
-            "--base-url",
-            &model.base_url(),
-            "--model",
-            "echo-1",
-        ],
-        Some(&first),
-    )?;
+    provider_is(&app, "openrouter", &model, &first)?;
     let env: [(&str, OsString); 2] = [
         ("CLAWKEEPER_OPENROUTER_SITE", openrouter.origin().into()),
         ("PATH", path),
@@ -195,10 +221,13 @@ async fn sign_in(
 
     eprintln!("=== the sign-in waits for the browser; Cancel: nothing changed");
     click(c, "[data-testid=key-sign-in]").await?;
-    let wait = wait_until("\"Finish signing in\"", Duration::from_secs(30), || async {
-        let t = text_of(c, "[data-testid=key-sign-in-wait]").await?;
-        Ok(t.contains("Cancel").then_some(t))
-    })
+    let wait = text_saying(
+        c,
+        "\"Finish signing in\"",
+        "[data-testid=key-sign-in-wait]",
+        "Cancel",
+        Duration::from_secs(30),
+    )
     .await?;
     assert!(wait.contains("in your browser"), "{wait}");
     let stale = opened(notes, 1).await?;
@@ -255,12 +284,7 @@ async fn sign_in(
     // The person's browser: OpenRouter's page, Authorize, back to Clawkeeper's loopback page.
     let page = reqwest::get(&url).await?;
     assert!(page.status().is_success(), "{}", page.status());
-    let result = wait_until("the sign-in's result", Duration::from_secs(180), || async {
-        let t = text_of(c, "#keys-result").await?;
-        Ok(t.contains("Model provider key").then_some(t))
-    })
-    .await?;
-    eprintln!("result: {result}");
+    let result = provider_result(c, "the sign-in's result", Duration::from_secs(180)).await?;
     assert!(
         result.contains("One more step: delete the old key"),
         "{result}"
@@ -273,10 +297,13 @@ async fn sign_in(
         new,
         "the key OpenRouter gave out is the one switched to"
     );
-    let item = wait_until("the waiting notice", Duration::from_secs(30), || async {
-        let t = text_of(c, PROVIDER_LI).await?;
-        Ok(t.contains("Check again").then_some(t))
-    })
+    let item = text_saying(
+        c,
+        "the waiting notice",
+        PROVIDER_LI,
+        "Check again",
+        Duration::from_secs(30),
+    )
     .await?;
     assert!(item.contains("already uses the new key"), "{item}");
     answers(app, "signed in, waiting for you")?;
@@ -304,10 +331,13 @@ async fn sign_in(
     );
     assert!(!openrouter.would_allow(first), "the old key is refused");
     answers(app, "hello with the new key")?;
-    let item = wait_until("\"Rotated today\"", Duration::from_secs(30), || async {
-        let t = text_of(c, PROVIDER_LI).await?;
-        Ok(t.contains("Rotated today").then_some(t))
-    })
+    let item = text_saying(
+        c,
+        "\"Rotated today\"",
+        PROVIDER_LI,
+        "Rotated today",
+        Duration::from_secs(30),
+    )
     .await?;
     assert!(!item.contains("Check again"), "{item}");
     no_key_on_page(c, &[first, &new, management]).await
@@ -325,13 +355,7 @@ async fn e2e_keys_openai_admin() -> Result<()> {
     let _other = openai.add_project("Something else");
     let first = openai.add_user_key(&project);
     let admin = openai.add_admin_key();
-    let model = ContractFakeModel::start_with_auth(
-        ([127, 0, 0, 1], 0).into(),
-        KeyAuth::Check(openai.key_check()),
-        vec!["echo-1".into()],
-        None,
-    )
-    .await?;
+    let model = model_taking(KeyAuth::Check(openai.key_check())).await?;
     // The model fake stands in for https://api.openai.com/v1, the Admin API fake for OpenAI's.
     let env: [(&str, OsString); 2] = [
         ("CLAWKEEPER_OPENAI_API", openai.api_base().into()),
@@ -342,18 +366,7 @@ async fn e2e_keys_openai_admin() -> Result<()> {
     }
 
     eprintln!("=== the provider: OpenAI, a key the person made (CLI, key on stdin)");
-    app.cli(
-        &[
-            "provider",
-            "--kind",
-            "openai-compatible",
-            "--base-url",
-            &model.base_url(),
-            "--model",
-            "echo-1",
-        ],
-        Some(&first),
-    )?;
+    provider_is(&app, "openai-compatible", &model, &first)?;
     let c = app.open(&needs, &env, &["--open", "status#keys"]).await?;
     let result = admin_key(&c, &app, &openai, &project, &first, &admin).await;
     app.close(c, result, "failure-keys-openai.png").await

@@ -5,6 +5,7 @@ pub mod app;
 pub mod audit;
 pub mod cloud;
 pub mod gateway;
+pub mod http;
 #[cfg(unix)]
 pub mod ipc;
 pub mod local;

@@ -8,6 +8,7 @@ use crate::rotation::bot_token::{self, BotApi, Channel, LocalBotToken, TokenAt};
 use crate::rotation::cloud_token::HetznerToken;
 use crate::rotation::driver::{Driver, Progress};
 use crate::rotation::gateway_token::LocalGatewayToken;
+use crate::rotation::guided::Guided;
 use crate::rotation::journal::{self, Rotation};
 use crate::rotation::local_config::LocalConfig;
 use crate::rotation::provider_key::{
@@ -165,18 +166,18 @@ impl Clawkeeper {
                     given,
                 }))
             }
-            (HETZNER_ACCOUNT, KeyId::CloudToken) => Some(Box::new(HetznerToken {
+            (HETZNER_ACCOUNT, KeyId::CloudToken) => Some(Box::new(Guided(HetznerToken {
                 api_base: super::server::hetzner_api(),
                 given,
-            })),
+            }))),
             (crate::tailnet::VAULT_ACCOUNT, KeyId::TailscaleApi) => {
-                Some(Box::new(TailscaleApiKey {
+                Some(Box::new(Guided(TailscaleApiKey {
                     api_base: std::env::var(super::tailnet::API_ENV)
                         .ok()
                         .map(|b| b.trim().to_owned())
                         .filter(|b| !b.is_empty()),
                     given,
-                }))
+                })))
             }
             (LOCAL_ID, _) => None,
             (server, KeyId::SshKey) => Some(Box::new(ServerSshKey {

@@ -6,9 +6,6 @@
 
 use crate::problem::UserFacing;
 
-/// Longest provider message we pass on (they are one sentence; anything longer is noise).
-const MAX_PROVIDER_MESSAGE: usize = 300;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Hetzner did not accept your API token.")]
@@ -197,17 +194,7 @@ impl UserFacing for Error {
 
 /// A provider message made safe to show: no control characters, bounded length, never empty.
 pub(crate) fn clean_message(raw: &str) -> String {
-    let mut s: String = raw
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_PROVIDER_MESSAGE)
-        .collect();
-    s = s.trim().to_owned();
-    if s.is_empty() {
-        "no details".to_owned()
-    } else {
-        s
-    }
+    crate::http::tidy(raw)
 }
 
 /// A provider error code kept verbatim, but only if it looks like one (`[a-z0-9_]`, short).

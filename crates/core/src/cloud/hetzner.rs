@@ -17,6 +17,7 @@
 //! * every list followed through `meta.pagination.next_page`.
 
 use super::error::{clean_code, clean_message, Error, Result};
+use crate::http::{self, Method};
 use crate::secret::Secret;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -461,13 +462,7 @@ impl RetryPolicy {
     /// Backoff before attempt `attempt + 1` (attempt counts from 1): base·2^(n-1), capped,
     /// with ±50 % jitter so that two clients don't retry in step.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        use rand::Rng;
-        let exp = self
-            .backoff_base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        let capped = exp.min(self.backoff_cap);
-        let factor = rand::rng().random_range(0.5..1.5);
-        capped.mul_f64(factor)
+        http::backoff(self.backoff_base, self.backoff_cap, attempt)
     }
 }
 
@@ -498,13 +493,6 @@ impl std::fmt::Debug for HetznerClient {
             .field("token", &self.token)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Method {
-    Get,
-    Post,
-    Delete,
 }
 
 impl HetznerClient {
@@ -616,13 +604,10 @@ impl HetznerClient {
             attempt += 1;
             self.check_cancel()?;
             self.wait_for_budget().await?;
-            let mut req = match method {
-                Method::Get => self.http.get(&url),
-                Method::Post => self.http.post(&url),
-                Method::Delete => self.http.delete(&url),
-            }
-            .bearer_auth(self.token.expose())
-            .query(query);
+            let mut req = method
+                .request(&self.http, &url)
+                .bearer_auth(self.token.expose())
+                .query(query);
             if let Some(b) = body {
                 req = req.json(b);
             }

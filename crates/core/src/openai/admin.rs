@@ -35,8 +35,8 @@
 //! a path without escaping, a missing required field is an error, and no message shows key
 //! text.
 
-use crate::openrouter::api::parse_retry_after;
-pub use crate::openrouter::RetryPolicy;
+pub use crate::http::RetryPolicy;
+use crate::http::{self, ApiError, BearerApi, Failure, Method, Retry};
 use crate::problem::UserFacing;
 use crate::secret::Secret;
 use serde_json::{json, Map, Value};
@@ -49,11 +49,9 @@ pub const PAGE_SIZE: u32 = 100;
 const MAX_PAGES: usize = 100;
 /// Largest answer read.
 const MAX_BODY: usize = 4 * 1024 * 1024;
-/// Longest provider message passed on.
-const MAX_TEXT: usize = 300;
 /// Shortest run of key characters after `sk-` treated as key text (a masked key,
 /// `sk-abc...def`, has a few; real keys dozens).
-pub const KEY_TEXT_MIN: usize = 16;
+pub const KEY_TEXT_MIN: usize = http::KEY_TEXT_MIN;
 
 // ------------------------------------------------------------------------------ errors
 
@@ -131,33 +129,7 @@ impl UserFacing for Error {
 /// more key characters becomes `sk-<redacted>`; a masked key is kept), no control
 /// characters, bounded, never empty.
 pub fn clean_text(raw: &str) -> String {
-    let mut out = String::new();
-    let mut rest = raw;
-    while let Some(pos) = rest.find("sk-") {
-        let after = &rest[pos + "sk-".len()..];
-        let end = after
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .unwrap_or(after.len());
-        out.push_str(&rest[..pos]);
-        if end >= KEY_TEXT_MIN {
-            out.push_str("sk-<redacted>");
-        } else {
-            out.push_str(&rest[pos..pos + "sk-".len() + end]);
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    let s: String = out
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_TEXT)
-        .collect();
-    let s = s.trim();
-    if s.is_empty() {
-        "no details".to_owned()
-    } else {
-        s.to_owned()
-    }
+    http::tidy(&http::redact_keys(raw, "sk-"))
 }
 
 /// The error for a non-2xx answer (OpenAI's envelope `{"error":{"message",…}}`), by the
@@ -421,78 +393,55 @@ fn check_id(s: &str, what: &str) -> Result<()> {
 
 // ------------------------------------------------------------------------------ client
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
-    Get,
-    Post,
-    Delete,
-}
-
 /// A client of OpenAI's Admin API. Holds no key: each call takes the admin key.
 #[derive(Clone)]
 pub struct OpenAiAdmin {
-    http: reqwest::Client,
-    base: String,
-    policy: RetryPolicy,
+    api: BearerApi,
 }
 
 impl std::fmt::Debug for OpenAiAdmin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiAdmin")
-            .field("base", &self.base)
+            .field("base", &self.api.base_url())
             .finish_non_exhaustive()
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Timeout => Error::Timeout,
+            Failure::Unreachable(message) => Error::Unreachable(clean_text(&message)),
+            Failure::TooLarge => bad("the answer is too large"),
+        }
+    }
+}
+
+impl ApiError for Error {
+    fn retry(&self) -> Retry {
+        match self {
+            Error::RateLimited { retry_after } => Retry::RateLimited(*retry_after),
+            Error::Unavailable { .. } | Error::Timeout | Error::Unreachable(_) => Retry::Unclear,
+            _ => Retry::Never,
+        }
     }
 }
 
 impl OpenAiAdmin {
     /// `base`: the API root including `/v1` (a contract fake in tests).
     pub fn with_base_url(base: &str, policy: RetryPolicy) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(policy.request_timeout)
-            .connect_timeout(policy.connect_timeout)
-            .user_agent(concat!("Clawkeeper/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Unreachable(clean_text(&e.without_url().to_string())))?;
         Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            policy,
+            api: BearerApi::new(base, policy, MAX_BODY)?,
         })
     }
 
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.api.base_url()
     }
 
-    /// One answer: status, `Retry-After`, body (bounded).
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Option<Duration>, Vec<u8>)> {
-        let net = |e: reqwest::Error| {
-            if e.is_timeout() {
-                Error::Timeout
-            } else {
-                Error::Unreachable(clean_text(&e.without_url().to_string()))
-            }
-        };
-        let mut res = req.send().await.map_err(net)?;
-        let status = res.status().as_u16();
-        let retry_after = res
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let mut body = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(net)? {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(bad("the answer is too large"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((status, retry_after, body))
-    }
-
-    /// One request with bounded retries: 429 always (honouring `Retry-After` up to the
-    /// policy's limit), 5xx, timeouts and broken connections only when repeating is
-    /// harmless (not a create).
+    /// One request with bounded retries ([`BearerApi::call`]): 429 always (honouring
+    /// `Retry-After` up to the policy's limit), 5xx, timeouts and broken connections only
+    /// when repeating is harmless (not a create). `what`: what a 404 is about.
     #[tracing::instrument(level = "debug", skip(self, key, body), fields(path = %path))]
     async fn call(
         &self,
@@ -503,47 +452,16 @@ impl OpenAiAdmin {
         key: &Secret,
         what: &'static str,
     ) -> Result<Vec<u8>> {
-        let url = format!("{}{}", self.base, path);
-        let idempotent = method != Method::Post;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let mut req = match method {
-                Method::Get => self.http.get(&url),
-                Method::Post => self.http.post(&url),
-                Method::Delete => self.http.delete(&url),
-            }
-            .bearer_auth(key.expose())
-            .query(query);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let err = match self.send(req).await {
-                Ok((status, _, bytes)) if (200..300).contains(&status) => return Ok(bytes),
-                Ok((status, retry_after, bytes)) => decode_error(status, &bytes, retry_after, what),
-                Err(e) => e,
-            };
-            let wait = match &err {
-                // A 429 was refused as a whole: safe to repeat, even a create.
-                Error::RateLimited { retry_after } => match retry_after {
-                    Some(d) if *d > self.policy.max_retry_after => return Err(err),
-                    Some(d) => *d,
-                    None => self.policy.backoff(attempt),
-                },
-                Error::Unavailable { .. } | Error::Timeout | Error::Unreachable(_)
-                    if idempotent =>
-                {
-                    self.policy.backoff(attempt)
-                }
-                _ => return Err(err),
-            };
-            if attempt >= self.policy.max_attempts {
-                tracing::debug!(code = err.code(), attempt, "giving up");
-                return Err(err);
-            }
-            tracing::debug!(code = err.code(), attempt, ?wait, "retrying");
-            tokio::time::sleep(wait).await;
-        }
+        self.api
+            .call(
+                method,
+                path,
+                query,
+                body,
+                key,
+                |status, bytes, retry_after| decode_error(status, bytes, retry_after, what),
+            )
+            .await
     }
 
     /// The organization's active projects (every page).

@@ -44,6 +44,8 @@
 //! no panic on any input, money always finite and never negative, missing optional
 //! fields are `None`, a missing required one is an error — never a made-up zero.
 
+use crate::http::{self, ApiError, BearerApi, Failure, Method, Retry};
+pub use crate::http::{parse_retry_after, RetryPolicy};
 use crate::problem::UserFacing;
 use crate::secret::Secret;
 use serde_json::{json, Map, Value};
@@ -57,8 +59,6 @@ pub const KEYS_PAGE_SIZE: usize = 100;
 const MAX_KEY_PAGES: usize = 100;
 /// Largest answer we read (activity for 30 days × many models is well under this).
 const MAX_BODY: usize = 8 * 1024 * 1024;
-/// Longest provider message or text field we pass on.
-const MAX_TEXT: usize = 300;
 
 // ------------------------------------------------------------------------------ errors
 
@@ -166,39 +166,13 @@ impl UserFacing for Error {
 
 /// Shortest run of key characters after `sk-or-` that is treated as key text. A masked
 /// label (`sk-or-v1-au7...890`) has 6; a real key 60 and more.
-pub const KEY_TEXT_MIN: usize = 16;
+pub const KEY_TEXT_MIN: usize = http::KEY_TEXT_MIN;
 
 /// A provider text made safe to show: no control characters, bounded, and no key text
 /// (`sk-or-` followed by [`KEY_TEXT_MIN`] or more key characters is replaced; a masked
 /// label is kept), never empty.
 pub fn clean_text(raw: &str) -> String {
-    let mut out = String::new();
-    let mut rest = raw;
-    while let Some(pos) = rest.find("sk-or-") {
-        let after = &rest[pos + "sk-or-".len()..];
-        let end = after
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .unwrap_or(after.len());
-        out.push_str(&rest[..pos]);
-        if end >= KEY_TEXT_MIN {
-            out.push_str("sk-or-<redacted>");
-        } else {
-            out.push_str(&rest[pos..pos + "sk-or-".len() + end]);
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    let s: String = out
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_TEXT)
-        .collect();
-    let s = s.trim();
-    if s.is_empty() {
-        "no details".to_owned()
-    } else {
-        s.to_owned()
-    }
+    http::tidy(&http::redact_keys(raw, "sk-or-"))
 }
 
 /// The error for a non-2xx answer: OpenRouter's envelope `{"error":{"code","message"}}`,
@@ -228,12 +202,6 @@ pub fn decode_error(
         500..=599 => Error::Unavailable { status },
         _ => Error::Rejected { status, message },
     }
-}
-
-/// `Retry-After` in seconds (what OpenRouter documents); an HTTP date or garbage is `None`.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let secs: u64 = value.trim().parse().ok()?;
-    Some(Duration::from_secs(secs.min(24 * 3600)))
 }
 
 // ------------------------------------------------------------------------------ models
@@ -695,78 +663,38 @@ fn check_hash(hash: &str) -> Result<()> {
 
 // ------------------------------------------------------------------------------ client
 
-/// How hard the client tries. The defaults suit the real API; tests use [`RetryPolicy::fast`].
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts per request, the first included.
-    pub max_attempts: u32,
-    pub backoff_base: Duration,
-    pub backoff_cap: Duration,
-    /// A `Retry-After` longer than this is not waited for: the error goes to the caller.
-    pub max_retry_after: Duration,
-    pub request_timeout: Duration,
-    pub connect_timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 4,
-            backoff_base: Duration::from_millis(500),
-            backoff_cap: Duration::from_secs(8),
-            max_retry_after: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Small waits for tests against a local fake.
-    pub fn fast() -> Self {
-        Self {
-            max_attempts: 3,
-            backoff_base: Duration::from_millis(5),
-            backoff_cap: Duration::from_millis(40),
-            max_retry_after: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(2),
-        }
-    }
-
-    /// Backoff before attempt `attempt + 1`: base·2^(attempt-1), capped, ±50 % jitter.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        use rand::Rng;
-        let exp = self
-            .backoff_base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        exp.min(self.backoff_cap)
-            .mul_f64(rand::rng().random_range(0.5..1.5))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
-    Get,
-    Post,
-    Patch,
-    Delete,
-}
-
 /// A client of OpenRouter's usage and key-management endpoints. Holds no key: each call
 /// takes the one it needs, so the same client serves the API key and the management key.
 #[derive(Clone)]
 pub struct OpenRouterApi {
-    http: reqwest::Client,
-    base: String,
-    policy: RetryPolicy,
+    api: BearerApi,
 }
 
 impl std::fmt::Debug for OpenRouterApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenRouterApi")
-            .field("base", &self.base)
+            .field("base", &self.api.base_url())
             .finish_non_exhaustive()
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Timeout => Error::Timeout,
+            Failure::Unreachable(message) => Error::Unreachable(clean_text(&message)),
+            Failure::TooLarge => bad("the answer is too large"),
+        }
+    }
+}
+
+impl ApiError for Error {
+    fn retry(&self) -> Retry {
+        match self {
+            Error::RateLimited { retry_after } => Retry::RateLimited(*retry_after),
+            Error::Unavailable { .. } | Error::Timeout | Error::Unreachable(_) => Retry::Unclear,
+            _ => Retry::Never,
+        }
     }
 }
 
@@ -778,16 +706,8 @@ impl OpenRouterApi {
 
     /// `base` is the API root including `/api/v1` (a contract fake in tests).
     pub fn with_base_url(base: &str, policy: RetryPolicy) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(policy.request_timeout)
-            .connect_timeout(policy.connect_timeout)
-            .user_agent(concat!("Clawkeeper/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Unreachable(clean_text(&e.without_url().to_string())))?;
         Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            policy,
+            api: BearerApi::new(base, policy, MAX_BODY)?,
         })
     }
 
@@ -798,37 +718,11 @@ impl OpenRouterApi {
     }
 
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.api.base_url()
     }
 
-    /// One answer: status, `Retry-After`, body (bounded).
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Option<Duration>, Vec<u8>)> {
-        let net = |e: reqwest::Error| {
-            if e.is_timeout() {
-                Error::Timeout
-            } else {
-                Error::Unreachable(clean_text(&e.without_url().to_string()))
-            }
-        };
-        let mut res = req.send().await.map_err(net)?;
-        let status = res.status().as_u16();
-        let retry_after = res
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let mut body = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(net)? {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(bad("the answer is too large"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((status, retry_after, body))
-    }
-
-    /// One request with bounded retries: 429 always (honouring `Retry-After`), 5xx,
-    /// timeouts and broken connections only when repeating is harmless (`idempotent`).
+    /// One request with bounded retries ([`BearerApi::call`]), sent with `key`, whose
+    /// refusals are about the key of `role`.
     #[tracing::instrument(level = "debug", skip(self, key, body), fields(path = %path))]
     async fn call(
         &self,
@@ -839,50 +733,16 @@ impl OpenRouterApi {
         key: &Secret,
         role: KeyRole,
     ) -> Result<Vec<u8>> {
-        let url = format!("{}{}", self.base, path);
-        let idempotent = method != Method::Post;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let mut req = match method {
-                Method::Get => self.http.get(&url),
-                Method::Post => self.http.post(&url),
-                Method::Patch => self.http.patch(&url),
-                Method::Delete => self.http.delete(&url),
-            }
-            .bearer_auth(key.expose())
-            .query(query);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let err = match self.send(req).await {
-                Ok((status, _, bytes)) if (200..300).contains(&status) => return Ok(bytes),
-                Ok((status, retry_after, bytes)) => decode_error(status, &bytes, retry_after, role),
-                Err(e) => e,
-            };
-            let wait = match &err {
-                Error::RateLimited { retry_after } => match retry_after {
-                    Some(d) if *d > self.policy.max_retry_after => {
-                        tracing::debug!(attempt, ?d, "rate limited for longer than we wait");
-                        return Err(err);
-                    }
-                    Some(d) => *d,
-                    None => self.policy.backoff(attempt),
-                },
-                Error::Unavailable { .. } | Error::Timeout | Error::Unreachable(_)
-                    if idempotent =>
-                {
-                    self.policy.backoff(attempt)
-                }
-                _ => return Err(err),
-            };
-            if attempt >= self.policy.max_attempts {
-                tracing::debug!(code = err.code(), attempt, "giving up");
-                return Err(err);
-            }
-            tracing::debug!(code = err.code(), attempt, ?wait, "retrying");
-            tokio::time::sleep(wait).await;
-        }
+        self.api
+            .call(
+                method,
+                path,
+                query,
+                body,
+                key,
+                |status, bytes, retry_after| decode_error(status, bytes, retry_after, role),
+            )
+            .await
     }
 
     /// The key's own spend and cap (`GET /key`, any API key).

@@ -26,6 +26,7 @@ pub mod bot_token;
 pub mod cloud_token;
 pub mod driver;
 pub mod gateway_token;
+pub mod guided;
 pub mod journal;
 pub mod local_config;
 pub mod provider_key;

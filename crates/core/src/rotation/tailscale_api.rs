@@ -1,5 +1,5 @@
 //! The Tailscale API credential (an API access token `tskey-api-…`, or an OAuth client
-//! `tskey-client-…`), a guided rotation like the Hetzner token's: the person makes the new
+//! `tskey-client-…`), a guided rotation ([`super::guided`]) like the Hetzner token's: the person makes the new
 //! one in the Tailscale admin console and pastes it; only the app uses it (to mint auth
 //! keys and look up devices), so nothing is installed anywhere.
 //!
@@ -16,16 +16,15 @@
 //! app can warn in time. OAuth clients don't expire.
 
 use super::gateway_token::Verdict;
-use super::{Ctx, KeyId, Rotator, StepError, StepFuture};
+use super::guided::{no_answer, GuidedKey};
+use super::{KeyId, StepError, StepResult};
 use crate::secret::Secret;
 use crate::tailnet::api::{self, Credentials, RetryPolicy, TailscaleClient};
 use time::OffsetDateTime;
 
-/// Where the person deletes an API access token or OAuth client, in words.
-const WHERE: &str = "in the Tailscale admin console (Settings → Keys for an API access token, Settings → OAuth clients for an OAuth client: Revoke / Delete)";
-
 /// The Tailscale API credential, replaced by one the person made (`given`; `None` when
-/// resuming a rotation whose new credential is already in the keychain).
+/// resuming a rotation whose new credential is already in the keychain). Rotated by
+/// [`Guided`](super::guided::Guided).
 pub struct TailscaleApiKey {
     /// The API root (`CLAWKEEPER_TAILSCALE_API` in tests: the contract fake), else the real
     /// one.
@@ -61,7 +60,39 @@ impl TailscaleApiKey {
         client_at(self.api_base.as_deref(), secret).map_err(|e| StepError::Permanent(e.to_string()))
     }
 
-    /// What Tailscale says to `secret` (listing the devices).
+    /// The ids of the tailnet's devices `secret` sees, sorted (to tell another tailnet).
+    async fn devices(&self, secret: &Secret) -> Result<Vec<String>, StepError> {
+        let mut ids: Vec<String> = self
+            .client(secret)?
+            .devices()
+            .await
+            .map_err(no_answer::<Self>)?
+            .iter()
+            .map(|d| d.api_id().to_owned())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+impl GuidedKey for TailscaleApiKey {
+    const KEY: KeyId = KeyId::TailscaleApi;
+    const PROVIDER: &'static str = "Tailscale";
+    const NOUN: &'static str = "key";
+    const WHERE: &'static str = "in the Tailscale admin console (Settings → Keys for an API access token, Settings → OAuth clients for an OAuth client: Revoke / Delete)";
+
+    fn given(&self) -> Option<&Secret> {
+        self.given.as_ref()
+    }
+
+    /// An API access token or an OAuth client secret, nothing else.
+    fn accept(&self, pasted: &Secret) -> StepResult<Secret> {
+        let creds = Credentials::from_pasted(pasted.clone())
+            .map_err(|e| StepError::Permanent(e.to_string()))?;
+        Ok(creds.secret().clone())
+    }
+
+    /// Accepted when Tailscale lists the devices for it.
     async fn verdict(&self, secret: &Secret) -> Verdict {
         let client = match self.client(secret) {
             Ok(c) => c,
@@ -74,123 +105,31 @@ impl TailscaleApiKey {
         }
     }
 
-    /// The ids of the tailnet's devices `secret` sees, sorted (to tell another tailnet).
-    async fn devices(&self, secret: &Secret) -> Result<Vec<String>, StepError> {
-        let mut ids: Vec<String> = self
-            .client(secret)?
-            .devices()
-            .await
-            .map_err(|e| unknown(e.to_string()))?
-            .iter()
-            .map(|d| d.api_id().to_owned())
-            .collect();
-        ids.sort();
-        Ok(ids)
-    }
-
-    async fn old_refused(&self, old: &Secret, still_works: String) -> super::StepResult {
-        match self.verdict(old).await {
-            Verdict::Refused => Ok(()),
-            Verdict::Unknown(e) => Err(unknown(e)),
-            Verdict::Accepted => Err(StepError::NeedsYou(still_works)),
+    /// The same tailnet: the old key's devices are the new one's.
+    async fn same_account(&self, old: &Secret, new: &Secret) -> StepResult {
+        let (was, now) = (self.devices(old).await?, self.devices(new).await?);
+        if was != now {
+            return Err(StepError::Permanent(
+                "the new key sees other devices than the old one: make it in the tailnet your server is on".into(),
+            ));
         }
-    }
-}
-
-fn unknown(e: String) -> StepError {
-    StepError::Transient(format!("Tailscale didn't answer ({e})"))
-}
-
-impl Rotator for TailscaleApiKey {
-    fn key(&self) -> KeyId {
-        KeyId::TailscaleApi
+        Ok(())
     }
 
-    fn mint<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a, Secret> {
-        Box::pin(async move {
-            let Some(new) = &self.given else {
-                return Err(StepError::Permanent(
-                    "the new key is missing; paste it again".into(),
-                ));
-            };
-            let creds = Credentials::from_pasted(new.clone())
-                .map_err(|e| StepError::Permanent(e.to_string()))?;
-            let new = creds.secret().clone();
-            if new.fingerprint() == ctx.old.fingerprint() {
-                return Err(StepError::Permanent(
-                    "this is the key already in use; make a new one first".into(),
-                ));
+    /// It may hand out the tag the servers carry.
+    async fn can_do_the_job(&self, new: &Secret) -> StepResult {
+        match self.client(new)?.tag_owners_ok().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StepError::Permanent(format!(
+                "your tailnet's policy doesn't name an owner for {}; add the line Clawkeeper shows under Private network, then paste the key again",
+                crate::tailnet::TAG
+            ))),
+            Err(e @ (api::Error::Forbidden { .. } | api::Error::Unauthorized { .. })) => {
+                Err(StepError::Permanent(format!(
+                    "the new key may not read your tailnet's policy ({e}); give it the policy_file:read scope (an OAuth client) or use an API access token"
+                )))
             }
-            match self.verdict(&new).await {
-                Verdict::Accepted => {}
-                Verdict::Refused => {
-                    return Err(StepError::Permanent(
-                        "Tailscale refused the new key; check that you copied all of it".into(),
-                    ))
-                }
-                Verdict::Unknown(e) => return Err(unknown(e)),
-            }
-            // The same tailnet: the old key's devices are the new one's. (An old key already
-            // refused can't tell; then the new one is taken as it is.)
-            if self.verdict(ctx.old).await == Verdict::Accepted {
-                let (was, now) = (self.devices(ctx.old).await?, self.devices(&new).await?);
-                if was != now {
-                    return Err(StepError::Permanent(
-                        "the new key sees other devices than the old one: make it in the tailnet your server is on".into(),
-                    ));
-                }
-            }
-            // It may hand out the tag the servers carry.
-            match self.client(&new)?.tag_owners_ok().await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(StepError::Permanent(format!(
-                        "your tailnet's policy doesn't name an owner for {}; add the line Clawkeeper shows under Private network, then paste the key again",
-                        crate::tailnet::TAG
-                    )))
-                }
-                Err(e @ (api::Error::Forbidden { .. } | api::Error::Unauthorized { .. })) => {
-                    return Err(StepError::Permanent(format!(
-                        "the new key may not read your tailnet's policy ({e}); give it the policy_file:read scope (an OAuth client) or use an API access token"
-                    )))
-                }
-                Err(e) => return Err(unknown(e.to_string())),
-            }
-            Ok(new)
-        })
-    }
-
-    fn install<'a>(&'a self, _ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn verify_new<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
-        Box::pin(async move {
-            match self.verdict(ctx.new_secret()?).await {
-                Verdict::Accepted => Ok(()),
-                Verdict::Refused => {
-                    Err(StepError::Permanent("Tailscale refused the new key".into()))
-                }
-                Verdict::Unknown(e) => Err(unknown(e)),
-            }
-        })
-    }
-
-    fn revoke_old<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
-        Box::pin(self.old_refused(ctx.old, format!(
-            "The new key works. Now delete the old one {WHERE} — Clawkeeper then checks that it no longer works and finishes."
-        )))
-    }
-
-    fn verify_old_refused<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
-        Box::pin(self.old_refused(
-            ctx.old,
-            format!("The old key still works. Delete it {WHERE}, then Clawkeeper finishes."),
-        ))
-    }
-
-    fn discard<'a>(&'a self, _ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
-        // Nothing was installed; the person's new key stays in their tailnet (unused).
-        Box::pin(async { Ok(()) })
+            Err(e) => Err(no_answer::<Self>(e)),
+        }
     }
 }
