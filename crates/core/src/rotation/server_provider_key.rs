@@ -67,8 +67,6 @@ pub struct SharedServer {
 enum Naming<'a> {
     /// The tagged file of a rotation, through [`NEXT_PROVIDER`].
     Tagged(&'a str),
-    /// The steady provider, its path as it is.
-    Steady,
     /// The steady provider, its path the service user's `provider-key`.
     SteadyUserFile,
 }
@@ -85,6 +83,17 @@ fn no_model() -> StepError {
     )
 }
 
+/// Whether the config reads the model's key through the steady provider's SecretRef (as
+/// provisioning writes it, and every step of a rotation keeps it).
+fn has_model_key(config: &Value) -> bool {
+    config
+        .pointer(&provider_key_at())
+        .is_some_and(Value::is_object)
+        && config
+            .pointer(&format!("/secrets/providers/{PROVIDER_KEY_PROVIDER}"))
+            .is_some()
+}
+
 /// The config with the model's key read as `naming` says.
 fn config_naming(config: &Value, naming: Naming) -> StepResult<Value> {
     let mut c = config.clone();
@@ -94,7 +103,7 @@ fn config_naming(config: &Value, naming: Naming) -> StepResult<Value> {
         .ok_or_else(no_model)?;
     let provider = match naming {
         Naming::Tagged(_) => NEXT_PROVIDER,
-        Naming::Steady | Naming::SteadyUserFile => PROVIDER_KEY_PROVIDER,
+        Naming::SteadyUserFile => PROVIDER_KEY_PROVIDER,
     };
     *key = json!({ "source": "file", "provider": provider, "id": "value" });
     let providers = c
@@ -109,9 +118,6 @@ fn config_naming(config: &Value, naming: Naming) -> StepResult<Value> {
     match naming {
         Naming::Tagged(name) => {
             providers.insert(NEXT_PROVIDER.into(), file(name));
-        }
-        Naming::Steady => {
-            providers.remove(NEXT_PROVIDER);
         }
         Naming::SteadyUserFile => {
             providers.remove(NEXT_PROVIDER);
@@ -243,19 +249,19 @@ impl SharedServer {
     }
 
     /// `key` in the steady places, named by the config, every other file of the key gone.
-    async fn settle_on(&self, key: &Secret) -> StepResult {
-        let state = self.state().await?;
+    async fn settle_on(&self, state: &State, key: &Secret) -> StepResult {
         let want = config_naming(&state.config, Naming::SteadyUserFile)?;
-        self.shell.put(&state, PROVIDER_KEY, key).await?;
+        self.shell.put(state, PROVIDER_KEY, key).await?;
         self.put_source(key).await?;
-        self.shell.write_config(&state, &want, false).await?;
+        self.shell.write_config(state, &want, false).await?;
         self.shell.prune(PROVIDER_KEY, PROVIDER_KEY).await
     }
 
     /// The new key in the steady places (see the module's **settle**), then a completion.
     pub async fn settle(&self, new: &Secret) -> StepResult {
         async {
-            self.settle_on(new).await?;
+            let state = self.state().await?;
+            self.settle_on(&state, new).await?;
             self.answer().await
         }
         .await
@@ -274,11 +280,12 @@ impl SharedServer {
     pub async fn discard(&self, old: &Secret) -> StepResult {
         async {
             let state = self.state().await?;
-            if config_naming(&state.config, Naming::Steady).is_err() {
-                // Nothing of ours to undo (the install refuses such a server).
-                return Ok(());
+            match self.settle_on(&state, old).await {
+                // No model key in its settings: nothing of ours to undo (the install
+                // refuses such a server before it writes anything).
+                Err(StepError::Permanent(_)) if !has_model_key(&state.config) => Ok(()),
+                done => done,
             }
-            self.settle_on(old).await
         }
         .await
         .map_err(|e| self.on_it(e))
@@ -334,8 +341,7 @@ mod tests {
             during["secrets"]["providers"][PROVIDER_KEY_PROVIDER],
             c["secrets"]["providers"][PROVIDER_KEY_PROVIDER]
         );
-        // Undone: exactly what it was.
-        assert_eq!(config_naming(&during, Naming::Steady).unwrap(), c);
+        assert!(has_model_key(&c) && has_model_key(&during));
         // Settled: the steady provider reads the service user's file; nothing else left.
         let settled = config_naming(&during, Naming::SteadyUserFile).unwrap();
         assert_eq!(
@@ -360,6 +366,7 @@ mod tests {
         let mut spec = ProvisionSpec::new("srv");
         spec.model = None;
         let c = gateway_config(&spec);
+        assert!(!has_model_key(&c));
         let e = config_naming(&c, Naming::Tagged("provider-key.r1")).unwrap_err();
         assert!(
             matches!(&e, StepError::Permanent(m) if m.contains("set the server up again")),
