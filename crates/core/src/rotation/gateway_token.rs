@@ -43,7 +43,20 @@ pub enum Verdict {
 /// (`POST /tools/invoke`, on by default, token required). Accepted only if both accept it;
 /// refused only if both refuse it.
 pub async fn try_token(url: &str, token: &Secret) -> Verdict {
-    let ws = match gateway::connect_once(url, token, &ClientInfo::default()).await {
+    // Both at once: the gateway delays each refusal (more for each one in a row), so in
+    // turn a refused token took the two delays one after the other.
+    let (ws, http) = tokio::join!(try_ws(url, token), try_http(url, token));
+    match (ws, http) {
+        (Verdict::Accepted, Verdict::Accepted) => Verdict::Accepted,
+        (Verdict::Refused, Verdict::Refused) => Verdict::Refused,
+        (Verdict::Unknown(e), _) | (_, Verdict::Unknown(e)) => Verdict::Unknown(e),
+        (ws, http) => Verdict::Unknown(format!("WebSocket and HTTP disagree ({ws:?} / {http:?})")),
+    }
+}
+
+/// A full WebSocket hello with `token`.
+async fn try_ws(url: &str, token: &Secret) -> Verdict {
+    match gateway::connect_once(url, token, &ClientInfo::default()).await {
         Ok(conn) => {
             conn.close().await;
             Verdict::Accepted
@@ -54,9 +67,13 @@ pub async fn try_token(url: &str, token: &Secret) -> Verdict {
         }
         Err(gateway::Error::Disconnected { code: 1008, .. }) => Verdict::Refused,
         Err(e) => Verdict::Unknown(e.to_string()),
-    };
+    }
+}
+
+/// An HTTP call that needs `token` (`POST /tools/invoke`: the sessions list).
+async fn try_http(url: &str, token: &Secret) -> Verdict {
     let http_url = url.replacen("ws://", "http://", 1) + "/tools/invoke";
-    let http = match reqwest::Client::new()
+    match reqwest::Client::new()
         .post(&http_url)
         .bearer_auth(token.expose())
         .json(&serde_json::json!({"tool": "sessions_list", "args": {}}))
@@ -69,12 +86,6 @@ pub async fn try_token(url: &str, token: &Secret) -> Verdict {
         Ok(r) => Verdict::Unknown(format!("HTTP {}", r.status().as_u16())),
         // reqwest's error text names the URL, never the header.
         Err(e) => Verdict::Unknown(e.to_string()),
-    };
-    match (ws, http) {
-        (Verdict::Accepted, Verdict::Accepted) => Verdict::Accepted,
-        (Verdict::Refused, Verdict::Refused) => Verdict::Refused,
-        (Verdict::Unknown(e), _) | (_, Verdict::Unknown(e)) => Verdict::Unknown(e),
-        (ws, http) => Verdict::Unknown(format!("WebSocket and HTTP disagree ({ws:?} / {http:?})")),
     }
 }
 
@@ -131,7 +142,17 @@ impl Rotator for LocalGatewayToken {
         // have been applied yet (it waits 300 ms for more changes). A name no earlier
         // config had is a change whatever it last applied.
         let name = format!("{}#{}", super::staging(&self.entry), ctx.rotation_id);
-        Box::pin(async move { self.name_in_config(&name).await })
+        Box::pin(async move {
+            if self.config.named_at(GATEWAY_TOKEN_AT).as_deref() == Some(name.as_str()) {
+                return Ok(());
+            }
+            let mark = self.config.log_mark();
+            self.name_in_config(&name).await?;
+            // The verify asks once the gateway says it applied it: asking before only
+            // costs refused logins (which the gateway slows down).
+            self.config.wait_reloaded(mark, RELOAD_WAIT).await;
+            Ok(())
+        })
     }
 
     fn verify_new<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {

@@ -10,8 +10,32 @@ use std::time::{Duration, Instant};
 /// A config written less than this ago may still be being applied: the gateway waits 300
 /// ms for more changes, then reloads, and a change written during a reload can be dropped
 /// ("config reload superseded", seen when one rotation's install followed the last one's
-/// settle within a second). So a write waits until the file is this old.
+/// settle within a second). So a write waits until the file is this old — unless the
+/// gateway was seen applying the file as it is ([`APPLIED`]).
 const SETTLE_BEFORE_WRITE: Duration = Duration::from_secs(2);
+
+/// The config file the gateway was last seen applying (by [`LocalConfig::wait_reloaded`]),
+/// as it was then: a write after it needn't wait. One per process: a rotation's next step
+/// (or the next key's rotation in "Rotate all") writes right after the last one's reload.
+static APPLIED: std::sync::Mutex<Option<(PathBuf, FileId)>> = std::sync::Mutex::new(None);
+
+/// Which file a path holds now: every write renames a new file over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileId {
+    inode: u64,
+    modified: std::time::SystemTime,
+}
+
+impl FileId {
+    fn of(path: &std::path::Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            inode: m.ino(),
+            modified: m.modified().ok()?,
+        })
+    }
+}
 
 /// How long to wait for the gateway to say it applied a config change.
 pub const RELOAD_WAIT: Duration = Duration::from_secs(4);
@@ -118,14 +142,22 @@ impl LocalConfig {
         self.write(&out).await
     }
 
-    /// Write the config once the last write is old enough to have been applied.
+    /// Whether the gateway was seen applying the config file as it is now.
+    fn seen_applied(&self) -> bool {
+        let now = FileId::of(&self.config_path);
+        let applied = APPLIED.lock().map(|a| a.clone()).unwrap_or(None);
+        matches!((applied, now), (Some((path, seen)), Some(now)) if path == self.config_path && seen == now)
+    }
+
+    /// Write the config once the last write is old enough to have been applied (or was
+    /// seen applied).
     async fn write(&self, text: &[u8]) -> StepResult {
         let age = std::fs::metadata(&self.config_path)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok());
         if let Some(age) = age {
-            if age < SETTLE_BEFORE_WRITE {
+            if age < SETTLE_BEFORE_WRITE && !self.seen_applied() {
                 tokio::time::sleep(SETTLE_BEFORE_WRITE - age).await;
             }
         }
@@ -157,6 +189,10 @@ impl LocalConfig {
                         && (l.contains("reload applied") || l.contains("reload failed"))
                 })
             {
+                if let (Ok(mut applied), Some(id)) = (APPLIED.lock(), FileId::of(&self.config_path))
+                {
+                    *applied = Some((self.config_path.clone(), id));
+                }
                 return true;
             }
         }

@@ -730,4 +730,95 @@ mod tests {
         left.sort();
         assert_eq!(left, ["gateway-token.r3", "openclaw.json", "other"]);
     }
+
+    /// The config action, against a stand-in for the gateway that logs "reload applied"
+    /// for each new config: a write right after one seen applied doesn't wait; one right
+    /// after a write by someone else (or not seen applied) waits until that is 2 s old.
+    #[test]
+    fn a_config_write_waits_only_for_a_change_not_seen_applied() {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_owned();
+        let (cfg, log) = (d.join("openclaw.json"), d.join("log"));
+        std::fs::write(&cfg, "{\"v\":0}\n").unwrap();
+        std::fs::write(&log, "").unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let gateway = {
+            let (cfg, log, stop) = (cfg.clone(), log.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = std::fs::read(&cfg).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let now = std::fs::read(&cfg).unwrap_or_default();
+                    if now != seen {
+                        seen = now;
+                        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+                        writeln!(f, r#"{{"0":"{{\"subsystem\":\"gateway/reload\"}}","1":"config hot reload applied (x)"}}"#).unwrap();
+                    }
+                }
+            })
+        };
+        let user = String::from_utf8(
+            std::process::Command::new("id")
+                .arg("-un")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_owned();
+        let write = |v: u32| {
+            let p = [
+                ("CK_ACTION", "config".to_owned()),
+                ("CK_PREFIX", "-".to_owned()),
+                ("CK_DIR", d.display().to_string()),
+                ("CK_CONFIG_PATH", cfg.display().to_string()),
+                ("CK_LOG", log.display().to_string()),
+                ("CK_UNIT", "no-such.service".to_owned()),
+                ("CK_USER", user.clone()),
+                (
+                    "CK_CONFIG_B64",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{{\"v\":{v}}}\n")),
+                ),
+                ("CK_WAIT", "5".to_owned()),
+            ];
+            let mut child = std::process::Command::new("bash")
+                .arg("-s")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(render_bare(SCRIPT, &p).as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success());
+            String::from_utf8(out.stdout).unwrap()
+        };
+        // Written just now by someone else: waits.
+        let out = write(1);
+        assert!(
+            out.contains("waited=1") && out.contains("applied=1"),
+            "{out}"
+        );
+        // Right after its own write, seen applied: at once.
+        let out = write(2);
+        assert!(
+            out.contains("waited=0") && out.contains("applied=1"),
+            "{out}"
+        );
+        assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "{\"v\":2}\n");
+        // Someone else wrote it since: waits again.
+        std::fs::write(d.join("x"), "{\"v\":9}\n").unwrap();
+        std::fs::rename(d.join("x"), &cfg).unwrap();
+        let out = write(3);
+        assert!(out.contains("waited=1"), "{out}");
+        stop.store(true, Ordering::Relaxed);
+        gateway.join().unwrap();
+    }
 }

@@ -8,8 +8,9 @@
 #                     "@@files" and "<sha256> <name>" per file of CK_PREFIX, then "@@env" and
 #                     "env_token=unit|process" when an OPENCLAW_GATEWAY_TOKEN is set.
 #   CK_ACTION=config  writes CK_CONFIG_B64 as the config (atomically, once the last write
-#                     is 2 s old, only if it differs unless CK_FORCE=1), then waits up to
-#                     CK_WAIT s for the gateway's "reload applied" line; prints changed=1,
+#                     is 2 s old or was seen applied, only if it differs unless
+#                     CK_FORCE=1), then waits up to CK_WAIT s for the gateway's "reload
+#                     applied" line; prints waited=0|1 (for the last write), changed=1,
 #                     applied=0|1.
 #   CK_ACTION=prune   removes the files of CK_PREFIX not named in CK_KEEP.
 : "${CK_ACTION:?}" "${CK_PREFIX:?}" "${CK_DIR:?}" "${CK_CONFIG_PATH:?}" "${CK_LOG:?}" "${CK_UNIT:?}" "${CK_USER:?}"
@@ -51,13 +52,19 @@ config)
 		exit 0
 	fi
 	# A change written while the gateway applies the last one can be dropped ("config
-	# reload superseded"): wait until the last write is 2 s old.
-	while :; do
+	# reload superseded"): wait until the last write is 2 s old, unless this script saw
+	# the gateway apply it (the mark names the config file as it is: inode and mtime).
+	applied_mark="$(dirname "$CK_CONFIG_PATH")/.ck-config-applied"
+	this_config() { stat -c '%i %.9Y' "$CK_CONFIG_PATH" 2>/dev/null || echo none; }
+	waited=0
+	while [ "$(cat "$applied_mark" 2>/dev/null)" != "$(this_config)" ]; do
 		age=$(awk -v now="$(date +%s.%N)" -v m="$(stat -c %.3Y "$CK_CONFIG_PATH" 2>/dev/null || echo 0)" \
 			'BEGIN {print (now - m >= 2) ? "old" : "new"}')
 		[ "$age" = old ] && break
+		waited=1
 		sleep 0.2
 	done
+	echo "waited=$waited"
 	mark=$(stat -c %s "$CK_LOG" 2>/dev/null || echo 0)
 	mv -f "$tmp" "$CK_CONFIG_PATH"
 	trap - EXIT
@@ -67,6 +74,7 @@ config)
 		sleep 0.1
 		if tail -c +"$((mark + 1))" "$CK_LOG" 2>/dev/null |
 			awk '/gateway\/reload/ && /reload (applied|failed)/ {f=1} END {exit !f}'; then
+			this_config >"$applied_mark"
 			echo "applied=1"
 			exit 0
 		fi
