@@ -25,10 +25,47 @@ use crate::secret::Secret;
 use crate::store::ProviderKind;
 use crate::vault::{SecretKind, SecretRef};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The keychain entry (and journal) name of the Hetzner account's token.
 const HETZNER_ACCOUNT: &str = "hetzner";
+
+/// The SSH links to servers of one click ("Rotate", "Rotate all", a resume): one
+/// connection per server for all of it, closed at its end. Each key's rotation on a server
+/// used to log in afresh, several times, and a server set up by Clawkeeper lets 10 new SSH
+/// connections a minute through (its firewall's brute-force limit): "Rotate all" went over
+/// it and waited seconds for dropped connections to be tried again. The logins a rotation
+/// must make (with the new SSH key, with the old one to see it refused) still are new
+/// connections. After the server's SSH key changed, its session (logged in with the old
+/// key before) serves the rest of the click; the next click logs in with the new key.
+#[derive(Default)]
+struct Links(tokio::sync::Mutex<HashMap<String, crate::server::ServerLink>>);
+
+impl Links {
+    async fn get(&self, app: &Clawkeeper, instance: &str) -> crate::server::ServerLink {
+        self.0
+            .lock()
+            .await
+            .entry(instance.to_owned())
+            .or_insert_with(|| {
+                crate::server::ServerLink::new(
+                    app.inner.store.clone(),
+                    app.inner.vault.clone(),
+                    instance,
+                )
+            })
+            .clone()
+    }
+
+    /// The end of the click: every session closed.
+    async fn close(&self) {
+        let links: Vec<_> = self.0.lock().await.drain().map(|(_, l)| l).collect();
+        for link in links {
+            link.reset().await;
+        }
+    }
+}
 
 /// How a secret can be rotated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -112,6 +149,7 @@ impl Clawkeeper {
         instance: &str,
         key: KeyId,
         given: Option<Secret>,
+        links: &Links,
     ) -> Option<Box<dyn Rotator>> {
         match (instance, key) {
             (LOCAL_ID, KeyId::GatewayToken) => Some(Box::new(LocalGatewayToken {
@@ -121,24 +159,15 @@ impl Clawkeeper {
             })),
             (LOCAL_ID, KeyId::ProviderKey) => {
                 let (check, mint) = self.provider_rotation(given).await?;
-                let servers = self
-                    .servers_sharing_provider_key()
-                    .await
-                    .ok()?
-                    .into_iter()
-                    .map(|(id, name)| {
-                        SharedServer::new(
-                            &id,
-                            &name,
-                            crate::server::ServerLink::new(
-                                self.inner.store.clone(),
-                                self.inner.vault.clone(),
-                                &id,
-                            ),
-                            Arc::new(self.inner.vault.clone()),
-                        )
-                    })
-                    .collect();
+                let mut servers = Vec::new();
+                for (id, name) in self.servers_sharing_provider_key().await.ok()? {
+                    servers.push(SharedServer::new(
+                        &id,
+                        &name,
+                        links.get(self, &id).await,
+                        Arc::new(self.inner.vault.clone()),
+                    ));
+                }
                 Some(Box::new(LocalProviderKey {
                     config: self.local_config(),
                     gateway_url: self.inner.instance.url(),
@@ -180,16 +209,13 @@ impl Clawkeeper {
                 })))
             }
             (LOCAL_ID, _) => None,
-            (server, KeyId::SshKey) => Some(Box::new(ServerSshKey {
-                store: self.inner.store.clone(),
-                instance: server.to_owned(),
-            })),
+            (server, KeyId::SshKey) => Some(Box::new(ServerSshKey::new(
+                self.inner.store.clone(),
+                server,
+                links.get(self, server).await,
+            ))),
             (server, KeyId::GatewayToken) => Some(Box::new(ServerGatewayToken::new(
-                crate::server::ServerLink::new(
-                    self.inner.store.clone(),
-                    self.inner.vault.clone(),
-                    server,
-                ),
+                links.get(self, server).await,
             ))),
             (server, KeyId::TailscaleNode) => {
                 let node = crate::tailnet::server::get(&self.inner.store, server)
@@ -299,7 +325,12 @@ impl Clawkeeper {
                 ))
             }
         };
-        self.rotate_in(instance, key, None, Some(new_key)).await
+        let links = Links::default();
+        let r = self
+            .rotate_in(instance, key, None, Some(new_key), &links)
+            .await;
+        links.close().await;
+        r
     }
 
     /// Rotate `key` of `instance` (this computer's assistant, `local`, or a server's id).
@@ -325,7 +356,10 @@ impl Clawkeeper {
                 Some("In the Keys section press Change…, or run clawkeeper-cli rotate tailscale-api --new-key-stdin."),
             ));
         }
-        self.rotate_in(instance, key, None, None).await
+        let links = Links::default();
+        let r = self.rotate_in(instance, key, None, None, &links).await;
+        links.close().await;
+        r
     }
 
     /// A chat channel's bot token replaced by `new_key`, one the person made (Telegram's
@@ -415,7 +449,8 @@ impl Clawkeeper {
                 }
             }
         }
-        self.rotate_in(LOCAL_ID, key, None, Some(new_key))
+        // This computer only: no server link is opened.
+        self.rotate_in(LOCAL_ID, key, None, Some(new_key), &Links::default())
             .await
             .map_err(|mut p| {
                 if p.code == "rotation_rolled_back" {
@@ -437,8 +472,9 @@ impl Clawkeeper {
         key: KeyId,
         batch: Option<&str>,
         given: Option<Secret>,
+        links: &Links,
     ) -> Result<Rotation, Problem> {
-        let Some(rotator) = self.rotator(instance, key, given).await else {
+        let Some(rotator) = self.rotator(instance, key, given, links).await else {
             return Err(Problem::new(
                 "rotation_unsupported",
                 format!("{} can't be rotated in one click yet.", key.label()),
@@ -456,10 +492,10 @@ impl Clawkeeper {
                 ))
             }
             LOCAL_ID | HETZNER_ACCOUNT | crate::tailnet::VAULT_ACCOUNT => {}
-            server => self.server_reachable(server).await?,
+            server => self.server_reachable(server, links).await?,
         }
         if instance == LOCAL_ID && key == KeyId::ProviderKey {
-            self.sharing_servers_reachable().await?;
+            self.sharing_servers_reachable(links).await?;
         }
         let r = self
             .rotation_driver()
@@ -507,7 +543,7 @@ impl Clawkeeper {
     /// A new rotation of this computer's provider key changes it on every server that
     /// shares it, so each must answer now (an unfinished rotation is let through: it
     /// waits for a server that doesn't).
-    async fn sharing_servers_reachable(&self) -> Result<(), Problem> {
+    async fn sharing_servers_reachable(&self, links: &Links) -> Result<(), Problem> {
         if journal::running_of(&self.inner.store, LOCAL_ID, KeyId::ProviderKey)
             .await
             .map_err(|e| e.problem())?
@@ -516,7 +552,7 @@ impl Clawkeeper {
             return Ok(());
         }
         for (id, name) in self.servers_sharing_provider_key().await? {
-            if let Err(p) = self.server_reachable(&id).await {
+            if let Err(p) = self.server_reachable(&id, links).await {
                 let name = if name.is_empty() { id } else { name };
                 return Err(Problem::new(
                     &p.code,
@@ -552,7 +588,7 @@ impl Clawkeeper {
 
     /// A server's key is changed only while the server answers (and lets the app in): the
     /// new key must be checked on it before the old one goes.
-    async fn server_reachable(&self, instance: &str) -> Result<(), Problem> {
+    async fn server_reachable(&self, instance: &str, links: &Links) -> Result<(), Problem> {
         let store = &self.inner.store;
         match crate::ssh::hosts::get(store, instance).await {
             Ok(Some(_)) => {}
@@ -565,11 +601,9 @@ impl Clawkeeper {
             }
             Err(e) => return Err(e.problem()),
         }
-        match crate::server::open_session(store, &self.inner.vault, instance).await {
-            Ok(s) => {
-                s.close().await;
-                Ok(())
-            }
+        // The session stays open for the rotation that follows (see [`Links`]).
+        match links.get(self, instance).await.session().await {
+            Ok(_) => Ok(()),
             Err(e) => {
                 let p = e.problem();
                 Err(Problem::new(
@@ -591,11 +625,13 @@ impl Clawkeeper {
     /// happened to each (finished, undone, or still waiting, and why).
     pub async fn rotations_resume(&self) -> Vec<(Rotation, Result<Rotation, Problem>)> {
         let local_up = self.local_running();
+        let links = Links::default();
+        let links = &links;
         let rotator_for = |r: Rotation| async move {
             if r.instance_id == LOCAL_ID && !local_up {
                 return None;
             }
-            self.rotator(&r.instance_id, r.key, None).await
+            self.rotator(&r.instance_id, r.key, None, links).await
         };
         let mut out = Vec::new();
         for (r, res) in self.rotation_driver().resume_all(rotator_for).await {
@@ -604,6 +640,7 @@ impl Clawkeeper {
             }
             out.push((r, res.map_err(|e| e.problem())));
         }
+        links.close().await;
         out
     }
 
@@ -985,42 +1022,84 @@ pub struct RotateResult {
 }
 
 impl Clawkeeper {
-    /// "Rotate all": every key that rotates in one click, one after the other, in one batch;
-    /// the others listed as needing the person. A failure of one doesn't stop the others.
+    /// "Rotate all": every key that rotates in one click, in one batch; the others listed as
+    /// needing the person. A failure of one doesn't stop the others.
+    ///
+    /// Keys of different places rotate at the same time: this computer's, and each
+    /// server's, in turn within each place (they change the same settings, and the
+    /// gateway applies one change at a time). A key that lives in several places (this
+    /// computer's model provider key, shared with servers) rotates once they are done.
+    /// Results come in the keys list's order.
     pub async fn rotate_all(&self) -> Result<Vec<RotateResult>, Problem> {
         let batch = format!("batch-{}", crate::secret::Secret::random(6).fingerprint());
-        let mut out = Vec::new();
-        for k in self.keys_inventory().await? {
+        let links = Links::default();
+        let keys = self.keys_inventory().await?;
+        let mut out: Vec<Option<RotateResult>> = vec![None; keys.len()];
+        // Per place, the positions of its one-click keys, in order; then those that
+        // come after every place.
+        let mut lanes: Vec<(&str, Vec<usize>)> = Vec::new();
+        let mut last = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
             if k.how != HowToRotate::OneClick {
-                out.push(RotateResult {
-                    instance_id: k.instance_id,
+                out[i] = Some(RotateResult {
+                    instance_id: k.instance_id.clone(),
                     key: k.key,
                     label: k.label,
                     result: "needs_you",
                     rotation: None,
                     problem: k.note.map(|n| Problem::new("rotation_guided", n, None)),
                 });
-                continue;
+            } else if k.instance_id == LOCAL_ID && k.key == KeyId::ProviderKey {
+                last.push(i);
+            } else if let Some((_, lane)) =
+                lanes.iter_mut().find(|(place, _)| *place == k.instance_id)
+            {
+                lane.push(i);
+            } else {
+                lanes.push((&k.instance_id, vec![i]));
             }
-            let r = self
-                .rotate_in(&k.instance_id, k.key, Some(&batch), None)
-                .await;
-            let (result, rotation, problem) = match r {
-                Ok(r) => ("rotated", Some(r), None),
-                Err(p) if p.code == "rotation_pending" => ("pending", None, Some(p)),
-                Err(p) if p.code == "rotation_needs_you" => ("needs_you", None, Some(p)),
-                Err(p) => ("unchanged", None, Some(p)),
-            };
-            out.push(RotateResult {
-                instance_id: k.instance_id,
-                key: k.key,
-                label: k.label,
-                result,
-                rotation,
-                problem,
-            });
         }
-        Ok(out)
+        let one = |i: usize| {
+            let (k, batch, links) = (&keys[i], &batch, &links);
+            async move {
+                let r = self
+                    .rotate_in(&k.instance_id, k.key, Some(batch), None, links)
+                    .await;
+                let (result, rotation, problem) = match r {
+                    Ok(r) => ("rotated", Some(r), None),
+                    Err(p) if p.code == "rotation_pending" => ("pending", None, Some(p)),
+                    Err(p) if p.code == "rotation_needs_you" => ("needs_you", None, Some(p)),
+                    Err(p) => ("unchanged", None, Some(p)),
+                };
+                (
+                    i,
+                    RotateResult {
+                        instance_id: k.instance_id.clone(),
+                        key: k.key,
+                        label: k.label,
+                        result,
+                        rotation,
+                        problem,
+                    },
+                )
+            }
+        };
+        let lane = |positions: Vec<usize>| async move {
+            let mut done = Vec::new();
+            for i in positions {
+                done.push(one(i).await);
+            }
+            done
+        };
+        let at_once = futures_util::future::join_all(lanes.into_iter().map(|(_, l)| lane(l)));
+        for (i, r) in at_once.await.into_iter().flatten() {
+            out[i] = Some(r);
+        }
+        for (i, r) in lane(last).await {
+            out[i] = Some(r);
+        }
+        links.close().await;
+        Ok(out.into_iter().flatten().collect())
     }
 }
 

@@ -20,7 +20,8 @@
 //!
 //! The key may be shared: a server set up from this computer without a provider of its own
 //! has a copy of it. Each such server ([`SharedServer`]) gets the new key in the same steps,
-//! and its assistant must answer with it, before the old one is deleted.
+//! and its assistant must answer with it, before the old one is deleted. Each step does its
+//! work here and on every server at the same time (each waits for its own gateway).
 //!
 //! The steps:
 //! - **install**: the config names the staging entry (tagged with the rotation); on each
@@ -44,6 +45,7 @@ use crate::openrouter::{ApiError, OpenRouterApi};
 use crate::secret::Secret;
 use crate::store::Store;
 use crate::vault::SecretRef;
+use futures_util::future::try_join_all;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -459,12 +461,10 @@ impl Rotator for LocalProviderKey {
         // Tagged with the rotation, like the gateway token's (a name no earlier config had).
         let name = format!("{}#{}", super::staging(&self.entry), ctx.rotation_id);
         Box::pin(async move {
-            self.name_and_wait(&name).await?;
-            let new = ctx.new_secret()?;
-            for server in &self.servers {
-                server.install(ctx.rotation_id, new).await?;
-            }
-            Ok(())
+            let (id, new) = (ctx.rotation_id, ctx.new_secret()?);
+            // Here and on every server at once (each waits for its gateway's reload).
+            let servers = try_join_all(self.servers.iter().map(|s| s.install(id, new)));
+            tokio::try_join!(self.name_and_wait(&name), servers).map(drop)
         })
     }
 
@@ -484,11 +484,9 @@ impl Rotator for LocalProviderKey {
                     )))
                 }
             }
-            self.answer().await?;
-            for server in &self.servers {
-                server.verify_new(ctx.rotation_id, new).await?;
-            }
-            Ok(())
+            let id = ctx.rotation_id;
+            let servers = try_join_all(self.servers.iter().map(|s| s.verify_new(id, new)));
+            tokio::try_join!(self.answer(), servers).map(drop)
         })
     }
 
@@ -542,26 +540,25 @@ impl Rotator for LocalProviderKey {
                 }
             }
             // The old key is dead: an answer now proves the assistant uses the new one.
-            let answered = self.answer().await;
-            if answered.is_err() {
-                // Make the gateway read its settings again before the next attempt.
-                self.config.kick()?;
-            }
-            answered?;
-            let new = ctx.new_secret()?;
-            for server in &self.servers {
-                server.verify_in_use(ctx.rotation_id, new).await?;
-            }
-            Ok(())
+            let here = async {
+                let answered = self.answer().await;
+                if answered.is_err() {
+                    // Make the gateway read its settings again before the next attempt.
+                    self.config.kick()?;
+                }
+                answered
+            };
+            let (id, new) = (ctx.rotation_id, ctx.new_secret()?);
+            let servers = try_join_all(self.servers.iter().map(|s| s.verify_in_use(id, new)));
+            tokio::try_join!(here, servers).map(drop)
         })
     }
 
     fn discard<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
         Box::pin(async move {
-            self.name_and_wait(&self.entry.to_string()).await?;
-            for server in &self.servers {
-                server.discard(ctx.old).await?;
-            }
+            let steady = self.entry.to_string();
+            let servers = try_join_all(self.servers.iter().map(|s| s.discard(ctx.old)));
+            tokio::try_join!(self.name_and_wait(&steady), servers)?;
             // By name: a crash may have come between the create and the journal.
             if let Mint::OpenRouter { api, management } = &self.mint {
                 let old = ctx.detail.get("old_hash").and_then(Value::as_str);
@@ -608,11 +605,10 @@ impl Rotator for LocalProviderKey {
         Box::pin(async move {
             // The same key, so nothing to verify; a chat during the reload would fail, so
             // this waits for it (as the gateway token's settle).
-            self.name_and_wait(&self.entry.to_string()).await?;
             let new = ctx.new_secret()?;
-            for server in &self.servers {
-                server.settle(new).await?;
-            }
+            let steady = self.entry.to_string();
+            let servers = try_join_all(self.servers.iter().map(|s| s.settle(new)));
+            tokio::try_join!(self.name_and_wait(&steady), servers)?;
             let instances = std::iter::once(ctx.instance)
                 .chain(self.servers.iter().map(|s| s.instance.as_str()));
             for instance in instances {

@@ -6,11 +6,13 @@
 //! - **mint**: a new ed25519 key, with the same comment as every app key for the server
 //!   (`clawkeeper-<instance>`, so that removing the server later finds it);
 //! - **install**: its public line appended to the login user's `authorized_keys` (only if
-//!   absent), over a session logged in with the old key;
+//!   absent), over the app's session with the server (logged in with the key in the
+//!   keychain; the one the whole click shares, see [`ServerLink`]);
 //! - **verify new**: a fresh login with the new key runs a command;
 //! - **revoke old**: the old key's line removed, found by its public key (not its comment,
-//!   which both lines share), over a session logged in with the new key; never while the
-//!   new key's line is missing;
+//!   which both lines share), over a session logged in with the new key (the verify's, kept
+//!   open for it: the server lets only 10 new SSH connections a minute through); never
+//!   while the new key's line is missing;
 //! - **verify old**: a login with the old key is refused;
 //! - **settle** (commit): the server's record names the new public key;
 //! - **discard** (undo before the revoke): the new key's line removed, logged in with the
@@ -24,15 +26,21 @@
 use super::{Ctx, KeyId, Rotator, StepError, StepFuture, StepResult};
 use crate::remote::{shell_quote, Remote};
 use crate::secret::Secret;
+use crate::server::ServerLink;
 use crate::ssh::{self, hosts, keys, Auth, Session};
 use crate::store::Store;
 use russh::keys::PrivateKey;
 use std::sync::Arc;
+use tokio::sync::Mutex;
 
 /// The app's SSH key for the adopted server `instance`.
 pub struct ServerSshKey {
-    pub store: Store,
-    pub instance: String,
+    store: Store,
+    instance: String,
+    /// The app's session with the server (any of its keys in the keychain).
+    link: ServerLink,
+    /// The verify's session, logged in with the new key: the revoke runs over it.
+    with_new: Mutex<Option<Session>>,
 }
 
 /// A key from the keychain (OpenSSH text).
@@ -118,6 +126,15 @@ mv "$tmp" "$f"
 }
 
 impl ServerSshKey {
+    pub fn new(store: Store, instance: &str, link: ServerLink) -> Self {
+        Self {
+            store,
+            instance: instance.to_owned(),
+            link,
+            with_new: Mutex::new(None),
+        }
+    }
+
     /// Log in with `key` (the server's pinned host key checked first).
     async fn login(&self, key: PrivateKey) -> ssh::Result<Session> {
         let rec = hosts::get(&self.store, &self.instance)
@@ -134,9 +151,7 @@ impl ServerSshKey {
         let out = session
             .run("sh -s", Some(script.as_bytes()))
             .await
-            .map_err(|e| StepError::Transient(format!("the server stopped answering ({e})")));
-        session.close().await;
-        let out = out?;
+            .map_err(|e| StepError::Transient(format!("the server stopped answering ({e})")))?;
         if out.success() {
             return Ok(None);
         }
@@ -146,20 +161,31 @@ impl ServerSshKey {
         Err(StepError::Transient(format!("{what}: {}", out.tail(3))))
     }
 
-    /// Remove `gone`'s line, logged in with `with` (whose line must stay).
-    async fn remove(&self, gone: &Secret, with: &Secret, what: &str) -> StepResult {
+    /// Remove `gone`'s line, logged in with `with` (whose line must stay; `session`: one
+    /// logged in with it already).
+    async fn remove(
+        &self,
+        gone: &Secret,
+        with: &Secret,
+        session: Option<Session>,
+        what: &str,
+    ) -> StepResult {
         let gone_line = public_line(&parse(gone)?)?;
         let with_key = parse(with)?;
         let keep_line = public_line(&with_key)?;
-        let session = self.login(with_key).await.map_err(|e| classify(&e))?;
-        match self
+        let session = match session.filter(|s| !s.is_closed()) {
+            Some(s) => s,
+            None => self.login(with_key).await.map_err(|e| classify(&e))?,
+        };
+        let ran = self
             .run(
                 &session,
                 &remove_script(&blob(&gone_line)?, &blob(&keep_line)?),
                 what,
             )
-            .await?
-        {
+            .await;
+        session.close().await;
+        match ran? {
             None => Ok(()),
             Some(_) => Err(StepError::Permanent(
                 "the key Clawkeeper logged in with isn't in the server's list of allowed keys \
@@ -193,7 +219,7 @@ impl Rotator for ServerSshKey {
     fn install<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
         Box::pin(async move {
             let line = public_line(&parse(ctx.new_secret()?)?)?;
-            let session = self.login(parse(ctx.old)?).await.map_err(|e| match e {
+            let session = self.link.session().await.map_err(|e| match e {
                 ssh::Error::AuthRejected { .. } => StepError::Permanent(
                     "the server no longer accepts the key in your keychain".into(),
                 ),
@@ -221,10 +247,16 @@ impl Rotator for ServerSshKey {
                     e => classify(&e),
                 })?;
             let out = session.run("true", None).await;
-            session.close().await;
             match out {
-                Ok(o) if o.success() => Ok(()),
+                Ok(o) if o.success() => {
+                    // Kept for the revoke (a crash meanwhile just drops it).
+                    if let Some(earlier) = self.with_new.lock().await.replace(session) {
+                        earlier.close().await;
+                    }
+                    Ok(())
+                }
                 Ok(o) => {
+                    session.close().await;
                     let said = o.tail(2);
                     Err(StepError::Permanent(format!(
                         "the server let the new key in but didn't run a command with it ({})",
@@ -236,9 +268,12 @@ impl Rotator for ServerSshKey {
                         }
                     )))
                 }
-                Err(e) => Err(StepError::Transient(format!(
-                    "the server stopped answering ({e})"
-                ))),
+                Err(e) => {
+                    session.close().await;
+                    Err(StepError::Transient(format!(
+                        "the server stopped answering ({e})"
+                    )))
+                }
             }
         })
     }
@@ -246,9 +281,11 @@ impl Rotator for ServerSshKey {
     fn revoke_old<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> StepFuture<'a> {
         Box::pin(async move {
             let new = ctx.new_secret()?;
+            let kept = self.with_new.lock().await.take();
             self.remove(
                 ctx.old,
                 new,
+                kept,
                 "the old key couldn't be removed on the server",
             )
             .await
@@ -278,9 +315,13 @@ impl Rotator for ServerSshKey {
             if matches!(hosts::get(&self.store, &self.instance).await, Ok(None)) {
                 return Ok(());
             }
+            if let Some(s) = self.with_new.lock().await.take() {
+                s.close().await;
+            }
             self.remove(
                 new,
                 ctx.old,
+                None,
                 "the new key couldn't be removed on the server",
             )
             .await
@@ -338,10 +379,9 @@ mod tests {
     #[tokio::test]
     async fn ssh_keys_are_named_by_their_public_fingerprint() {
         let k = keys::generate_ed25519("clawkeeper-srv").unwrap();
-        let r = ServerSshKey {
-            store: Store::open_memory().await.unwrap(),
-            instance: "srv".into(),
-        };
+        let store = Store::open_memory().await.unwrap();
+        let vault = crate::vault::Vault::new("clawkeeper-test");
+        let r = ServerSshKey::new(store.clone(), "srv", ServerLink::new(store, vault, "srv"));
         let text = keys::to_openssh(&k).unwrap();
         assert_eq!(r.fingerprint(&text), keys::fingerprint(k.public_key()));
         assert!(r.fingerprint(&text).starts_with("SHA256:"));
