@@ -2055,6 +2055,7 @@ async fn rotate(n: usize) -> Result<()> {
     // In the order they first happened: (key, ms per run) and (key step, ms per run).
     let mut per_key: Vec<(String, Vec<f64>)> = Vec::new();
     let mut per_step: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut per_began: Vec<(String, Vec<f64>)> = Vec::new();
     for i in 0..n {
         // A person's clicks are seconds apart; right after a rotation the next one first
         // waits for the gateway to have applied the last config write (gateway_token.rs).
@@ -2107,11 +2108,13 @@ async fn rotate(n: usize) -> Result<()> {
             }
         }
         let m = marks.lock().map(|m| m.clone()).unwrap_or_default();
-        // Each key in turn: the checks before its rotation began (the keys list, the
-        // server answering: from the previous key's end), then its steps, the last one
-        // ending when its rotation finished; what follows the last key.
+        // Each key: when its rotation began (from the click: the keys list, the checks
+        // before it, the keys before it in its place; keys of different places rotate at
+        // the same time), how long it took, and its steps, the last one ending when its
+        // rotation finished; what follows the last key's end.
         let since = |a: SystemTime, b: SystemTime| b.duration_since(a).unwrap_or_default();
-        let mut prev_end = t_sys;
+        let mut last_end = t_sys;
+        let mut timeline = Vec::new();
         for r in &results {
             let Some(rot) = &r.rotation else { continue };
             let (Some(started), Some(finished)) = (
@@ -2121,24 +2124,26 @@ async fn rotate(n: usize) -> Result<()> {
                 continue;
             };
             let key = format!("{} {}", r.instance_id, r.key.as_str());
-            add(
-                &mut per_step,
-                format!("{key} (checks before it)"),
-                ms(since(prev_end, started)),
-            );
+            let (began, took) = (ms(since(t_sys, started)), ms(since(started, finished)));
+            timeline.push(format!("{key} {began:.0}-{:.0}", began + took));
+            add(&mut per_began, key.clone(), began);
             let steps: Vec<&(String, String, SystemTime)> =
                 m.iter().filter(|(k, _, _)| *k == key).collect();
             for (j, (_, step, at)) in steps.iter().enumerate() {
                 let next = steps.get(j + 1).map_or(finished, |(_, _, t)| *t);
                 add(&mut per_step, format!("{key} {step}"), ms(since(*at, next)));
             }
-            add(&mut per_key, key, ms(since(prev_end, finished)));
-            prev_end = finished;
+            add(&mut per_key, key, took);
+            last_end = last_end.max(finished);
         }
         add(
             &mut per_step,
-            "after the last key".into(),
-            ms(since(prev_end, end)),
+            "after the last key's end".into(),
+            ms(since(last_end, end)),
+        );
+        println!(
+            "  run {i} timeline (ms from the click): {}",
+            timeline.join(", ")
         );
         println!(
             "  run {i}: wall {:.0} ms, app CPU {:.1} ms, waiting {:.0} ms (meanwhile CPU of this computer's gateway and helpers {:.0} ms, of the server {:.0} ms); {}",
@@ -2181,8 +2186,12 @@ async fn rotate(n: usize) -> Result<()> {
         median(&remotes) * 1000.0,
     );
     for (key, ms) in &per_key {
+        let began = per_began
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or(f64::NAN, |(_, b)| median(b));
         println!(
-            "  key {key} (with the checks before it): median {:.0} ms ({} run(s))",
+            "  key {key}: began {began:.0} ms after the click, took {:.0} ms (medians of {} run(s))",
             median(ms),
             ms.len()
         );
