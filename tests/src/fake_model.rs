@@ -96,6 +96,9 @@ pub struct RecordedRequest {
     pub auth_present: bool,
     /// It was `Bearer <a key the fake accepts>`.
     pub auth_ok: bool,
+    /// SHA-256 (hex) of the key it carried (the bearer token, or `x-api-key`): which key
+    /// an assistant used, without the fake keeping the key's text.
+    pub key_sha256: Option<String>,
     /// `model` of a chat request.
     pub model: Option<String>,
     /// Number of entries in `messages`.
@@ -351,11 +354,17 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .map(|c| c.to_bytes())
         .unwrap_or_default();
 
+    let key_sha256 = auth
+        .as_deref()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or(api_key.as_deref())
+        .map(sha256_hex);
     let mut record = RecordedRequest {
         method: method.to_string(),
         path: path.clone(),
         auth_present,
         auth_ok,
+        key_sha256,
         model: None,
         message_count: 0,
         last_user_text: None,
@@ -566,6 +575,14 @@ fn strip_openclaw_envelope(text: &str) -> &str {
         text = &text[..cut];
     }
     text.trim()
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The prompt the fake answers: the text of the last user message that is
@@ -806,6 +823,10 @@ mod tests {
         assert_eq!(recorded.len(), 1);
         assert!(recorded[0].auth_present);
         assert!(!recorded[0].auth_ok);
+        assert_eq!(
+            recorded[0].key_sha256.as_deref(),
+            Some(sha256_hex("sk-wrong").as_str())
+        );
 
         // No header at all is refused the same way.
         let response = client()
@@ -816,6 +837,7 @@ mod tests {
             .expect("send");
         assert_eq!(response.status(), 401);
         assert!(!fake.requests()[1].auth_present);
+        assert_eq!(fake.requests()[1].key_sha256, None);
     }
 
     #[tokio::test]
@@ -868,6 +890,7 @@ mod tests {
         assert_eq!(recorded.len(), 1);
         let r = &recorded[0];
         assert!(r.auth_ok && r.stream && r.include_usage);
+        assert_eq!(r.key_sha256.as_deref(), Some(sha256_hex(KEY).as_str()));
         assert_eq!(r.model.as_deref(), Some("echo-1"));
         assert_eq!(r.message_count, 4);
         assert_eq!(r.last_user_text.as_deref(), Some("hello there world"));

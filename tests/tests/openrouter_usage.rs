@@ -320,6 +320,18 @@ async fn find_key_hash_among_several_keys() {
             .ok(),
         fake.hash_of(&ours)
     );
+    // Listed only when asked for, as a clean-up of keys must (one made and disabled since).
+    let twin_hash = fake.hash_of(&twin).unwrap();
+    let live = api.all_keys(&mgmt).await.unwrap();
+    assert!(!live.iter().any(|k| k.hash == twin_hash));
+    assert_eq!(live.len(), 10);
+    let with_disabled = api.all_keys_with_disabled(&mgmt).await.unwrap();
+    assert!(with_disabled.iter().any(|k| k.hash == twin_hash));
+    assert_eq!(with_disabled.len(), 11);
+    assert_eq!(
+        fake.requests().last().unwrap().query,
+        "offset=11&include_disabled=true"
+    );
 
     // If hashes are SHA-256 of the key text, twins don't matter.
     fake.set_sha256_hashes(true);

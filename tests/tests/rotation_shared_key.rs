@@ -16,6 +16,12 @@
 //! - Crash injection: the CLI killed (SIGKILL) before and after the install, after the
 //!   verify and before the commit; meanwhile both assistants answer; `rotate --resume`
 //!   finishes or undoes it, and both end on the keychain's key.
+//! - The new key refused for good before the revoke (disabled at OpenRouter while the CLI
+//!   was killed after the install): `rotate --resume` undoes the rotation and says so; the
+//!   keychain and OpenRouter keep the old key, the new one is deleted there; both
+//!   assistants' model calls carry the old key again; on the server the config is back on
+//!   its steady file with the old key (and the root-only source), no tagged file, and the
+//!   discarded key is nowhere (the final scan).
 //! - The server's gateway restarted after the old key was deleted (before the commit): it
 //!   comes up with the new key.
 //! - "Set up again" on the server in the middle of a rotation puts the key being verified
@@ -428,6 +434,75 @@ async fn a_provider_key_shared_with_a_server_rotates_on_both() {
         );
         seen.push(now);
     }
+
+    step("the new key refused for good before the revoke: undone here and on the server");
+    let before = vault.read(&entry()).await.unwrap();
+    cli.kill_at(
+        &["rotate", "provider-key"],
+        "provider-key:verify_new",
+        &marker,
+    );
+    let new = vault.read(&staging(&entry())).await.unwrap();
+    let (files, provider, path) = server_keys(&host).await;
+    assert_eq!(
+        provider, "clawkeeper_provider_key_next",
+        "installed on the server"
+    );
+    assert!(
+        path.starts_with(&format!("{KEY_DIR}/provider-key.r"))
+            && files
+                .iter()
+                .any(|(p, s)| *p == path && *s == sha256(new.expose())),
+        "the server reads the new key from its tagged file: {path} {files:?}"
+    );
+    // Disabled at OpenRouter (by the person, say): the verify asks OpenRouter first.
+    openrouter.set_disabled(new.expose(), true);
+    let asked = model.chat_requests().len();
+    let (ok, text) = cli.run(&["rotate", "--resume"]);
+    printed.push_str(&text);
+    // Nothing is left waiting, so the CLI ends well, and says it undid the rotation and why.
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("Undid the interrupted rotation of the model provider key")
+            && text.contains("the old key is kept")
+            && text.contains("your provider refused the new key"),
+        "{text}"
+    );
+    let rows = journal::recent(app.store(), 1).await.unwrap();
+    assert_eq!(rows[0].outcome, Some(journal::Outcome::RolledBack));
+    assert_eq!(
+        vault.read(&entry()).await.unwrap().expose(),
+        before.expose(),
+        "the keychain keeps the old key"
+    );
+    assert!(openrouter.would_allow(before.expose()), "the old key works");
+    assert_eq!(
+        openrouter.hash_of(new.expose()),
+        None,
+        "the new key, disabled, deleted at OpenRouter all the same"
+    );
+    // One key on the account, nothing staged, both answer, the server on the steady
+    // provider with the old key in its file and the root-only source, no tagged file.
+    let now = world.settled(&before, "undone").await;
+    assert_eq!(now.expose(), before.expose());
+    let (_, _, path) = server_keys(&host).await;
+    assert_eq!(path, format!("{KEY_DIR}/provider-key"));
+    // Which key each assistant's model calls carried since: the old one.
+    let calls = model.chat_requests();
+    for prompt in ["undone", "server undone"] {
+        let keys: Vec<_> = calls[asked..]
+            .iter()
+            .filter(|r| r.prompt.as_deref() == Some(prompt))
+            .map(|r| r.key_sha256.clone())
+            .collect();
+        assert!(!keys.is_empty(), "no model call for {prompt:?}");
+        assert!(
+            keys.iter()
+                .all(|k| k.as_deref() == Some(sha256(before.expose()).as_str())),
+            "{prompt:?}: a model call with another key than the old one"
+        );
+    }
+    seen.push(new);
 
     step("the server's gateway restarted after the old key was deleted: it comes up with the new key");
     let before = vault.read(&entry()).await.unwrap();

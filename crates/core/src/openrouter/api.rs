@@ -16,10 +16,11 @@
 //!   prompt_tokens, completion_tokens, reasoning_tokens}]}`, "grouped by endpoint for the
 //!   last 30 (completed) UTC days"; `date` filters to one of those days.
 //! * `GET /credits` (management key) → `{"data":{total_credits, total_usage}}`.
-//! * `GET /keys[?offset=N]` (management key) → `{"data":[{hash, name, label, disabled,
-//!   limit, limit_remaining, limit_reset, include_byok_in_limit, usage, usage_daily,
-//!   usage_weekly, usage_monthly, byok_usage…, created_at, updated_at}]}`, "the most recent
-//!   100", paginated with `offset`.
+//! * `GET /keys[?offset=N][&include_disabled=true]` (management key) → `{"data":[{hash,
+//!   name, label, disabled, limit, limit_remaining, limit_reset, include_byok_in_limit,
+//!   usage, usage_daily, usage_weekly, usage_monthly, byok_usage…, created_at,
+//!   updated_at}]}`, "the most recent 100", paginated with `offset`; disabled keys only
+//!   with `include_disabled` ("Whether to include disabled API keys in the response").
 //! * `PATCH /keys/{hash}` body `{name?, disabled?, limit (number|null), limit_reset
 //!   ("daily"|"weekly"|"monthly"|null), include_byok_in_limit?}` → `{"data":{…key…}}`.
 //!   Resets happen at midnight UTC; weeks run Monday to Sunday.
@@ -800,11 +801,26 @@ impl OpenRouterApi {
 
     /// One page of the account's keys, skipping `offset` of them. Management key.
     pub async fn list_keys(&self, management: &Secret, offset: usize) -> Result<Vec<ApiKey>> {
+        self.key_page(management, offset, false).await
+    }
+
+    /// One page of the account's keys, disabled ones too when `include_disabled` (the list
+    /// leaves them out by default).
+    async fn key_page(
+        &self,
+        management: &Secret,
+        offset: usize,
+        include_disabled: bool,
+    ) -> Result<Vec<ApiKey>> {
+        let mut query = vec![("offset", offset.to_string())];
+        if include_disabled {
+            query.push(("include_disabled", "true".to_owned()));
+        }
         let body = self
             .call(
                 Method::Get,
                 "/keys",
-                &[("offset", offset.to_string())],
+                &query,
                 None,
                 management,
                 KeyRole::Management,
@@ -815,9 +831,21 @@ impl OpenRouterApi {
 
     /// Every key of the account, page after page until an empty one. Management key.
     pub async fn all_keys(&self, management: &Secret) -> Result<Vec<ApiKey>> {
+        self.keys_paged(management, false).await
+    }
+
+    /// Every key of the account, disabled ones too: what must find a key to delete it
+    /// (one Clawkeeper made may have been disabled since). Management key.
+    pub async fn all_keys_with_disabled(&self, management: &Secret) -> Result<Vec<ApiKey>> {
+        self.keys_paged(management, true).await
+    }
+
+    async fn keys_paged(&self, management: &Secret, include_disabled: bool) -> Result<Vec<ApiKey>> {
         let mut out: Vec<ApiKey> = Vec::new();
         for _ in 0..MAX_KEY_PAGES {
-            let page = self.list_keys(management, out.len()).await?;
+            let page = self
+                .key_page(management, out.len(), include_disabled)
+                .await?;
             if page.is_empty() {
                 return Ok(out);
             }

@@ -315,7 +315,8 @@ impl LocalProviderKey {
     }
 
     /// Delete what this rotation minted at OpenRouter (found by its name: a crash may have
-    /// come before its hash was noted).
+    /// come before its hash was noted; disabled ones too: a key refused because it was
+    /// disabled is the one an undo must delete).
     async fn delete_minted(
         api: &OpenRouterApi,
         management: &Secret,
@@ -324,7 +325,7 @@ impl LocalProviderKey {
     ) -> StepResult {
         let name = minted_name(rotation_id);
         let listed = api
-            .all_keys(management)
+            .all_keys_with_disabled(management)
             .await
             .map_err(|e| api_step_error(e, "OpenRouter's key list can't be read"))?;
         for k in listed
