@@ -28,6 +28,10 @@
 //!   there, and the rotation still finishes.
 //! - sshd stopped between the install and the verify: the rotation waits with both keys
 //!   working, and finishes once the server answers.
+//! - "Rotate all" (`rotate --all`): this computer's access token and the server's SSH key
+//!   and access token at once, then the shared provider key; every one rotated, the old
+//!   ones refused, and sshd accepted only two logins: the click's one session and the new
+//!   SSH key's check.
 //! - Planted-secret scan: no key, old or new, in the data folder, the CLI's output, the
 //!   journal, the audit log or any process's arguments; on the server no old key anywhere
 //!   in its files, the current one only in its two key files.
@@ -38,6 +42,7 @@ use clawkeeper_core::app::{Clawkeeper, ProviderInput};
 use clawkeeper_core::gateway::{self, chat, ClientInfo};
 use clawkeeper_core::local::supervisor::Policy;
 use clawkeeper_core::paths::Paths;
+use clawkeeper_core::rotation::gateway_token::{self, Verdict};
 use clawkeeper_core::rotation::{driver, journal, staging};
 use clawkeeper_core::server::ServerLink;
 use clawkeeper_core::ssh::keys;
@@ -589,6 +594,114 @@ async fn a_provider_key_shared_with_a_server_rotates_on_both() {
     let now = world.settled(&before, "after sshd came back").await;
     assert_eq!(now.expose(), waiting.expose());
     seen.push(now.clone());
+
+    step("Rotate all: this computer's keys and the server's at once, the shared provider key after; one SSH login for the server besides the SSH key's checks");
+    let old = |kind, instance: &'static str| {
+        let vault = vault.clone();
+        async move { vault.read(&SecretRef::new(kind, instance)).await.unwrap() }
+    };
+    let before = vault.read(&entry()).await.unwrap();
+    let (old_token, old_server_token, old_ssh) = (
+        old(SecretKind::GatewayToken, "local").await,
+        old(SecretKind::GatewayToken, ID).await,
+        old(SecretKind::SshKey, ID).await,
+    );
+    let since = host.inspect_ok("date +%s").await.unwrap().trim().to_owned();
+    let (ok, text) = cli.run(&["--json", "rotate", "--all"]);
+    printed.push_str(&text);
+    assert!(ok, "{text}");
+    // The logins sshd accepted meanwhile: the click's one session, and the new SSH key's
+    // check (the old key's was refused). The checks and the other rotations made none.
+    let logins = host
+        .inspect_ok(&format!(
+            "journalctl --since @{since} -o cat | grep -c 'Accepted publickey' || true"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(logins.trim(), "2", "SSH logins during Rotate all");
+    let results: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let rotated: Vec<String> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "rotated")
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["instanceId"].as_str().unwrap(),
+                r["key"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        rotated,
+        [
+            "local gateway-token",
+            "local provider-key",
+            &format!("{ID} ssh-key"),
+            &format!("{ID} gateway-token")
+        ],
+        "every one-click key rotated, in the keys list's order: {text}"
+    );
+    let now = world.settled(&before, "after Rotate all").await;
+    assert_ne!(now.expose(), before.expose());
+    for (what, kind, instance, was) in [
+        (
+            "this computer's access token",
+            SecretKind::GatewayToken,
+            "local",
+            &old_token,
+        ),
+        (
+            "the server's access token",
+            SecretKind::GatewayToken,
+            ID,
+            &old_server_token,
+        ),
+        ("the server's SSH key", SecretKind::SshKey, ID, &old_ssh),
+    ] {
+        assert_ne!(
+            old(kind, instance).await.expose(),
+            was.expose(),
+            "{what} changed"
+        );
+    }
+    let url = app.instance().url();
+    assert_eq!(
+        gateway_token::try_token(&url, &old_token).await,
+        Verdict::Refused,
+        "this computer's assistant refuses the old token"
+    );
+    let link = ServerLink::new(app.store().clone(), vault.clone(), ID);
+    let tunnel = link.gateway_tunnel().await.unwrap();
+    let there = format!("ws://{}", tunnel.local_addr());
+    assert_eq!(
+        gateway_token::try_token(&there, &old_server_token).await,
+        Verdict::Refused,
+        "the server's assistant refuses its old token"
+    );
+    assert_eq!(
+        gateway_token::try_token(&there, &old(SecretKind::GatewayToken, ID).await).await,
+        Verdict::Accepted,
+        "the server's assistant takes the keychain's token"
+    );
+    drop(tunnel);
+    link.reset().await;
+    let authorized =
+        std::fs::read_to_string(host.root().join("root/.ssh/authorized_keys")).unwrap();
+    let blob = |k: &Secret| {
+        let line = keys::public_line(keys::parse_private(k, None).unwrap().public_key()).unwrap();
+        line.split_whitespace().nth(1).unwrap().to_owned()
+    };
+    assert!(
+        !authorized.contains(&blob(&old_ssh)),
+        "the old SSH key is gone from the server"
+    );
+    assert!(
+        authorized.contains(&blob(&old(SecretKind::SshKey, ID).await)),
+        "the new SSH key is on the server"
+    );
+    seen.extend([now.clone(), old_token, old_server_token]);
 
     step("no key on disk, in output, the journal, the audit log, process arguments; on the server only the current one, in its files");
     let needles: Vec<String> = seen.iter().map(|s| s.expose().to_owned()).collect();
