@@ -674,6 +674,27 @@ mod tests {
         ));
     }
 
+    /// The server's script with `params`, run by bash here; what it printed (it must end
+    /// well).
+    fn run_script(params: &[(&str, String)]) -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("bash")
+            .arg("-s")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(render_bare(SCRIPT, params).as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{params:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// The script itself, run by bash on a temporary directory.
     #[test]
     fn the_script_prunes_and_reports_hashes_only() {
@@ -686,7 +707,6 @@ mod tests {
         std::fs::write(d.join(".gateway-token.tmp"), "x").unwrap();
         std::fs::write(d.join("other"), "keep").unwrap();
         let run = |action: &str, extra: &[(&str, String)]| {
-            use std::io::Write;
             let mut p = vec![
                 ("CK_ACTION", action.to_owned()),
                 ("CK_PREFIX", GATEWAY_TOKEN.to_owned()),
@@ -697,21 +717,7 @@ mod tests {
                 ("CK_USER", "root".to_owned()),
             ];
             p.extend(extra.iter().cloned());
-            let mut child = std::process::Command::new("bash")
-                .arg("-s")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(render_bare(SCRIPT, &p).as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success(), "{action}");
-            String::from_utf8(out.stdout).unwrap()
+            run_script(&p)
         };
         let out = run("state", &[]);
         assert!(!out.contains("secret"), "{out}");
@@ -784,21 +790,7 @@ mod tests {
                 ),
                 ("CK_WAIT", "5".to_owned()),
             ];
-            let mut child = std::process::Command::new("bash")
-                .arg("-s")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(render_bare(SCRIPT, &p).as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success());
-            String::from_utf8(out.stdout).unwrap()
+            run_script(&p)
         };
         // Written just now by someone else: waits.
         let out = write(1);
