@@ -12,6 +12,7 @@ pub mod fake_model;
 pub mod fake_openai;
 pub mod fake_openrouter;
 pub mod fake_tailscale;
+pub mod fake_tailscale_control;
 pub mod fake_telegram;
 pub mod local_window;
 pub mod npm_mirror;

@@ -10,7 +10,16 @@
 //! recording DNS stub (which other tests check). The LocalAPI is a unix socket in its dir,
 //! so it is reachable from here all the same. Drop stops it (SIGTERM, then SIGKILL) and
 //! removes its dir.
+//!
+//! [`Tailscaled::start_with`] with [`Options::local_network`] gives that namespace a network
+//! of its own instead, for a control server fake to be reachable: loopback up, and a
+//! port-less bridge with a TEST-NET-1 address (`192.0.2.1/32`, RFC 5737), without which
+//! tailscaled counts the network as down and never picks a home DERP region. There is no
+//! route out of it. The namespace is held by a `sleep` (so it outlives a daemon restart);
+//! [`Tailscaled::in_netns`] runs code there, e.g. to bind the fake's listeners.
 
+use std::io::BufRead;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,8 +74,24 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
+/// How to start tailscaled; `Options::default()` is what [`Tailscaled::start`] does.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Loopback and a port-less bridge in its namespace (see the module doc), instead of
+    /// nothing at all.
+    pub local_network: bool,
+    /// More environment for tailscaled (e.g. `TS_DEBUG_USE_DERP_HTTP=1`, `SSL_CERT_FILE`).
+    pub env: Vec<(String, String)>,
+}
+
+/// The bridge's name and address in a `local_network` namespace.
+pub const BRIDGE: &str = "ck-ts0";
+pub const BRIDGE_ADDR: &str = "192.0.2.1";
+
 pub struct Tailscaled {
     child: Option<Child>,
+    /// The process holding a `local_network` namespace.
+    netns_holder: Option<Child>,
     dir: tempfile::TempDir,
     bin: PathBuf,
 }
@@ -74,14 +99,29 @@ pub struct Tailscaled {
 impl Tailscaled {
     /// Start tailscaled and wait until its LocalAPI socket answers a connect.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(Options::default())
+    }
+
+    /// [`Self::start`], with [`Options`].
+    pub fn start_with(opts: Options) -> anyhow::Result<Self> {
         if let Some(why) = unavailable() {
             anyhow::bail!("tailscaled can't run here: {why}");
         }
         let bin = bin_dir().ok_or_else(|| anyhow::anyhow!("no {BIN_ENV}"))?;
         let dir = tempfile::Builder::new().prefix("tailscaled-").tempdir()?;
+        let netns_holder = if opts.local_network {
+            Some(local_network()?)
+        } else {
+            None
+        };
+        let holder_pid = netns_holder.as_ref().map(Child::id);
         let d = dir.path();
         let log = std::fs::File::create(d.join("tailscaled.log"))?;
-        let child = isolated(&bin.join("tailscaled"))
+        let mut cmd = in_namespace(holder_pid, &bin.join("tailscaled"));
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let spawned = cmd
             .arg("--tun=userspace-networking")
             .arg("--no-logs-no-support")
             .arg(format!("--statedir={}", d.display()))
@@ -94,9 +134,20 @@ impl Tailscaled {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .spawn()?;
+            .spawn();
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(mut h) = netns_holder {
+                    let _ = h.kill();
+                    let _ = h.wait();
+                }
+                return Err(e.into());
+            }
+        };
         let mut me = Self {
             child: Some(child),
+            netns_holder,
             dir,
             bin,
         };
@@ -143,9 +194,34 @@ impl Tailscaled {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// Runs `f` on a thread inside tailscaled's network namespace (sockets made there stay
+    /// in it: a listener bound there is reachable by tailscaled only).
+    pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+        let pid = self
+            .netns_holder
+            .as_ref()
+            .or(self.child.as_ref())
+            .map(Child::id)
+            .ok_or_else(|| anyhow::anyhow!("tailscaled is stopped"))?;
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    rustix::thread::move_into_link_name_space(
+                        ns.as_fd(),
+                        Some(rustix::thread::LinkNameSpaceType::Network),
+                    )?;
+                    Ok(f())
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("the thread in tailscaled's namespace panicked"))?
+        })
+    }
+
     /// The official CLI against this daemon: `tailscale --socket=<ours> <args>`.
     pub fn cli(&self) -> Command {
-        let mut c = isolated(&self.bin.join("tailscale"));
+        let holder_pid = self.netns_holder.as_ref().map(Child::id);
+        let mut c = in_namespace(holder_pid, &self.bin.join("tailscale"));
         c.arg(format!("--socket={}", self.socket().display()));
         c.env("TS_NO_LOGS_NO_SUPPORT", "1")
             .env("TS_LOGS_DIR", self.dir());
@@ -172,16 +248,56 @@ impl Tailscaled {
     }
 }
 
-/// `program` in a new, empty network namespace (`unshare --net` execs it: same pid).
-fn isolated(program: &Path) -> Command {
-    let mut c = Command::new("unshare");
-    c.arg("--net").arg("--").arg(program);
-    c
+/// `program` in a new, empty network namespace (`unshare --net` execs it: same pid), or in
+/// the namespace of process `holder` (`nsenter` execs it too).
+fn in_namespace(holder: Option<u32>, program: &Path) -> Command {
+    match holder {
+        Some(pid) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/proc/{pid}/ns/net"))
+                .arg("--")
+                .arg(program);
+            c
+        }
+        None => {
+            let mut c = Command::new("unshare");
+            c.arg("--net").arg("--").arg(program);
+            c
+        }
+    }
+}
+
+/// A process holding a new network namespace with loopback and the bridge, once they are up.
+fn local_network() -> anyhow::Result<Child> {
+    let script = format!(
+        "ip link set lo up && ip link add {BRIDGE} type bridge && \
+         ip addr add {BRIDGE_ADDR}/32 dev {BRIDGE} && ip link set {BRIDGE} up && \
+         echo ready && exec sleep infinity"
+    );
+    let mut holder = Command::new("unshare")
+        .args(["--net", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    if let Some(out) = holder.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    if line.trim() != "ready" {
+        let _ = holder.kill();
+        let status = holder.wait()?;
+        anyhow::bail!("could not set up tailscaled's network namespace ({status})");
+    }
+    Ok(holder)
 }
 
 impl Drop for Tailscaled {
     fn drop(&mut self) {
         self.stop();
+        if let Some(mut h) = self.netns_holder.take() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
         // The TempDir removes the state, socket and log.
     }
 }
