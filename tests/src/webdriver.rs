@@ -103,34 +103,6 @@ pub async fn click(c: &Client, css: &str) -> Result<()> {
     .await
 }
 
-/// Type `text` into the field `css` once it is displayed (30 s at most), until the field
-/// holds it. As for [`click`]: a re-render between finding the field and typing replaces
-/// it (the page keeps what was typed, but the old node is gone), so it is found again.
-pub async fn type_into(c: &Client, css: &str, text: &str) -> Result<()> {
-    let stale = |e: &fantoccini::error::CmdError| {
-        e.is_stale_element_reference() || e.to_string().contains("was not found")
-    };
-    let what = format!("`{css}` to hold what was typed");
-    wait_until(&what, Duration::from_secs(30), || async {
-        let Some(el) = displayed(c, css).await? else {
-            return Ok(None);
-        };
-        let typed = async {
-            if el.prop("value").await?.as_deref() != Some(text) {
-                el.clear().await?;
-                el.send_keys(text).await?;
-            }
-            el.prop("value").await
-        };
-        match typed.await {
-            Ok(v) => Ok((v.as_deref() == Some(text)).then_some(())),
-            Err(e) if stale(&e) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    })
-    .await
-}
-
 /// The element matching `css`, if it exists and is displayed.
 pub async fn displayed(c: &Client, css: &str) -> Result<Option<Element>> {
     match c.find(Locator::Css(css)).await {

@@ -32,7 +32,7 @@ use clawkeeper_tests::fake_openrouter::ContractFakeOpenRouter;
 use clawkeeper_tests::local_window::{
     keys_in_view_and_working, text_of, window_needs, LocalWindow,
 };
-use clawkeeper_tests::webdriver::{click, displayed, js, screenshot, type_into, wait_until};
+use clawkeeper_tests::webdriver::{click, displayed, js, screenshot, wait_until};
 use fantoccini::Client;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -403,9 +403,16 @@ async fn admin_key(
         "{item}"
     );
     click(c, "[data-testid=openai-admin] summary").await?;
+    let field = displayed(c, "#openai-admin-key")
+        .await?
+        .context("the admin key's field")?;
     let wrong = format!("sk-admin-wrong-{}", std::process::id());
-    type_into(c, "#openai-admin-key", &wrong).await?;
-    type_into(c, "#openai-admin-project", project).await?;
+    field.send_keys(&wrong).await?;
+    displayed(c, "#openai-admin-project")
+        .await?
+        .context("the project's field")?
+        .send_keys(project)
+        .await?;
     center(c, "[data-testid=openai-admin]").await?;
     screenshot(c, "keys-openai-admin.png").await?;
 
@@ -460,7 +467,11 @@ async fn admin_key(
     );
 
     eprintln!("=== the right admin key: checked at OpenAI, kept in the keychain, one click");
-    type_into(c, "#openai-admin-key", admin).await?;
+    displayed(c, "#openai-admin-key")
+        .await?
+        .context("the admin key's field")?
+        .send_keys(admin)
+        .await?;
     click(c, "[data-testid=openai-admin-save]").await?;
     let saved = wait_until("\"saved\"", Duration::from_secs(60), || async {
         let t = text_of(c, "[data-testid=openai-admin-saved]").await?;
