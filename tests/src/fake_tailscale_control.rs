@@ -163,6 +163,30 @@ struct State {
     next_stream: u64,
 }
 
+impl State {
+    /// Fresh keys, no auth keys or nodes; its DERP server at `derp_port` (over TLS or not).
+    fn new(derp_port: u16, derp_tls: bool) -> State {
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        State {
+            server_private: noise::random_key(),
+            derp_private: noise::random_key(),
+            derp_port,
+            derp_tls,
+            auth_keys: Vec::new(),
+            nodes: Vec::new(),
+            extra: Vec::new(),
+            registrations: Vec::new(),
+            requests: Vec::new(),
+            next_id: 1,
+            faults: Faults::default(),
+            generation,
+            stream_epoch: 0,
+            streams: Vec::new(),
+            next_stream: 1,
+        }
+    }
+}
+
 type Shared = Arc<Mutex<State>>;
 
 fn lock(s: &Shared) -> MutexGuard<'_, State> {
@@ -212,24 +236,10 @@ impl ContractFakeTailscaleControl {
             None => None,
         };
         let tls_addr = tls.as_ref().map(|(_, a, _)| *a);
-        let (generation, _) = tokio::sync::watch::channel(0u64);
-        let state: Shared = Arc::new(Mutex::new(State {
-            server_private: noise::random_key(),
-            derp_private: noise::random_key(),
-            derp_port: tls_addr.map_or(http_addr.port(), |a| a.port()),
-            derp_tls: tls_addr.is_some(),
-            auth_keys: Vec::new(),
-            nodes: Vec::new(),
-            extra: Vec::new(),
-            registrations: Vec::new(),
-            requests: Vec::new(),
-            next_id: 1,
-            faults: Faults::default(),
-            generation,
-            stream_epoch: 0,
-            streams: Vec::new(),
-            next_stream: 1,
-        }));
+        let state: Shared = Arc::new(Mutex::new(State::new(
+            tls_addr.map_or(http_addr.port(), |a| a.port()),
+            tls_addr.is_some(),
+        )));
         tokio::spawn(accept_loop(http, None, state.clone(), stop.clone()));
         if let Some((l, _, acceptor)) = tls {
             tokio::spawn(accept_loop(l, Some(acceptor), state.clone(), stop.clone()));
@@ -968,12 +978,7 @@ mod tests {
     use super::*;
 
     fn state() -> State {
-        let (generation, _) = tokio::sync::watch::channel(0u64);
         State {
-            server_private: noise::random_key(),
-            derp_private: noise::random_key(),
-            derp_port: 80,
-            derp_tls: false,
             auth_keys: vec![
                 AuthKeyInfo {
                     key: "tskey-auth-once".into(),
@@ -990,16 +995,7 @@ mod tests {
                     revoked: false,
                 },
             ],
-            nodes: Vec::new(),
-            extra: Vec::new(),
-            registrations: Vec::new(),
-            requests: Vec::new(),
-            next_id: 1,
-            faults: Faults::default(),
-            generation,
-            stream_epoch: 0,
-            streams: Vec::new(),
-            next_stream: 1,
+            ..State::new(80, false)
         }
     }
 
