@@ -5,7 +5,9 @@
 //! `clawkeeper-window`. Dropped: the tray daemon and the driver are stopped.
 
 use crate::env;
-use crate::webdriver::{app_session, js, kill, screenshot, tauri_driver, wait_until};
+use crate::webdriver::{
+    app_session, displayed, js, kill, screenshot, stale, tauri_driver, wait_until,
+};
 use anyhow::{bail, Context, Result};
 use fantoccini::Client;
 use std::ffi::OsString;
@@ -152,6 +154,41 @@ pub async fn text_of(c: &Client, css: &str) -> Result<String> {
     js(
         c,
         &format!("return document.querySelector(\"{css}\")?.innerText ?? ''"),
+    )
+    .await
+}
+
+/// Open the Keys section's "Change…" form of `key` (e.g. `provider-key`) and give its text.
+/// The button toggles the form, and the list re-renders when the app tells it something: a
+/// click that landed on a node replaced just after (reported as gone, though the page took
+/// it) must not be repeated blindly, or it closes the form again. So the button is pressed
+/// only while it says the form is closed, until the form is there.
+pub async fn open_change_form(c: &Client, key: &str) -> Result<String> {
+    let button = format!("document.getElementById('key-change-{key}')");
+    wait_until(
+        &format!("the Change… form of {key}"),
+        Duration::from_secs(30),
+        || async {
+            let form = text_of(c, "[data-testid=key-change-form]").await?;
+            if !form.trim().is_empty() {
+                return Ok(Some(form));
+            }
+            let closed = js(
+                c,
+                &format!("const b = {button}; return b && !b.disabled && b.getAttribute('aria-expanded') !== 'true' ? 'closed' : ''"),
+            )
+            .await?;
+            if closed == "closed" {
+                if let Some(b) = displayed(c, &format!("#key-change-{key}")).await? {
+                    match b.click().await {
+                        Ok(()) => {}
+                        Err(e) if stale(&e) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Ok(None)
+        },
     )
     .await
 }

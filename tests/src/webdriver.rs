@@ -94,20 +94,56 @@ pub async fn click(c: &Client, css: &str) -> Result<()> {
         };
         match el.click().await {
             Ok(()) => Ok(Some(())),
-            Err(e) if e.is_stale_element_reference() || e.to_string().contains("was not found") => {
-                Ok(None)
-            }
+            Err(e) if stale(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     })
     .await
 }
 
-/// The element matching `css`, if it exists and is displayed.
+/// Type `text` into the field `css` once it is displayed (30 s at most), until the field
+/// holds exactly that. As for [`click`]: a re-render between finding the field and typing
+/// replaces it (the page keeps what was typed, but the old node is gone), so it is found
+/// again and filled afresh. The field is read and emptied by script: WebKitWebDriver
+/// answers the element `clear` and `property` commands with a bare error.
+pub async fn type_into(c: &Client, css: &str, text: &str) -> Result<()> {
+    let field = format!("document.querySelector({})", serde_json::to_string(css)?);
+    wait_until(
+        &format!("`{css}` to hold what was typed"),
+        Duration::from_secs(30),
+        || async {
+            let Some(el) = displayed(c, css).await? else {
+                return Ok(None);
+            };
+            js(c, &format!("const f = {field}; if (f) f.value = '';")).await?;
+            match el.send_keys(text).await {
+                Ok(()) => {}
+                Err(e) if stale(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+            let now = js(c, &format!("return {field}?.value ?? ''")).await?;
+            Ok((now == text).then_some(()))
+        },
+    )
+    .await
+}
+
+/// The node a command was given is gone: the page re-rendered since it was found.
+/// WebKitWebDriver says so in its own words rather than with the standard error code.
+pub fn stale(e: &fantoccini::error::CmdError) -> bool {
+    e.is_stale_element_reference() || e.to_string().contains("was not found")
+}
+
+/// The element matching `css`, if it exists and is displayed (a node replaced by a
+/// re-render between finding and asking counts as not displayed yet).
 pub async fn displayed(c: &Client, css: &str) -> Result<Option<Element>> {
     match c.find(Locator::Css(css)).await {
-        Ok(e) if e.is_displayed().await? => Ok(Some(e)),
-        Ok(_) => Ok(None),
+        Ok(e) => match e.is_displayed().await {
+            Ok(true) => Ok(Some(e)),
+            Ok(false) => Ok(None),
+            Err(err) if stale(&err) => Ok(None),
+            Err(err) => Err(err.into()),
+        },
         Err(e) if e.is_no_such_element() => Ok(None),
         Err(e) => Err(e.into()),
     }

@@ -23,9 +23,9 @@ use clawkeeper_core::rotation::gateway_token::{try_token, Verdict};
 use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
 use clawkeeper_tests::fake_model::{ContractFakeModel, KeyAuth};
 use clawkeeper_tests::local_window::{
-    keys_in_view_and_working, text_of, window_needs, LocalWindow,
+    keys_in_view_and_working, open_change_form, text_of, window_needs, LocalWindow,
 };
-use clawkeeper_tests::webdriver::{click, displayed, js, screenshot, wait_until};
+use clawkeeper_tests::webdriver::{click, js, screenshot, type_into, wait_until};
 use fantoccini::Client;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -240,11 +240,8 @@ async fn guided_provider_key(c: &Client, namespace: &str, old: &str, live: &Live
     const PROVIDER_LI: &str = "#keys-list li[data-key='provider-key']";
 
     eprintln!("=== Change…: a key the provider doesn't know changes nothing");
-    click(c, "#key-change-provider-key").await?;
-    let field = displayed(c, "#key-new-secret")
-        .await?
-        .context("the new key's field")?;
-    field.send_keys("sk-not-a-key-of-this-account").await?;
+    open_change_form(c, "provider-key").await?;
+    type_into(c, "#key-new-secret", "sk-not-a-key-of-this-account").await?;
     click(c, "[data-testid=key-change-submit]").await?;
     let result = wait_until(
         "the wrong key's result",
@@ -269,11 +266,8 @@ async fn guided_provider_key(c: &Client, namespace: &str, old: &str, live: &Live
     eprintln!("=== the person's new key: checked, in use; then it waits for them");
     let made = format!("sk-made-by-hand-{}", std::process::id());
     live.lock().unwrap().insert(made.clone());
-    click(c, "#key-change-provider-key").await?;
-    let field = displayed(c, "#key-new-secret")
-        .await?
-        .context("the new key's field")?;
-    field.send_keys(&made).await?;
+    open_change_form(c, "provider-key").await?;
+    type_into(c, "#key-new-secret", &made).await?;
     click(c, "[data-testid=key-change-submit]").await?;
     let result = wait_until("the new key's result", Duration::from_secs(180), || async {
         let t = text_of(c, "#keys-result").await?;

@@ -30,9 +30,9 @@ use clawkeeper_tests::fake_model::{ContractFakeModel, KeyAuth};
 use clawkeeper_tests::fake_openai::ContractFakeOpenAi;
 use clawkeeper_tests::fake_openrouter::ContractFakeOpenRouter;
 use clawkeeper_tests::local_window::{
-    keys_in_view_and_working, text_of, window_needs, LocalWindow,
+    keys_in_view_and_working, open_change_form, text_of, window_needs, LocalWindow,
 };
-use clawkeeper_tests::webdriver::{click, displayed, js, screenshot, wait_until};
+use clawkeeper_tests::webdriver::{click, displayed, js, screenshot, type_into, wait_until};
 use fantoccini::Client;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -212,8 +212,7 @@ async fn sign_in(
     );
 
     eprintln!("=== Change…: the form offers a key from signing in with OpenRouter");
-    click(c, "#key-change-provider-key").await?;
-    let offer = text_of(c, "[data-testid=key-change-form]").await?;
+    let offer = open_change_form(c, "provider-key").await?;
     assert!(
         offer.contains("Get a new key from OpenRouter") && offer.contains("Authorize"),
         "{offer}"
@@ -272,7 +271,7 @@ async fn sign_in(
     assert!(!item.contains("Check again"), "nothing unfinished: {item}");
 
     eprintln!("=== again, and the person approves in the browser");
-    click(c, "#key-change-provider-key").await?;
+    open_change_form(c, "provider-key").await?;
     click(c, "[data-testid=key-sign-in]").await?;
     displayed(c, "[data-testid=key-sign-in-wait]")
         .await?
@@ -403,16 +402,9 @@ async fn admin_key(
         "{item}"
     );
     click(c, "[data-testid=openai-admin] summary").await?;
-    let field = displayed(c, "#openai-admin-key")
-        .await?
-        .context("the admin key's field")?;
     let wrong = format!("sk-admin-wrong-{}", std::process::id());
-    field.send_keys(&wrong).await?;
-    displayed(c, "#openai-admin-project")
-        .await?
-        .context("the project's field")?
-        .send_keys(project)
-        .await?;
+    type_into(c, "#openai-admin-key", &wrong).await?;
+    type_into(c, "#openai-admin-project", project).await?;
     center(c, "[data-testid=openai-admin]").await?;
     screenshot(c, "keys-openai-admin.png").await?;
 
@@ -467,11 +459,7 @@ async fn admin_key(
     );
 
     eprintln!("=== the right admin key: checked at OpenAI, kept in the keychain, one click");
-    displayed(c, "#openai-admin-key")
-        .await?
-        .context("the admin key's field")?
-        .send_keys(admin)
-        .await?;
+    type_into(c, "#openai-admin-key", admin).await?;
     click(c, "[data-testid=openai-admin-save]").await?;
     let saved = wait_until("\"saved\"", Duration::from_secs(60), || async {
         let t = text_of(c, "[data-testid=openai-admin-saved]").await?;
