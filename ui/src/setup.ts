@@ -492,6 +492,36 @@ async function beginStart() {
     await startInstance();
   } catch (e) {
     failSetup(toApiError(e));
+    return;
+  }
+  void followStart();
+}
+
+/** While starting, also ask now and then how the assistant is: events say it first, but a
+ * start that was already under way (Start is ignored then) or an event missed while the
+ * window was busy must not leave the person looking at "Starting…" for ever. */
+async function followStart() {
+  while (phase === "starting") {
+    try {
+      const now = await getOverview();
+      if (phase !== "starting") return;
+      ov = now;
+      if (now.instance.state === "healthy" || now.instance.state === "degraded") {
+        enterChecks();
+        return;
+      }
+      if (now.instance.state === "error") {
+        failSetup({
+          code: "instance_error",
+          message: now.instance.detail ?? "Your assistant couldn't start.",
+          hint: "Try again. If it keeps happening, open Status to see what went wrong.",
+        });
+        return;
+      }
+    } catch {
+      // The events still come; ask again on the next round.
+    }
+    await new Promise((resolve) => window.setTimeout(resolve, 3_000));
   }
 }
 
