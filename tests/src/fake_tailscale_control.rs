@@ -38,7 +38,10 @@
 //! What it does not do: interactive (browser) login, node key expiry, ACLs beyond
 //! "everything may talk to everything", DNS, relaying (peers never reach each other through
 //! it), STUN, Tailscale SSH, Funnel, the `/machine/set-dns`, `id-token` and c2n endpoints
-//! (404), and the admin API (that is [`crate::fake_tailscale::ContractFakeTailscale`]).
+//! (404), and the admin API (that is [`crate::fake_tailscale::ContractFakeTailscale`], whose
+//! tailnet it can share: [`ContractFakeTailscaleControl::share_tailnet`] — auth keys minted
+//! and revoked through the API, devices listed there with their real node keys). A key that
+//! is not pre-authorized gets `MachineAuthorized: false` and nothing more (no approval).
 //!
 //! Faults: [`ContractFakeTailscaleControl::refuse_next_registrations`] (control answers a
 //! register with an error), [`ContractFakeTailscaleControl::drop_map_streams`] (every node
@@ -64,6 +67,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::fake_tailscale::{NodeLogin, Tailnet};
 
 /// The tailnet's MagicDNS suffix.
 pub const DOMAIN: &str = "fake-tailnet.ts.net";
@@ -144,8 +149,13 @@ struct Faults {
 struct State {
     server_private: noise::Key,
     derp_private: [u8; 32],
+    /// The DERP node's address and port in the DERP map: this fake's own listener.
+    derp_host: String,
     derp_port: u16,
     derp_tls: bool,
+    /// The API fake's tailnet, when shared ([`ContractFakeTailscaleControl::share_tailnet`]):
+    /// auth keys and devices are its.
+    tailnet: Option<Tailnet>,
     auth_keys: Vec<AuthKeyInfo>,
     nodes: Vec<ControlNode>,
     /// Per node: the disco key and the Hostinfo it last sent (for the netmap).
@@ -164,14 +174,21 @@ struct State {
 }
 
 impl State {
-    /// Fresh keys, no auth keys or nodes; its DERP server at `derp_port` (over TLS or not).
-    fn new(derp_port: u16, derp_tls: bool) -> State {
+    /// Fresh keys, no auth keys or nodes; its DERP server at `derp` (over TLS or not).
+    fn new(derp: SocketAddr, derp_tls: bool) -> State {
         let (generation, _) = tokio::sync::watch::channel(0u64);
+        let derp_host = if derp.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            derp.ip().to_string()
+        };
         State {
             server_private: noise::random_key(),
             derp_private: noise::random_key(),
-            derp_port,
+            derp_host,
+            derp_port: derp.port(),
             derp_tls,
+            tailnet: None,
             auth_keys: Vec::new(),
             nodes: Vec::new(),
             extra: Vec::new(),
@@ -237,7 +254,7 @@ impl ContractFakeTailscaleControl {
         };
         let tls_addr = tls.as_ref().map(|(_, a, _)| *a);
         let state: Shared = Arc::new(Mutex::new(State::new(
-            tls_addr.map_or(http_addr.port(), |a| a.port()),
+            tls_addr.unwrap_or(http_addr),
             tls_addr.is_some(),
         )));
         tokio::spawn(accept_loop(http, None, state.clone(), stop.clone()));
@@ -269,6 +286,29 @@ impl ContractFakeTailscaleControl {
     pub fn public_key(&self) -> String {
         let s = lock(&self.state);
         format!("mkey:{}", hex::encode(noise::public_of(&s.server_private)))
+    }
+
+    /// Makes this control plane and the API fake that `tailnet` belongs to one Tailscale:
+    /// from now on a register's auth key is checked and used up by the API's rules (keys
+    /// minted through the API, [`crate::fake_tailscale::ContractFakeTailscale::add_auth_key`];
+    /// this fake's own [`Self::add_auth_key`] keys no longer count), each node is the API's
+    /// device (its `nodeId` is the node's stable id, its `nodeKey` the node's real node
+    /// key, `connectedToControl` while its map stream is open), and a device deleted
+    /// through the API is forgotten here (its stream ends; it needs a new key to return).
+    pub fn share_tailnet(&self, tailnet: Tailnet) {
+        let mut changes = tailnet.device_changes();
+        lock(&self.state).tailnet = Some(tailnet.clone());
+        let (state, stop) = (self.state.clone(), self.stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    _ = stop.cancelled() => return,
+                }
+                let ids = tailnet.device_ids();
+                forget_missing(&mut lock(&state), &ids);
+            }
+        });
     }
 
     /// Lets `key` join (and re-authenticate) nodes: once, or as often as wanted if
@@ -380,6 +420,23 @@ impl ContractFakeTailscaleControl {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Forgets the nodes whose device the shared tailnet no longer has (`ids`: its `nodeId`s).
+fn forget_missing(s: &mut State, ids: &[String]) {
+    let gone: Vec<u64> = s
+        .nodes
+        .iter()
+        .filter(|n| !ids.contains(&n.stable_id))
+        .map(|n| n.id)
+        .collect();
+    if gone.is_empty() {
+        return;
+    }
+    s.nodes.retain(|n| !gone.contains(&n.id));
+    s.extra.retain(|e| !gone.contains(&e.0));
+    s.streams.retain(|e| !gone.contains(&e.0));
+    s.generation.send_modify(|g| *g += 1);
 }
 
 fn tls_acceptor(id: &TlsIdentity) -> std::io::Result<tokio_rustls::TlsAcceptor> {
@@ -676,6 +733,10 @@ fn register(s: &mut State, machine_key: &str, req: &Value) -> (Value, Registrati
             n.logged_out = true;
             n.online = false;
             record.outcome = Ok(n.id);
+            let stable_id = n.stable_id.clone();
+            if let Some(t) = &s.tailnet {
+                t.set_online(&stable_id, false);
+            }
             s.generation.send_modify(|g| *g += 1);
             return (
                 json!({"User": user, "Login": login, "NodeKeyExpired": true}),
@@ -691,33 +752,65 @@ fn register(s: &mut State, machine_key: &str, req: &Value) -> (Value, Registrati
             let msg = s.faults.refuse_message.clone();
             return (error(&mut record, &msg), record);
         }
-        let Some(k) = s.auth_keys.iter_mut().find(|k| k.key == key) else {
-            return (error(&mut record, INVALID_KEY), record);
-        };
-        if k.revoked || (!k.reusable && k.uses > 0) {
-            return (error(&mut record, INVALID_KEY), record);
-        }
-        k.uses += 1;
-        let key_tags = k.tags.clone();
-        let tags = if key_tags.is_empty() {
-            hostinfo
-                .get("RequestTags")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default()
-        } else {
-            key_tags
-        };
+        let requested: Vec<String> = hostinfo
+            .get("RequestTags")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         let hostname = hostinfo
             .get("Hostname")
             .and_then(Value::as_str)
             .unwrap_or("node")
             .to_string();
+        // The key's tags, and the device in the shared tailnet (its nodeId and number).
+        let (tags, device, authorized) = match s.tailnet.clone() {
+            Some(tailnet) => {
+                let login = NodeLogin {
+                    auth_key: &key,
+                    machine_key,
+                    node_key: &node_key,
+                    hostname: &hostname,
+                    requested_tags: &requested,
+                };
+                match tailnet.log_in(&login) {
+                    Ok(d) => (d.tags, Some((d.node_id, d.number)), d.authorized),
+                    Err(why) => {
+                        eprintln!("fake control: the tailnet refused the auth key: {why}");
+                        return (error(&mut record, INVALID_KEY), record);
+                    }
+                }
+            }
+            None => {
+                let Some(k) = s.auth_keys.iter_mut().find(|k| k.key == key) else {
+                    return (error(&mut record, INVALID_KEY), record);
+                };
+                if k.revoked || (!k.reusable && k.uses > 0) {
+                    return (error(&mut record, INVALID_KEY), record);
+                }
+                k.uses += 1;
+                let tags = if k.tags.is_empty() {
+                    requested
+                } else {
+                    k.tags.clone()
+                };
+                (tags, None, true)
+            }
+        };
+        // A node of this machine that the tailnet no longer has as this device is gone.
+        if let Some((node_id, _)) = &device {
+            let before = s.nodes.len();
+            s.nodes
+                .retain(|n| n.machine_key != machine_key || n.stable_id == *node_id);
+            if s.nodes.len() != before {
+                let ids: Vec<u64> = s.nodes.iter().map(|n| n.id).collect();
+                s.extra.retain(|e| ids.contains(&e.0));
+            }
+        }
         // The same machine key is the same device: a re-authentication.
         let id = if let Some(n) = s.nodes.iter_mut().find(|n| n.machine_key == machine_key) {
             if n.node_key != node_key {
@@ -731,11 +824,17 @@ fn register(s: &mut State, machine_key: &str, req: &Value) -> (Value, Registrati
             n.logged_out = false;
             n.id
         } else {
-            let id = s.next_id;
-            s.next_id += 1;
+            let (id, stable_id) = match device {
+                Some((node_id, number)) => (number, node_id),
+                None => {
+                    let id = s.next_id;
+                    (id, format!("n{id}FakeCNTRL"))
+                }
+            };
+            s.next_id = s.next_id.max(id + 1);
             s.nodes.push(ControlNode {
                 id,
-                stable_id: format!("n{id}FakeCNTRL"),
+                stable_id,
                 machine_key: machine_key.to_string(),
                 node_key: node_key.clone(),
                 old_node_keys: Vec::new(),
@@ -753,7 +852,10 @@ fn register(s: &mut State, machine_key: &str, req: &Value) -> (Value, Registrati
         set_extra(s, id, None, Some(hostinfo));
         record.outcome = Ok(id);
         s.generation.send_modify(|g| *g += 1);
-        return (ok, record);
+        // A key that isn't pre-authorized: the device waits for an admin's approval.
+        let mut answer = ok;
+        answer["MachineAuthorized"] = json!(authorized);
+        return (answer, record);
     }
 
     // No auth key: a known node refreshing, or rotating its node key.
@@ -771,9 +873,13 @@ fn register(s: &mut State, machine_key: &str, req: &Value) -> (Value, Registrati
             .iter_mut()
             .find(|n| n.machine_key == machine_key && n.node_key == old_node_key && !n.logged_out)
         {
-            let old = std::mem::replace(&mut n.node_key, node_key);
+            let old = std::mem::replace(&mut n.node_key, node_key.clone());
             n.old_node_keys.push(old);
             record.outcome = Ok(n.id);
+            let stable_id = n.stable_id.clone();
+            if let Some(t) = &s.tailnet {
+                t.set_node_key(&stable_id, &node_key);
+            }
             s.generation.send_modify(|g| *g += 1);
             return (ok, record);
         }
@@ -863,8 +969,8 @@ fn netmap(s: &State, n: &ControlNode) -> Value {
                     "Nodes": [{
                         "Name": format!("{DERP_REGION}a"),
                         "RegionID": DERP_REGION,
-                        "HostName": "127.0.0.1",
-                        "IPv4": "127.0.0.1",
+                        "HostName": s.derp_host,
+                        "IPv4": s.derp_host,
                         "IPv6": "none",
                         "STUNPort": -1,
                         "DERPPort": s.derp_port,
@@ -917,6 +1023,9 @@ fn map(state: &Shared, stop: &CancellationToken, machine_key: &str, req: &Value)
         drop(tx);
     } else {
         s.nodes[idx].online = true;
+        if let Some(t) = &s.tailnet {
+            t.set_online(&s.nodes[idx].stable_id, true);
+        }
         let my_stream = s.next_stream;
         s.next_stream += 1;
         s.streams.retain(|e| e.0 != id);
@@ -963,6 +1072,10 @@ fn map(state: &Shared, stop: &CancellationToken, machine_key: &str, req: &Value)
                 s.streams.retain(|e| e.0 != id);
                 if let Some(n) = s.nodes.iter_mut().find(|n| n.id == id) {
                     n.online = false;
+                    let stable_id = n.stable_id.clone();
+                    if let Some(t) = &s.tailnet {
+                        t.set_online(&stable_id, false);
+                    }
                 }
                 s.generation.send_modify(|g| *g += 1);
             }
@@ -995,7 +1108,7 @@ mod tests {
                     revoked: false,
                 },
             ],
-            ..State::new(80, false)
+            ..State::new(SocketAddr::from(([127, 0, 0, 1], 80)), false)
         }
     }
 
@@ -1098,6 +1211,67 @@ mod tests {
         let (a, _) = register(&mut s, "mkey:aa", &r);
         assert!(a["Error"].is_string());
         assert_eq!(s.auth_keys[0].uses, 0);
+    }
+
+    #[tokio::test]
+    async fn with_a_shared_tailnet_keys_and_devices_are_the_apis() {
+        use crate::fake_tailscale::{ContractFakeTailscale, FakeTailscaleConfig};
+        let api = ContractFakeTailscale::start(FakeTailscaleConfig::default())
+            .await
+            .unwrap();
+        let tag = "tag:clawkeeper";
+        let first = api.add_auth_key(false, &[tag], Duration::from_secs(600));
+        let second = api.add_auth_key(false, &[tag], Duration::from_secs(600));
+        let expired = api.add_auth_key(true, &[tag], Duration::ZERO);
+        let mut s = State {
+            tailnet: Some(api.tailnet()),
+            ..state()
+        };
+        // The join: the API's device, with the node's own node key and the key's tag.
+        let (a, r) = register(&mut s, "mkey:aa", &req(1, None, Some(first.as_str())));
+        assert_eq!(a["MachineAuthorized"], true, "{a}");
+        let id = r.outcome.unwrap();
+        let devices = api.devices();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0]["nodeId"], s.nodes[0].stable_id.as_str());
+        assert_eq!(devices[0]["nodeKey"], nk(1));
+        assert_eq!(devices[0]["tags"], json!([tag]));
+        assert_eq!(devices[0]["addresses"][0], format!("100.64.0.{id}"));
+        assert_eq!(api.minted_keys()[0].used_by, vec!["ck-node".to_string()]);
+        // Refused by the API's rules: used single-use, expired, this fake's own keys.
+        for key in [first.as_str(), expired.as_str(), "tskey-auth-many"] {
+            let (a, _) = register(&mut s, "mkey:bb", &req(2, None, Some(key)));
+            assert_eq!(a["Error"], INVALID_KEY, "{key}");
+        }
+        assert_eq!(api.devices().len(), 1);
+        // --force-reauth with the second key: the same device, the new node key.
+        let (_, r) = register(&mut s, "mkey:aa", &req(3, Some(1), Some(second.as_str())));
+        assert_eq!(r.outcome, Ok(id));
+        assert_eq!(api.devices().len(), 1);
+        assert_eq!(api.devices()[0]["nodeKey"], nk(3));
+        assert_eq!(s.nodes[0].old_node_keys, vec![nk(1)]);
+        // A key rotation without an auth key reaches the API too.
+        let (_, r) = register(&mut s, "mkey:aa", &req(4, Some(3), None));
+        assert_eq!(r.outcome, Ok(id));
+        assert_eq!(api.devices()[0]["nodeKey"], nk(4));
+        // A revoked key is refused.
+        let third = api.add_auth_key(false, &[tag], Duration::from_secs(600));
+        assert!(api.revoke_auth_key(&third));
+        let (a, _) = register(&mut s, "mkey:aa", &req(5, Some(4), Some(third.as_str())));
+        assert_eq!(a["Error"], INVALID_KEY);
+        // The device deleted in the API: control forgets the node, which can't refresh.
+        let node_id = s.nodes[0].stable_id.clone();
+        assert!(api.delete_device(&node_id));
+        forget_missing(&mut s, &api.tailnet().device_ids());
+        assert!(s.nodes.is_empty());
+        let (a, _) = register(&mut s, "mkey:aa", &req(4, None, None));
+        assert_eq!(a["Error"], NEEDS_AUTH_KEY);
+        // Back with a new key: a new device.
+        let fourth = api.add_auth_key(false, &[tag], Duration::from_secs(600));
+        let (_, r) = register(&mut s, "mkey:aa", &req(6, Some(4), Some(fourth.as_str())));
+        let new_id = r.outcome.unwrap();
+        assert_ne!(new_id, id);
+        assert_ne!(api.devices()[0]["nodeId"], node_id.as_str());
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod scan;
 pub mod ssh_cli_remote;
 pub mod sshd;
 pub mod tailnet_double;
+pub mod tailscale_controlplane;
 pub mod tailscaled;
 pub mod testhost;
 pub mod trace_capture;

@@ -2,17 +2,27 @@
 //!
 //! 1. The server's node (`rotation::tailscale_node`) on a real test host (systemd-nspawn,
 //!    sshd, its own network namespace with no route out) with the real tailscaled 1.96.4
-//!    from the local apt stand-in, and the Tailscale API as `ContractFakeTailscale`. No
-//!    machine here reaches Tailscale's control plane, and a node can't log in without it:
-//!    so the node is given the state a logged-in node keeps (tailscaled's own state file:
-//!    a profile with a node key, tagged, hostname set — written as tailscaled writes it),
-//!    which tailscaled loads as a logged-in node that can't reach Tailscale right now. The
-//!    real `tailscale up --force-reauth --auth-key=file:` then runs and fails as it would on
-//!    a server cut off from Tailscale; what is proven is the fault path: a clear "could not
-//!    reach Tailscale", the key gone from the server and revoked in the API, the node still
-//!    holding its old node key (not logged out, same settings) — also after the rotation is
-//!    cut off at each step boundary and resumed. The success path (a new node key, the
-//!    device online) needs the real control plane: `tailscale_live.rs`, opt-in.
+//!    from the local apt stand-in, and the Tailscale API as `ContractFakeTailscale`.
+//!    - The success path (`a_reauth_gives_the_node_a_new_node_key_on_the_same_device`):
+//!      the control plane's contract fake stands in for `controlplane.tailscale.com` for
+//!      that host only (`tailscale_controlplane`: on the test side of the host's veth, a
+//!      test CA that the host's tailscaled alone trusts, a hosts entry) and shares one
+//!      tailnet with the API's fake. The server joins through the app's own operation (a
+//!      key minted through the API, the real `tailscale up`), then the real rotation runs
+//!      the real `tailscale up --force-reauth --auth-key=file:`: the API lists the same
+//!      device with a new node key — the one tailscaled holds — online, the rotation's key
+//!      used once and revoked, gone from the server.
+//!    - The fault path (`a_reauth_that_cannot_reach_tailscale_leaves_the_node_logged_in`):
+//!      no control plane at all; the node is given the state a logged-in node keeps
+//!      (tailscaled's own state file: a profile with a node key, tagged, hostname set —
+//!      written as tailscaled writes it), which tailscaled loads as a logged-in node that
+//!      can't reach Tailscale right now. The re-auth fails as it would on a server cut off
+//!      from Tailscale; what is proven: a clear "could not reach Tailscale", the key gone
+//!      from the server and revoked in the API, the node still holding its old node key
+//!      (not logged out, same settings) — also after the rotation is cut off at each step
+//!      boundary and resumed.
+//!
+//!    Against Tailscale's real service: `tailscale_live.rs`, opt-in.
 //! 2. The Tailscale API access token's expiry (keys list, reminder) and its guided rotation,
 //!    with the real keychain and SQLite and the API's contract fake.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -29,16 +39,17 @@ use clawkeeper_core::rotation::tailscale_node::TailnetNode;
 use clawkeeper_core::rotation::{journal, staging, KeyId, Rotator, Step};
 use clawkeeper_core::server::{self, FirstLogin};
 use clawkeeper_core::ssh::{self, keys, Target};
-use clawkeeper_core::store::Store;
+use clawkeeper_core::store::{ProviderKind, ProviderRecord, Store};
 use clawkeeper_core::tailnet::api::RetryPolicy;
 use clawkeeper_core::tailnet::{credentials_ref, Credentials, TailscaleClient};
-use clawkeeper_core::vault::Vault;
+use clawkeeper_core::vault::{SecretKind, SecretRef, Vault};
 use clawkeeper_core::Secret;
 use clawkeeper_tests::apt_repo::{self, TailscaleAptRepo};
 use clawkeeper_tests::cli::Cli;
 use clawkeeper_tests::env;
 use clawkeeper_tests::fake_tailscale::{ContractFakeTailscale, FakeTailscaleConfig, TAG};
 use clawkeeper_tests::rotation_cli::RotationCli;
+use clawkeeper_tests::tailscale_controlplane;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -546,6 +557,237 @@ async fn a_reauth_that_cannot_reach_tailscale_leaves_the_node_logged_in() {
     store.close().await;
     let hits = clawkeeper_tests::scan::files_containing(dir.path(), &needles);
     assert!(hits.is_empty(), "{hits:?}");
+    host.stop().await;
+}
+
+/// `tailscale status --json` on the host: (BackendState, Self.PublicKey).
+async fn node_key_on_host(host: &TestHost) -> (String, String) {
+    let out = host.inspect("tailscale status --json").await.unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (
+        v["BackendState"].as_str().unwrap_or("").into(),
+        v["Self"]["PublicKey"].as_str().unwrap_or("").into(),
+    )
+}
+
+/// The success path, with the real tailscaled on a test host logged in to a tailnet: the
+/// API's contract fake and the control plane's ([`tailscale_controlplane`]: the fake is
+/// `controlplane.tailscale.com` for the host) sharing one tailnet. The server joins through
+/// the app's own operation (key minted through the API, the real `tailscale up`), then the
+/// rotation re-authenticates it: the same device with a new node key — the one tailscaled
+/// now holds — online, the rotation's auth key used once and revoked, gone from the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reauth_gives_the_node_a_new_node_key_on_the_same_device() {
+    if !env::isolated() || apt_repo::dir_from_env().is_none() {
+        eprintln!("skipped: needs scripts/test.sh (test hosts, the Tailscale apt stand-in)");
+        return;
+    }
+    let person = keys::generate_ed25519("person").unwrap();
+    let host = TestHost::boot(HostOptions::with_key(
+        keys::public_line(person.public_key()).unwrap(),
+    ))
+    .await
+    .unwrap();
+    let repo = TailscaleAptRepo::start_from_env((host.gateway_addr(), 0).into())
+        .await
+        .unwrap();
+    let api = ContractFakeTailscale::start(FakeTailscaleConfig::default())
+        .await
+        .unwrap();
+    let control = tailscale_controlplane::serve_to(&host, api.tailnet())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(&dir.path().join("clawkeeper.db"))
+        .await
+        .unwrap();
+    let vault = Vault::new(
+        &std::env::var("CLAWKEEPER_KEYCHAIN_NAMESPACE").unwrap_or("clawkeeper-test".into()),
+    );
+    let id = format!("tsok-{}", std::process::id());
+    let name = "Rotate node ok";
+    let target = Target::new(host.addr().to_string(), 22, "root");
+    let host_key = ssh::scan_host_key(&target).await.unwrap();
+    server::adopt(
+        &store,
+        &vault,
+        &id,
+        name,
+        &target,
+        &host_key,
+        FirstLogin::Key {
+            private: keys::to_openssh(&person).unwrap(),
+            passphrase: None,
+        },
+    )
+    .await
+    .unwrap()
+    .session
+    .close()
+    .await;
+    // The server's provisioning settings (its model endpoint; the join needs its port).
+    store
+        .save_provider(&ProviderRecord {
+            instance_id: id.clone(),
+            kind: ProviderKind::OpenaiCompatible,
+            base_url: "http://127.0.0.1:9/v1".into(),
+            model: "m".into(),
+            key_ref: SecretRef::new(SecretKind::ProviderKey, &id).to_string(),
+            key_fingerprint: String::new(),
+            key_saved_at: String::new(),
+        })
+        .await
+        .unwrap();
+    let client = TailscaleClient::with_base_url(
+        api.base_url(),
+        Credentials::from_pasted(Secret::new(api.api_token())).unwrap(),
+        RetryPolicy::fast(),
+    )
+    .unwrap();
+
+    // The join, as the status window's "Put my server on my tailnet" runs it.
+    // (This test binary's tests run in their own processes under nextest.)
+    std::env::set_var("CLAWKEEPER_TAILSCALE_REPO", repo.url());
+    std::env::set_var("CLAWKEEPER_TAILSCALE_REPO_FINGERPRINT", repo.fingerprint());
+    std::env::set_var("CLAWKEEPER_TAILSCALE_JOIN_TIMEOUT", "60");
+    let t = std::time::Instant::now();
+    let joined = server::ops::join_tailnet(
+        &store,
+        &vault,
+        &id,
+        &client,
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await;
+    let joined = match joined {
+        Ok(j) => j,
+        Err(e) => {
+            let log = host
+                .inspect_ok("journalctl -u tailscaled --no-pager -o cat | tail -n 60")
+                .await
+                .unwrap_or_default();
+            panic!(
+                "join: {e}\ncontrol: {:?}\nregistrations: {:?}\ntailscaled:\n{log}",
+                control.requests(),
+                control.registrations()
+            );
+        }
+    };
+    eprintln!("joined in {:.1?}: {:?}", t.elapsed(), joined.node);
+    assert!(joined.joined_now);
+    let ts = server::ops::tailnet_spec(name);
+    let devices = api.devices();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    let node_id = devices[0]["nodeId"].as_str().unwrap().to_owned();
+    assert_eq!(devices[0]["hostname"], ts.hostname.as_str());
+    assert_eq!(devices[0]["tags"], json!([TAG]));
+    let (state, key_on_host) = node_key_on_host(&host).await;
+    assert_eq!(state, "Running");
+    let old_node_key = api.node_key(&node_id).unwrap();
+    assert_eq!(
+        old_node_key, key_on_host,
+        "the API lists the node's own key"
+    );
+    assert_eq!(api.minted_keys().len(), 1);
+    assert_eq!(api.minted_keys()[0].used_by, vec![ts.hostname.clone()]);
+    // The app noted the server's device.
+    let noted = clawkeeper_core::tailnet::server::get(&store, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        noted.device_id.as_deref(),
+        Some(node_id.as_str()),
+        "{noted:?}"
+    );
+
+    // The rotation, as the Keys window's Rotate runs it.
+    let node = TailnetNode {
+        store: store.clone(),
+        vault: vault.clone(),
+        instance: id.clone(),
+        api: client.clone(),
+        spec: ts.clone(),
+        restart_wait: Duration::from_secs(10),
+    };
+    let driver = Driver::new(store.clone(), Arc::new(vault.clone()));
+    let t = std::time::Instant::now();
+    let rotation = match driver.rotate(&node, &id, None).await {
+        Ok(r) => r,
+        Err(e) => {
+            let log = host
+                .inspect_ok("journalctl -u tailscaled --no-pager -o cat | tail -n 60")
+                .await
+                .unwrap_or_default();
+            panic!(
+                "rotation: {e}\nregistrations: {:?}\ndevices: {:?}\ntailscaled:\n{log}",
+                control.registrations(),
+                api.devices()
+            );
+        }
+    };
+    eprintln!("rotated in {:.1?}", t.elapsed());
+    assert_eq!(rotation.key, KeyId::TailscaleNode);
+    assert_eq!(rotation.outcome, Some(journal::Outcome::Done));
+
+    // The same device, a new node key: the one tailscaled holds now; online.
+    let devices = api.devices();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert_eq!(devices[0]["nodeId"], node_id.as_str());
+    let new_node_key = devices[0]["nodeKey"].as_str().unwrap().to_owned();
+    assert_ne!(new_node_key, old_node_key, "the node key changed");
+    let (state, key_on_host) = node_key_on_host(&host).await;
+    assert_eq!(state, "Running");
+    assert_eq!(new_node_key, key_on_host);
+    assert_eq!(devices[0]["connectedToControl"], true, "{}", devices[0]);
+    assert!(!api
+        .devices()
+        .iter()
+        .any(|d| d["nodeKey"] == old_node_key.as_str()));
+    // At control: one node, re-authenticated once with the rotation's key.
+    let nodes = control.nodes();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert_eq!(nodes[0].stable_id, node_id);
+    assert_eq!(nodes[0].authentications, 2);
+    assert_eq!(nodes[0].old_node_keys, vec![old_node_key.clone()]);
+    assert!(nodes[0].online);
+    // The rotation's key: minted as the contract says, used once by this node, revoked.
+    let minted = api.minted_keys();
+    assert_eq!(minted.len(), 2);
+    assert_eq!(minted[1].used_by, vec![ts.hostname.clone()]);
+    assert!(minted[1].revoked, "the rotation's auth key is revoked");
+    assert_eq!(nodes[0].auth_key, minted[1].key);
+    api.check_minted_keys().unwrap();
+    // Gone from the server.
+    let file = host
+        .inspect(&format!("test -e {}", tailnet::KEY_FILE))
+        .await
+        .unwrap();
+    assert!(!file.status.success(), "the key file is still there");
+    assert!(journal::unfinished(&store).await.unwrap().is_empty());
+
+    // Planted-secret scan: neither auth key on the server (files, journal) or in the app's
+    // data folder.
+    let needles: Vec<String> = minted.iter().map(|k| k.key.clone()).collect();
+    for k in &needles {
+        let grep = host
+            .inspect(&format!(
+                "grep -rlsF --exclude-dir=proc --exclude-dir=sys -- {k} / ; journalctl --no-pager -o cat | grep -cF -- {k}"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&grep.stdout).trim(),
+            "0",
+            "an auth key on the server"
+        );
+    }
+    store.close().await;
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    let hits = clawkeeper_tests::scan::files_containing(dir.path(), &needles);
+    assert!(hits.is_empty(), "{hits:?}");
+    drop(control);
     host.stop().await;
 }
 

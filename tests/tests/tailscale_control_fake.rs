@@ -5,11 +5,15 @@
 //! server's Tailscale key rotation does): a new node key for the same node. Keys that control
 //! refuses (unknown, used) fail `tailscale up` with control's own message.
 //!
+//! With the API's contract fake sharing the tailnet, the API lists the node key the real
+//! daemon registered, and a new one after the re-authentication, on the same device.
+//!
 //! tailscaled runs in a network namespace of its own with loopback and a port-less bridge
 //! ([`tailscaled::Options::local_network`]); the fake listens inside it and nowhere else.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step should stop the test
 
+use clawkeeper_tests::fake_tailscale::{ContractFakeTailscale, FakeTailscaleConfig};
 use clawkeeper_tests::fake_tailscale_control::{
     ContractFakeTailscaleControl, ControlNode, INVALID_KEY,
 };
@@ -196,4 +200,83 @@ async fn real_tailscaled_joins_and_reauthenticates_with_single_use_keys() {
         control.registrations().last().map(|r| r.outcome.clone()),
         Some(Err(INVALID_KEY.to_string()))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_lists_the_node_key_the_real_tailscaled_registers() {
+    let Some((d, control)) = daemon_and_control() else {
+        return;
+    };
+    let api = ContractFakeTailscale::start(FakeTailscaleConfig::default())
+        .await
+        .unwrap();
+    control.share_tailnet(api.tailnet());
+    let first = api.add_auth_key(false, &[TAG], Duration::from_secs(600));
+    let second = api.add_auth_key(false, &[TAG], Duration::from_secs(600));
+    // This fake's own keys don't count on the API's tailnet.
+    let own = control.mint_auth_key(false, &[TAG]);
+    let out = up(&d, &control, &key_file(&d, "own", &own), false).await;
+    assert!(!out.status.success());
+    assert!(api.devices().is_empty());
+
+    // The join with a key of the API's: its device carries the daemon's node key, online.
+    let out = up(&d, &control, &key_file(&d, "k1", &first), false).await;
+    assert!(out.status.success());
+    let joined = only_node(&control);
+    let s = running_as(&d, &control, &joined.node_key).await;
+    let devices = api.devices();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    let device = &devices[0];
+    assert_eq!(device["nodeId"], s["Self"]["ID"], "{device}\n{s}");
+    assert_eq!(device["nodeKey"], s["Self"]["PublicKey"], "{device}\n{s}");
+    assert_eq!(device["tags"], serde_json::json!([TAG]));
+    assert_eq!(device["connectedToControl"], true, "{device}");
+    assert_eq!(device["addresses"][0], s["Self"]["TailscaleIPs"][0]);
+    let node_id = device["nodeId"].as_str().unwrap().to_owned();
+    let minted = api.minted_keys();
+    assert_eq!(minted[0].used_by, vec!["ck-node".to_string()]);
+    assert!(minted[1].used_by.is_empty());
+
+    // --force-reauth with the second: the same device, the daemon's new node key.
+    let out = up(&d, &control, &key_file(&d, "k2", &second), true).await;
+    assert!(out.status.success());
+    let reauthed = only_node(&control);
+    assert_ne!(reauthed.node_key, joined.node_key);
+    let s = running_as(&d, &control, &reauthed.node_key).await;
+    let devices = api.devices();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert_eq!(devices[0]["nodeId"], node_id.as_str());
+    assert_eq!(devices[0]["nodeKey"], s["Self"]["PublicKey"], "{s}");
+    assert_eq!(
+        api.node_key(&node_id).as_deref(),
+        Some(reauthed.node_key.as_str())
+    );
+    assert_eq!(devices[0]["connectedToControl"], true);
+
+    // The second key again: used up at the API, refused; nothing changes.
+    let out = up(&d, &control, &key_file(&d, "k2b", &second), true).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(INVALID_KEY));
+    assert_eq!(
+        api.node_key(&node_id).as_deref(),
+        Some(reauthed.node_key.as_str())
+    );
+    // A revoked key is refused too.
+    let third = api.add_auth_key(false, &[TAG], Duration::from_secs(600));
+    assert!(api.revoke_auth_key(&third));
+    let out = up(&d, &control, &key_file(&d, "k3", &third), true).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(INVALID_KEY));
+
+    // The device removed through the API: control forgets the node.
+    assert!(api.delete_device(&node_id));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !control.nodes().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "control still has {:?}",
+            control.nodes()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
