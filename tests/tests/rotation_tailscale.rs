@@ -767,7 +767,91 @@ async fn a_reauth_gives_the_node_a_new_node_key_on_the_same_device() {
     assert!(!file.status.success(), "the key file is still there");
     assert!(journal::unfinished(&store).await.unwrap().is_empty());
 
-    // Planted-secret scan: neither auth key on the server (files, journal) or in the app's
+    // Cut off at every step boundary (the run dropped where it stopped: only the store, the
+    // server and the API remain), then resumed as at start-up: each ends in a logged-in node
+    // the API lists with the key tailscaled holds, online; once the re-auth has run, the
+    // resume finishes it forward (a new node key). Nothing unfinished, every auth key but
+    // the join's revoked, none left on the server.
+    let mut boundaries = Vec::new();
+    for step in Step::ALL {
+        boundaries.push((step, false));
+        if step != Step::Commit {
+            boundaries.push((step, true));
+        }
+    }
+    for (step, after) in boundaries {
+        let when = format!(
+            "stopped before {step:?}{}",
+            if after { " (its work done)" } else { "" }
+        );
+        let before_key = api.node_key(&node_id).unwrap();
+        let marker = dir.path().join("stopped");
+        let _ = std::fs::remove_file(&marker);
+        let mut d = driver.clone();
+        d.stop_at = Some(StopAt {
+            key: KeyId::TailscaleNode,
+            step,
+            after,
+            marker: marker.clone(),
+        });
+        tokio::select! {
+            r = d.rotate(&node, &id, None) => panic!("{when}: not stopped: {r:?}"),
+            _ = async { while !marker.exists() { tokio::time::sleep(Duration::from_millis(50)).await } } => {}
+        }
+        let results = driver
+            .resume_all(|_| async { Some(Box::new(&node) as Box<dyn Rotator + '_>) })
+            .await;
+        assert_eq!(results.len(), 1, "{when}");
+        let reauthed = step > Step::Install || (step == Step::Install && after);
+        match &results[0].1 {
+            Ok(r) => assert_eq!(r.outcome, Some(journal::Outcome::Done), "{when}"),
+            Err(DriverError::RolledBack(e)) if !reauthed => eprintln!("{when}: undone ({e})"),
+            Err(e) => panic!(
+                "{when}: {e}\nregistrations: {:?}\ndevices: {:?}",
+                control.registrations(),
+                api.devices()
+            ),
+        }
+        assert!(
+            journal::unfinished(&store).await.unwrap().is_empty(),
+            "{when}"
+        );
+        let devices = api.devices();
+        assert_eq!(devices.len(), 1, "{when}: {devices:?}");
+        assert_eq!(devices[0]["nodeId"], node_id.as_str(), "{when}");
+        let (state, key_on_host) = node_key_on_host(&host).await;
+        assert_eq!(state, "Running", "{when}");
+        assert_eq!(devices[0]["nodeKey"], key_on_host.as_str(), "{when}");
+        assert_eq!(
+            devices[0]["connectedToControl"], true,
+            "{when}: {}",
+            devices[0]
+        );
+        if results[0].1.is_ok() {
+            assert_ne!(key_on_host, before_key, "{when}: finished, a new node key");
+        } else {
+            assert_eq!(key_on_host, before_key, "{when}: undone, the node key kept");
+        }
+        let minted = api.minted_keys();
+        assert!(
+            minted[1..].iter().all(|k| k.revoked),
+            "{when}: every rotation's auth key is revoked: {:?}",
+            minted.iter().map(|k| k.revoked).collect::<Vec<_>>()
+        );
+        let file = host
+            .inspect(&format!("test -e {}", tailnet::KEY_FILE))
+            .await
+            .unwrap();
+        assert!(
+            !file.status.success(),
+            "{when}: the key file is still there"
+        );
+    }
+    api.check_minted_keys().unwrap();
+    let minted = api.minted_keys();
+    eprintln!("{} auth keys minted in all", minted.len());
+
+    // Planted-secret scan: no auth key on the server (files, journal) or in the app's
     // data folder.
     let needles: Vec<String> = minted.iter().map(|k| k.key.clone()).collect();
     for k in &needles {
