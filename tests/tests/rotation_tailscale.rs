@@ -11,7 +11,9 @@
 //!      key minted through the API, the real `tailscale up`), then the real rotation runs
 //!      the real `tailscale up --force-reauth --auth-key=file:`: the API lists the same
 //!      device with a new node key — the one tailscaled holds — online, the rotation's key
-//!      used once and revoked, gone from the server.
+//!      used once and revoked, gone from the server — also after the rotation is cut off
+//!      at every step boundary (before each step, and after its work) and resumed: each
+//!      finishes forward, every rotation's key revoked.
 //!    - The fault path (`a_reauth_that_cannot_reach_tailscale_leaves_the_node_logged_in`):
 //!      no control plane at all; the node is given the state a logged-in node keeps
 //!      (tailscaled's own state file: a profile with a node key, tagged, hostname set —
