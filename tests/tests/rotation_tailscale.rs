@@ -55,6 +55,7 @@ use clawkeeper_tests::tailscale_controlplane;
 use clawkeeper_tests::testhost::{HostOptions, TestHost};
 use serde_json::{json, Value};
 use sha2::Digest;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -162,6 +163,11 @@ async fn assert_intact(host: &TestHost, before: &Kept, when: &str) {
         !matches!(state.as_str(), "NeedsLogin" | "Stopped"),
         "{when}: {state}"
     );
+    assert_no_key_file(host, when).await;
+}
+
+/// No auth key file waits on the server.
+async fn assert_no_key_file(host: &TestHost, when: &str) {
     let file = host
         .inspect(&format!("test -e {}", tailnet::KEY_FILE))
         .await
@@ -170,6 +176,32 @@ async fn assert_intact(host: &TestHost, before: &Kept, when: &str) {
         !file.status.success(),
         "{when}: the key file is still there"
     );
+}
+
+/// Run a rotation of the node until it stops at `step` (with `after`: after its work, before
+/// the journal notes it), as a process killed there would: the run is dropped, only the
+/// store, the server and the API remain.
+async fn cut_off(
+    driver: &Driver,
+    node: &TailnetNode,
+    id: &str,
+    step: Step,
+    after: bool,
+    dir: &Path,
+) {
+    let marker = dir.join("stopped");
+    let _ = std::fs::remove_file(&marker);
+    let mut d = driver.clone();
+    d.stop_at = Some(StopAt {
+        key: KeyId::TailscaleNode,
+        step,
+        after,
+        marker: marker.clone(),
+    });
+    tokio::select! {
+        r = d.rotate(node, id, None) => panic!("{step:?} after={after}: not stopped: {r:?}"),
+        _ = async { while !marker.exists() { tokio::time::sleep(Duration::from_millis(50)).await } } => {}
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -369,19 +401,7 @@ async fn a_reauth_that_cannot_reach_tailscale_leaves_the_node_logged_in() {
         (Step::Mint, true),
         (Step::Install, false),
     ] {
-        let marker = dir.path().join("stopped");
-        let _ = std::fs::remove_file(&marker);
-        let mut d = driver.clone();
-        d.stop_at = Some(StopAt {
-            key: KeyId::TailscaleNode,
-            step,
-            after,
-            marker: marker.clone(),
-        });
-        tokio::select! {
-            r = d.rotate(&node, &id, None) => panic!("{step:?} after={after}: not stopped: {r:?}"),
-            _ = async { while !marker.exists() { tokio::time::sleep(Duration::from_millis(50)).await } } => {}
-        }
+        cut_off(&driver, &node, &id, step, after, dir.path()).await;
         let when = format!(
             "stopped before {step:?}{}",
             if after { " (its work done)" } else { "" }
@@ -762,11 +782,7 @@ async fn a_reauth_gives_the_node_a_new_node_key_on_the_same_device() {
     assert_eq!(nodes[0].auth_key, minted[1].key);
     api.check_minted_keys().unwrap();
     // Gone from the server.
-    let file = host
-        .inspect(&format!("test -e {}", tailnet::KEY_FILE))
-        .await
-        .unwrap();
-    assert!(!file.status.success(), "the key file is still there");
+    assert_no_key_file(&host, "after the rotation").await;
     assert!(journal::unfinished(&store).await.unwrap().is_empty());
 
     // Cut off at every step boundary (the run dropped where it stopped: only the store, the
@@ -787,19 +803,7 @@ async fn a_reauth_gives_the_node_a_new_node_key_on_the_same_device() {
             if after { " (its work done)" } else { "" }
         );
         let before_key = api.node_key(&node_id).unwrap();
-        let marker = dir.path().join("stopped");
-        let _ = std::fs::remove_file(&marker);
-        let mut d = driver.clone();
-        d.stop_at = Some(StopAt {
-            key: KeyId::TailscaleNode,
-            step,
-            after,
-            marker: marker.clone(),
-        });
-        tokio::select! {
-            r = d.rotate(&node, &id, None) => panic!("{when}: not stopped: {r:?}"),
-            _ = async { while !marker.exists() { tokio::time::sleep(Duration::from_millis(50)).await } } => {}
-        }
+        cut_off(&driver, &node, &id, step, after, dir.path()).await;
         let results = driver
             .resume_all(|_| async { Some(Box::new(&node) as Box<dyn Rotator + '_>) })
             .await;
@@ -840,14 +844,7 @@ async fn a_reauth_gives_the_node_a_new_node_key_on_the_same_device() {
             "{when}: every rotation's auth key is revoked: {:?}",
             minted.iter().map(|k| k.revoked).collect::<Vec<_>>()
         );
-        let file = host
-            .inspect(&format!("test -e {}", tailnet::KEY_FILE))
-            .await
-            .unwrap();
-        assert!(
-            !file.status.success(),
-            "{when}: the key file is still there"
-        );
+        assert_no_key_file(&host, &when).await;
     }
     api.check_minted_keys().unwrap();
     let minted = api.minted_keys();
